@@ -1,0 +1,37 @@
+# Every target bootstraps .venv itself; only python3 is needed on the machine.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+
+.PHONY: test lint typecheck unit demo sim-strong sim-eventual bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check strong eventual configsvc tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -q
+
+test: lint typecheck unit
+
+demo: $(STAMP)
+	$(BIN)/configsvc demo
+
+# Long runs live behind their own targets, not in `make test`.
+sim-strong: $(STAMP)
+	$(BIN)/configsvc sim strong --seeds 500 --json
+
+sim-eventual: $(STAMP)
+	$(BIN)/configsvc sim eventual --seeds 500 --json
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Deterministic simulator: seeded faults over the pure cores, checkers kept apart."""

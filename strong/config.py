@@ -1,0 +1,74 @@
+"""Timing and sizing of a replica, and the planted bugs the simulator must catch.
+
+Lease safety rests on one inequality (checked in ``__post_init__``): a lease
+granted by a heartbeat round sent at local time ``t`` lasts until
+``t + lease_duration``; a new leader waits until every old lease must have
+expired, measured conservatively under a clock-rate error of at most
+``max_drift`` on every node (see ``strong.lease``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class PlantedBugs:
+    """Deliberate defects, all off in production. Each exists so a test can
+    prove the simulator's checkers catch it (a checker that cannot fail is a defect)."""
+
+    #: phase 1 ignores values other acceptors accepted (fills with no-ops instead)
+    phase1_ignores_accepted: bool = False
+    #: the acceptor's durable record is only emitted one Ready later than its reply
+    reply_before_durable: bool = False
+    #: a new leader does not wait out the previous leader's lease
+    skip_lease_wait: bool = False
+    #: a follower answers linearizable reads from its own state
+    follower_local_reads: bool = False
+
+    def any(self) -> bool:
+        return any(vars(self).values())
+
+
+@dataclass(frozen=True)
+class ReplicaConfig:
+    node_id: str
+    #: every voter, including this node
+    voters: tuple[str, ...]
+    heartbeat_interval: float = 0.05
+    #: followers start an election after a random timeout in [t, 2t)
+    election_timeout: float = 0.5
+    #: bound on every clock's rate error (0.01 = 1%)
+    max_drift: float = 0.01
+    #: lease granted by one acknowledged heartbeat round; 0 disables lease reads
+    lease_duration: float = 0.35
+    #: slots in flight at once (phase 2 pipelining)
+    window: int = 32
+    #: commands packed into one slot (group commit)
+    max_batch: int = 128
+    retransmit_interval: float = 0.1
+    #: chosen values sent in one catch-up reply
+    catchup_max_slots: int = 128
+    bugs: PlantedBugs = field(default_factory=PlantedBugs)
+
+    def __post_init__(self) -> None:
+        if self.node_id not in self.voters:
+            raise ValueError(f"node {self.node_id!r} is not among the voters {self.voters}")
+        if len(set(self.voters)) != len(self.voters):
+            raise ValueError("voters must be distinct")
+        if not 0 <= self.max_drift < 0.5:
+            raise ValueError("max_drift must be in [0, 0.5)")
+        if self.heartbeat_interval * 2 >= self.election_timeout:
+            raise ValueError("election_timeout must exceed two heartbeat intervals")
+        if self.lease_duration >= self.election_timeout * (1 - self.max_drift):
+            raise ValueError("lease_duration must be < election_timeout * (1 - max_drift)")
+        if self.window < 1 or self.max_batch < 1 or self.catchup_max_slots < 1:
+            raise ValueError("window, max_batch and catchup_max_slots must be >= 1")
+
+    @property
+    def quorum(self) -> int:
+        return len(self.voters) // 2 + 1
+
+    @property
+    def peers(self) -> tuple[str, ...]:
+        return tuple(v for v in self.voters if v != self.node_id)

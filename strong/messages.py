@@ -1,0 +1,144 @@
+"""Every message replicas exchange, as small frozen dataclasses.
+
+Phase names follow "Paxos Made Simple": Prepare/Promise is phase 1 (1a/1b),
+Accept/Accepted is phase 2 (2a/2b). Everything else is Multi-Paxos plumbing:
+heartbeats (commit propagation, leases, read confirmation), catch-up of chosen
+slots, and snapshot transfer for replicas that fell behind compaction.
+
+A slot's value is a batch of opaque command bytes; the empty batch is a no-op.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from strong.ballot import Ballot
+
+Batch = tuple[bytes, ...]
+NOOP: Batch = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SlotValue:
+    """What an acceptor reports for one slot in a Promise."""
+
+    slot: int
+    ballot: Ballot
+    value: Batch
+    chosen: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Prepare:
+    """Phase 1a: ask for a promise on every slot ``>= from_slot``."""
+
+    ballot: Ballot
+    from_slot: int
+
+
+@dataclass(frozen=True, slots=True)
+class Promise:
+    """Phase 1b. ``log_start`` is the first slot this acceptor still holds
+    (everything below is chosen and compacted into its snapshot).
+    ``since_leader_contact`` is the local time elapsed since this acceptor last
+    acknowledged any leader (or since it booted): the new leader uses it to wait
+    out the old leader's lease."""
+
+    ballot: Ballot
+    from_slot: int
+    accepted: tuple[SlotValue, ...]
+    log_start: int
+    commit_index: int
+    since_leader_contact: float
+
+
+@dataclass(frozen=True, slots=True)
+class Accept:
+    """Phase 2a for one slot; carries the leader's commit index."""
+
+    ballot: Ballot
+    slot: int
+    value: Batch
+    commit_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """Phase 2b."""
+
+    ballot: Ballot
+    slot: int
+
+
+@dataclass(frozen=True, slots=True)
+class Nack:
+    """A refusal: the sender has promised ``promised``, which outranks the request."""
+
+    ballot: Ballot
+    promised: Ballot
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """Leader liveness, commit propagation, and one round of lease/read confirmation."""
+
+    ballot: Ballot
+    round: int
+    commit_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatAck:
+    ballot: Ballot
+    round: int
+    commit_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class CatchUpRequest:
+    """A replica asks for chosen values of slots ``>= from_slot``."""
+
+    ballot: Ballot
+    from_slot: int
+
+
+@dataclass(frozen=True, slots=True)
+class CatchUpReply:
+    """Chosen values, contiguous from ``from_slot``."""
+
+    ballot: Ballot
+    from_slot: int
+    values: tuple[Batch, ...]
+    commit_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class InstallSnapshot:
+    """The whole applied state at ``index`` (every slot ``<= index`` is chosen)."""
+
+    ballot: Ballot
+    index: int
+    data: bytes
+
+
+Message = (
+    Prepare
+    | Promise
+    | Accept
+    | Accepted
+    | Nack
+    | Heartbeat
+    | HeartbeatAck
+    | CatchUpRequest
+    | CatchUpReply
+    | InstallSnapshot
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A message on the wire between two replicas."""
+
+    src: str
+    dst: str
+    message: Message

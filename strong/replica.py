@@ -1,0 +1,698 @@
+"""A Multi-Paxos replica as a pure state machine (acceptor, proposer and learner in one).
+
+Inputs: ``step(src, message, now)``, ``tick(now)``, ``propose``, ``read_index``,
+``compact``. Output: ``ready()`` -> ``Ready`` (see ``strong.ready`` for the
+driver's contract). Time enters only as ``now`` (this node's local clock);
+randomness only through the injected ``random.Random``.
+
+Rules this module obeys (each one is what safety rests on):
+
+1. Acceptor. A Prepare or Accept with a ballot below ``promised`` is refused
+   with a Nack. Raising ``promised`` or accepting a value emits its durable
+   record in the *same* Ready as the reply, so the driver persists it first.
+2. Phase 1 runs once per leadership over every slot above the candidate's
+   commit index. For each slot the leader re-proposes a value reported chosen,
+   else the value with the highest accepted ballot, else a no-op.
+3. A leader proposes at most one value per slot per ballot. Therefore an
+   acceptor that accepted at ballot ``b`` holds the chosen value of every slot
+   at or below the commit index announced by the leader of ``b``.
+4. A new leader neither proposes nor answers reads until every old lease must
+   have expired (``strong.lease``), and answers reads only at an index at or
+   above the end of its recovery (the slots phase 1 found).
+5. Reads: with a valid lease the leader answers at its commit index; otherwise
+   it waits for a heartbeat round sent after the request to be acknowledged by
+   a quorum (ReadIndex). Followers never answer linearizable reads.
+6. Chosen values learned from any replica (catch-up, snapshots) are chosen:
+   they never disagree with what a leader would propose.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from strong.ballot import ZERO, Ballot
+from strong.config import ReplicaConfig
+from strong.lease import old_leases_expired_at
+from strong.messages import (
+    NOOP,
+    Accept,
+    Accepted,
+    Batch,
+    CatchUpReply,
+    CatchUpRequest,
+    Envelope,
+    Heartbeat,
+    HeartbeatAck,
+    InstallSnapshot,
+    Message,
+    Nack,
+    Prepare,
+    Promise,
+    SlotValue,
+)
+from strong.ready import (
+    Ready,
+    ReadState,
+    RejectReason,
+    Rejection,
+    Role,
+    SnapshotInstall,
+)
+from strong.records import (
+    AcceptRecord,
+    ChosenRecord,
+    CommitRecord,
+    PromiseRecord,
+    Record,
+    SnapshotRecord,
+)
+from strong.storage import DurableState
+
+
+@dataclass
+class _InFlight:
+    value: Batch
+    acks: set[str]
+    sent_at: float
+
+
+@dataclass
+class _Round:
+    sent_at: float
+    acks: set[str]
+
+
+@dataclass
+class _PendingRead:
+    request_id: int
+    index: int
+    #: a heartbeat round at least this high must be acknowledged by a quorum
+    round: int
+
+
+@dataclass
+class _Leadership:
+    """Volatile state of a leader (phase 2)."""
+
+    ballot: Ballot
+    next_slot: int
+    recovery_end: int
+    active_at: float
+    active: bool = False
+    inflight: dict[int, _InFlight] = field(default_factory=dict)
+    pending: list[tuple[int, bytes]] = field(default_factory=list)
+    round: int = 0
+    rounds: dict[int, _Round] = field(default_factory=dict)
+    lease_until: float = float("-inf")
+    reads: list[_PendingRead] = field(default_factory=list)
+    round_wanted: bool = False
+    last_ack: dict[str, float] = field(default_factory=dict)
+    peer_commit: dict[str, int] = field(default_factory=dict)
+    next_heartbeat: float = float("-inf")
+    quorum_check_at: float = 0.0
+
+
+@dataclass
+class _Candidacy:
+    ballot: Ballot
+    promises: dict[str, tuple[Promise, float]] = field(default_factory=dict)
+    deadline: float = 0.0
+
+
+@dataclass(frozen=True)
+class ReplicaStatus:
+    node_id: str
+    role: Role
+    ballot: Ballot
+    leader: str | None
+    commit_index: int
+    snapshot_index: int
+    #: local seconds since this node last heard from a leader (followers) or a quorum (leader)
+    since_leader_contact: float
+    lease_valid: bool
+    #: for a leader: the commit index each peer last reported
+    peer_commit: dict[str, int]
+    #: for a leader: local seconds since each peer last acknowledged
+    peer_silence: dict[str, float]
+
+
+class Replica:
+    def __init__(
+        self, config: ReplicaConfig, durable: DurableState, now: float, rng: random.Random
+    ) -> None:
+        self.config = config
+        self.id = config.node_id
+        self.rng = rng
+        # Durable (mirrors storage; every change emits a record).
+        self.promised = durable.promised
+        self.accepted = dict(durable.accepted)
+        self.chosen = dict(durable.chosen)
+        self.snapshot_index = durable.snapshot_index
+        self.snapshot = durable.snapshot
+        self.commit_index = durable.commit_index
+        # Volatile.
+        self.role = Role.FOLLOWER
+        self.leader: str | None = None
+        self.leader_ballot = ZERO
+        self.leader_commit = 0
+        self.max_round = max(self.promised.round, 0)
+        #: booting counts as leader contact: we may have acknowledged one before the crash
+        self.last_leader_contact = now
+        self.election_deadline = now + self._election_timeout()
+        self.catchup_sent_at = float("-inf")
+        self.now = now
+        self.leadership: _Leadership | None = None
+        self.candidacy: _Candidacy | None = None
+        # Output accumulators.
+        self._persist: list[Record] = []
+        self._deferred: list[Record] = []
+        self._messages: list[Envelope] = []
+        self._reads: list[ReadState] = []
+        self._rejected: list[Rejection] = []
+        self._install: SnapshotInstall | None = None
+        #: highest slot handed to the driver for applying
+        self._emitted = self.snapshot_index
+        if self.snapshot is not None:
+            self._install = SnapshotInstall(self.snapshot_index, self.snapshot)
+
+    # ------------------------------------------------------------------ inputs
+
+    def step(self, src: str, message: Message, now: float) -> None:
+        """Handle one message from replica ``src``. Never raises on odd input."""
+        self.now = now
+        if src == self.id or src not in self.config.voters:
+            return
+        match message:
+            case Prepare():
+                self._on_prepare(src, message)
+            case Promise():
+                self._on_promise(src, message)
+            case Accept():
+                self._on_accept(src, message)
+            case Accepted():
+                self._on_accepted(src, message)
+            case Nack():
+                self._on_nack(message)
+            case Heartbeat():
+                self._on_heartbeat(src, message)
+            case HeartbeatAck():
+                self._on_heartbeat_ack(src, message)
+            case CatchUpRequest():
+                self._on_catchup_request(src, message)
+            case CatchUpReply():
+                self._on_catchup_reply(message)
+            case InstallSnapshot():
+                self._on_install_snapshot(message)
+
+    def tick(self, now: float) -> None:
+        self.now = now
+        lead = self.leadership
+        if lead is None:
+            if now >= self.election_deadline:
+                self._start_election()
+            return
+        if not lead.active and now >= lead.active_at:
+            self._activate(lead)
+        if now >= lead.next_heartbeat:
+            self._heartbeat_round(lead)
+        if lead.active:
+            self._retransmit(lead)
+        if now >= lead.quorum_check_at:
+            self._check_quorum(lead)
+            return
+        self._release_reads(lead)
+
+    def propose(self, request_id: int, command: bytes, now: float) -> None:
+        """Queue a command. Not leading: rejected at once (safe to retry elsewhere)."""
+        self.now = now
+        lead = self.leadership
+        if lead is None:
+            self._rejected.append(Rejection(request_id, RejectReason.NOT_LEADER, self.leader))
+            return
+        lead.pending.append((request_id, command))
+
+    def read_index(self, request_id: int, now: float) -> None:
+        """Ask for a linearizable read; answered by a ReadState or a Rejection."""
+        self.now = now
+        lead = self.leadership
+        if lead is None:
+            if self.config.bugs.follower_local_reads and self.leader is not None:
+                self._reads.append(ReadState(request_id, self.commit_index))
+                return
+            self._rejected.append(Rejection(request_id, RejectReason.NOT_LEADER, self.leader))
+            return
+        index = max(self.commit_index, lead.recovery_end)
+        lead.reads.append(_PendingRead(request_id, index, lead.round + 1))
+        lead.round_wanted = True
+        self._release_reads(lead)
+
+    def compact(self, index: int, snapshot: bytes) -> None:
+        """The state machine's snapshot at ``index`` (<= applied) replaces slots <= index."""
+        if index <= self.snapshot_index or index > self._emitted:
+            return
+        self.snapshot_index = index
+        self.snapshot = snapshot
+        self.accepted = {s: v for s, v in self.accepted.items() if s > index}
+        self.chosen = {s: v for s, v in self.chosen.items() if s > index}
+        self._persist.append(SnapshotRecord(index, snapshot))
+
+    def ready(self) -> Ready:
+        """Drain the outputs (after packing queued proposals into slots)."""
+        lead = self.leadership
+        if lead is not None:
+            self._fill_window(lead)
+            if lead.round_wanted and lead.active:
+                self._heartbeat_round(lead)
+        committed = self._take_committed()
+        ready = Ready(
+            persist=self._persist,
+            messages=self._messages,
+            snapshot=self._install,
+            committed=committed,
+            reads=self._reads,
+            rejected=self._rejected,
+        )
+        self._persist = self._deferred
+        self._deferred = []
+        self._messages, self._reads, self._rejected = [], [], []
+        self._install = None
+        return ready
+
+    def status(self, now: float) -> ReplicaStatus:
+        lead = self.leadership
+        if lead is not None:
+            acks = sorted((now - t for t in lead.last_ack.values()), reverse=False)
+            need = self.config.quorum - 1
+            contact = acks[need - 1] if need and len(acks) >= need else 0.0
+        else:
+            contact = now - self.last_leader_contact
+        return ReplicaStatus(
+            node_id=self.id,
+            role=self.role,
+            ballot=lead.ballot if lead else self.promised,
+            leader=self.id if lead else self.leader,
+            commit_index=self.commit_index,
+            snapshot_index=self.snapshot_index,
+            since_leader_contact=contact,
+            lease_valid=bool(lead and lead.active and now < lead.lease_until),
+            peer_commit=dict(lead.peer_commit) if lead else {},
+            peer_silence={p: now - t for p, t in lead.last_ack.items()} if lead else {},
+        )
+
+    # ------------------------------------------------------------------ acceptor
+
+    def _raise_promise(self, ballot: Ballot) -> None:
+        """Promise ``ballot`` (> promised); a proposer with a lower ballot steps down."""
+        self.promised = ballot
+        self.max_round = max(self.max_round, ballot.round)
+        self._durable(PromiseRecord(ballot))
+        if (self.leadership and self.leadership.ballot < ballot) or (
+            self.candidacy and self.candidacy.ballot < ballot
+        ):
+            self._step_down()
+
+    def _durable(self, record: Record) -> None:
+        if self.config.bugs.reply_before_durable:
+            self._deferred.append(record)
+        else:
+            self._persist.append(record)
+
+    def _send(self, dst: str, message: Message) -> None:
+        self._messages.append(Envelope(self.id, dst, message))
+
+    def _broadcast(self, message: Message) -> None:
+        for peer in self.config.peers:
+            self._send(peer, message)
+
+    def _on_prepare(self, src: str, msg: Prepare) -> None:
+        if msg.ballot < self.promised:
+            self._send(src, Nack(msg.ballot, self.promised))
+            return
+        if msg.ballot > self.promised:
+            self._raise_promise(msg.ballot)
+        self.election_deadline = self.now + self._election_timeout()
+        self._send(src, self._promise_for(msg.ballot, msg.from_slot))
+
+    def _promise_for(self, ballot: Ballot, from_slot: int) -> Promise:
+        reported: dict[int, SlotValue] = {}
+        for slot, (b, value) in self.accepted.items():
+            if slot >= from_slot:
+                reported[slot] = SlotValue(slot, b, value, slot <= self.commit_index)
+        for slot, value in self.chosen.items():
+            if slot >= from_slot:
+                b = self.accepted.get(slot, (ZERO, NOOP))[0]
+                reported[slot] = SlotValue(slot, b, value, True)
+        return Promise(
+            ballot=ballot,
+            from_slot=from_slot,
+            accepted=tuple(reported[s] for s in sorted(reported)),
+            log_start=self.snapshot_index + 1,
+            commit_index=self.commit_index,
+            since_leader_contact=self.now - self.last_leader_contact,
+        )
+
+    def _follow(self, src: str, ballot: Ballot) -> bool:
+        """Common part of Accept and Heartbeat: False (and a Nack) if outranked."""
+        if ballot < self.promised:
+            self._send(src, Nack(ballot, self.promised))
+            return False
+        if ballot > self.promised:
+            self._raise_promise(ballot)
+        if self.leadership is None:
+            self.leader = ballot.node_id
+            self.leader_ballot = ballot
+            self.last_leader_contact = self.now
+            self.election_deadline = self.now + self._election_timeout()
+            self.candidacy = None
+            self.role = Role.FOLLOWER
+        return True
+
+    def _on_accept(self, src: str, msg: Accept) -> None:
+        if not self._follow(src, msg.ballot):
+            return
+        if msg.slot > self.commit_index and msg.slot not in self.chosen:
+            self.accepted[msg.slot] = (msg.ballot, msg.value)
+            self._durable(AcceptRecord(msg.slot, msg.ballot, msg.value))
+        # else: already chosen here, and a leader only re-proposes chosen values.
+        self._send(src, Accepted(msg.ballot, msg.slot))
+        self._learn_commit(src, msg.ballot, msg.commit_index)
+
+    def _on_heartbeat(self, src: str, msg: Heartbeat) -> None:
+        if not self._follow(src, msg.ballot):
+            return
+        self._learn_commit(src, msg.ballot, msg.commit_index)
+        self._send(src, HeartbeatAck(msg.ballot, msg.round, self.commit_index))
+
+    # ------------------------------------------------------------------ learner
+
+    def _value_if_chosen(self, slot: int, ballot: Ballot) -> Batch | None:
+        """The chosen value of ``slot`` if known, given a leader of ``ballot`` committed it."""
+        if slot in self.chosen:
+            return self.chosen[slot]
+        accepted = self.accepted.get(slot)
+        if accepted is not None and accepted[0] == ballot:
+            return accepted[1]
+        return None
+
+    def _learn_commit(self, src: str, ballot: Ballot, leader_commit: int) -> None:
+        self.leader_commit = max(self.leader_commit, leader_commit)
+        start = self.commit_index
+        while self.commit_index < leader_commit:
+            if self._value_if_chosen(self.commit_index + 1, ballot) is None:
+                break
+            self.commit_index += 1
+        if self.commit_index > start:
+            self._persist.append(CommitRecord(self.commit_index))
+        if self.commit_index < leader_commit:
+            self._request_catchup(src)
+
+    def _request_catchup(self, src: str) -> None:
+        if self.now - self.catchup_sent_at >= self.config.retransmit_interval:
+            self.catchup_sent_at = self.now
+            self._send(src, CatchUpRequest(self.promised, self.commit_index + 1))
+
+    def _on_catchup_request(self, src: str, msg: CatchUpRequest) -> None:
+        if msg.from_slot <= self.snapshot_index:
+            if self.snapshot is not None:
+                self._send(src, InstallSnapshot(self.promised, self.snapshot_index, self.snapshot))
+            return
+        values: list[Batch] = []
+        slot = msg.from_slot
+        while slot <= self.commit_index and len(values) < self.config.catchup_max_slots:
+            value = self._known_chosen(slot)
+            if value is None:
+                break
+            values.append(value)
+            slot += 1
+        if values:
+            self._send(src, CatchUpReply(self.promised, msg.from_slot, tuple(values), self.commit_index))
+
+    def _known_chosen(self, slot: int) -> Batch | None:
+        if slot in self.chosen:
+            return self.chosen[slot]
+        if slot <= self.commit_index and slot in self.accepted:
+            return self.accepted[slot][1]
+        return None
+
+    def _on_catchup_reply(self, msg: CatchUpReply) -> None:
+        for offset, value in enumerate(msg.values):
+            slot = msg.from_slot + offset
+            if slot > self.commit_index and slot not in self.chosen:
+                self.chosen[slot] = value
+                self._persist.append(ChosenRecord(slot, value))
+        self._advance_commit_over_chosen()
+        self.catchup_sent_at = float("-inf")
+        self.leader_commit = max(self.leader_commit, msg.commit_index)
+
+    def _on_install_snapshot(self, msg: InstallSnapshot) -> None:
+        if msg.index <= self.commit_index:
+            return
+        self.snapshot_index = msg.index
+        self.snapshot = msg.data
+        self.commit_index = msg.index
+        self.accepted = {s: v for s, v in self.accepted.items() if s > msg.index}
+        self.chosen = {s: v for s, v in self.chosen.items() if s > msg.index}
+        self._persist.append(SnapshotRecord(msg.index, msg.data))
+        self._install = SnapshotInstall(msg.index, msg.data)
+        self._emitted = msg.index
+        self.catchup_sent_at = float("-inf")
+        self._advance_commit_over_chosen()
+
+    def _advance_commit_over_chosen(self) -> None:
+        start = self.commit_index
+        while self.commit_index + 1 in self.chosen:
+            self.commit_index += 1
+        if self.leader_ballot != ZERO:
+            while self.commit_index < self.leader_commit and (
+                self._value_if_chosen(self.commit_index + 1, self.leader_ballot) is not None
+            ):
+                self.commit_index += 1
+        if self.commit_index > start:
+            self._persist.append(CommitRecord(self.commit_index))
+
+    def _take_committed(self) -> list[tuple[int, Batch]]:
+        out: list[tuple[int, Batch]] = []
+        while self._emitted < self.commit_index:
+            slot = self._emitted + 1
+            value = self._known_chosen(slot)
+            if value is None:  # pragma: no cover - commit_index only covers known values
+                raise AssertionError(f"slot {slot} committed without a known value")
+            out.append((slot, value))
+            self._emitted = slot
+        return out
+
+    # ------------------------------------------------------------------ election (phase 1)
+
+    def _election_timeout(self) -> float:
+        t = self.config.election_timeout
+        return t + self.rng.random() * t
+
+    def _start_election(self) -> None:
+        ballot = Ballot(max(self.max_round, self.promised.round) + 1, self.id)
+        self.max_round = ballot.round
+        self.role = Role.CANDIDATE
+        self.leader = None
+        self.candidacy = _Candidacy(ballot, deadline=self.now + self._election_timeout())
+        self.election_deadline = self.candidacy.deadline
+        self._raise_promise(ballot)
+        from_slot = self.commit_index + 1
+        own = self._promise_for(ballot, from_slot)
+        self.candidacy.promises[self.id] = (own, self.now)
+        self._broadcast(Prepare(ballot, from_slot))
+        self._maybe_win()
+
+    def _on_promise(self, src: str, msg: Promise) -> None:
+        cand = self.candidacy
+        if cand is None or msg.ballot != cand.ballot:
+            return
+        cand.promises[src] = (msg, self.now)
+        self._maybe_win()
+
+    def _maybe_win(self) -> None:
+        cand = self.candidacy
+        if cand is None or len(cand.promises) < self.config.quorum:
+            return
+        promises = [p for p, _ in cand.promises.values()]
+        behind = [
+            (src, p) for src, (p, _) in cand.promises.items() if p.log_start > self.commit_index + 1
+        ]
+        if behind:
+            # Slots we lack were compacted away there: fetch its snapshot, retry later.
+            src, _ = behind[0]
+            self.candidacy = None
+            self.role = Role.FOLLOWER
+            self._send(src, CatchUpRequest(cand.ballot, self.commit_index + 1))
+            return
+        start = self.commit_index + 1
+        end = max([start - 1] + [v.slot for p in promises for v in p.accepted])
+        ignore_others = self.config.bugs.phase1_ignores_accepted
+        best: dict[int, SlotValue] = {}
+        for src, (p, _) in cand.promises.items():
+            for v in p.accepted:
+                if ignore_others and src != self.id and not v.chosen:
+                    continue
+                cur = best.get(v.slot)
+                if cur is None or (v.chosen and not cur.chosen) or (
+                    not cur.chosen and v.ballot > cur.ballot
+                ):
+                    best[v.slot] = v
+        if self.config.bugs.skip_lease_wait:
+            active_at = self.now
+        else:
+            active_at = max(
+                old_leases_expired_at(
+                    received,
+                    p.since_leader_contact,
+                    self.config.lease_duration,
+                    self.config.max_drift,
+                )
+                for p, received in cand.promises.values()
+            )
+        lead = _Leadership(
+            ballot=cand.ballot, next_slot=end + 1, recovery_end=end, active_at=active_at
+        )
+        for slot in range(start, end + 1):
+            value = best[slot].value if slot in best else NOOP
+            lead.inflight[slot] = _InFlight(value, set(), float("-inf"))
+        self.candidacy = None
+        self.leadership = lead
+        self.role = Role.LEADER
+        self.leader = self.id
+        self.leader_ballot = cand.ballot
+        lead.quorum_check_at = self.now + self.config.election_timeout
+        lead.last_ack = {p: self.now for p in self.config.peers}
+        self._heartbeat_round(lead)
+        if self.now >= active_at:
+            self._activate(lead)
+
+    def _on_nack(self, msg: Nack) -> None:
+        self.max_round = max(self.max_round, msg.promised.round)
+        mine = (self.leadership and self.leadership.ballot) or (
+            self.candidacy and self.candidacy.ballot
+        )
+        if mine and msg.ballot == mine and msg.promised > mine:
+            self._step_down()
+
+    def _step_down(self) -> None:
+        lead = self.leadership
+        if lead is not None:
+            for request_id, _ in lead.pending:
+                self._rejected.append(Rejection(request_id, RejectReason.STEPPED_DOWN, None))
+            for read in lead.reads:
+                self._rejected.append(Rejection(read.request_id, RejectReason.STEPPED_DOWN, None))
+        self.leadership = None
+        self.candidacy = None
+        self.role = Role.FOLLOWER
+        self.leader = None
+        self.last_leader_contact = self.now
+        self.election_deadline = self.now + self._election_timeout()
+
+    # ------------------------------------------------------------------ leader (phase 2)
+
+    def _activate(self, lead: _Leadership) -> None:
+        """The old leases have expired: start proposing (recovery first)."""
+        lead.active = True
+        for slot in sorted(lead.inflight):
+            self._propose_slot(lead, slot, lead.inflight[slot].value)
+
+    def _propose_slot(self, lead: _Leadership, slot: int, value: Batch) -> None:
+        entry = _InFlight(value, {self.id}, self.now)
+        lead.inflight[slot] = entry
+        self.accepted[slot] = (lead.ballot, value)
+        self._durable(AcceptRecord(slot, lead.ballot, value))
+        self._broadcast(Accept(lead.ballot, slot, value, self.commit_index))
+        self._maybe_chosen(lead, slot)
+
+    def _fill_window(self, lead: _Leadership) -> None:
+        if not lead.active:
+            return
+        while lead.pending and lead.next_slot - 1 - self.commit_index < self.config.window:
+            batch = lead.pending[: self.config.max_batch]
+            del lead.pending[: self.config.max_batch]
+            slot = lead.next_slot
+            lead.next_slot += 1
+            self._propose_slot(lead, slot, tuple(cmd for _, cmd in batch))
+
+    def _on_accepted(self, src: str, msg: Accepted) -> None:
+        lead = self.leadership
+        if lead is None or msg.ballot != lead.ballot:
+            return
+        lead.last_ack[src] = self.now
+        entry = lead.inflight.get(msg.slot)
+        if entry is not None:
+            entry.acks.add(src)
+            self._maybe_chosen(lead, msg.slot)
+
+    def _maybe_chosen(self, lead: _Leadership, slot: int) -> None:
+        entry = lead.inflight.get(slot)
+        if entry is None or len(entry.acks) < self.config.quorum:
+            return
+        del lead.inflight[slot]
+        self.chosen[slot] = entry.value
+        start = self.commit_index
+        while self.commit_index + 1 in self.chosen:
+            self.commit_index += 1
+            # the leader's own accepted entry is the chosen value; keep one copy
+            self.accepted.pop(self.commit_index, None)
+        if self.commit_index > start:
+            self._persist.append(CommitRecord(self.commit_index))
+            self._release_reads(lead)
+
+    def _retransmit(self, lead: _Leadership) -> None:
+        for slot, entry in lead.inflight.items():
+            if self.now - entry.sent_at >= self.config.retransmit_interval:
+                entry.sent_at = self.now
+                message = Accept(lead.ballot, slot, entry.value, self.commit_index)
+                for peer in self.config.peers:
+                    if peer not in entry.acks:
+                        self._send(peer, message)
+
+    def _heartbeat_round(self, lead: _Leadership) -> None:
+        lead.round += 1
+        lead.rounds[lead.round] = _Round(self.now, {self.id})
+        lead.round_wanted = False
+        lead.next_heartbeat = self.now + self.config.heartbeat_interval
+        self._broadcast(Heartbeat(lead.ballot, lead.round, self.commit_index))
+        # forget rounds too old to matter for leases or reads
+        for old in [r for r in lead.rounds if r < lead.round - 64]:
+            del lead.rounds[old]
+
+    def _on_heartbeat_ack(self, src: str, msg: HeartbeatAck) -> None:
+        lead = self.leadership
+        if lead is None or msg.ballot != lead.ballot:
+            return
+        lead.last_ack[src] = self.now
+        lead.peer_commit[src] = msg.commit_index
+        rnd = lead.rounds.get(msg.round)
+        if rnd is None:
+            return
+        rnd.acks.add(src)
+        if len(rnd.acks) >= self.config.quorum:
+            lead.lease_until = max(lead.lease_until, rnd.sent_at + self.config.lease_duration)
+            for read in lead.reads:
+                if read.round <= msg.round:
+                    read.round = 0  # confirmed
+        self._release_reads(lead)
+
+    def _release_reads(self, lead: _Leadership) -> None:
+        if not lead.active or not lead.reads:
+            return
+        lease = self.now < lead.lease_until
+        keep: list[_PendingRead] = []
+        for read in lead.reads:
+            if read.round == 0 or lease:
+                self._reads.append(ReadState(read.request_id, read.index))
+            else:
+                keep.append(read)
+        lead.reads = keep
+
+    def _check_quorum(self, lead: _Leadership) -> None:
+        """Step down if a quorum has been silent for an election timeout (check quorum)."""
+        horizon = self.now - self.config.election_timeout
+        heard = 1 + sum(1 for t in lead.last_ack.values() if t >= horizon)
+        if heard < self.config.quorum:
+            self._step_down()
+            return
+        lead.quorum_check_at = self.now + self.config.election_timeout / 2
+        self._release_reads(lead)

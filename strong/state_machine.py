@@ -1,0 +1,383 @@
+"""The deterministic state machine behind every strong namespace.
+
+Rules (everything that decides what a replica's state becomes lives here):
+
+1. Determinism. ``apply`` is a pure function of (state, slot, batch): no clock,
+   no randomness, no floats, and no walk over a container whose order could
+   differ between replicas — keys are walked through ``KVTable``'s sorted
+   list, namespaces and clients only by lookup (the snapshot sorts them).
+   Equal states at equal ``applied_index`` have equal ``state_hash``.
+2. Order. Slots apply strictly one after another (``slot == applied_index + 1``
+   or ``ValueError``); commands of a slot apply in batch order.
+3. Bad input is a result, not an exception. Undecodable bytes give
+   ``ErrorResult("malformed_command")``; writes to a missing or eventual
+   namespace, failed CAS, stale retries give results too — identically on
+   every replica, and they change nothing.
+4. Version gate. Commands apply under ``version``, which only ``SetVersion``
+   changes. A batch holding ``SetVersion(v)`` for a ``v`` this code does not
+   support raises ``UnsupportedVersion`` *before applying any of the batch*:
+   the node must stop applying (and be upgraded) rather than diverge.
+5. Idempotency. Per ``client_id`` the last ``(seq, result)`` is remembered. The
+   same ``seq`` again returns the remembered result without reapplying; a
+   lower ``seq`` returns ``ErrorResult("stale_sequence")``; ``seq == 0`` always
+   applies and is not remembered.
+6. Revisions. ``revision`` is one counter for the whole group; it grows by one
+   per command that changes the namespace registry or any key (a ``Txn`` is
+   one revision, however many keys it writes); a command that changes nothing
+   (failed CAS, deleting an absent key, a read) leaves it alone.
+7. All or nothing. A ``Txn`` either applies its whole chosen branch or, when an
+   op of that branch fails, nothing (its writes are undone).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+
+from strong.commands import (
+    STRONG,
+    Command,
+    Compare,
+    CreateNamespace,
+    Delete,
+    DeleteNamespace,
+    DeletePrefix,
+    Get,
+    MalformedCommand,
+    Noop,
+    Op,
+    Put,
+    Range,
+    SetVersion,
+    Txn,
+    TxnOp,
+    decode_command,
+)
+from strong.kv import KVTable, compare_holds
+from strong.results import (
+    Applied,
+    CasFailed,
+    DeleteResult,
+    ErrorCode,
+    ErrorResult,
+    GetResult,
+    KeyValue,
+    NamespaceDeleted,
+    NamespaceInfo,
+    NamespaceResult,
+    NoopResult,
+    PutResult,
+    RangeResult,
+    Result,
+    TxnResponse,
+    TxnResult,
+    VersionResult,
+)
+from strong.sm_snapshot import MalformedSnapshot, SnapshotState, decode_snapshot, encode_snapshot
+
+__all__ = [
+    "INITIAL_VERSION",
+    "SUPPORTED_VERSIONS",
+    "MalformedSnapshot",
+    "StateMachine",
+    "UnsupportedVersion",
+]
+
+INITIAL_VERSION = 1
+SUPPORTED_VERSIONS = range(1, 2)
+"""State-machine versions this code can apply commands under."""
+
+_Undo = list[tuple[KVTable, bytes, KeyValue | None]]
+"""Writes of the current command, oldest first: (table, key, value before)."""
+
+
+class UnsupportedVersion(Exception):
+    """The log asks for a state-machine version this code does not implement.
+
+    Raised by ``apply`` (nothing of the batch applied) and ``restore``.
+    """
+
+
+@dataclass(frozen=True)
+class _Session:
+    seq: int
+    result: Result
+
+
+class StateMachine:
+    """Namespaces, their keys and the client table, advanced slot by slot."""
+
+    def __init__(self) -> None:
+        self.applied_index = 0
+        self.version = INITIAL_VERSION
+        self.revision = 0
+        self._namespaces: dict[str, NamespaceInfo] = {}
+        self._tables: dict[str, KVTable] = {}  # strong namespaces only
+        self._sessions: dict[str, _Session] = {}
+
+    # --- the log side -------------------------------------------------------
+
+    def apply(self, slot: int, batch: tuple[bytes, ...]) -> list[Applied]:
+        """Apply the chosen batch of ``slot``; one ``Applied`` per command.
+
+        Raises ``ValueError`` if ``slot != applied_index + 1`` and
+        ``UnsupportedVersion`` (state untouched) if the batch switches to a
+        version outside ``SUPPORTED_VERSIONS``.
+        """
+        if slot != self.applied_index + 1:
+            raise ValueError(f"slot {slot} applied after {self.applied_index}")
+        commands: list[Command | MalformedCommand] = []
+        for data in batch:
+            try:
+                commands.append(decode_command(data))
+            except MalformedCommand as exc:
+                commands.append(exc)
+        for cmd in commands:
+            if (
+                isinstance(cmd, Command)
+                and isinstance(cmd.op, SetVersion)
+                and cmd.op.version not in SUPPORTED_VERSIONS
+            ):
+                raise UnsupportedVersion(
+                    f"slot {slot} sets state-machine version {cmd.op.version}; "
+                    f"this node supports {SUPPORTED_VERSIONS.start}..{SUPPORTED_VERSIONS.stop - 1}"
+                )
+        applied = []
+        for cmd in commands:
+            if isinstance(cmd, MalformedCommand):
+                error = ErrorResult(ErrorCode.MALFORMED_COMMAND, str(cmd))
+                applied.append(Applied("", 0, error))
+            else:
+                applied.append(Applied(cmd.client_id, cmd.seq, self._apply_command(cmd)))
+        self.applied_index = slot
+        return applied
+
+    def _apply_command(self, cmd: Command) -> Result:
+        if cmd.seq == 0:
+            return self._execute(cmd.op)
+        session = self._sessions.get(cmd.client_id)
+        if session is not None and cmd.seq == session.seq:
+            return session.result
+        if session is not None and cmd.seq < session.seq:
+            return ErrorResult(
+                ErrorCode.STALE_SEQUENCE,
+                f"seq {cmd.seq} of client {cmd.client_id!r} is older than {session.seq}",
+            )
+        result = self._execute(cmd.op)
+        self._sessions[cmd.client_id] = _Session(cmd.seq, result)
+        return result
+
+    def _execute(self, op: Op) -> Result:
+        # Version 1 is the only version so far; a version 2 would branch here.
+        match op:
+            case CreateNamespace():
+                return self._create_namespace(op)
+            case DeleteNamespace(name):
+                return self._delete_namespace(name)
+            case Txn():
+                return self._txn(op)
+            case SetVersion(version):
+                if version < self.version:
+                    return ErrorResult(
+                        ErrorCode.VERSION_DOWNGRADE,
+                        f"version {self.version} cannot go to {version}",
+                    )
+                self.version = version
+                return VersionResult(version)
+            case Noop():
+                return NoopResult()
+            case _:
+                undo: _Undo = []
+                result = self._txn_op(op, self.revision + 1, undo)
+                if undo:
+                    self.revision += 1
+                return result
+
+    # --- namespaces ---------------------------------------------------------
+
+    def _create_namespace(self, op: CreateNamespace) -> Result:
+        info = NamespaceInfo(op.name, op.consistency, op.options)
+        existing = self._namespaces.get(op.name)
+        if existing == info:
+            return NamespaceResult(info, False, self.revision)
+        if existing is not None:
+            return ErrorResult(
+                ErrorCode.NAMESPACE_EXISTS,
+                f"namespace {op.name!r} exists as {existing.consistency} with other options",
+            )
+        self.revision += 1
+        self._namespaces[op.name] = info
+        if op.consistency == STRONG:
+            self._tables[op.name] = KVTable()
+        return NamespaceResult(info, True, self.revision)
+
+    def _delete_namespace(self, name: str) -> Result:
+        if name not in self._namespaces:
+            return _not_found(name)
+        self.revision += 1
+        del self._namespaces[name]
+        table = self._tables.pop(name, None)
+        return NamespaceDeleted(name, len(table) if table is not None else 0, self.revision)
+
+    def namespaces(self) -> list[NamespaceInfo]:
+        """Every registered namespace (strong and eventual), sorted by name."""
+        return [self._namespaces[name] for name in sorted(self._namespaces)]
+
+    def _table(self, ns: str) -> KVTable | ErrorResult:
+        table = self._tables.get(ns)
+        if table is not None:
+            return table
+        if ns in self._namespaces:
+            return ErrorResult(
+                ErrorCode.WRONG_CONSISTENCY,
+                f"namespace {ns!r} is {self._namespaces[ns].consistency}, not strong",
+            )
+        return _not_found(ns)
+
+    # --- keys ---------------------------------------------------------------
+
+    def read(self, op: Get | Range) -> GetResult | RangeResult | ErrorResult:
+        """Serve a read from the applied state (linearizable once the caller
+        has confirmed its read index is applied; otherwise a stale read)."""
+        table = self._table(op.ns)
+        if isinstance(table, ErrorResult):
+            return table
+        if isinstance(op, Get):
+            return GetResult(table.get(op.key), self.revision)
+        kvs, more = table.scan(op.prefix, op.limit)
+        return RangeResult(tuple(kvs), self.revision, more)
+
+    def _txn_op(self, op: TxnOp, rev: int, undo: _Undo) -> Result:
+        """Apply one key op, writing at revision ``rev`` and logging to ``undo``.
+
+        The caller bumps ``revision`` iff ``undo`` grew.
+        """
+        table = self._table(op.ns)
+        if isinstance(table, ErrorResult):
+            return table
+        match op:
+            case Put(_, key, value, flags, if_mod):
+                prev = table.get(key)
+                if if_mod is not None and _mod_revision(prev) != if_mod:
+                    return CasFailed(prev, self.revision)
+                if prev is None:
+                    kv = KeyValue(key, value, rev, rev, 1, flags)
+                else:
+                    kv = KeyValue(key, value, prev.create_revision, rev, prev.version + 1, flags)
+                undo.append((table, key, prev))
+                table.set(kv)
+                return PutResult(rev, prev)
+            case Delete(_, key, if_mod):
+                prev = table.get(key)
+                if if_mod is not None and _mod_revision(prev) != if_mod:
+                    return CasFailed(prev, self.revision)
+                if prev is None:
+                    return DeleteResult(self.revision, 0, None)
+                undo.append((table, key, table.remove(key)))
+                return DeleteResult(rev, 1, prev, (key,))
+            case DeletePrefix(_, prefix):
+                doomed, _ = table.scan(prefix)
+                for kv in doomed:
+                    undo.append((table, kv.key, table.remove(kv.key)))
+                keys = tuple(kv.key for kv in doomed)
+                return DeleteResult(rev if doomed else self.revision, len(doomed), None, keys)
+            case Get() | Range():
+                return self.read(op)
+
+    def _txn(self, op: Txn) -> Result:
+        succeeded = True
+        for compare in op.compares:
+            holds = self._compare(compare)
+            if isinstance(holds, ErrorResult):
+                return holds
+            succeeded = succeeded and holds
+        rev = self.revision + 1
+        undo: _Undo = []
+        responses: list[TxnResponse] = []
+        for i, txn_op in enumerate(op.success if succeeded else op.failure):
+            result = self._txn_op(txn_op, rev, undo)
+            if isinstance(result, PutResult | DeleteResult | GetResult | RangeResult):
+                responses.append(result)
+                continue
+            for table, key, before in reversed(undo):
+                if before is None:
+                    table.remove(key)
+                else:
+                    table.set(before)
+            if isinstance(result, ErrorResult):
+                return ErrorResult(result.code, f"txn op {i}: {result.message}")
+            return ErrorResult(
+                ErrorCode.TXN_OP_FAILED,
+                f"txn op {i}: if_mod_revision does not match the key's mod_revision",
+            )
+        if undo:
+            self.revision = rev
+        final = self.revision
+        return TxnResult(succeeded, tuple(replace(r, revision=final) for r in responses), final)
+
+    def _compare(self, compare: Compare) -> bool | ErrorResult:
+        table = self._table(compare.ns)
+        if isinstance(table, ErrorResult):
+            return table
+        return compare_holds(table.get(compare.key), compare)
+
+    # --- snapshots ----------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        """The canonical bytes of the whole state (equal states, equal bytes)."""
+        return encode_snapshot(
+            SnapshotState(
+                applied_index=self.applied_index,
+                version=self.version,
+                revision=self.revision,
+                namespaces=tuple(
+                    (
+                        info,
+                        tuple(self._tables[info.name].items())
+                        if info.consistency == STRONG
+                        else None,
+                    )
+                    for info in self.namespaces()
+                ),
+                sessions=tuple(
+                    (client_id, self._sessions[client_id].seq, self._sessions[client_id].result)
+                    for client_id in sorted(self._sessions)
+                ),
+            )
+        )
+
+    @classmethod
+    def restore(cls, data: bytes) -> StateMachine:
+        """Rebuild from ``snapshot()`` bytes; ``restore(s).snapshot() == s``.
+
+        Raises ``MalformedSnapshot`` for bytes ``snapshot`` cannot have made and
+        ``UnsupportedVersion`` for a version this code cannot apply under.
+        """
+        state = decode_snapshot(data)
+        if state.version not in SUPPORTED_VERSIONS:
+            raise UnsupportedVersion(f"snapshot is at state-machine version {state.version}")
+        machine = cls()
+        machine.applied_index = state.applied_index
+        machine.version = state.version
+        machine.revision = state.revision
+        for info, kvs in state.namespaces:
+            machine._namespaces[info.name] = info
+            if kvs is not None:
+                table = machine._tables[info.name] = KVTable()
+                for kv in kvs:
+                    table.set(kv)
+        for client_id, seq, result in state.sessions:
+            machine._sessions[client_id] = _Session(seq, result)
+        return machine
+
+    def state_hash(self) -> str:
+        """Hex SHA-256 of ``snapshot()``: compare replicas at equal ``applied_index``."""
+        return hashlib.sha256(self.snapshot()).hexdigest()
+
+
+def _mod_revision(kv: KeyValue | None) -> int:
+    return kv.mod_revision if kv is not None else 0
+
+
+def _not_found(ns: str) -> ErrorResult:
+    return ErrorResult(ErrorCode.NAMESPACE_NOT_FOUND, f"no namespace {ns!r}")
