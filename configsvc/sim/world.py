@@ -75,6 +75,8 @@ class World:
         }
         self.faults = NetworkFaults.none()
         self.cut: set[tuple[str, str]] = set()
+        #: extra delay on a directed link (congestion, bufferbloat)
+        self.slow_links: dict[tuple[str, str], float] = {}
         self.down: set[str] = set()
         self._queue: list[_Event] = []
         self._seq = 0
@@ -122,6 +124,7 @@ class World:
             delay = f.delay_min + self.rng.expovariate(1 / max(f.delay_mean, 1e-9))
             if self.rng.random() < f.slow:
                 delay += self.rng.uniform(0, f.slow_delay)
+            delay += self.slow_links.get((src, dst), 0.0)
             self.after(delay, lambda: self._deliver(src, dst, message))
 
     def _deliver(self, src: str, dst: str, message: Any) -> None:
@@ -137,6 +140,7 @@ class World:
 
     def heal(self) -> None:
         self.cut.clear()
+        self.slow_links.clear()
 
     def split(self, groups: list[list[str]], others: Iterable[str] = ()) -> None:
         """Cut every link between different groups. ``others`` (clients) reach

@@ -1,0 +1,254 @@
+"""One strong-store node under simulation: the replica core driven like production.
+
+The driver contract, exactly as the asyncio driver obeys it: take ``Ready``,
+append its records, fsync (here: a simulated disk latency during which the
+node handles nothing and a crash loses the records), then send its messages,
+then install/apply, then answer clients. Inputs that arrive while the node is
+busy queue up and are all handled before the next ``Ready``: group commit.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from configsvc.sim.sim_storage import SimStorage
+from configsvc.sim.world import World
+from strong.config import ReplicaConfig
+from strong.messages import Accepted, Batch, Message, Promise
+from strong.ops import Get
+from strong.ready import Ready
+from strong.replica import Replica
+from strong.results import Applied, Result
+from strong.state_machine import StateMachine
+from strong.storage import recover
+
+
+@dataclass(frozen=True)
+class ClientRequest:
+    op_id: int
+    client_id: str
+    seq: int
+    #: encoded Command for writes; a Get for linearizable reads
+    write: bytes | None = None
+    read: Get | None = None
+
+
+@dataclass(frozen=True)
+class ClientResponse:
+    op_id: int
+    #: "ok" (result), "not_leader" (safe to retry elsewhere)
+    status: str
+    result: Result | None = None
+    leader_hint: str | None = None
+
+
+#: (node, slot, batch) for every applied slot; (node, index, hash) for sampled state hashes
+ApplyObserver = Callable[[str, int, Batch], None]
+HashObserver = Callable[[str, int, str], None]
+
+
+class SimStrongNode:
+    def __init__(
+        self,
+        world: World,
+        config: ReplicaConfig,
+        *,
+        fsync_latency: tuple[float, float] = (0.0005, 0.005),
+        tick_interval: float = 0.01,
+        snapshot_every: int = 40,
+        hash_every: int = 10,
+        on_apply: ApplyObserver | None = None,
+        on_hash: HashObserver | None = None,
+        make_state_machine: Callable[[], StateMachine] = StateMachine,
+    ) -> None:
+        self.world = world
+        self.id = config.node_id
+        self.config = config
+        self.storage = SimStorage()
+        self.fsync_latency = fsync_latency
+        self.tick_interval = tick_interval
+        self.snapshot_every = snapshot_every
+        self.hash_every = hash_every
+        self.on_apply = on_apply
+        self.on_hash = on_hash
+        self.make_state_machine = make_state_machine
+        self.up = False
+        self.epoch = 0
+        self.restarts = 0
+        #: fault: crash right after the next send, restart after this many seconds
+        self.crash_after_send: float | None = None
+        world.register(self.id, self._receive)
+        self._boot()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _boot(self) -> None:
+        self.epoch += 1
+        self.up = True
+        self.world.down.discard(self.id)
+        durable = recover(self.storage.load())
+        rng = random.Random(self.world.rng.getrandbits(64))
+        self.replica = Replica(self.config, durable, self._now(), rng)
+        self.sm = self.make_state_machine()
+        self.busy = False
+        self.inbox: list[tuple[str, Any]] = []
+        self.next_request = 0
+        self.writes: dict[tuple[str, int], tuple[str, int]] = {}
+        self.requests: dict[int, tuple[str, int, tuple[str, int]]] = {}
+        self.reads: dict[int, tuple[str, int, Get]] = {}
+        self.ready_reads: list[tuple[int, int]] = []
+        epoch = self.epoch
+        self.world.after(self.tick_interval, lambda: self._tick(epoch))
+        self._process()
+
+    def crash(self) -> None:
+        if not self.up:
+            return
+        self.up = False
+        self.epoch += 1
+        self.world.down.add(self.id)
+        self.storage.crash()
+        self.inbox = []
+
+    def restart(self) -> None:
+        if self.up:
+            return
+        self.restarts += 1
+        self._boot()
+
+    def _now(self) -> float:
+        return self.world.local_time(self.id)
+
+    # ------------------------------------------------------------------ inputs
+
+    def _receive(self, src: str, message: Any) -> None:
+        if not self.up:
+            return
+        if self.busy:
+            self.inbox.append((src, message))
+            return
+        self._handle(src, message)
+        self._process()
+
+    def _tick(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            return
+        self.world.after(self.tick_interval, lambda: self._tick(epoch))
+        if self.busy:
+            return
+        self.replica.tick(self._now())
+        self._process()
+
+    def _handle(self, src: str, message: Any) -> None:
+        now = self._now()
+        if isinstance(message, ClientRequest):
+            self._client_request(src, message, now)
+        else:
+            msg: Message = message
+            self.replica.step(src, msg, now)
+
+    def _client_request(self, client: str, req: ClientRequest, now: float) -> None:
+        self.next_request += 1
+        rid = self.next_request
+        if req.write is not None:
+            self.writes[(req.client_id, req.seq)] = (client, req.op_id)
+            self.requests[rid] = (client, req.op_id, (req.client_id, req.seq))
+            self.replica.propose(rid, req.write, now)
+        elif req.read is not None:
+            self.reads[rid] = (client, req.op_id, req.read)
+            self.replica.read_index(rid, now)
+
+    # ------------------------------------------------------------------ Ready
+
+    def _process(self) -> None:
+        # One Ready at a time: the next is taken only after this one completes.
+        assert not self.busy, "a Ready was taken while the previous one was in flight"
+        ready = self.replica.ready()
+        if ready.empty():
+            return
+        self.storage.append(ready.persist)
+        if not ready.persist:
+            self._complete(ready)
+            return
+        self.busy = True
+        epoch = self.epoch
+        latency = self.world.rng.uniform(*self.fsync_latency)
+        self.world.after(latency, lambda: self._synced(epoch, ready))
+
+    def _synced(self, epoch: int, ready: Ready) -> None:
+        if epoch != self.epoch:
+            return  # crashed during the fsync: the records were lost with it
+        self.storage.sync()
+        self.busy = False
+        self._complete(ready)
+        while self.inbox and not self.busy and epoch == self.epoch:
+            batch, self.inbox = self.inbox, []
+            for src, message in batch:
+                self._handle(src, message)
+            self._process()
+
+    def _complete(self, ready: Ready) -> None:
+        for env in ready.messages:
+            self.world.send(env.src, env.dst, env.message)
+        if self.crash_after_send is not None and any(
+            isinstance(env.message, (Promise, Accepted)) for env in ready.messages
+        ):
+            # Power loss right after an acceptor's reply: whatever the core has
+            # not yet asked to persist (nothing, if it obeys its contract) is gone.
+            restart_after, self.crash_after_send = self.crash_after_send, None
+            self.crash()
+            self.world.after(restart_after, self.restart)
+            return
+        if ready.snapshot is not None and ready.snapshot.index > self.sm.applied_index:
+            self.sm = type(self.sm).restore(ready.snapshot.data)
+        for slot, batch in ready.committed:
+            if slot <= self.sm.applied_index:
+                continue
+            for applied in self.sm.apply(slot, batch):
+                self._answer_write(applied)
+            if self.on_apply is not None:
+                self.on_apply(self.id, slot, batch)
+            if self.on_hash is not None and slot % self.hash_every == 0:
+                self.on_hash(self.id, slot, self.sm.state_hash())
+        for rs in ready.reads:
+            self.ready_reads.append((rs.index, rs.request_id))
+        self._serve_reads()
+        for rej in ready.rejected:
+            target = self._rejected_target(rej.request_id)
+            if target is not None:
+                client, op_id = target
+                self._respond(client, ClientResponse(op_id, "not_leader", None, rej.leader_hint))
+        if self.sm.applied_index - self.replica.snapshot_index >= self.snapshot_every:
+            self.replica.compact(self.sm.applied_index, self.sm.snapshot())
+
+    def _rejected_target(self, rid: int) -> tuple[str, int] | None:
+        write = self.requests.pop(rid, None)
+        if write is not None:
+            self.writes.pop(write[2], None)
+            return write[0], write[1]
+        read = self.reads.pop(rid, None)
+        return (read[0], read[1]) if read else None
+
+    def _answer_write(self, applied: Applied) -> None:
+        target = self.writes.pop((applied.client_id, applied.seq), None)
+        if target is not None:
+            client, op_id = target
+            self._respond(client, ClientResponse(op_id, "ok", applied.result))
+
+    def _serve_reads(self) -> None:
+        waiting = []
+        for index, rid in self.ready_reads:
+            if index > self.sm.applied_index:
+                waiting.append((index, rid))
+                continue
+            read = self.reads.pop(rid, None)
+            if read is not None:
+                client, op_id, get = read
+                self._respond(client, ClientResponse(op_id, "ok", self.sm.read(get)))
+        self.ready_reads = waiting
+
+    def _respond(self, client: str, response: ClientResponse) -> None:
+        self.world.send(self.id, client, response)

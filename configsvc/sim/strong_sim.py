@@ -1,0 +1,354 @@
+"""Seeded simulation of the strong store: faults, then heal, then checks.
+
+One seed = one run:
+
+1. **Safety phase.** Clients run while the network drops, duplicates, delays
+   and reorders messages, partitions come and go (random split, isolated
+   leader, bridge node, one-way links, flapping), nodes crash (losing
+   unsynced records) and restart, and every clock drifts within the bound.
+2. **Liveness phase.** Every fault stops and every node restarts. Every client
+   operation invoked from then on must complete within ``liveness_bound``.
+3. **Whole-cluster restart.** Every node crashes at once and restarts from
+   its disk; an auditor then reads every key (part of the history).
+
+Checkers, kept apart from the cluster (``configsvc.sim.strong_checks``):
+linearizability per key; every pair of replicas applied the same value at
+every slot both applied and the same state hash at equal indexes; no
+acknowledged write lost; liveness as above.
+"""
+
+from __future__ import annotations
+
+import random
+import traceback
+from dataclasses import dataclass, field, replace
+
+from configsvc.sim.runner import SeedResult
+from configsvc.sim.strong_checks import Observer, check_history, lost_writes
+from configsvc.sim.strong_client import HistoryOp, SimStrongClient
+from configsvc.sim.strong_node import SimStrongNode
+from configsvc.sim.world import NetworkFaults, World
+from strong.commands import Command, encode_command
+from strong.config import PlantedBugs, ReplicaConfig
+from strong.ops import CreateNamespace
+from strong.ready import Role
+from strong.state_machine import StateMachine
+
+FOLD = {"max_op_latency_s": "max", "unknown_ops": "sum", "elections": "sum"}
+NAMESPACE = "sim"
+
+
+@dataclass(frozen=True)
+class StrongSimConfig:
+    nodes: tuple[int, ...] = (3, 5)
+    clients: int = 6
+    keys: int = 3
+    safety_seconds: float = 6.0
+    liveness_seconds: float = 3.0
+    #: every operation invoked after the heal must complete within this (simulated seconds)
+    liveness_bound: float = 4.0
+    max_drift: float = 0.01
+    network: NetworkFaults = field(
+        # LAN-like delays, a little faster than an fsync, as on real machines
+        default_factory=lambda: NetworkFaults(
+            drop=0.03, duplicate=0.02, delay_min=0.0002, delay_mean=0.0008, slow=0.05
+        )
+    )
+    partitions: bool = True
+    crashes: bool = True
+    bugs: PlantedBugs = field(default_factory=PlantedBugs)
+    #: planted bug: the state machine forgets its client table
+    skip_dedup: bool = False
+    snapshot_every: int = 40
+    #: relative weights of fault kinds; None = the default mix
+    fault_weights: tuple[tuple[str, int], ...] | None = None
+
+
+class StrongSim:
+    def __init__(self, seed: int, config: StrongSimConfig) -> None:
+        self.seed = seed
+        self.config = config
+        rng = random.Random(seed)
+        n = rng.choice(config.nodes)
+        self.node_ids = [f"n{i + 1}" for i in range(n)]
+        self.world = World(seed, self.node_ids, max_drift=config.max_drift)
+        self.rng = random.Random(self.world.rng.getrandbits(64))
+        self.observer = Observer()
+        self.history: list[HistoryOp] = []
+        make_sm = _forgetful_state_machine if config.skip_dedup else StateMachine
+        self.nodes = {
+            nid: SimStrongNode(
+                self.world,
+                ReplicaConfig(nid, tuple(self.node_ids), max_drift=config.max_drift, bugs=config.bugs),
+                snapshot_every=config.snapshot_every,
+                on_apply=self.observer.applied,
+                on_hash=self.observer.hashed,
+                make_state_machine=make_sm,
+            )
+            for nid in self.node_ids
+        }
+        self.clients = [
+            SimStrongClient(
+                self.world,
+                i,
+                self.node_ids,
+                NAMESPACE,
+                [f"k{j}" for j in range(config.keys)],
+                self.history,
+                random.Random(self.rng.getrandbits(64)),
+            )
+            for i in range(config.clients)
+        ]
+        self.faults_on = False
+        self.flapping = False
+
+    # ------------------------------------------------------------------ phases
+
+    def run(self) -> SeedResult:
+        cfg = self.config
+        self._bootstrap()
+        t0 = self.world.now
+        heal_at = t0 + cfg.safety_seconds
+        self.faults_on = True
+        self.world.faults = cfg.network
+        for client in self.clients:
+            client.start()
+        self._schedule_fault()
+        self.world.run_until(heal_at)
+        self._heal()
+        for client in self.clients:
+            client.give_up_after = cfg.liveness_bound * 3
+        live_from = self.world.now
+        self.world.run_until(live_from + cfg.liveness_seconds)
+        for client in self.clients:
+            client.stop()
+        self.world.run_until(
+            self.world.now + cfg.liveness_bound * 3, stop=lambda: all(c.idle for c in self.clients)
+        )
+        caught_up = self._wait_converged(cfg.liveness_bound)
+        self._restart_everything()
+        audit_from = self.world.now
+        auditor = self.clients[0]
+        auditor.script = [(k, ("get",)) for k in auditor.keys]
+        auditor.start()
+        self.world.run_until(
+            self.world.now + cfg.liveness_bound * 3, stop=lambda: not auditor.script and auditor.idle
+        )
+        auditor.stop()
+        return self._verdict(live_from, audit_from, caught_up)
+
+    def _bootstrap(self) -> None:
+        """Create the namespace through the log, retrying until some leader takes it."""
+        cmd = encode_command(Command("bootstrap", 1, CreateNamespace(NAMESPACE, "strong", ())))
+        done = False
+
+        def try_once() -> None:
+            nonlocal done
+            for node in self.nodes.values():
+                if node.up and not node.busy and node.replica.role is Role.LEADER:
+                    node.replica.propose(0, cmd, node._now())
+                    node._process()
+            if not done:
+                self.world.after(0.2, try_once)
+
+        def created() -> bool:
+            return all(
+                any(ns.name == NAMESPACE for ns in node.sm.namespaces()) for node in self.nodes.values()
+            )
+
+        self.world.after(0.0, try_once)
+        done = self.world.run_until(30.0, stop=created)
+        if not done:
+            raise RuntimeError(f"seed {self.seed}: cluster never created its namespace")
+
+    # ------------------------------------------------------------------ faults
+
+    def _schedule_fault(self) -> None:
+        if self.faults_on:
+            self.world.after(self.rng.uniform(0.3, 2.0), self._fault)
+
+    def _leader(self) -> str | None:
+        leaders = [n.id for n in self.nodes.values() if n.up and n.replica.role is Role.LEADER]
+        return self.rng.choice(leaders) if leaders else None
+
+    def _fault(self) -> None:
+        if not self.faults_on:
+            return
+        cfg, world, rng = self.config, self.world, self.rng
+        weights = {"heal": 2}
+        if cfg.partitions:
+            weights |= {"split": 1, "isolate_leader": 1, "bridge": 2, "leader_partial": 2}
+            weights |= {"gray_leader": 3}
+            weights |= {"one_way": 1, "flap": 1}
+        if cfg.crashes:
+            weights |= {"crash": 1, "crash_leader": 1, "crash_after_send": 3}
+            weights |= {"power_loss": 1, "restart": 1}
+        if cfg.fault_weights is not None:
+            weights = dict(cfg.fault_weights)
+        kind = rng.choices(list(weights), weights=list(weights.values()))[0]
+        self.flapping = False
+        if kind == "heal":
+            world.heal()
+        elif kind == "split":
+            world.random_split()
+        elif kind == "isolate_leader":
+            leader = self._leader()
+            if leader:
+                world.isolate(leader)
+        elif kind == "leader_partial":
+            # The leader loses a minority of followers, who elect through the rest.
+            leader = self._leader()
+            if leader:
+                others = [n for n in self.node_ids if n != leader]
+                for peer in rng.sample(others, max(1, (len(others) - 1) // 2)):
+                    world.cut.update({(leader, peer), (peer, leader)})
+        elif kind == "gray_leader":
+            # A gray failure: a minority loses the leader entirely, and the
+            # others' replies reach it late, so it learns of a successor late.
+            leader = self._leader()
+            if leader:
+                others = [n for n in self.node_ids if n != leader]
+                lost = rng.sample(others, max(1, (len(others) - 1) // 2))
+                for peer in others:
+                    if peer in lost:
+                        world.cut.update({(leader, peer), (peer, leader)})
+                    else:
+                        world.slow_links[(peer, leader)] = rng.uniform(0.1, 0.4)
+        elif kind == "bridge":
+            world.bridge(rng.choice(self.node_ids))
+        elif kind == "one_way":
+            a, b = rng.sample(self.node_ids, 2)
+            world.one_way(a, b)
+        elif kind == "flap":
+            self.flapping = True
+            self._flap(rng.choice(self.node_ids), 6)
+        elif kind in ("crash", "crash_leader"):
+            target = self._leader() if kind == "crash_leader" else rng.choice(self.node_ids)
+            if target:
+                self.nodes[target].crash()
+                world.after(rng.uniform(0.05, 1.5), self.nodes[target].restart)
+        elif kind == "crash_after_send":
+            node = self.nodes[rng.choice(self.node_ids)]
+            node.crash_after_send = rng.uniform(0.05, 1.0)
+        elif kind == "power_loss":
+            for node in self.nodes.values():
+                node.crash()
+            world.after(rng.uniform(0.05, 0.5), lambda: [n.restart() for n in self.nodes.values()])
+        elif kind == "restart":
+            for node in self.nodes.values():
+                node.restart()
+        self._schedule_fault()
+
+    def _flap(self, node: str, times: int) -> None:
+        if not self.flapping or not self.faults_on or times == 0:
+            return
+        if times % 2 == 0:
+            self.world.isolate(node)
+        else:
+            self.world.heal()
+        self.world.after(self.rng.uniform(0.02, 0.3), lambda: self._flap(node, times - 1))
+
+    def _heal(self) -> None:
+        self.faults_on = False
+        self.flapping = False
+        self.world.heal()
+        self.world.faults = NetworkFaults.none()
+        for node in self.nodes.values():
+            node.crash_after_send = None
+            node.restart()
+
+    def _wait_converged(self, bound: float) -> bool:
+        def converged() -> bool:
+            indexes = {n.sm.applied_index for n in self.nodes.values()}
+            commits = {n.replica.commit_index for n in self.nodes.values()}
+            return len(indexes) == 1 and indexes == commits
+
+        return self.world.run_until(self.world.now + bound, stop=converged)
+
+    def _restart_everything(self) -> None:
+        for node in self.nodes.values():
+            node.crash()
+        for node in self.nodes.values():
+            node.restart()
+
+    # ------------------------------------------------------------------ verdict
+
+    def _verdict(self, live_from: float, audit_from: float, caught_up: bool) -> SeedResult:
+        cfg = self.config
+        unknown = sum(1 for op in self.history if op.ret is None)
+        result = SeedResult(
+            seed=self.seed,
+            ok=True,
+            ops=len(self.history),
+            ops_checked=len(self.history),
+            stats={
+                "max_op_latency_s": max((c.max_latency for c in self.clients), default=0.0),
+                "unknown_ops": float(unknown),
+            },
+        )
+        if self.observer.violation:
+            return _fail(result, self.observer.violation, self.observer.excerpt)
+        lin = check_history(self.history)
+        if lin is not None:
+            return _fail(result, lin[0], lin[1])
+        lost = lost_writes(self.history, self.observer)
+        if lost:
+            return _fail(result, "acknowledged write lost", [op.describe() for op in lost[:5]])
+        late = [
+            op
+            for op in self.history
+            if op.call >= live_from and (op.ret is None or op.ret - op.call > cfg.liveness_bound)
+        ]
+        if late:
+            return _fail(
+                result,
+                f"liveness: {len(late)} operation(s) after the heal took longer than "
+                f"{cfg.liveness_bound}s or never completed",
+                [op.describe() for op in late[:5]],
+            )
+        if not caught_up:
+            return _fail(result, "liveness: replicas did not converge after the heal", [])
+        audited = [op for op in self.history if op.call >= audit_from]
+        if len(audited) < cfg.keys:
+            return _fail(result, "liveness: the audit after a whole-cluster restart did not finish", [])
+        return result
+
+
+def _fail(result: SeedResult, violation: str, excerpt: list[str]) -> SeedResult:
+    result.ok = False
+    result.violation = violation
+    result.excerpt = excerpt
+    return result
+
+
+class _ForgetfulStateMachine(StateMachine):
+    """Planted bug: every retry is applied again (the client table is ignored)."""
+
+    def apply(self, slot: int, batch: tuple[bytes, ...]):  # type: ignore[no-untyped-def]
+        self._sessions.clear()
+        return super().apply(slot, batch)
+
+
+def _forgetful_state_machine() -> StateMachine:
+    return _ForgetfulStateMachine()
+
+
+def run_seed(seed: int, config: StrongSimConfig | None = None) -> SeedResult:
+    sim = StrongSim(seed, config or StrongSimConfig())
+    try:
+        return sim.run()
+    except Exception as exc:  # an invariant broke inside the cluster: a failure, never a pass
+        lines = traceback.format_exception(exc)
+        return SeedResult(
+            seed=seed,
+            ok=False,
+            ops=len(sim.history),
+            violation=f"exception at simulated t={sim.world.now:.4f}: {exc!r}",
+            excerpt=[line.rstrip() for line in "".join(lines[-6:]).splitlines()],
+        )
+
+
+def with_bug(base: StrongSimConfig | None = None, **bugs: bool) -> StrongSimConfig:
+    """``base`` (default: the default configuration) with the named planted bugs on."""
+    skip_dedup = bugs.pop("skip_dedup", False)
+    return replace(base or StrongSimConfig(), bugs=PlantedBugs(**bugs), skip_dedup=skip_dedup)
