@@ -1,0 +1,88 @@
+"""Timing and sizing of an eventual replica, namespace options, and the
+planted bugs the simulator must catch.
+
+Garbage collection rests on one rule: an event leaves the log only once it
+is causally stable (every member not away beyond ``gc_horizon`` has it). A
+member silent for longer than ``gc_horizon`` (local seconds) stops holding
+collection back and must rejoin by full state transfer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = ["LWW", "MVR", "Merge", "PlantedBugs", "ReplicaConfig"]
+
+Merge = Literal["mvr", "lww"]
+MVR: Merge = "mvr"
+LWW: Merge = "lww"
+
+
+@dataclass(frozen=True)
+class PlantedBugs:
+    """Deliberate defects, all off in production. Each exists so a test can
+    prove the simulator's checkers catch it (a checker that cannot fail is a defect)."""
+
+    #: apply a remote event as soon as it is next from its origin, ignoring its other deps
+    deliver_before_causal_past: bool = False
+    #: collect the event log at this replica's own version vector, not the stable one
+    gc_before_stability: bool = False
+    #: merges do not consult the receiver's causal context (re-merging a delta changes state)
+    non_idempotent_merge: bool = False
+    #: answer a request at once even if this replica does not cover its token
+    serve_uncovered_token: bool = False
+
+    def any(self) -> bool:
+        return any(vars(self).values())
+
+
+@dataclass(frozen=True)
+class ReplicaConfig:
+    #: this node's network name (its replica *identity* is separate and durable)
+    node_id: str
+    #: every member's network name, including this node
+    nodes: tuple[str, ...]
+    #: merge mode per namespace; namespaces not listed use ``default_merge``
+    namespaces: Mapping[str, Merge] = field(default_factory=dict)
+    default_merge: Merge = MVR
+    gossip_interval: float = 0.2
+    fanout: int = 3
+    #: push each new local event to ``fanout`` peers at once (else only by digest)
+    eager_push: bool = True
+    repair_interval: float = 5.0
+    #: a member silent this long (local seconds) no longer holds back collection
+    gc_horizon: float = 5.0
+    #: how long a request waits for this replica to cover its token
+    token_wait: float = 0.3
+    #: size cap of one Deltas message (estimated encoded bytes) and its event count
+    max_delta_bytes: int = 128 * 1024
+    max_delta_events: int = 4096
+    #: at most one full state per peer per this many seconds
+    full_state_cooldown: float = 1.0
+    #: events buffered while waiting for their causal past
+    max_pending: int = 100_000
+    #: write a snapshot record after this many event records
+    snapshot_every: int = 20_000
+    bugs: PlantedBugs = field(default_factory=PlantedBugs)
+
+    def __post_init__(self) -> None:
+        if self.node_id not in self.nodes:
+            raise ValueError(f"node {self.node_id!r} is not among the members {self.nodes}")
+        if len(set(self.nodes)) != len(self.nodes):
+            raise ValueError("members must be distinct")
+        if self.fanout < 1 or self.max_delta_events < 1 or self.max_delta_bytes < 1024:
+            raise ValueError("fanout, max_delta_events and max_delta_bytes must be positive")
+        if self.gc_horizon <= 4 * self.gossip_interval:
+            raise ValueError("gc_horizon must exceed four gossip intervals")
+        for ns, merge in self.namespaces.items():
+            if merge not in (MVR, LWW):
+                raise ValueError(f"namespace {ns!r}: merge must be 'mvr' or 'lww'")
+
+    @property
+    def peers(self) -> tuple[str, ...]:
+        return tuple(n for n in self.nodes if n != self.node_id)
+
+    def merge_of(self, namespace: str) -> Merge:
+        return self.namespaces.get(namespace, self.default_merge)

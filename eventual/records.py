@@ -1,0 +1,151 @@
+"""Durable records of an eventual replica and their framing on disk.
+
+A replica's durable state is a sequence of records; ``eventual.storage.recover``
+replays them. Each record is framed as::
+
+    u32 length | u32 crc32c(payload) | payload (msgpack)
+
+Records:
+
+- ``IdentityRecord``: the replica identity (the actor of its dots). Written
+  once, before the first event. A node whose records are gone gets a *fresh*
+  identity, so no dot is ever issued twice.
+- ``EventRecord``: one applied event (local or remote), in apply order. A
+  local write's record is in the same ``Ready`` as its acknowledgement, so
+  it is durable before the client hears "ok".
+- ``SnapshotRecord``: the whole state (dot store, context, clock, the
+  not-yet-collected event log and its floor); every earlier record is obsolete.
+
+Framing invariants (as ``strong.records``): a frame running past the end of
+the buffer is a torn tail (``decode_frames`` returns the valid prefix length);
+a complete frame with a bad checksum or payload raises ``CorruptRecord``.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import crc32c
+import msgpack
+
+from eventual.codec import (
+    MalformedMessage,
+    entries_from_wire,
+    entries_to_wire,
+    event_from_wire,
+    event_to_wire,
+    read_list,
+    read_str,
+    read_uint,
+    read_vv,
+)
+from eventual.dots import WireVV
+from eventual.messages import Event, StateEntry
+
+__all__ = [
+    "CorruptRecord",
+    "EventRecord",
+    "IdentityRecord",
+    "Record",
+    "Snapshot",
+    "SnapshotRecord",
+    "decode_frames",
+    "encode_frame",
+]
+
+_HEADER = struct.Struct(">II")
+
+
+class CorruptRecord(Exception):
+    """A complete record failed its checksum or could not be decoded."""
+
+    def __init__(self, offset: int, reason: str) -> None:
+        super().__init__(f"corrupt record at byte {offset}: {reason}")
+        self.offset = offset
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    vv: WireVV
+    entries: tuple[StateEntry, ...]
+    hlc: int
+    #: per origin, the highest counter the log can no longer serve
+    floor: WireVV
+    #: events not yet causally stable, in apply order
+    log: tuple[Event, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityRecord:
+    replica: str
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRecord:
+    snapshot: Snapshot
+
+
+Record = IdentityRecord | EventRecord | SnapshotRecord
+
+
+def _payload(record: Record) -> list[object]:
+    match record:
+        case IdentityRecord(replica):
+            return ["I", replica]
+        case EventRecord(event):
+            return ["E", event_to_wire(event)]
+        case SnapshotRecord(s):
+            return ["S", [list(p) for p in s.vv], entries_to_wire(s.entries), s.hlc,
+                    [list(p) for p in s.floor], [event_to_wire(e) for e in s.log]]
+
+
+def _from_payload(obj: object) -> Record:
+    f = read_list(obj, "record")
+    match f:
+        case ["I", replica]:
+            return IdentityRecord(read_str(replica, "replica", nonempty=True))
+        case ["E", event]:
+            return EventRecord(event_from_wire(event))
+        case ["S", vv, entries, hlc, floor, log]:
+            wvv = read_vv(vv, "snapshot vv")
+            return SnapshotRecord(Snapshot(
+                wvv, entries_from_wire(entries, wvv), read_uint(hlc, "snapshot hlc"),
+                read_vv(floor, "snapshot floor"),
+                tuple(event_from_wire(e) for e in read_list(log, "snapshot log")),
+            ))
+    raise MalformedMessage("unknown record")
+
+
+def encode_frame(record: Record) -> bytes:
+    payload: bytes = msgpack.packb(_payload(record), use_bin_type=True)
+    return _HEADER.pack(len(payload), crc32c.crc32c(payload)) + payload
+
+
+def decode_frames(buf: bytes) -> tuple[list[Record], int]:
+    """Decode every complete frame; return the records and the length of the valid prefix.
+
+    Raises ``CorruptRecord`` for a complete frame with a bad checksum or payload.
+    """
+    records: list[Record] = []
+    offset = 0
+    while offset + _HEADER.size <= len(buf):
+        length, crc = _HEADER.unpack_from(buf, offset)
+        end = offset + _HEADER.size + length
+        if end > len(buf):
+            break  # torn tail
+        payload = bytes(buf[offset + _HEADER.size : end])
+        if crc32c.crc32c(payload) != crc:
+            raise CorruptRecord(offset, "checksum mismatch")
+        try:
+            records.append(_from_payload(msgpack.unpackb(payload, raw=False, strict_map_key=True)))
+        except (ValueError, TypeError, msgpack.UnpackException) as exc:
+            raise CorruptRecord(offset, f"undecodable payload: {exc}") from exc
+        offset = end
+    return records, offset

@@ -1,0 +1,382 @@
+"""An eventual (causal+) replica as a pure state machine.
+
+Inputs: ``step(src, message, now)``, ``tick(now)``, client calls (``get``,
+``put``, ``delete``, ``list``, ``register``, ``heartbeat``, ``deregister``,
+``instances``, or ``submit`` with a request object), ``set_members``.
+Output: ``ready()`` -> ``Ready`` (see ``eventual.ready`` for the driver's
+contract: persist and sync, then send, then reply). Time enters only as
+``now`` (this node's local clock); randomness only through the injected
+random source.
+
+Rules this module obeys (each one is what a guarantee rests on):
+
+1. Durability. Every applied event (local or remote) emits its record in
+   the same Ready as any reply or message that depends on it; a full-state
+   merge emits a snapshot record. A write is acknowledged only through Ready.
+2. Causal delivery. A remote event is applied only when deliverable
+   (``eventual.delivery``); until then it waits in a bounded buffer. Hence the
+   state is always causally closed and its context a compact version vector.
+3. Sessions. A request is served only once the version vector covers its
+   token (and, for writes, its read context); it waits up to ``token_wait``,
+   else the answer is ``CausallyBehind``. Every answer carries the new token.
+   A write's deps are the whole version vector, so later writes of a session
+   are applied after its earlier writes and reads everywhere.
+4. Garbage collection. The log drops an event only once it is causally
+   stable among members heard from within ``gc_horizon``
+   (``eventual.stability``). A peer that was away beyond it, or comes back
+   with a new identity, is sent the full state, never deltas it cannot use.
+5. Identity. A replica without a durable identity (new or wiped) takes a
+   fresh random one, so its dots never collide with an earlier life's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from eventual.client import ClientCalls
+from eventual.config import ReplicaConfig
+from eventual.context import CausalContext
+from eventual.delivery import CausalBuffer, deliverable
+from eventual.dots import (
+    SVC_SPACE,
+    VV,
+    Key,
+    vv_join,
+    vv_leq,
+    vv_missing,
+    vv_to_wire,
+)
+from eventual.hlc import hlc_recv, hlc_send
+from eventual.instances import resolve_instance
+from eventual.log import EventLog
+from eventual.messages import (
+    Deltas,
+    Digest,
+    Envelope,
+    Event,
+    FullState,
+    Message,
+    RepairProbe,
+)
+from eventual.ormap import Change, ORMap, sibling_hash
+from eventual.ready import Ready
+from eventual.records import EventRecord, IdentityRecord, Record, Snapshot, SnapshotRecord
+from eventual.requests import (
+    BadRequest,
+    CausallyBehind,
+    Delete,
+    NotFound,
+    Put,
+    Reply,
+    Request,
+    Result,
+    WriteResult,
+)
+from eventual.serve import answer_read, plan_write
+from eventual.stability import Stability
+from eventual.storage import DurableState
+from eventual.token import BadToken, decode_vv, encode_vv
+
+__all__ = ["EventualStatus", "RandomSource", "Replica"]
+
+
+class RandomSource(Protocol):
+    """What the replica needs of ``random.Random`` (injected, never imported)."""
+
+    def random(self) -> float: ...
+
+    def getrandbits(self, k: int, /) -> int: ...
+
+    def sample(self, population: Sequence[str], k: int) -> list[str]: ...
+
+
+@dataclass
+class _Parked:
+    request_id: int
+    request: Request
+    need: VV
+    deadline: float
+
+
+@dataclass(frozen=True)
+class EventualStatus:
+    node_id: str
+    replica: str
+    vv: VV
+    log_events: int
+    pending: int
+    #: per peer, events of ours it is not known to have (gossip lag / divergence)
+    peer_lag: dict[str, int]
+    rejoining: tuple[str, ...]
+    state_hash: int
+
+
+class Replica(ClientCalls):
+    def __init__(
+        self, config: ReplicaConfig, durable: DurableState, now: float, rng: RandomSource
+    ) -> None:
+        self.config = config
+        self.node = config.node_id
+        self.rng = rng
+        self.bugs = config.bugs
+        self.now = now
+        self._persist: list[Record] = []
+        self._messages: list[Envelope] = []
+        self._replies: list[Reply] = []
+        if durable.replica is None:
+            self.replica = f"{self.node}.{rng.getrandbits(40):010x}"
+            self._persist.append(IdentityRecord(self.replica))
+        else:
+            self.replica = durable.replica
+        self.store = durable.store
+        self.hlc = durable.hlc
+        self.log = EventLog(durable.log, durable.floor)
+        self.buffer = CausalBuffer(config.max_pending)
+        self.stability = Stability(self.node, config.peers, config.gc_horizon, now)
+        self.state_hash = 0
+        self.last_seen: dict[Key, float] = {}
+        for key, sibs in self.store.entries.items():
+            for dot, sib in sibs.items():
+                self.state_hash ^= sibling_hash(key, dot, sib)
+            if key[1] == SVC_SPACE:
+                self.last_seen[key] = now
+        self.parked: list[_Parked] = []
+        self.full_state_sent: dict[str, float] = {}
+        self.since_snapshot = 0
+        self.next_gossip = now + rng.random() * config.gossip_interval
+        self.next_repair = now + (0.5 + rng.random()) * config.repair_interval
+
+    @property
+    def vv(self) -> VV:
+        return self.store.context.vv
+
+    # ------------------------------------------------------------------ inputs
+
+    def step(self, src: str, message: Message, now: float) -> None:
+        """Handle one message from node ``src``. Never raises on odd input."""
+        self.now = now
+        if src not in self.stability.peers or message.replica == self.replica:
+            return
+        self.stability.heard(src, message.replica, dict(message.vv), now)
+        match message:
+            case Digest():
+                self._on_digest(src, message)
+            case Deltas():
+                self._receive(message.events)
+            case FullState():
+                self._on_full_state(src, message)
+            case RepairProbe():
+                self._on_probe(src, message)
+        self._release_parked()
+
+    def tick(self, now: float) -> None:
+        self.now = now
+        if now >= self.next_gossip:
+            self.next_gossip = now + self.config.gossip_interval * (0.9 + 0.2 * self.rng.random())
+            self._gossip_round()
+        if now >= self.next_repair:
+            self.next_repair = now + self.config.repair_interval * (0.9 + 0.2 * self.rng.random())
+            peer = self.rng.sample(self.config.peers, 1) if self.config.peers else []
+            for p in peer:
+                self._send(p, RepairProbe(self.replica, vv_to_wire(self.vv), self.state_hash))
+        self._release_parked()
+
+    def set_members(self, members: Iterable[str], alive: Iterable[str], now: float) -> None:
+        """The roster and the members the failure detector reports alive."""
+        self.now = now
+        self.stability.set_members(members, alive, now)
+
+    def submit(self, request_id: int, request: Request, token: str | None, now: float) -> None:
+        """Queue a client request; its answer comes in ``Ready.replies``."""
+        self.now = now
+        try:
+            need = decode_vv(token)
+            if isinstance(request, Put | Delete):
+                need = vv_join(need, decode_vv(request.context))
+        except BadToken as exc:
+            self._reply(request_id, BadRequest(str(exc)))
+            return
+        if self.bugs.serve_uncovered_token or vv_leq(need, self.vv):
+            self._execute(request_id, request)
+        else:
+            self.parked.append(_Parked(request_id, request, need, now + self.config.token_wait))
+
+    # ------------------------------------------------------------------ outputs
+
+    def ready(self) -> Ready:
+        if self.since_snapshot >= self.config.snapshot_every:
+            self._persist.append(SnapshotRecord(self.snapshot()))
+            self.since_snapshot = 0
+        ready = Ready(self._persist, self._messages, self._replies)
+        self._persist, self._messages, self._replies = [], [], []
+        return ready
+
+    def snapshot(self) -> Snapshot:
+        from eventual.codec import state_entries
+
+        return Snapshot(vv_to_wire(self.vv), state_entries(self.store), self.hlc,
+                        vv_to_wire(self.log.floor), tuple(self.log.events()))
+
+    def status(self, now: float) -> EventualStatus:
+        return EventualStatus(
+            node_id=self.node, replica=self.replica, vv=dict(self.vv),
+            log_events=len(self.log), pending=len(self.buffer),
+            peer_lag=self.stability.lag(self.vv),
+            rejoining=tuple(n for n, p in self.stability.peers.items() if p.rejoining),
+            state_hash=self.state_hash,
+        )
+
+    # ------------------------------------------------------------------ clients
+
+    def _reply(self, request_id: int, result: Result) -> None:
+        self._replies.append(Reply(request_id, result))
+
+    def _release_parked(self) -> None:
+        if not self.parked:
+            return
+        waiting = []
+        for p in self.parked:
+            if vv_leq(p.need, self.vv):
+                self._execute(p.request_id, p.request)
+            elif self.now >= p.deadline:
+                self._reply(p.request_id, CausallyBehind(encode_vv(vv_missing(p.need, self.vv))))
+            else:
+                waiting.append(p)
+        self.parked = waiting
+
+    def _execute(self, request_id: int, request: Request) -> None:
+        result: Result | None = answer_read(self.store, self.config, request, self.last_seen,
+                                            self.now)
+        if result is None:
+            plan = plan_write(self.store, self.config, request)
+            if isinstance(plan, NotFound):
+                result = plan
+            else:
+                e = self._local_event(*plan)
+                result = WriteResult(e.dot, encode_vv(self.vv))
+        self._reply(request_id, result)
+
+    def _local_event(self, key: Key, value: bytes | None, covers: Mapping[str, int]) -> Event:
+        vv = self.vv
+        self.hlc = hlc_send(self.hlc, self.now)
+        clamped = {a: min(n, vv.get(a, 0)) for a, n in covers.items()}
+        e = Event((self.replica, vv.get(self.replica, 0) + 1), key, value, self.hlc,
+                  vv_to_wire(clamped), vv_to_wire(vv))
+        self._apply(e)
+        if self.config.eager_push and self.config.peers:
+            targets = self.rng.sample(self.config.peers, min(self.config.fanout,
+                                                             len(self.config.peers)))
+            for peer in targets:
+                self._send(peer, Deltas(self.replica, vv_to_wire(self.vv), (e,)))
+        return e
+
+    # ------------------------------------------------------------------ applying
+
+    def _apply(self, e: Event) -> None:
+        change = self.store.apply_event(e, ignore_seen=self.bugs.non_idempotent_merge)
+        if change is None:
+            return
+        self._account(change)
+        self.hlc = hlc_recv(self.hlc, e.hlc, self.now)
+        if e.dot[1] > self.log.top(e.dot[0]):
+            self.log.append(e)
+        self._persist.append(EventRecord(e))
+        self.since_snapshot += 1
+
+    def _account(self, change: Change) -> None:
+        for dot, sib in change.removed:
+            self.state_hash ^= sibling_hash(change.key, dot, sib)
+        for dot, sib in change.added:
+            self.state_hash ^= sibling_hash(change.key, dot, sib)
+        if change.key[1] == SVC_SPACE:
+            if change.key not in self.store.entries:
+                self.last_seen.pop(change.key, None)
+            elif change.added:
+                self.last_seen[change.key] = self.now
+
+    def _receive(self, events: Iterable[Event]) -> None:
+        ignore_deps = self.bugs.deliver_before_causal_past
+        for e in events:
+            if self.store.context.contains(e.dot):
+                if self.bugs.non_idempotent_merge:
+                    self._apply(e)
+            elif deliverable(e, self.vv, ignore_deps=ignore_deps):
+                self._apply(e)
+            else:
+                self.buffer.add(e)
+        if len(self.buffer):
+            self.buffer.drain(self.vv, self._apply, ignore_deps=ignore_deps)
+
+    # ------------------------------------------------------------------ anti-entropy
+
+    def _send(self, dst: str, message: Message) -> None:
+        self._messages.append(Envelope(self.node, dst, message))
+
+    def _gossip_round(self) -> None:
+        self.stability.refresh(self.now)
+        peers = self.config.peers
+        digest = Digest(self.replica, vv_to_wire(self.vv), True)
+        for peer in self.rng.sample(peers, min(self.config.fanout, len(peers))):
+            self._send(peer, digest)
+        stable = dict(self.vv) if self.bugs.gc_before_stability else self.stability.stable(self.vv)
+        self.log.prune(stable)
+        self._expire_instances()
+
+    def _on_digest(self, src: str, msg: Digest) -> None:
+        peer_vv = dict(msg.vv)
+        if self.stability.needs_full_state(src, self.log.floor):
+            self._send_full_state(src, reply=False)
+        else:
+            events = self.log.missing(peer_vv, self.config.max_delta_bytes,
+                                      self.config.max_delta_events)
+            if events:
+                self._send(src, Deltas(self.replica, vv_to_wire(self.vv), tuple(events)))
+        if msg.reply and not vv_leq(peer_vv, self.vv):
+            self._send(src, Digest(self.replica, vv_to_wire(self.vv), False))
+
+    def _send_full_state(self, dst: str, *, reply: bool) -> None:
+        last = self.full_state_sent.get(dst)
+        if last is not None and self.now - last < self.config.full_state_cooldown:
+            return
+        self.full_state_sent[dst] = self.now
+        from eventual.codec import state_entries
+
+        self._send(dst, FullState(self.replica, vv_to_wire(self.vv), state_entries(self.store),
+                                  self.hlc, reply))
+
+    def _on_full_state(self, src: str, msg: FullState) -> None:
+        other = ORMap.model_construct(
+            entries={key: dict(sibs) for key, sibs in msg.entries},
+            context=CausalContext.of(dict(msg.vv)),
+        )
+        before = dict(self.vv)
+        for change in self.store.join_into(other, ignore_seen=self.bugs.non_idempotent_merge):
+            self._account(change)
+        self.hlc = hlc_recv(self.hlc, msg.hlc, self.now)
+        self.log.absorb(before, self.vv)
+        if self.vv != before or self.bugs.non_idempotent_merge:
+            self._persist.append(SnapshotRecord(self.snapshot()))
+            self.since_snapshot = 0
+        self.buffer.drain(self.vv, self._apply, ignore_deps=self.bugs.deliver_before_causal_past)
+        if msg.reply:
+            self.full_state_sent.pop(src, None)
+            self._send_full_state(src, reply=False)
+
+    def _on_probe(self, src: str, msg: RepairProbe) -> None:
+        if dict(msg.vv) == self.vv:
+            if msg.state_hash != self.state_hash:
+                self._send_full_state(src, reply=True)  # divergence: push-pull full states
+            return
+        self._on_digest(src, Digest(msg.replica, msg.vv, True))
+
+    def _expire_instances(self) -> None:
+        for key, seen in list(self.last_seen.items()):
+            silent = self.now - seen
+            current = resolve_instance(self.store.siblings(key)) if silent > 0 else None
+            if current is None:
+                continue
+            info = current[0]
+            if info.deregister_after > 0 and silent > info.deregister_after:
+                self._local_event(key, None, self.store.key_vv(key))

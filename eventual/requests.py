@@ -1,0 +1,169 @@
+"""The client surface of a replica: requests, their results, and replies.
+
+Every client call carries a ``request_id`` and optionally a session
+``token``; its answer arrives in ``Ready.replies`` as ``Reply(request_id,
+result)``. Every successful result carries the new session token (the
+replica's version vector when it answered). Results:
+
+- ``ReadResult``: a key's siblings (all of them under ``merge: mvr``; the one
+  last writer under ``merge: lww``) and the read ``context`` to hand back with
+  a write or delete that should supersede exactly what this read saw;
+- ``ListResult``: the keys under a prefix, with their siblings;
+- ``WriteResult``: the dot of the new event (put, delete, register, heartbeat,
+  deregister); sent only after its record is durable;
+- ``InstancesResult``: the instances of a service with local health;
+- ``CausallyBehind``: this replica did not cover the token (or context)
+  within ``token_wait``; nothing happened, try another replica;
+- ``NotFound``: heartbeat or deregister of an instance this replica does
+  not hold (re-register); ``BadRequest``: malformed input, nothing happened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from eventual.dots import Dot
+from eventual.instances import InstanceInfo, InstanceView
+
+__all__ = [
+    "BadRequest",
+    "CausallyBehind",
+    "Delete",
+    "Deregister",
+    "Get",
+    "Heartbeat",
+    "Instances",
+    "InstancesResult",
+    "List",
+    "ListResult",
+    "NotFound",
+    "Put",
+    "ReadResult",
+    "Register",
+    "Reply",
+    "Request",
+    "Result",
+    "SiblingView",
+    "WriteResult",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Get:
+    namespace: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    namespace: str
+    key: str
+    value: bytes
+    #: read context (``eventual.token``) of what this write supersedes; None: blind write
+    context: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    namespace: str
+    key: str
+    #: read context of what to remove; None: everything this replica has seen of the key
+    context: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class List:
+    namespace: str
+    prefix: str
+
+
+@dataclass(frozen=True, slots=True)
+class Register:
+    namespace: str
+    service: str
+    instance_id: str
+    info: InstanceInfo
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    namespace: str
+    service: str
+    instance_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Deregister:
+    namespace: str
+    service: str
+    instance_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Instances:
+    namespace: str
+    service: str
+
+
+Request = Get | Put | Delete | List | Register | Heartbeat | Deregister | Instances
+
+
+@dataclass(frozen=True, slots=True)
+class SiblingView:
+    value: bytes
+    dot: Dot
+    hlc: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    siblings: tuple[SiblingView, ...]
+    context: str
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListResult:
+    #: (key, siblings), sorted by key
+    items: tuple[tuple[str, tuple[SiblingView, ...]], ...]
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    dot: Dot
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class InstancesResult:
+    instances: tuple[InstanceView, ...]
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class CausallyBehind:
+    #: the part of the token this replica had not seen (``eventual.token`` format)
+    missing: str
+
+
+@dataclass(frozen=True, slots=True)
+class NotFound:
+    what: str
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class BadRequest:
+    reason: str
+
+
+Result = (
+    ReadResult | ListResult | WriteResult | InstancesResult | CausallyBehind | NotFound | BadRequest
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    request_id: int
+    result: Result

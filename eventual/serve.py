@@ -1,0 +1,144 @@
+"""Answers to client requests, computed from a replica's dot store (pure):
+read answers, and the plan (key, value, covers) of a write's event.
+
+Under ``merge: mvr`` a read returns every sibling, sorted by dot; under
+``merge: lww`` only the last writer (``eventual.lww.resolve``). The read
+context is the version vector of the siblings' dots either way, so a write
+handing it back supersedes exactly what the read saw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from eventual.config import LWW, Merge, ReplicaConfig
+from eventual.dots import KV_SPACE, SVC_SPACE, VV, Dot, Key, Sibling, vv_join, vv_of_dots
+from eventual.instances import InstanceView, instance_key, resolve_instance
+from eventual.lww import resolve
+from eventual.ormap import ORMap
+from eventual.requests import (
+    Delete,
+    Deregister,
+    Get,
+    Heartbeat,
+    Instances,
+    InstancesResult,
+    List,
+    ListResult,
+    NotFound,
+    Put,
+    ReadResult,
+    Register,
+    Request,
+    Result,
+    SiblingView,
+)
+from eventual.token import decode_vv, encode_vv
+
+__all__ = [
+    "answer_read",
+    "instance_views",
+    "list_prefix",
+    "plan_write",
+    "read_key",
+    "sibling_views",
+]
+
+
+def sibling_views(sibs: Mapping[Dot, Sibling], merge: Merge) -> tuple[SiblingView, ...]:
+    if merge == LWW:
+        best = resolve(sibs)
+        return () if best is None else (SiblingView(best[1].value, best[0], best[1].hlc),)
+    return tuple(SiblingView(s.value, d, s.hlc) for d, s in sorted(sibs.items()))
+
+
+def read_key(store: ORMap, key: Key, merge: Merge) -> tuple[tuple[SiblingView, ...], str]:
+    """The siblings a reader sees and the read context to write back."""
+    sibs = store.siblings(key)
+    return sibling_views(sibs, merge), encode_vv(vv_of_dots(sibs))
+
+
+def list_prefix(
+    store: ORMap, namespace: str, prefix: str, merge: Merge
+) -> tuple[tuple[str, tuple[SiblingView, ...]], ...]:
+    found = [
+        (key[2], sibling_views(sibs, merge))
+        for key, sibs in store.entries.items()
+        if key[0] == namespace and key[1] == KV_SPACE and key[2].startswith(prefix)
+    ]
+    return tuple(sorted(found))
+
+
+def instance_views(
+    store: ORMap, namespace: str, service: str, last_seen: Mapping[Key, float], now: float
+) -> tuple[InstanceView, ...]:
+    """Every instance of ``service`` with its local health, sorted by instance id."""
+    prefix = service + "/"
+    out: list[InstanceView] = []
+    for key, sibs in store.entries.items():
+        if key[0] != namespace or key[1] != SVC_SPACE or not key[2].startswith(prefix):
+            continue
+        current = resolve_instance(sibs)
+        if current is None:
+            continue
+        info, heartbeat = current
+        seen = last_seen.get(key, now)
+        out.append(InstanceView(
+            service=service,
+            instance_id=key[2][len(prefix):],
+            info=info,
+            heartbeat_hlc=heartbeat,
+            status="passing" if now - seen <= info.ttl else "critical",
+        ))
+    return tuple(sorted(out, key=lambda v: v.instance_id))
+
+
+def answer_read(
+    store: ORMap, config: ReplicaConfig, request: Request, last_seen: Mapping[Key, float],
+    now: float,
+) -> Result | None:
+    """The answer to a read request (None if ``request`` is a write)."""
+    token = encode_vv(store.context.vv)
+    match request:
+        case Get(ns, name):
+            siblings, context = read_key(store, (ns, KV_SPACE, name), config.merge_of(ns))
+            return ReadResult(siblings, context, token)
+        case List(ns, prefix):
+            return ListResult(list_prefix(store, ns, prefix, config.merge_of(ns)), token)
+        case Instances(ns, service):
+            return InstancesResult(instance_views(store, ns, service, last_seen, now), token)
+    return None
+
+
+def plan_write(
+    store: ORMap, config: ReplicaConfig, request: Request
+) -> tuple[Key, bytes | None, VV] | NotFound:
+    """For a write request: the key, the new value (None: remove) and what the
+    event covers. ``merge: mvr`` covers exactly the client's read context (a
+    blind write covers nothing; a delete without context covers what this
+    replica has seen); ``merge: lww`` and instance updates cover everything
+    this replica has seen of the key."""
+    match request:
+        case Put(ns, name, value, context):
+            key: Key = (ns, KV_SPACE, name)
+            covers = decode_vv(context)
+            if config.merge_of(ns) == LWW:
+                covers = vv_join(covers, store.key_vv(key))
+            return key, value, covers
+        case Delete(ns, name, context):
+            key = (ns, KV_SPACE, name)
+            covers = store.key_vv(key) if context is None else decode_vv(context)
+            if config.merge_of(ns) == LWW:
+                covers = vv_join(covers, store.key_vv(key))
+            return key, None, covers
+        case Register(ns, service, iid, info):
+            key = instance_key(ns, service, iid)
+            return key, info.encode(), store.key_vv(key)
+        case Heartbeat(ns, service, iid) | Deregister(ns, service, iid):
+            key = instance_key(ns, service, iid)
+            best = resolve(store.siblings(key))
+            if best is None:
+                return NotFound(f"instance {service}/{iid}", encode_vv(store.context.vv))
+            kept: bytes | None = best[1].value if isinstance(request, Heartbeat) else None
+            return key, kept, store.key_vv(key)
+    raise ValueError(f"not a write request: {request!r}")
