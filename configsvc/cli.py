@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
@@ -11,18 +12,15 @@ def _sim(args: argparse.Namespace) -> int:
     from configsvc.sim.runner import run_seeds
 
     seeds = [args.seed] if args.seed is not None else list(range(args.start, args.start + args.seeds))
-    if args.store == "strong":
-        from configsvc.sim.strong_sim import FOLD, run_seed
-    else:
-        from configsvc.sim.eventual_sim import FOLD, run_seed  # type: ignore[no-redef]
-    summary = run_seeds(args.store, run_seed, seeds, as_json=args.json, fold=FOLD)
+    module = importlib.import_module(f"configsvc.sim.{args.store}_sim")
+    summary = run_seeds(args.store, module.run_seed, seeds, as_json=args.json, fold=module.FOLD)
     return 1 if summary.failures else 0
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from configsvc.demo import main as demo_main
-
-    return demo_main()
+    demo = importlib.import_module("configsvc.demo")
+    code: int = demo.main()
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:

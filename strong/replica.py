@@ -28,8 +28,8 @@ Rules this module obeys (each one is what safety rests on):
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from strong.ballot import ZERO, Ballot
 from strong.config import ReplicaConfig
@@ -52,10 +52,10 @@ from strong.messages import (
     SlotValue,
 )
 from strong.ready import (
-    Ready,
     ReadState,
-    RejectReason,
+    Ready,
     Rejection,
+    RejectReason,
     Role,
     SnapshotInstall,
 )
@@ -68,6 +68,12 @@ from strong.records import (
     SnapshotRecord,
 )
 from strong.storage import DurableState
+
+
+class Rng(Protocol):
+    """The randomness a replica needs (a ``random.Random`` is one); injected, never global."""
+
+    def random(self) -> float: ...
 
 
 @dataclass
@@ -139,7 +145,7 @@ class ReplicaStatus:
 
 class Replica:
     def __init__(
-        self, config: ReplicaConfig, durable: DurableState, now: float, rng: random.Random
+        self, config: ReplicaConfig, durable: DurableState, now: float, rng: Rng
     ) -> None:
         self.config = config
         self.id = config.node_id

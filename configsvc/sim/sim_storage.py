@@ -34,7 +34,9 @@ class SimStorage:
             self._durable = [encode_frame(r) for r in compacted(state)]
 
     def load(self) -> list[Record]:
-        records, valid = decode_frames(b"".join(self._durable))
+        data = b"".join(self._durable)
+        records, valid = decode_frames(data)
+        assert valid == len(data), "the simulated disk never tears a synced frame"
         return records
 
     def crash(self) -> int:

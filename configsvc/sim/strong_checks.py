@@ -90,8 +90,6 @@ def check_history(history: list[HistoryOp]) -> tuple[str, list[str]] | None:
     result = check(KVModel(), to_operations(history), budget=SEARCH_BUDGET)
     if result.ok:
         return None
-    by_op = {id(o): h for o, h in zip(to_operations(history), history, strict=True)}
-    del by_op  # operations are rebuilt; describe from the checker's own excerpt
     lines = [result.explanation] if result.explanation else []
     lines += [
         f"[{o.call:.4f} .. {'?' if o.ret is None else f'{o.ret:.4f}'}] client {o.client} "

@@ -17,7 +17,7 @@ from typing import Any
 from configsvc.sim.sim_storage import SimStorage
 from configsvc.sim.world import World
 from strong.config import ReplicaConfig
-from strong.messages import Accepted, Batch, Message, Promise
+from strong.messages import Batch, Message
 from strong.ops import Get
 from strong.ready import Ready
 from strong.replica import Replica
@@ -78,8 +78,9 @@ class SimStrongNode:
         self.up = False
         self.epoch = 0
         self.restarts = 0
-        #: fault: crash right after the next send, restart after this many seconds
-        self.crash_after_send: float | None = None
+        #: fault: crash right after next sending this kind of reply, then restart
+        #: after the given seconds
+        self.crash_after_send: dict[type, float] = {}
         world.register(self.id, self._receive)
         self._boot()
 
@@ -193,12 +194,11 @@ class SimStrongNode:
     def _complete(self, ready: Ready) -> None:
         for env in ready.messages:
             self.world.send(env.src, env.dst, env.message)
-        if self.crash_after_send is not None and any(
-            isinstance(env.message, (Promise, Accepted)) for env in ready.messages
-        ):
+        fired = [k for k in self.crash_after_send if any(isinstance(e.message, k) for e in ready.messages)]
+        if fired:
             # Power loss right after an acceptor's reply: whatever the core has
             # not yet asked to persist (nothing, if it obeys its contract) is gone.
-            restart_after, self.crash_after_send = self.crash_after_send, None
+            restart_after = self.crash_after_send.pop(fired[0])
             self.crash()
             self.world.after(restart_after, self.restart)
             return

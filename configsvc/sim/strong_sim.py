@@ -30,6 +30,7 @@ from configsvc.sim.strong_node import SimStrongNode
 from configsvc.sim.world import NetworkFaults, World
 from strong.commands import Command, encode_command
 from strong.config import PlantedBugs, ReplicaConfig
+from strong.messages import Accepted, Promise
 from strong.ops import CreateNamespace
 from strong.ready import Role
 from strong.state_machine import StateMachine
@@ -229,15 +230,22 @@ class StrongSim:
                 world.after(rng.uniform(0.05, 1.5), self.nodes[target].restart)
         elif kind == "crash_after_send":
             node = self.nodes[rng.choice(self.node_ids)]
-            node.crash_after_send = rng.uniform(0.05, 1.0)
+            # Two arms: the next Accepted (soon, under load) and the next
+            # Promise (at the next election this node votes in).
+            for reply in (Accepted, Promise):
+                node.crash_after_send[reply] = rng.uniform(0.05, 0.6)
         elif kind == "power_loss":
             for node in self.nodes.values():
                 node.crash()
-            world.after(rng.uniform(0.05, 0.5), lambda: [n.restart() for n in self.nodes.values()])
+            world.after(rng.uniform(0.05, 0.5), self._restart_all)
         elif kind == "restart":
             for node in self.nodes.values():
                 node.restart()
         self._schedule_fault()
+
+    def _restart_all(self) -> None:
+        for node in self.nodes.values():
+            node.restart()
 
     def _flap(self, node: str, times: int) -> None:
         if not self.flapping or not self.faults_on or times == 0:
@@ -254,7 +262,7 @@ class StrongSim:
         self.world.heal()
         self.world.faults = NetworkFaults.none()
         for node in self.nodes.values():
-            node.crash_after_send = None
+            node.crash_after_send.clear()
             node.restart()
 
     def _wait_converged(self, bound: float) -> bool:

@@ -1,0 +1,260 @@
+"""The Multi-Paxos replica, first fed by hand, then over an in-memory network."""
+
+from __future__ import annotations
+
+import random
+
+from strong.ballot import Ballot
+from strong.config import ReplicaConfig
+from strong.lease import old_leases_expired_at
+from strong.messages import (
+    Accept,
+    Accepted,
+    Heartbeat,
+    Nack,
+    Prepare,
+    Promise,
+    SlotValue,
+)
+from strong.ready import RejectReason, Role
+from strong.records import AcceptRecord, PromiseRecord
+from strong.replica import Replica
+from strong.storage import DurableState, recover
+from tests.strong_network import Network
+
+VOTERS = ("n1", "n2", "n3")
+
+
+def replica(node: str = "n1", durable: DurableState | None = None, **kw: object) -> Replica:
+    config = ReplicaConfig(node, VOTERS, **kw)  # type: ignore[arg-type]
+    return Replica(config, durable or DurableState(), 0.0, random.Random(1))
+
+
+# ---------------------------------------------------------------- by hand
+
+
+def test_acceptor_persists_its_promise_in_the_same_ready_as_the_reply() -> None:
+    r = replica("n2")
+    r.step("n1", Prepare(Ballot(1, "n1"), 1), 0.1)
+    ready = r.ready()
+    assert PromiseRecord(Ballot(1, "n1")) in ready.persist
+    [env] = ready.messages
+    assert isinstance(env.message, Promise) and env.dst == "n1"
+
+
+def test_acceptor_refuses_a_lower_ballot_with_a_nack() -> None:
+    r = replica("n2")
+    r.step("n1", Prepare(Ballot(5, "n1"), 1), 0.1)
+    r.ready()
+    r.step("n3", Accept(Ballot(4, "n3"), 1, (b"x",), 0), 0.2)
+    ready = r.ready()
+    assert ready.persist == []
+    [env] = ready.messages
+    assert env.message == Nack(Ballot(4, "n3"), Ballot(5, "n1"))
+
+
+def test_accept_is_durable_before_the_accepted_reply() -> None:
+    r = replica("n2")
+    r.step("n1", Accept(Ballot(1, "n1"), 1, (b"x",), 0), 0.1)
+    ready = r.ready()
+    assert AcceptRecord(1, Ballot(1, "n1"), (b"x",)) in ready.persist
+    assert any(isinstance(e.message, Accepted) for e in ready.messages)
+
+
+def test_promise_reports_accepted_slots_and_time_since_leader_contact() -> None:
+    r = replica("n2")
+    r.step("n1", Accept(Ballot(1, "n1"), 1, (b"x",), 0), 1.0)
+    r.ready()
+    r.step("n3", Prepare(Ballot(2, "n3"), 1), 1.25)
+    [env] = r.ready().messages
+    promise = env.message
+    assert isinstance(promise, Promise)
+    assert promise.accepted == (SlotValue(1, Ballot(1, "n1"), (b"x",), False),)
+    assert promise.since_leader_contact == 0.25
+
+
+def test_phase1_adopts_the_highest_ballot_value_and_fills_holes_with_noops() -> None:
+    r = replica("n1", lease_duration=0.0)
+    r.tick(10.0)  # election timeout passed: phase 1
+    ready = r.ready()
+    prepare = ready.messages[0].message
+    assert isinstance(prepare, Prepare)
+    b = prepare.ballot
+    r.step(
+        "n2",
+        Promise(
+            b,
+            1,
+            (
+                SlotValue(1, Ballot(1, "n3"), (b"old",), False),
+                SlotValue(3, Ballot(1, "n3"), (b"three",), False),
+            ),
+            1,
+            0,
+            100.0,
+        ),
+        10.01,
+    )
+    assert r.role is Role.LEADER
+    lead = r.leadership
+    assert lead is not None and lead.active
+    values = {slot: e.value for slot, e in lead.inflight.items()}
+    assert values == {1: (b"old",), 2: (), 3: (b"three",)}
+
+
+def test_a_reported_chosen_value_wins_over_a_higher_ballot() -> None:
+    r = replica("n1", lease_duration=0.0)
+    r.tick(10.0)
+    b = r.ready().messages[0].message.ballot  # type: ignore[union-attr]
+    r.step("n2", Promise(b, 1, (SlotValue(1, Ballot(1, "n2"), (b"c",), True),), 1, 0, 9.0), 10.01)
+    r.step("n3", Promise(b, 1, (SlotValue(1, Ballot(2, "n3"), (b"x",), False),), 1, 0, 9.0), 10.02)
+    assert r.leadership is not None
+    assert r.leadership.inflight[1].value == (b"c",)
+
+
+def test_new_leader_waits_out_an_old_lease_before_proposing() -> None:
+    r = replica("n1")
+    r.tick(10.0)
+    b = r.ready().messages[0].message.ballot  # type: ignore[union-attr]
+    # n2 acknowledged the old leader 0.05 s before promising.
+    r.step("n2", Promise(b, 1, (), 1, 0, 0.05), 10.01)
+    lead = r.leadership
+    assert lead is not None and not lead.active
+    expected = old_leases_expired_at(10.01, 0.05, r.config.lease_duration, r.config.max_drift)
+    assert lead.active_at == expected > 10.01 + r.config.lease_duration - 0.05
+    r.propose(1, b"cmd", 10.02)
+    assert not any(isinstance(e.message, Accept) for e in r.ready().messages)
+    r.tick(expected + 0.001)
+    accepts = [e.message for e in r.ready().messages if isinstance(e.message, Accept)]
+    assert {a.value for a in accepts} == {(b"cmd",)}
+
+
+def test_planted_bug_skips_the_lease_wait() -> None:
+    from strong.config import PlantedBugs
+
+    r = replica("n1", bugs=PlantedBugs(skip_lease_wait=True))
+    r.tick(10.0)
+    b = r.ready().messages[0].message.ballot  # type: ignore[union-attr]
+    r.step("n2", Promise(b, 1, (), 1, 0, 0.05), 10.01)
+    assert r.leadership is not None and r.leadership.active
+
+
+def test_follower_rejects_proposals_and_reads_with_a_leader_hint() -> None:
+    r = replica("n2")
+    r.step("n1", Heartbeat(Ballot(1, "n1"), 1, 0), 0.1)
+    r.propose(7, b"x", 0.2)
+    r.read_index(8, 0.2)
+    rejected = r.ready().rejected
+    assert [(x.request_id, x.reason, x.leader_hint) for x in rejected] == [
+        (7, RejectReason.NOT_LEADER, "n1"),
+        (8, RejectReason.NOT_LEADER, "n1"),
+    ]
+
+
+def test_messages_from_strangers_or_itself_are_ignored() -> None:
+    r = replica("n2")
+    r.step("mallory", Prepare(Ballot(9, "mallory"), 1), 0.1)
+    r.step("n2", Prepare(Ballot(9, "n2"), 1), 0.1)
+    assert r.ready().empty()
+
+
+def test_config_rejects_an_unsafe_lease() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="lease_duration"):
+        ReplicaConfig("n1", VOTERS, election_timeout=0.5, lease_duration=0.5)
+
+
+# ---------------------------------------------------------------- in-memory network
+
+
+def test_three_replicas_elect_one_leader_and_commit_in_order() -> None:
+    net = Network(3)
+    leader = net.elect()
+    for i in range(5):
+        net.propose(leader, i, f"cmd{i}".encode())
+    net.tick(0.2)
+    logs = {n: [b for _, b in net.applied[n] if b] for n in net.ids}
+    assert logs[leader] == [(f"cmd{i}".encode(),) for i in range(5)] or sum(
+        len(b) for b in logs[leader]
+    ) == 5
+    assert len({tuple(v) for v in logs.values()}) == 1
+
+
+def test_an_isolated_leader_steps_down_and_the_majority_elects_another() -> None:
+    net = Network(3)
+    old = net.elect()
+    net.isolate(old)
+    net.tick(3.0)
+    assert net.replicas[old].role is not Role.LEADER  # check-quorum
+    others = [n for n in net.ids if n != old]
+    assert any(net.replicas[n].role is Role.LEADER for n in others)
+    net.replicas[old].propose(99, b"late", net.now)
+    net.deliver_all()
+    assert any(r.request_id == 99 for r in net.rejected[old])
+
+
+def test_a_lagging_replica_catches_up_after_the_partition_heals() -> None:
+    net = Network(3)
+    leader = net.elect()
+    lagging = next(n for n in net.ids if n != leader)
+    net.isolate(lagging)
+    for i in range(10):
+        net.propose(leader, i, f"v{i}".encode())
+    net.tick(0.3)
+    net.heal()
+    net.tick(1.0)
+    assert net.replicas[lagging].commit_index == net.replicas[leader].commit_index
+
+
+def test_snapshot_transfer_to_a_replica_behind_compaction() -> None:
+    net = Network(3)
+    leader = net.elect()
+    lagging = next(n for n in net.ids if n != leader)
+    net.isolate(lagging)
+    for i in range(10):
+        net.propose(leader, i, f"v{i}".encode())
+    net.tick(0.3)
+    for nid in net.ids:
+        if nid != lagging:
+            r = net.replicas[nid]
+            r.compact(r.commit_index, b"state@" + str(r.commit_index).encode())
+    net.heal()
+    net.tick(1.0)
+    lag = net.replicas[lagging]
+    assert lag.snapshot_index > 0
+    assert lag.commit_index == net.replicas[leader].commit_index
+    assert net.applied[lagging][0][1] == (b"<snapshot>",)
+
+
+def test_restart_recovers_promise_and_accepted_values_from_disk() -> None:
+    net = Network(3)
+    leader = net.elect()
+    net.propose(leader, 1, b"durable")
+    net.tick(0.2)
+    follower = next(n for n in net.ids if n != leader)
+    before = net.replicas[follower].promised
+    net.restart(follower)
+    state = recover(net.disk[follower])
+    assert state.promised == before
+    assert net.replicas[follower].promised == before
+    net.tick(1.0)
+    assert any(b == (b"durable",) for _, b in net.applied[follower])
+
+
+def test_lease_read_is_immediate_and_read_index_needs_a_round() -> None:
+    net = Network(3)
+    leader = net.elect()
+    net.tick(0.2)  # heartbeats acknowledged: lease held
+    r = net.replicas[leader]
+    r.read_index(1, net.now)
+    assert [x.request_id for x in r.ready().reads] == [1]
+
+    net2 = Network(3, lease_duration=0.0)
+    leader2 = net2.elect()
+    r2 = net2.replicas[leader2]
+    r2.read_index(2, net2.now)
+    net2.collect(leader2)
+    assert net2.reads[leader2] == []  # no lease: waits for a quorum round
+    net2.deliver_all()
+    assert [x.request_id for x in net2.reads[leader2]] == [2]
