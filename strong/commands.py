@@ -19,6 +19,7 @@ here. Invariants:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from strong.canonical import (
@@ -109,8 +110,13 @@ def encode_command(cmd: Command) -> bytes:
     return pack([COMMAND_FORMAT, cmd.client_id, cmd.seq, encode_op(cmd.op)])
 
 
+@functools.lru_cache(maxsize=8192)
 def decode_command(data: bytes) -> Command:
     """Parse bytes produced by ``encode_command``.
+
+    Cached: every replica decodes the same chosen bytes, and a ``Command`` is
+    immutable. (A ``MalformedCommand`` is raised afresh each time: exceptions
+    are not cached.)
 
     Raises ``MalformedCommand`` for anything else (wrong format number, unknown
     op tag, wrong field types, values an op's constructor rejects, trailing

@@ -42,8 +42,8 @@ NAMESPACE = "sim"
 @dataclass(frozen=True)
 class StrongSimConfig:
     nodes: tuple[int, ...] = (3, 5)
-    clients: int = 6
-    keys: int = 3
+    clients: int = 32
+    keys: int = 10
     safety_seconds: float = 6.0
     liveness_seconds: float = 3.0
     #: every operation invoked after the heal must complete within this (simulated seconds)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -53,13 +53,6 @@ class Clock:
         return real_now + local_delay / self.rate
 
 
-@dataclass(order=True)
-class _Event:
-    time: float
-    seq: int
-    action: Callable[[], None] = field(compare=False)
-
-
 class World:
     def __init__(self, seed: int, nodes: Iterable[str], max_drift: float = 0.0) -> None:
         self.seed = seed
@@ -78,7 +71,8 @@ class World:
         #: extra delay on a directed link (congestion, bufferbloat)
         self.slow_links: dict[tuple[str, str], float] = {}
         self.down: set[str] = set()
-        self._queue: list[_Event] = []
+        #: (time, sequence, action): the sequence breaks ties deterministically
+        self._queue: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = 0
         self._handlers: dict[str, Callable[[str, Any], None]] = {}
         self.messages_sent = 0
@@ -88,17 +82,17 @@ class World:
 
     def at(self, time: float, action: Callable[[], None]) -> None:
         self._seq += 1
-        heapq.heappush(self._queue, _Event(max(time, self.now), self._seq, action))
+        heapq.heappush(self._queue, (max(time, self.now), self._seq, action))
 
     def after(self, delay: float, action: Callable[[], None]) -> None:
         self.at(self.now + delay, action)
 
     def run_until(self, until: float, stop: Callable[[], bool] | None = None) -> bool:
         """Run events up to time ``until``; return True if ``stop()`` became true first."""
-        while self._queue and self._queue[0].time <= until:
-            event = heapq.heappop(self._queue)
-            self.now = event.time
-            event.action()
+        queue = self._queue
+        while queue and queue[0][0] <= until:
+            self.now, _, action = heapq.heappop(queue)
+            action()
             if stop is not None and stop():
                 return True
         self.now = max(self.now, until)
