@@ -144,6 +144,7 @@ class Replica(ClientCalls):
                 self.last_seen[key] = now
         self.parked: list[_Parked] = []
         self.full_state_sent: dict[str, float] = {}
+        self._gossip_order: list[str] = []
         self.since_snapshot = 0
         self.next_gossip = now + rng.random() * config.gossip_interval
         self.next_repair = now + (0.5 + rng.random()) * config.repair_interval
@@ -316,13 +317,25 @@ class Replica(ClientCalls):
 
     def _gossip_round(self) -> None:
         self.stability.refresh(self.now)
-        peers = self.config.peers
         digest = Digest(self.replica, vv_to_wire(self.vv), True)
-        for peer in self.rng.sample(peers, min(self.config.fanout, len(peers))):
+        for peer in self._gossip_targets():
             self._send(peer, digest)
         stable = dict(self.vv) if self.bugs.gc_before_stability else self.stability.stable(self.vv)
         self.log.prune(stable)
         self._expire_instances()
+
+    def _gossip_targets(self) -> list[str]:
+        """The next ``fanout`` peers of a shuffled round-robin order: every peer
+        gets a digest at least every ``ceil(peers / fanout) + 1`` rounds."""
+        peers = self.config.peers
+        targets: list[str] = []
+        while len(targets) < min(self.config.fanout, len(peers)):
+            if not self._gossip_order:
+                self._gossip_order = self.rng.sample(peers, len(peers))
+            peer = self._gossip_order.pop()
+            if peer not in targets:
+                targets.append(peer)
+        return targets
 
     def _on_digest(self, src: str, msg: Digest) -> None:
         peer_vv = dict(msg.vv)

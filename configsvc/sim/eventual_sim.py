@@ -1,0 +1,295 @@
+"""Seeded simulation of the eventual store: faults, then heal, then checks.
+
+One seed = one run:
+
+1. **Safety phase.** Clients (sessions that move between nodes) read,
+   write with and without contexts, delete, list, and register/heartbeat/
+   deregister service instances on both sides of partitions, while the
+   network drops, duplicates, delays and reorders messages, partitions come
+   and go (random split, isolated node, bridge node, one-way link), nodes
+   crash (losing unsynced records) and restart, and clocks drift within the
+   bound. Some seeds keep one node away (isolated or down) beyond the
+   collection horizon; some wipe a node's disk (it returns with a new
+   identity).
+2. **Convergence phase.** Every fault stops, every node restarts, clients
+   stop. All replicas must hold identical state (same canonical encoding)
+   within ``convergence_bound`` simulated seconds of the heal.
+3. **Checks** (``configsvc.sim.eventual_checks``): session guarantees,
+   causal consistency, every read against the reference semantics, no
+   acknowledged write lost, no resurrection, convergence, and full state
+   transfers only to replicas that were away beyond the horizon.
+"""
+
+from __future__ import annotations
+
+import random
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from configsvc.sim.eventual_checks import (
+    Registry,
+    check_causal,
+    check_final,
+    check_full_states,
+    check_reads,
+    check_sessions,
+    lww_overwritten,
+)
+from configsvc.sim.eventual_client import HistoryOp, SimEventualClient, Workload
+from configsvc.sim.eventual_node import SimEventualNode
+from configsvc.sim.runner import SeedResult
+from configsvc.sim.world import NetworkFaults, World
+from eventual.codec import canonical_state
+from eventual.config import PlantedBugs, ReplicaConfig
+from eventual.dots import Dot, vv_covers
+from eventual.messages import Event, FullState
+from eventual.requests import CausallyBehind
+from eventual.storage import recover
+
+__all__ = ["FOLD", "EventualSim", "EventualSimConfig", "run_seed"]
+
+FOLD = {
+    "worst_convergence_s": "max",
+    "lww_overwritten": "sum",
+    "full_states": "sum",
+    "causally_behind": "sum",
+    "long_absences": "sum",
+    "wipes": "sum",
+    "lost_with_disk": "sum",
+}
+
+
+@dataclass(frozen=True)
+class EventualSimConfig:
+    nodes: tuple[int, ...] = (3, 5)
+    clients: tuple[int, int] = (4, 8)
+    safety_seconds: float = 8.0
+    #: every replica must be identical this long (simulated seconds) after the heal
+    convergence_bound: float = 5.0
+    max_drift: float = 0.01
+    gc_horizon: float = 3.0
+    gossip_interval: float = 0.2
+    fanout: int = 3
+    max_drop: float = 0.06
+    max_duplicate: float = 0.05
+    max_slow: float = 0.1
+    partitions: bool = True
+    crashes: bool = True
+    #: probability that a seed keeps one node away beyond the horizon
+    long_absence: float = 0.3
+    #: probability that a seed wipes one node's disk
+    wipe: float = 0.08
+    bugs: PlantedBugs = field(default_factory=PlantedBugs)
+    workload: Workload = field(default_factory=Workload)
+
+
+class EventualSim:
+    def __init__(self, seed: int, config: EventualSimConfig) -> None:
+        self.seed = seed
+        self.config = config
+        rng = random.Random(seed)
+        n = rng.choice(config.nodes)
+        self.node_ids = [f"n{i + 1}" for i in range(n)]
+        self.world = World(seed, self.node_ids, max_drift=config.max_drift)
+        self.rng = random.Random(self.world.rng.getrandbits(64))
+        self.registry = Registry()
+        self.history: list[HistoryOp] = []
+        self.timeline: list[str] = []
+        self.full_states: list[tuple[float, str, str, bool, float]] = []
+        self.wiped: dict[str, float] = {}
+        self.lost_with_disk: set[Dot] = set()
+        self.long_absences = 0
+        self.absent: set[str] = set()
+        w = config.workload
+        self.merge_of = {w.kv_namespace: "mvr", w.lww_namespace: "lww", w.svc_namespace: "mvr"}
+        self.nodes = {
+            nid: SimEventualNode(
+                self.world,
+                ReplicaConfig(
+                    nid, tuple(self.node_ids), namespaces={w.lww_namespace: "lww"},
+                    gossip_interval=config.gossip_interval, fanout=config.fanout,
+                    gc_horizon=config.gc_horizon, bugs=config.bugs,
+                ),
+                on_event=self._on_event,
+                on_full_state=self._on_full_state,
+            )
+            for nid in self.node_ids
+        }
+        self.clients = [
+            SimEventualClient(self.world, f"c{i + 1}", self.node_ids,
+                              random.Random(self.rng.getrandbits(64)), self.history,
+                              workload=w, stop_at=config.safety_seconds)
+            for i in range(rng.randint(*config.clients))
+        ]
+
+    # ------------------------------------------------------------------ observers
+
+    def _on_event(self, node: str, event: Event) -> None:
+        self.registry.add(event)
+
+    def _on_full_state(self, t: float, src: str, dst: str, msg: FullState) -> None:
+        self.full_states.append((t, src, dst, msg.reply, self.nodes[src].silence(dst)))
+
+    # ------------------------------------------------------------------ faults
+
+    def _at(self, t: float, what: str, action: Callable[[], None]) -> None:
+        def run() -> None:
+            action()
+            self.timeline.append(f"t={self.world.now:.3f} {what}")
+
+        self.world.at(t, run)
+
+    def _schedule_faults(self) -> None:
+        c, rng, world = self.config, self.rng, self.world
+        world.faults = NetworkFaults(
+            drop=rng.uniform(0, c.max_drop), duplicate=rng.uniform(0, c.max_duplicate),
+            delay_min=0.0005, delay_mean=0.002, slow=rng.uniform(0, c.max_slow), slow_delay=0.05,
+        )
+        self.timeline.append(f"t=0.000 network {world.faults}")
+        end = c.safety_seconds - 0.2
+        short = min(2.0, c.gc_horizon * 0.6)
+        if rng.random() < c.long_absence:
+            self._long_absence(rng.uniform(0.3, max(0.4, end - c.gc_horizon * 1.6)))
+        elif c.partitions:
+            # Partitions come and go; most seeds end the safety phase partitioned,
+            # so the convergence phase starts from sides that wrote independently.
+            t = rng.uniform(0.2, 1.5)
+            while t < end - 0.3:
+                length = rng.uniform(0.3, short)
+                kind = rng.choice(["split", "isolate", "bridge", "one_way"])
+                self._at(t, f"partition {kind}", self._partitioner(kind))
+                if t + length < end or rng.random() < 0.3:
+                    self._at(min(t + length, end), "heal", world.heal)
+                t += length + rng.uniform(0.2, 1.5)
+        if c.crashes:
+            for _ in range(rng.randint(0, 2)):
+                node = rng.choice([n for n in self.node_ids if n not in self.absent])
+                t = rng.uniform(0.2, end - 0.5)
+                down = rng.uniform(0.1, short)
+                self._at(t, f"crash {node}", self.nodes[node].crash)
+                self._at(min(t + down, end), f"restart {node}", self.nodes[node].restart)
+        if rng.random() < c.wipe:
+            node = rng.choice([n for n in self.node_ids if n not in self.absent])
+            t = rng.uniform(0.5, end - 1.0)
+            self._at(t, f"crash {node} (disk lost)", self.nodes[node].crash)
+            self._at(t + rng.uniform(0.1, 0.8), f"restart {node} wiped",
+                     lambda: self._wipe_restart(node))
+
+    def _partitioner(self, kind: str) -> Callable[[], None]:
+        return lambda: self._partition(kind)
+
+    def _partition(self, kind: str) -> None:
+        world = self.world
+        match kind:
+            case "split":
+                world.random_split()
+            case "isolate":
+                world.isolate(self.rng.choice(self.node_ids))
+            case "bridge":
+                world.bridge(self.rng.choice(self.node_ids))
+            case _:
+                a, b = self.rng.sample(self.node_ids, 2)
+                world.one_way(a, b)
+
+    def _long_absence(self, t: float) -> None:
+        c, node = self.config, self.rng.choice(self.node_ids)
+        length = c.gc_horizon * self.rng.uniform(1.3, 1.5)
+        self.long_absences += 1
+        self.absent.add(node)
+        if self.rng.random() < 0.5:
+            self._at(t, f"isolate {node} beyond the horizon",
+                     lambda: self.world.isolate(node))
+            self._at(t + length, "heal", self.world.heal)
+        else:
+            self._at(t, f"crash {node} beyond the horizon", self.nodes[node].crash)
+            self._at(t + length, f"restart {node}", self.nodes[node].restart)
+
+    def _wipe_restart(self, node: str) -> None:
+        self.wiped[node] = self.world.now
+        # Writes acknowledged by the lost disk and not yet on any other replica are
+        # lost with it (durability is local before the ack): the checker exempts them.
+        old = self.nodes[node].identities[-1]
+        held = [recover(n.storage.load()).store.context.vv if not n.up else n.replica.vv
+                for n in self.nodes.values() if n.id != node]
+        self.lost_with_disk |= {d for d in self.registry.events if d[0] == old
+                                and not any(vv_covers(vv, d) for vv in held)}
+        self.nodes[node].restart(wipe=True)
+
+    # ------------------------------------------------------------------ run
+
+    def _converged(self) -> bool:
+        nodes = list(self.nodes.values())
+        if any(not n.up or n.busy or n.inbox or len(n.replica.buffer) for n in nodes):
+            return False
+        first = nodes[0].replica
+        return all(n.replica.vv == first.vv and n.replica.state_hash == first.state_hash
+                   for n in nodes[1:])
+
+    def run(self) -> SeedResult:
+        c = self.config
+        self._schedule_faults()
+        for client in self.clients:
+            client.start()
+        self.world.run_until(c.safety_seconds)
+        heal_at = self.world.now
+        self.world.heal()
+        self.world.faults = NetworkFaults.none()
+        for node in self.nodes.values():
+            node.restart()
+        self.timeline.append(f"t={heal_at:.3f} heal, restart all, clients stop")
+        converged_at: float | None = None
+        t = heal_at
+        while t < heal_at + c.convergence_bound:
+            t += 0.02
+            self.world.run_until(t)
+            if self._converged():
+                converged_at = self.world.now
+                break
+        result = SeedResult(self.seed, ok=True, ops=len(self.history),
+                            ops_checked=sum(1 for op in self.history if op.result is not None))
+        result.stats = {
+            "worst_convergence_s": (converged_at - heal_at) if converged_at is not None
+            else c.convergence_bound,
+            "full_states": float(len(self.full_states)),
+            "causally_behind": float(sum(isinstance(op.result, CausallyBehind)
+                                         for op in self.history)),
+            "long_absences": float(self.long_absences),
+            "wipes": float(len(self.wiped)),
+            "lost_with_disk": float(len(self.lost_with_disk)),
+        }
+        if converged_at is None:
+            lines = [f"{n.id}: up={n.up} vv={n.replica.vv} pending={len(n.replica.buffer)} "
+                     f"hash={n.replica.state_hash:x}" for n in self.nodes.values()]
+            return self._fail(result, f"no convergence within {c.convergence_bound}s of the heal",
+                              lines)
+        found = (
+            check_sessions(self.history, self.registry, self.merge_of)
+            or check_causal(self.history, self.registry)
+            or check_reads(self.history, self.registry, self.merge_of)
+            or check_final({n: node.replica.store for n, node in self.nodes.items()},
+                           {n: canonical_state(node.replica.store)
+                            for n, node in self.nodes.items()},
+                           self.history, self.registry, self.merge_of, self.lost_with_disk)
+            or check_full_states(self.full_states, self.wiped,
+                                 c.gc_horizon / (1 + c.max_drift) - 0.01)
+        )
+        result.stats["lww_overwritten"] = float(
+            lww_overwritten(self.history, self.registry, self.merge_of))
+        if found is not None:
+            return self._fail(result, *found)
+        return result
+
+    def _fail(self, result: SeedResult, violation: str, lines: list[str]) -> SeedResult:
+        result.ok = False
+        result.violation = violation
+        result.excerpt = [*lines[:12], "faults:", *self.timeline[:12]]
+        return result
+
+
+def run_seed(seed: int, config: EventualSimConfig | None = None) -> SeedResult:
+    try:
+        return EventualSim(seed, config or EventualSimConfig()).run()
+    except Exception as exc:  # a crash of the simulation is a failure of the seed
+        return SeedResult(seed, ok=False, violation=f"simulation raised {exc!r}",
+                          excerpt=traceback.format_exc().splitlines()[-8:])
