@@ -7,8 +7,10 @@ replica's state causally closed: a client never sees an update without
 everything it depends on, and the causal context stays a compact version
 vector.
 
-The buffer is bounded (``limit``): beyond it new events are dropped, which
-is safe — anti-entropy will offer them again.
+The buffer is bounded (``limit``): beyond it new events are dropped, and
+events waiting longer than a horizon are dropped too (``expire``: e.g. the
+last events of a wiped identity whose predecessors nobody kept). Both are
+safe: anti-entropy offers any event again that some replica can deliver.
 """
 
 from __future__ import annotations
@@ -32,20 +34,37 @@ class CausalBuffer:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._pending: dict[str, dict[int, Event]] = {}
+        self._added: dict[tuple[str, int], float] = {}
         self._size = 0
 
     def __len__(self) -> int:
         return self._size
 
-    def add(self, e: Event) -> bool:
+    def add(self, e: Event, now: float) -> bool:
         """Buffer ``e``; False if the buffer is full or already holds it."""
         origin, n = e.dot
         run = self._pending.setdefault(origin, {})
         if n in run or self._size >= self.limit:
             return False
         run[n] = e
+        self._added[e.dot] = now
         self._size += 1
         return True
+
+    def _remove(self, origin: str, n: int) -> Event:
+        e = self._pending[origin].pop(n)
+        self._added.pop(e.dot, None)
+        self._size -= 1
+        return e
+
+    def expire(self, now: float, age: float) -> int:
+        """Drop events buffered for longer than ``age``; returns how many."""
+        old = [dot for dot, t in self._added.items() if now - t > age]
+        for origin, n in old:
+            self._remove(origin, n)
+            if not self._pending[origin]:
+                del self._pending[origin]
+        return len(old)
 
     def drain(
         self, vv: Mapping[str, int], apply: Callable[[Event], None], *, ignore_deps: bool = False
@@ -60,13 +79,11 @@ class CausalBuffer:
                 run = self._pending[origin]
                 have = vv.get(origin, 0)
                 for n in [n for n in run if n <= have]:
-                    del run[n]
-                    self._size -= 1
+                    self._remove(origin, n)
                 while (e := run.get(vv.get(origin, 0) + 1)) is not None and deliverable(
                     e, vv, ignore_deps=ignore_deps
                 ):
-                    del run[e.dot[1]]
-                    self._size -= 1
+                    self._remove(origin, e.dot[1])
                     apply(e)
                     applied += 1
                     progress = True

@@ -19,6 +19,7 @@ offsets between nodes).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 
 import msgpack
 from pydantic import BaseModel, ConfigDict, Field
@@ -50,8 +51,10 @@ class InstanceInfo(BaseModel):
         return data
 
 
+@lru_cache(maxsize=4096)
 def decode_info(data: bytes) -> InstanceInfo:
-    """Raises ``ValueError`` (pydantic's ``ValidationError`` is one) on garbage."""
+    """Raises ``ValueError`` (pydantic's ``ValidationError`` is one) on garbage.
+    Pure and cached (records are immutable; heartbeats repeat the same bytes)."""
     try:
         raw = msgpack.unpackb(data, raw=False, strict_map_key=True)
     except Exception as exc:  # the unpacker's failures are not a closed set

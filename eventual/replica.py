@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from eventual.client import ClientCalls
+from eventual.codec import state_entries
 from eventual.config import ReplicaConfig
 from eventual.context import CausalContext
 from eventual.delivery import CausalBuffer, deliverable
@@ -46,6 +47,7 @@ from eventual.dots import (
     vv_join,
     vv_leq,
     vv_missing,
+    vv_of_dots,
     vv_to_wire,
 )
 from eventual.hlc import hlc_recv, hlc_send
@@ -73,6 +75,7 @@ from eventual.requests import (
     Request,
     Result,
     WriteResult,
+    invalid,
 )
 from eventual.serve import answer_read, plan_write
 from eventual.stability import Stability
@@ -111,6 +114,7 @@ class EventualStatus:
     peer_lag: dict[str, int]
     rejoining: tuple[str, ...]
     state_hash: int
+    divergences: int
 
 
 class Replica(ClientCalls):
@@ -145,6 +149,9 @@ class Replica(ClientCalls):
         self.parked: list[_Parked] = []
         self.full_state_sent: dict[str, float] = {}
         self._gossip_order: list[str] = []
+        self._in_flight: dict[str, tuple[VV, float]] = {}
+        #: times a probe found equal version vectors but different states
+        self.divergences = 0
         self.since_snapshot = 0
         self.next_gossip = now + rng.random() * config.gossip_interval
         self.next_repair = now + (0.5 + rng.random()) * config.repair_interval
@@ -192,6 +199,10 @@ class Replica(ClientCalls):
     def submit(self, request_id: int, request: Request, token: str | None, now: float) -> None:
         """Queue a client request; its answer comes in ``Ready.replies``."""
         self.now = now
+        reason = invalid(request)
+        if reason is not None:
+            self._reply(request_id, BadRequest(reason))
+            return
         try:
             need = decode_vv(token)
             if isinstance(request, Put | Delete):
@@ -215,8 +226,6 @@ class Replica(ClientCalls):
         return ready
 
     def snapshot(self) -> Snapshot:
-        from eventual.codec import state_entries
-
         return Snapshot(vv_to_wire(self.vv), state_entries(self.store), self.hlc,
                         vv_to_wire(self.log.floor), tuple(self.log.events()))
 
@@ -227,6 +236,7 @@ class Replica(ClientCalls):
             peer_lag=self.stability.lag(self.vv),
             rejoining=tuple(n for n, p in self.stability.peers.items() if p.rejoining),
             state_hash=self.state_hash,
+            divergences=self.divergences,
         )
 
     # ------------------------------------------------------------------ clients
@@ -306,7 +316,7 @@ class Replica(ClientCalls):
             elif deliverable(e, self.vv, ignore_deps=ignore_deps):
                 self._apply(e)
             else:
-                self.buffer.add(e)
+                self.buffer.add(e, self.now)
         if len(self.buffer):
             self.buffer.drain(self.vv, self._apply, ignore_deps=ignore_deps)
 
@@ -322,6 +332,7 @@ class Replica(ClientCalls):
             self._send(peer, digest)
         stable = dict(self.vv) if self.bugs.gc_before_stability else self.stability.stable(self.vv)
         self.log.prune(stable)
+        self.buffer.expire(self.now, self.config.gc_horizon)
         self._expire_instances()
 
     def _gossip_targets(self) -> list[str]:
@@ -342,10 +353,18 @@ class Replica(ClientCalls):
         if self.stability.needs_full_state(src, self.log.floor):
             self._send_full_state(src, reply=False)
         else:
-            events = self.log.missing(peer_vv, self.config.max_delta_bytes,
+            # Count what we sent this peer moments ago as in flight: answering two
+            # digests in one round does not resend a chunk, it sends the next one.
+            base = peer_vv
+            memo = self._in_flight.get(src)
+            if memo is not None and self.now - memo[1] < self.config.gossip_interval:
+                base = vv_join(peer_vv, memo[0])
+            events = self.log.missing(base, self.config.max_delta_bytes,
                                       self.config.max_delta_events)
             if events:
                 self._send(src, Deltas(self.replica, vv_to_wire(self.vv), tuple(events)))
+                self._in_flight[src] = (vv_join(base, vv_of_dots(e.dot for e in events)),
+                                        self.now)
         if msg.reply and not vv_leq(peer_vv, self.vv):
             self._send(src, Digest(self.replica, vv_to_wire(self.vv), False))
 
@@ -354,8 +373,6 @@ class Replica(ClientCalls):
         if last is not None and self.now - last < self.config.full_state_cooldown:
             return
         self.full_state_sent[dst] = self.now
-        from eventual.codec import state_entries
-
         self._send(dst, FullState(self.replica, vv_to_wire(self.vv), state_entries(self.store),
                                   self.hlc, reply))
 
@@ -380,7 +397,10 @@ class Replica(ClientCalls):
     def _on_probe(self, src: str, msg: RepairProbe) -> None:
         if dict(msg.vv) == self.vv:
             if msg.state_hash != self.state_hash:
-                self._send_full_state(src, reply=True)  # divergence: push-pull full states
+                # Divergence a correct replica never shows (equal contexts must mean equal
+                # stores): push-pull full states so both converge on their join, and count it.
+                self.divergences += 1
+                self._send_full_state(src, reply=True)
             return
         self._on_digest(src, Digest(msg.replica, msg.vv, True))
 

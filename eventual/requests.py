@@ -45,6 +45,7 @@ __all__ = [
     "Result",
     "SiblingView",
     "WriteResult",
+    "invalid",
 ]
 
 
@@ -167,3 +168,34 @@ Result = (
 class Reply:
     request_id: int
     result: Result
+
+
+MAX_NAME = 1024
+MAX_VALUE = 512 * 1024
+
+
+def invalid(request: Request) -> str | None:
+    """Why ``request`` must be refused (``BadRequest``), or None. Names obey the
+    wire format's rules, so a request can never create an event peers reject."""
+    names: list[tuple[str, object]] = [("namespace", request.namespace)]
+    match request:
+        case Get(_, key) | Put(_, key) | Delete(_, key):
+            names.append(("key", key))
+        case List(_, prefix):
+            names.append(("prefix", prefix))
+        case (Register(_, service, iid) | Heartbeat(_, service, iid)
+              | Deregister(_, service, iid)):
+            names += [("service", service), ("instance id", iid)]
+        case Instances(_, service):
+            names.append(("service", service))
+    for what, name in names:
+        if not isinstance(name, str) or len(name) > MAX_NAME:
+            return f"{what} must be a string of at most {MAX_NAME} characters"
+        if what in ("namespace", "service", "instance id") and not name:
+            return f"{what} must not be empty"
+        if what == "service" and "/" in name:
+            return "service names must not contain '/'"
+    if isinstance(request, Put) and (not isinstance(request.value, bytes)
+                                     or len(request.value) > MAX_VALUE):
+        return f"value must be bytes of at most {MAX_VALUE} bytes"
+    return None

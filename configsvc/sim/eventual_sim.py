@@ -220,7 +220,7 @@ class EventualSim:
 
     def _converged(self) -> bool:
         nodes = list(self.nodes.values())
-        if any(not n.up or n.busy or n.inbox or len(n.replica.buffer) for n in nodes):
+        if any(not n.up or n.busy or n.inbox for n in nodes):
             return False
         first = nodes[0].replica
         return all(n.replica.vv == first.vv and n.replica.state_hash == first.state_hash
