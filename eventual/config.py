@@ -1,5 +1,5 @@
-"""Timing and sizing of an eventual replica, namespace options, and the
-planted bugs the simulator must catch.
+"""What an eventual replica is given: timing and sizing, namespace options,
+the random source, and the planted bugs the simulator must catch.
 
 Garbage collection rests on one rule: an event leaves the log only once it
 is causally stable (every member not away beyond ``gc_horizon`` has it). A
@@ -9,15 +9,26 @@ collection back and must rejoin by full state transfer.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 __all__ = ["LWW", "MVR", "Merge", "PlantedBugs", "ReplicaConfig"]
 
 Merge = Literal["mvr", "lww"]
 MVR: Merge = "mvr"
 LWW: Merge = "lww"
+
+
+class RandomSource(Protocol):
+    """What a replica needs of ``random.Random``: injected, never imported, so a
+    seeded instance replays a run exactly."""
+
+    def random(self) -> float: ...
+
+    def getrandbits(self, k: int, /) -> int: ...
+
+    def sample(self, population: Sequence[str], k: int) -> list[str]: ...
 
 
 @dataclass(frozen=True)

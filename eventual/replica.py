@@ -31,13 +31,12 @@ Rules this module obeys (each one is what a guarantee rests on):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
 
 from eventual.client import ClientCalls
 from eventual.codec import state_entries
-from eventual.config import ReplicaConfig
+from eventual.config import RandomSource, ReplicaConfig
 from eventual.context import CausalContext
 from eventual.delivery import CausalBuffer, deliverable
 from eventual.dots import (
@@ -79,20 +78,11 @@ from eventual.requests import (
 )
 from eventual.serve import answer_read, plan_write
 from eventual.stability import Stability
+from eventual.status import EventualStatus
 from eventual.storage import DurableState
 from eventual.token import BadToken, decode_vv, encode_vv
 
 __all__ = ["EventualStatus", "RandomSource", "Replica"]
-
-
-class RandomSource(Protocol):
-    """What the replica needs of ``random.Random`` (injected, never imported)."""
-
-    def random(self) -> float: ...
-
-    def getrandbits(self, k: int, /) -> int: ...
-
-    def sample(self, population: Sequence[str], k: int) -> list[str]: ...
 
 
 @dataclass
@@ -101,20 +91,6 @@ class _Parked:
     request: Request
     need: VV
     deadline: float
-
-
-@dataclass(frozen=True)
-class EventualStatus:
-    node_id: str
-    replica: str
-    vv: VV
-    log_events: int
-    pending: int
-    #: per peer, events of ours it is not known to have (gossip lag / divergence)
-    peer_lag: dict[str, int]
-    rejoining: tuple[str, ...]
-    state_hash: int
-    divergences: int
 
 
 class Replica(ClientCalls):
@@ -160,6 +136,11 @@ class Replica(ClientCalls):
     def vv(self) -> VV:
         return self.store.context.vv
 
+    @property
+    def roster(self) -> list[str]:
+        """The other members (initially ``config.nodes``; then ``set_members``)."""
+        return list(self.stability.peers)
+
     # ------------------------------------------------------------------ inputs
 
     def step(self, src: str, message: Message, now: float) -> None:
@@ -186,7 +167,8 @@ class Replica(ClientCalls):
             self._gossip_round()
         if now >= self.next_repair:
             self.next_repair = now + self.config.repair_interval * (0.9 + 0.2 * self.rng.random())
-            peer = self.rng.sample(self.config.peers, 1) if self.config.peers else []
+            roster = self.roster
+            peer = self.rng.sample(roster, 1) if roster else []
             for p in peer:
                 self._send(p, RepairProbe(self.replica, vv_to_wire(self.vv), self.state_hash))
         self._release_parked()
@@ -276,9 +258,9 @@ class Replica(ClientCalls):
         e = Event((self.replica, vv.get(self.replica, 0) + 1), key, value, self.hlc,
                   vv_to_wire(clamped), vv_to_wire(vv))
         self._apply(e)
-        if self.config.eager_push and self.config.peers:
-            targets = self.rng.sample(self.config.peers, min(self.config.fanout,
-                                                             len(self.config.peers)))
+        roster = self.roster
+        if self.config.eager_push and roster:
+            targets = self.rng.sample(roster, min(self.config.fanout, len(roster)))
             for peer in targets:
                 self._send(peer, Deltas(self.replica, vv_to_wire(self.vv), (e,)))
         return e
@@ -338,13 +320,13 @@ class Replica(ClientCalls):
     def _gossip_targets(self) -> list[str]:
         """The next ``fanout`` peers of a shuffled round-robin order: every peer
         gets a digest at least every ``ceil(peers / fanout) + 1`` rounds."""
-        peers = self.config.peers
+        peers = self.roster
         targets: list[str] = []
         while len(targets) < min(self.config.fanout, len(peers)):
             if not self._gossip_order:
                 self._gossip_order = self.rng.sample(peers, len(peers))
             peer = self._gossip_order.pop()
-            if peer not in targets:
+            if peer not in targets and peer in self.stability.peers:
                 targets.append(peer)
         return targets
 

@@ -91,7 +91,8 @@ class SimEventualClient:
         if r < 0.12:
             if not self.registered or self.rng.random() < 0.2:
                 info = InstanceInfo(address=f"10.0.0.{self.seq % 250}", port=8000 + self.seq,
-                                    tags=(self.id,), ttl=2.0, deregister_after=0.0)
+                                    tags=(self.id,), ttl=1.0,
+                                    deregister_after=self.rng.choice([0.0, 2.5]))
                 return Register(w.svc_namespace, SERVICE, self.id, info)
             return Heartbeat(w.svc_namespace, SERVICE, self.id)
         if r < 0.14:

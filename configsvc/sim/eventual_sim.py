@@ -71,8 +71,8 @@ class EventualSimConfig:
     gc_horizon: float = 3.0
     gossip_interval: float = 0.2
     fanout: int = 3
-    max_drop: float = 0.06
-    max_duplicate: float = 0.05
+    max_drop: float = 0.1
+    max_duplicate: float = 0.1
     max_slow: float = 0.1
     partitions: bool = True
     crashes: bool = True
