@@ -15,9 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventual.codec import MalformedMessage, decode, encode, message_to_wire
+from eventual.codec import MalformedMessage, decode, encode, event_to_wire, message_to_wire
 from eventual.dots import Sibling
 from eventual.instances import InstanceInfo, decode_info
+from eventual.log import event_size
 from eventual.messages import Deltas, Digest, Event, FullState, Message, RepairProbe
 from eventual.records import (
     CorruptRecord,
@@ -154,3 +155,27 @@ def test_torn_tail_is_reported_and_corruption_raises() -> None:
     corrupt[-1] ^= 0xFF
     with pytest.raises(CorruptRecord):
         decode_frames(bytes(corrupt))
+
+
+actors = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789.", min_size=1, max_size=20)
+
+
+@st.composite
+def any_events(draw: st.DrawFn) -> Event:
+    actor, n = draw(actors), draw(st.integers(1, 2**64 - 1))
+    deps = dict(draw(st.dictionaries(actors, st.integers(1, 2**64 - 1), max_size=8)))
+    deps.pop(actor, None)
+    if n > 1:
+        deps[actor] = n - 1
+    covers = {a: c for a, c in deps.items() if draw(st.booleans())}
+    key = ("ns" + draw(st.text(max_size=30)), "kv", draw(st.text(max_size=60)))
+    return Event((actor, n), key, draw(st.none() | st.binary(max_size=300)),
+                 draw(st.integers(0, 2**64 - 1)), tuple(sorted(covers.items())),
+                 tuple(sorted(deps.items())))
+
+
+@settings(max_examples=300, deadline=None)
+@given(any_events())
+def test_the_delta_size_estimate_never_underestimates_the_encoding(e: Event) -> None:
+    assert len(msgpack.packb(event_to_wire(e), use_bin_type=True)) <= event_size(e)
+    assert decode(encode(Deltas("n1", (), (e,)))) == Deltas("n1", (), (e,))

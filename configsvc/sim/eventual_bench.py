@@ -20,6 +20,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from configsvc.sim.eventual_node import ClientRequest, SimEventualNode
 from configsvc.sim.world import World
@@ -33,15 +34,32 @@ class BenchResult:
     variant: str
     keys: int
     convergence_s: float
+    #: peer messages sent from the heal until convergence, and their total / largest size
     messages: int
+    bytes: int
+    largest_message: int
     wall_s: float
+
+
+class _MeasuredWorld(World):
+    """Counts the encoded size of every peer message after ``measuring`` is set."""
+
+    measuring = False
+    sent_bytes = 0
+    largest = 0
+
+    def send(self, src: str, dst: str, message: Any) -> None:
+        if self.measuring and isinstance(message, bytes):
+            self.sent_bytes += len(message)
+            self.largest = max(self.largest, len(message))
+        super().send(src, dst, message)
 
 
 def run(keys: int = 10_000, seed: int = 1, beyond_horizon: bool = False,
         gc_horizon: float = 5.0, bound: float = 30.0) -> BenchResult:
     started = time.perf_counter()
     ids = [f"n{i}" for i in range(1, 6)]
-    world = World(seed, ids, max_drift=0.01)
+    world = _MeasuredWorld(seed, ids, max_drift=0.01)
     nodes = {
         n: SimEventualNode(world, ReplicaConfig(n, tuple(ids), gossip_interval=0.2, fanout=3,
                                                 gc_horizon=gc_horizon), on_event=lambda *_: None)
@@ -63,6 +81,7 @@ def run(keys: int = 10_000, seed: int = 1, beyond_horizon: bool = False,
     heal_at = (gc_horizon * 1.6 + 2.0) if beyond_horizon else (write_window + 1.5)
     world.run_until(heal_at)
     sent_before = world.messages_sent
+    world.measuring = True
     world.heal()
 
     def converged() -> bool:
@@ -79,7 +98,8 @@ def run(keys: int = 10_000, seed: int = 1, beyond_horizon: bool = False,
     if len(states) != 1 or len(next(iter(nodes.values())).replica.store.entries) != keys:
         raise AssertionError("replicas did not converge to the union of both sides")
     return BenchResult("beyond" if beyond_horizon else "within", keys, round(t - heal_at, 3),
-                       world.messages_sent - sent_before, round(time.perf_counter() - started, 2))
+                       world.messages_sent - sent_before, world.sent_bytes, world.largest,
+                       round(time.perf_counter() - started, 2))
 
 
 def main() -> int:

@@ -63,8 +63,8 @@ FOLD = {
 @dataclass(frozen=True)
 class EventualSimConfig:
     nodes: tuple[int, ...] = (3, 5)
-    clients: tuple[int, int] = (4, 8)
-    safety_seconds: float = 8.0
+    clients: tuple[int, int] = (4, 10)
+    safety_seconds: float = 10.0
     #: every replica must be identical this long (simulated seconds) after the heal
     convergence_bound: float = 5.0
     max_drift: float = 0.01
