@@ -78,7 +78,9 @@ from strong.sm_snapshot import MalformedSnapshot, SnapshotState, decode_snapshot
 __all__ = [
     "INITIAL_VERSION",
     "SUPPORTED_VERSIONS",
+    "Applied",
     "MalformedSnapshot",
+    "NamespaceInfo",
     "StateMachine",
     "UnsupportedVersion",
 ]
