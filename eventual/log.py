@@ -107,10 +107,33 @@ class EventLog:
                 dropped += cut
         return dropped
 
-    def absorb(self, before: Mapping[str, int], after: Mapping[str, int]) -> None:
-        """A state merge advanced the version vector from ``before`` to ``after``:
-        events of origins that advanced are no longer servable from here."""
-        for origin, n in after.items():
-            if n > before.get(origin, 0):
-                self._runs.pop(origin, None)
-                self.floor[origin] = n
+    def absorb(self, before: Mapping[str, int], after: Mapping[str, int],
+               offered: Iterable[Event] = ()) -> None:
+        """A state merge advanced the version vector from ``before`` to ``after``.
+        For each origin that advanced, keep the longest contiguous run ending at
+        ``after[origin]`` that this log and ``offered`` (the sender's log, sent
+        with its full state) hold together; the floor rises below that run.
+        Carrying the sender's log keeps every not-yet-stable event servable
+        by every replica that holds it, whichever way it arrived."""
+        advanced = {o for o, n in after.items() if n > before.get(o, 0)}
+        if not advanced:
+            return
+        pool: dict[str, dict[int, Event]] = {o: {} for o in advanced}
+        for o in advanced:
+            for _, e in self._runs.pop(o, []):
+                pool[o][e.dot[1]] = e
+        extra = [e for e in offered if e.dot[0] in advanced and e.dot[1] <= after[e.dot[0]]]
+        for e in extra:
+            pool[e.dot[0]].setdefault(e.dot[1], e)
+        for o in advanced:
+            low = after[o]
+            while low in pool[o]:
+                low -= 1
+            self.floor[o] = low
+            self._runs[o] = []
+        # Fresh sequence numbers, origin by origin: ``missing`` may then offer these
+        # out of causal order across origins, which a receiver buffers and drains.
+        for o in advanced:
+            for n in range(self.floor[o] + 1, after[o] + 1):
+                self._seq += 1
+                self._runs[o].append((self._seq, pool[o][n]))

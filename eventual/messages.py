@@ -90,6 +90,9 @@ class FullState:
     hlc: int
     #: push-pull: answer with your own FullState
     reply: bool
+    #: the sender's event log (events not yet causally stable), in apply order, so
+    #: the receiver can serve them to peers that still lack them
+    log: tuple[Event, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

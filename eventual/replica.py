@@ -356,7 +356,7 @@ class Replica(ClientCalls):
             return
         self.full_state_sent[dst] = self.now
         self._send(dst, FullState(self.replica, vv_to_wire(self.vv), state_entries(self.store),
-                                  self.hlc, reply))
+                                  self.hlc, reply, tuple(self.log.events())))
 
     def _on_full_state(self, src: str, msg: FullState) -> None:
         other = ORMap.model_construct(
@@ -367,7 +367,7 @@ class Replica(ClientCalls):
         for change in self.store.join_into(other, ignore_seen=self.bugs.non_idempotent_merge):
             self._account(change)
         self.hlc = hlc_recv(self.hlc, msg.hlc, self.now)
-        self.log.absorb(before, self.vv)
+        self.log.absorb(before, self.vv, msg.log)
         if self.vv != before or self.bugs.non_idempotent_merge:
             self._persist.append(SnapshotRecord(self.snapshot()))
             self.since_snapshot = 0

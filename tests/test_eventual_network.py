@@ -154,3 +154,27 @@ def test_digests_reach_every_peer_round_robin() -> None:
     targets = {e.dst for e in net.sent if e.src == "n1" and isinstance(e.message, Digest)
                and e.message.reply}
     assert targets == {"n2", "n3", "n4", "n5", "n6"}
+
+
+def test_events_that_arrived_by_full_state_stay_servable_to_peers_that_lack_them() -> None:
+    # Found by the simulation (seed 723): n3 came back from a long absence and got
+    # n1's full state; n1 then lost its disk; n2 (down briefly, never beyond the
+    # horizon) still lacked n1's last write, which only n3 held.
+    net = Net(["n1", "n2", "n3"], gc_horizon=2.0, eager_push=False)
+    net.crash("n3")
+    net.advance(2.5)  # n3 is down beyond the horizon
+    put(net, "n1", "x", b"collected")
+    net.advance(0.5)  # stable among n1 and n2: collected, so n3 must come back by full state
+    assert len(net.replicas["n1"].log) == 0
+    net.crash("n2")
+    w = put(net, "n1", "k", b"v")
+    net.restart("n3")  # a fresh view: n3 counts n2 as present
+    net.advance(0.5)  # n1 brings n3 back by full state, which carries n1's log
+    assert [s.value for s in get(net, "n3", "k").siblings] == [b"v"]
+    net.crash("n1")
+    net.restart("n1", wipe=True)
+    net.restart("n2")
+    net.advance(1.0)
+    assert [s.value for s in get(net, "n2", "k").siblings] == [b"v"]
+    assert net.replicas["n2"].vv.get(w.dot[0], 0) >= w.dot[1]
+    assert net.converged()
