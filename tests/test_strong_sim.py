@@ -29,15 +29,21 @@ GRAY = StrongSimConfig(
 #: still holds a lease and learns of its successor late
 LEASE = StrongSimConfig(fault_weights=(("heal", 1), ("gray_leader", 6)))
 
-#: (planted bug, fault profile, caught within this many seeds). Measured first
-#: catching seeds (2026-11-27): phase1 3; follower reads 0; dedup 0; lease 6
-#: (LEASE); durability 17 (GRAY; also 54 — the weakest, see docs/strong.md).
+#: whole-cluster power losses of a 3-replica group: an acknowledged slot whose
+#: only durable copy is the old leader's is lost if the next quorum excludes it
+POWER = StrongSimConfig(
+    nodes=(3,), fault_weights=(("heal", 1), ("power_loss", 6), ("crash_after_send", 2))
+)
+
+#: (planted bug, fault profile, caught within this many seeds). First catching
+#: seeds measured 2026-11-27: phase1 3; follower reads 0; dedup 0; lease 6
+#: (LEASE); durability 34 (POWER) — the weakest, see docs/strong.md.
 PLANTED = [
     ("phase1_ignores_accepted", None, 15),
     ("follower_local_reads", None, 5),
     ("skip_dedup", None, 5),
     ("skip_lease_wait", LEASE, 40),
-    ("reply_before_durable", GRAY, 40),
+    ("reply_before_durable", POWER, 40),
 ]
 
 

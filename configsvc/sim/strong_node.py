@@ -59,7 +59,7 @@ class SimStrongNode:
         fsync_latency: tuple[float, float] = (0.0005, 0.005),
         tick_interval: float = 0.01,
         snapshot_every: int = 40,
-        hash_every: int = 10,
+        hash_every: int = 20,
         on_apply: ApplyObserver | None = None,
         on_hash: HashObserver | None = None,
         make_state_machine: Callable[[], StateMachine] = StateMachine,

@@ -215,6 +215,11 @@ class StrongSim:
                         world.cut.update({(leader, peer), (peer, leader)})
                     else:
                         world.slow_links[(peer, leader)] = rng.uniform(0.1, 0.4)
+                if cfg.crashes and rng.random() < 0.5:
+                    # ...and a follower that still hears the leader reboots right
+                    # after voting for the challenger.
+                    voter = rng.choice([p for p in others if p not in lost])
+                    self.nodes[voter].crash_after_send[Promise] = rng.uniform(0.05, 0.3)
         elif kind == "bridge":
             world.bridge(rng.choice(self.node_ids))
         elif kind == "one_way":

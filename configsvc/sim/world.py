@@ -71,8 +71,8 @@ class World:
         #: extra delay on a directed link (congestion, bufferbloat)
         self.slow_links: dict[tuple[str, str], float] = {}
         self.down: set[str] = set()
-        #: (time, sequence, action): the sequence breaks ties deterministically
-        self._queue: list[tuple[float, int, Callable[[], None]]] = []
+        #: (time, sequence, function, arguments): the sequence breaks ties deterministically
+        self._queue: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
         self._seq = 0
         self._handlers: dict[str, Callable[[str, Any], None]] = {}
         self.messages_sent = 0
@@ -82,7 +82,7 @@ class World:
 
     def at(self, time: float, action: Callable[[], None]) -> None:
         self._seq += 1
-        heapq.heappush(self._queue, (max(time, self.now), self._seq, action))
+        heapq.heappush(self._queue, (max(time, self.now), self._seq, action, ()))
 
     def after(self, delay: float, action: Callable[[], None]) -> None:
         self.at(self.now + delay, action)
@@ -90,9 +90,10 @@ class World:
     def run_until(self, until: float, stop: Callable[[], bool] | None = None) -> bool:
         """Run events up to time ``until``; return True if ``stop()`` became true first."""
         queue = self._queue
+        pop = heapq.heappop
         while queue and queue[0][0] <= until:
-            self.now, _, action = heapq.heappop(queue)
-            action()
+            self.now, _, action, args = pop(queue)
+            action(*args)
             if stop is not None and stop():
                 return True
         self.now = max(self.now, until)
@@ -109,17 +110,21 @@ class World:
 
     def send(self, src: str, dst: str, message: Any) -> None:
         self.messages_sent += 1
-        f = self.faults
-        if (src, dst) in self.cut or src in self.down or self.rng.random() < f.drop:
+        f, rng = self.faults, self.rng
+        if (src, dst) in self.cut or src in self.down or (f.drop and rng.random() < f.drop):
             self.messages_dropped += 1
             return
-        copies = 2 if self.rng.random() < f.duplicate else 1
+        copies = 2 if f.duplicate and rng.random() < f.duplicate else 1
         for _ in range(copies):
-            delay = f.delay_min + self.rng.expovariate(1 / max(f.delay_mean, 1e-9))
-            if self.rng.random() < f.slow:
-                delay += self.rng.uniform(0, f.slow_delay)
-            delay += self.slow_links.get((src, dst), 0.0)
-            self.after(delay, lambda: self._deliver(src, dst, message))
+            delay = f.delay_min + rng.expovariate(1 / max(f.delay_mean, 1e-9))
+            if f.slow and rng.random() < f.slow:
+                delay += rng.uniform(0, f.slow_delay)
+            if self.slow_links:
+                delay += self.slow_links.get((src, dst), 0.0)
+            self._seq += 1
+            heapq.heappush(
+                self._queue, (self.now + delay, self._seq, self._deliver, (src, dst, message))
+            )
 
     def _deliver(self, src: str, dst: str, message: Any) -> None:
         # A link cut while the message was in flight loses it too.
