@@ -15,7 +15,7 @@ from eventual.lww import LWWRegister
 from eventual.messages import Deltas, Digest, Envelope, Event, FullState, Message, RepairProbe
 from eventual.mvr import MVRegister
 from eventual.ormap import ORMap
-from eventual.ready import Ready
+from eventual.ready import EventualStatus, Ready
 from eventual.records import (
     CorruptRecord,
     EventRecord,
@@ -47,7 +47,6 @@ from eventual.requests import (
     SiblingView,
     WriteResult,
 )
-from eventual.status import EventualStatus
 from eventual.storage import DurableState, Storage, recover
 from eventual.token import BadToken, decode_vv, encode_vv
 

@@ -62,7 +62,7 @@ from eventual.messages import (
     RepairProbe,
 )
 from eventual.ormap import Change, ORMap, sibling_hash
-from eventual.ready import Ready
+from eventual.ready import EventualStatus, Ready
 from eventual.records import EventRecord, IdentityRecord, Record, Snapshot, SnapshotRecord
 from eventual.requests import (
     BadRequest,
@@ -78,7 +78,6 @@ from eventual.requests import (
 )
 from eventual.serve import answer_read, plan_write
 from eventual.stability import Stability
-from eventual.status import EventualStatus
 from eventual.storage import DurableState
 from eventual.token import BadToken, decode_vv, encode_vv
 
