@@ -9,7 +9,14 @@ counter the log can no longer serve. The floor rises in two ways:
   then no such member ever needs what was dropped. Deletions are events
   too, so this is where tombstones are collected, never earlier.
 - ``absorb``: a full-state merge brought events this replica never saw one by
-  one; it cannot serve them, so the floor jumps past them.
+  one. It adopts the ones the sender's log still held (a full state carries
+  it) and the floor jumps past the rest.
+
+Invariant this keeps (and the simulation checks end to end): an event that
+some member lacks, and that member is counted by a replica holding the
+event, is in that replica's log. So a member within the horizon of anyone
+who has what it lacks is always served by deltas; a member nobody counts
+is brought back by full state.
 
 ``missing(peer_vv)`` returns, Scuttlebutt-style, what a peer lacks in the
 order this replica applied it (a linearization of causal order, hence also
