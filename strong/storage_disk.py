@@ -1,0 +1,157 @@
+"""The strong store's ``Storage`` on disk: ``strong.records`` frames in a ``DiskLog``.
+
+Durability rule (the driver's contract): records passed to ``append`` are
+durable once ``sync`` returns, and not before; the driver sends and applies
+only after that. ``sync`` blocks on fsync: call it off the event loop
+(``asyncio.to_thread``), from one writer at a time (see ``configsvc.disklog``).
+
+Compaction: when a synced batch contains a ``SnapshotRecord``, the whole log is
+rewritten (atomically) as ``compacted(recover(...))`` of everything durable
+plus the batch, exactly what the simulated disk does. To avoid re-reading the
+log, this class folds every synced record into a ``DurableState`` as it goes
+(``_fold`` mirrors the loop of ``strong.storage.recover``, without its final
+clamp of the commit hint, so ``recover(compacted(folded))`` equals ``recover``
+of every record; a test checks this against ``recover`` itself).
+
+Raises ``configsvc.disklog.CorruptLog`` on open if the log cannot be trusted:
+the node must then neither vote nor serve.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from configsvc.disklog import DEFAULT_SEGMENT_BYTES, DiskLog, Recovery
+from strong.records import (
+    AcceptRecord,
+    ChosenRecord,
+    CommitRecord,
+    CorruptRecord,
+    PromiseRecord,
+    Record,
+    SnapshotRecord,
+    decode_frames,
+    encode_frame,
+)
+from strong.storage import DurableState, compacted, recover
+
+__all__ = ["DiskStorage", "decode_frame"]
+
+
+def decode_frame(frame: bytes) -> Record:
+    """Decode exactly one frame; ValueError if it is not one valid record."""
+    try:
+        records, valid = decode_frames(frame)
+    except CorruptRecord as exc:
+        raise ValueError(exc.reason) from exc
+    if len(records) != 1 or valid != len(frame):
+        raise ValueError("not exactly one record")
+    return records[0]
+
+
+def _fold(state: DurableState, record: Record) -> None:
+    """One step of ``recover``'s loop (the commit hint is left unclamped)."""
+    match record:
+        case PromiseRecord(promised):
+            state.promised = max(state.promised, promised)
+        case AcceptRecord(slot, ballot, value):
+            if slot > state.snapshot_index:
+                state.accepted[slot] = (ballot, value)
+        case ChosenRecord(slot, value):
+            if slot > state.snapshot_index:
+                state.chosen[slot] = value
+        case CommitRecord(index):
+            state.commit_index = max(state.commit_index, index)
+        case SnapshotRecord(index, data):
+            if index >= state.snapshot_index:
+                state.snapshot_index = index
+                state.snapshot = data
+                state.accepted = {s: v for s, v in state.accepted.items() if s > index}
+                state.chosen = {s: v for s, v in state.chosen.items() if s > index}
+
+
+class DiskStorage:
+    """``strong.storage.Storage`` backed by a data directory.
+
+    Raises LogLocked if another process has ``path`` open, CorruptLog if its
+    contents cannot be trusted.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        fault_hook: Callable[[str], None] | None = None,
+    ) -> None:
+        self._log = DiskLog(path, segment_bytes=segment_bytes, fault_hook=fault_hook)
+        self._state = DurableState()
+        self._pending: list[Record] = []
+        try:
+            for record in self._log.read(decode_frame):
+                _fold(self._state, record)
+        except BaseException:
+            self._log.close()
+            raise
+
+    @property
+    def recovery(self) -> Recovery:
+        """What opening found (torn tail truncated, unfinished rewrite completed)."""
+        return self._log.recovery
+
+    @property
+    def disk_log(self) -> DiskLog:
+        return self._log
+
+    def append(self, records: list[Record]) -> None:
+        """Queue records for durability (not yet durable)."""
+        self._pending += records
+
+    def sync(self) -> None:
+        """Make every appended record durable; compact if a snapshot is among them.
+
+        Raises DiskLogError if the disk fails (the storage is then unusable: exit and reopen).
+        """
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        if any(isinstance(r, SnapshotRecord) for r in batch):
+            state = _copy(self._state)
+            for record in batch:
+                _fold(state, record)
+            # recover() clamps the commit hint to what is known chosen, as the sim does.
+            state = recover(compacted(state))
+            self._log.rewrite(encode_frame(r) for r in compacted(state))
+            self._state = state
+            return
+        self._log.append(encode_frame(r) for r in batch)
+        self._log.sync()
+        for record in batch:
+            _fold(self._state, record)
+
+    def load(self) -> list[Record]:
+        """Every durable record in append order (compacted where a snapshot was synced)."""
+        return list(self._log.read(decode_frame))
+
+    def close(self) -> None:
+        """Release the data directory; unsynced records are dropped, as by a crash."""
+        self._pending = []
+        self._log.close()
+
+    def __enter__(self) -> DiskStorage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _copy(state: DurableState) -> DurableState:
+    return DurableState(
+        promised=state.promised,
+        accepted=dict(state.accepted),
+        chosen=dict(state.chosen),
+        commit_index=state.commit_index,
+        snapshot_index=state.snapshot_index,
+        snapshot=state.snapshot,
+    )
