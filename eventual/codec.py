@@ -210,9 +210,9 @@ def message_to_wire(msg: Message) -> list[object]:
             return ["D", replica, [list(p) for p in vv], reply]
         case Deltas(replica, vv, events):
             return ["E", replica, [list(p) for p in vv], [event_to_wire(e) for e in events]]
-        case FullState(replica, vv, entries, hlc, reply, log):
+        case FullState(replica, vv, entries, hlc, reply, log, rejoining):
             return ["F", replica, [list(p) for p in vv], entries_to_wire(entries), hlc, reply,
-                    [event_to_wire(e) for e in log]]
+                    [event_to_wire(e) for e in log], list(rejoining)]
         case RepairProbe(replica, vv, state_hash):
             return ["R", replica, [list(p) for p in vv], state_hash]
 
@@ -230,14 +230,16 @@ def message_from_wire(obj: object) -> Message:
             events = tuple(event_from_wire(e) for e in read_list(rest[2], "events"))
             return Deltas(read_str(rest[0], "replica", nonempty=True), read_vv(rest[1], "vv"),
                           events)
-        case "F", 6:
+        case "F", 7:
             vv = read_vv(rest[1], "vv")
             log = tuple(event_from_wire(e) for e in read_list(rest[5], "log"))
             if not all(vv_covers(dict(vv), e.dot) for e in log):
                 raise MalformedMessage("full state log holds an event outside its context")
+            rejoining = tuple(read_str(n, "node", nonempty=True)
+                              for n in read_list(rest[6], "rejoining"))
             return FullState(read_str(rest[0], "replica", nonempty=True), vv,
                              entries_from_wire(rest[2], vv), read_uint(rest[3], "hlc"),
-                             _bool(rest[4], "reply"), log)
+                             _bool(rest[4], "reply"), log, rejoining)
         case "R", 3:
             return RepairProbe(read_str(rest[0], "replica", nonempty=True), read_vv(rest[1], "vv"),
                                read_uint(rest[2], "state hash"))

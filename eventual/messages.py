@@ -18,9 +18,10 @@ events rather than key versions):
   and it lacks something itself, with its own ``Digest``.
 - ``Deltas``: events, oldest first. Receivers apply each one only when its
   causal past is applied (causal delivery) and buffer it until then.
-- ``FullState``: the whole dot store and causal context. Used only for a
-  replica that was away beyond the garbage-collection horizon (its missing
-  events were collected) and for repair; merged with the state join.
+- ``FullState``: the whole dot store and causal context (plus the sender's
+  uncollected log and whom it no longer counts). Used only for a replica
+  that was away beyond the garbage-collection horizon (its missing events
+  were collected) and for repair; merged with the state join.
 - ``RepairProbe``: periodic push-pull check: same version vector but a
   different state hash means divergence, repaired by exchanging ``FullState``.
 
@@ -93,6 +94,10 @@ class FullState:
     #: the sender's event log (events not yet causally stable), in apply order, so
     #: the receiver can serve them to peers that still lack them
     log: tuple[Event, ...] = ()
+    #: the nodes the sender no longer counts (away beyond its horizon, or a new
+    #: identity): it may have collected events they lack, so the receiver, which
+    #: now holds those events without their log, must bring them back by full state
+    rejoining: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -215,7 +215,7 @@ class Replica(ClientCalls):
             node_id=self.node, replica=self.replica, vv=dict(self.vv),
             log_events=len(self.log), pending=len(self.buffer),
             peer_lag=self.stability.lag(self.vv),
-            rejoining=tuple(n for n, p in self.stability.peers.items() if p.rejoining),
+            rejoining=self.stability.rejoining(),
             state_hash=self.state_hash,
             divergences=self.divergences,
         )
@@ -355,7 +355,8 @@ class Replica(ClientCalls):
             return
         self.full_state_sent[dst] = self.now
         self._send(dst, FullState(self.replica, vv_to_wire(self.vv), state_entries(self.store),
-                                  self.hlc, reply, tuple(self.log.events())))
+                                  self.hlc, reply, tuple(self.log.events()),
+                                  self.stability.rejoining()))
 
     def _on_full_state(self, src: str, msg: FullState) -> None:
         other = ORMap.model_construct(
@@ -367,6 +368,7 @@ class Replica(ClientCalls):
             self._account(change)
         self.hlc = hlc_recv(self.hlc, msg.hlc, self.now)
         self.log.absorb(before, self.vv, msg.log)
+        self.stability.inherit((n for n in msg.rejoining if n != self.node), self.log.floor)
         if self.vv != before or self.bugs.non_idempotent_merge:
             self._persist.append(SnapshotRecord(self.snapshot()))
             self.since_snapshot = 0

@@ -11,7 +11,8 @@ vector is the pointwise minimum over this replica and every counted peer.
 A peer counts unless it has been silent for longer than ``horizon`` (local
 seconds): an absent member must not hold garbage collection back forever.
 Such a peer is marked *rejoining*; so is a node that comes back with a new
-identity. A rejoining peer is brought back by full state transfer, never by
+identity, and so is a node the sender of a merged full state no longer
+counted (``inherit``: we now hold, without their log, events it may lack). A rejoining peer is brought back by full state transfer, never by
 delta merge (the events it lacks may be collected), and stops rejoining
 once its version vector reaches this replica's log floor.
 
@@ -89,6 +90,19 @@ class Stability:
                 if have < out[actor]:
                     out[actor] = have
         return out
+
+    def rejoining(self) -> tuple[str, ...]:
+        return tuple(n for n, p in self.peers.items() if p.rejoining)
+
+    def inherit(self, nodes: Iterable[str], floor: Mapping[str, int]) -> None:
+        """A full state from a replica that no longer counts ``nodes`` was merged:
+        this replica now holds events it cannot serve (below ``floor``) that
+        those nodes may lack. Any of them not known to be past the floor is
+        rejoining here too, so it is brought back by full state from here as well."""
+        for node in nodes:
+            peer = self.peers.get(node)
+            if peer is not None and not vv_leq(floor, peer.vv):
+                peer.rejoining = True
 
     def needs_full_state(self, node: str, floor: Mapping[str, int]) -> bool:
         """True iff ``node`` is rejoining and still below this replica's log floor."""

@@ -42,7 +42,7 @@ SAMPLES: tuple[Message, ...] = (
     Deltas("n2.b", (("n2.b", 4),), EVENTS),
     FullState("n1.a", (("n1.a", 2), ("n2.b", 4)),
               ((("cfg", "kv", "k"), ((("n1.a", 1), Sibling(b"v", 7)), (("n2.b", 4), Sibling(b"w", 8)))),),
-              12, False, (EVENTS[0],)),
+              12, False, (EVENTS[0],), ("n3",)),
     RepairProbe("n3.c", (), 2**64 - 1),
 )
 

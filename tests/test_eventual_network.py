@@ -178,3 +178,25 @@ def test_events_that_arrived_by_full_state_stay_servable_to_peers_that_lack_them
     assert [s.value for s in get(net, "n2", "k").siblings] == [b"v"]
     assert net.replicas["n2"].vv.get(w.dot[0], 0) >= w.dot[1]
     assert net.converged()
+
+
+def test_a_full_state_passes_on_whom_its_sender_no_longer_counts() -> None:
+    # s alone is up beyond the horizon for both r and m and collects its log; r comes
+    # back by full state; s loses its disk; m comes back. Only r holds what m lacks,
+    # without its log: r must bring m back by full state too, not wait for deltas.
+    net = Net(["s", "r", "m"], gc_horizon=2.0, eager_push=False)
+    net.crash("r")
+    net.crash("m")
+    net.advance(2.5)
+    put(net, "s", "k", b"v")
+    net.advance(0.5)
+    assert len(net.replicas["s"].log) == 0
+    net.restart("r")
+    net.advance(0.5)
+    assert "m" in net.replicas["r"].stability.rejoining()
+    net.crash("s")
+    net.restart("s", wipe=True)
+    net.restart("m")
+    net.advance(1.5)
+    assert [s.value for s in get(net, "m", "k").siblings] == [b"v"]
+    assert net.converged()

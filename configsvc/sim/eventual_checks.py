@@ -27,8 +27,9 @@ Checks (each returns a violation text or None):
   mode), nothing removed is present again (no resurrection), and the
   converged state is exactly the reference state of every event;
 - ``check_full_states``: a full state goes only to a replica that was away
-  (unreachable) beyond the collection horizon or came back with a new
-  identity — never in place of deltas to a replica that was around.
+  (some node went the collection horizon without hearing from it) or came
+  back with a new identity — never in place of deltas to a replica that was
+  around, and never as a repair (equal version vectors must mean equal states).
 """
 
 from __future__ import annotations
@@ -276,14 +277,14 @@ def lww_overwritten(history: Iterable[HistoryOp], reg: Registry,
 def check_full_states(sent: Iterable[tuple[float, str, str, bool, float]],
                       wiped: Mapping[str, float], horizon_real: float
                       ) -> tuple[str, list[str]] | None:
-    """``sent``: (time, src, dst, reply flag, the longest stretch src had gone
-    without any message from dst since src last booted)."""
+    """``sent``: (time, src, dst, reply flag, the longest stretch any node had
+    gone, while up, without any message from dst)."""
     for t, src, dst, _reply, away in sent:  # away: how long src had not heard from dst
         if away >= horizon_real or wiped.get(dst, float("inf")) <= t:
             continue
         if wiped.get(src, float("inf")) <= t:
             continue  # a wiped node may push its (fresh) state back in reply
-        return (f"full state sent {src} -> {dst} at t={t:.3f} although {src} never went "
+        return (f"full state sent {src} -> {dst} at t={t:.3f} although no node ever went "
                 f"{horizon_real:.3f}s without hearing from {dst} (longest silence "
                 f"{away:.3f}s): a peer within the horizon must be caught up by deltas, and "
                 f"equal version vectors must mean equal states (no repair needed)", [])

@@ -74,6 +74,8 @@ class SimEventualNode:
         self.wipes = 0
         self.malformed = 0
         self.identities: list[str] = []
+        #: per peer: the longest silence this node ever observed (kept across boots)
+        self.longest_silence = dict.fromkeys(config.peers, 0.0)
         world.register(self.id, self._receive)
         self._boot()
 
@@ -90,9 +92,8 @@ class SimEventualNode:
             self.identities.append(self.replica.replica)
         self.busy = False
         self.inbox: list[tuple[str, Any]] = []
-        #: per peer: when a message from it last arrived, and the longest silence since boot
+        #: per peer: when a message from it last arrived (since this boot)
         self.heard_at = {p: self.world.now for p in self.config.peers}
-        self.longest_silence = dict.fromkeys(self.config.peers, 0.0)
         self.next_request = 0
         self.requests: dict[int, tuple[str, int]] = {}
         epoch = self.epoch
@@ -102,6 +103,8 @@ class SimEventualNode:
     def crash(self) -> None:
         if not self.up:
             return
+        for peer in self.heard_at:
+            self.longest_silence[peer] = self.silence(peer)
         self.up = False
         self.epoch += 1
         self.world.down.add(self.id)
@@ -123,8 +126,8 @@ class SimEventualNode:
     # ------------------------------------------------------------------ inputs
 
     def silence(self, peer: str) -> float:
-        """The longest stretch (real seconds, since this node booted) without a
-        message from ``peer``: ground truth for "away beyond the horizon"."""
+        """The longest stretch (real seconds) this node ever went without a message
+        from ``peer`` while up: ground truth for "away beyond the horizon"."""
         return max(self.longest_silence[peer], self.world.now - self.heard_at[peer])
 
     def _receive(self, src: str, message: Any) -> None:

@@ -129,7 +129,10 @@ class EventualSim:
         self.registry.add(event)
 
     def _on_full_state(self, t: float, src: str, dst: str, msg: FullState) -> None:
-        self.full_states.append((t, src, dst, msg.reply, self.nodes[src].silence(dst)))
+        # Justified if any node (the sender, or one whose state reached it) went
+        # the horizon without hearing from dst.
+        away = max(n.silence(dst) for n in self.nodes.values() if n.id != dst)
+        self.full_states.append((t, src, dst, msg.reply, away))
 
     # ------------------------------------------------------------------ faults
 
