@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 
 def _sim(args: argparse.Namespace) -> int:
@@ -23,9 +25,132 @@ def _demo(args: argparse.Namespace) -> int:
     return code
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from configsvc.serve import serve
+
+    return serve(args.config, args.node)
+
+
+def _cluster(args: argparse.Namespace) -> int:
+    from configsvc.serve import cluster_up
+
+    return cluster_up(args.nodes, args.api_port, args.data_dir)
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from configsvc.client import Client
+
+    return Client(args.endpoint)
+
+
+def _print(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True))
+
+
+def _ns(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.ns_command == "create":
+            _print(client.create_namespace(args.name, args.consistency, args.merge))
+        else:
+            for ns in client.namespaces():
+                print(f"{ns['name']}\t{ns['consistency']}")
+    return 0
+
+
+def _kv(args: argparse.Namespace) -> int:
+    from configsvc.client import decode_value
+
+    with _client(args) as client:
+        if args.kv_command == "put":
+            _print(client.put(args.ns, args.key, args.value, cas=args.cas))
+        elif args.kv_command == "get":
+            data = client.get_kv(args.ns, args.key, **({"consistency": "stale"} if args.stale else {}))
+            value = decode_value(data["kv"])
+            if value is None:
+                print(f"error: key_not_found: {args.ns}/{args.key}", file=sys.stderr)
+                return 1
+            sys.stdout.write(value.decode("utf-8", "replace") + "\n")
+        elif args.kv_command == "del":
+            _print(client.delete(args.ns, args.key))
+        elif args.kv_command == "list":
+            for kv in client.list(args.ns, args.prefix or ""):
+                print(f"{kv['key']}\t{(decode_value(kv) or b'').decode('utf-8', 'replace')}")
+        elif args.kv_command == "watch":
+            for kvs in client.watch(args.ns, args.prefix or ""):
+                for kv in kvs:
+                    print(f"{kv['mod_revision']}\t{kv['key']}\t"
+                          f"{(decode_value(kv) or b'').decode('utf-8', 'replace')}", flush=True)
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        health = client.health()
+    strong = health["strong"]
+    print(f"node {health['node']}: {health['status']}")
+    print(f"  strong group: leader={strong['leader']} role={strong['role']} quorum={strong['quorum']} "
+          f"reachable={len(strong['reachable_voters'])}/{len(strong['voters'])} "
+          f"failures_to_outage={strong['failures_to_outage']}")
+    print(f"  commit={strong['commit_index']} applied={strong['applied_index']} "
+          f"lease={'yes' if strong['lease_valid'] else 'no'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="configsvc", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run one node")
+    serve.add_argument("--config", required=True)
+    serve.add_argument("--node", required=True)
+    serve.set_defaults(func=_serve)
+
+    cluster = sub.add_parser("cluster", help="local clusters")
+    csub = cluster.add_subparsers(dest="cluster_command", required=True)
+    up = csub.add_parser("up", help="start N local nodes in the foreground")
+    up.add_argument("--nodes", type=int, default=3)
+    up.add_argument("--api-port", type=int, default=7501)
+    up.add_argument("--data-dir", default=None)
+    up.set_defaults(func=_cluster)
+
+    def endpoint(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--endpoint", default="http://127.0.0.1:7501")
+
+    ns = sub.add_parser("ns", help="namespaces")
+    nsub = ns.add_subparsers(dest="ns_command", required=True)
+    create = nsub.add_parser("create")
+    create.add_argument("name")
+    create.add_argument("--consistency", choices=["strong", "eventual"], required=True)
+    create.add_argument("--merge", choices=["mvr", "lww"], default="mvr")
+    endpoint(create)
+    endpoint(nsub.add_parser("list"))
+    ns.set_defaults(func=_ns)
+
+    kv = sub.add_parser("kv", help="keys")
+    ksub = kv.add_subparsers(dest="kv_command", required=True)
+    put = ksub.add_parser("put")
+    put.add_argument("ns")
+    put.add_argument("key")
+    put.add_argument("value")
+    put.add_argument("--cas", type=int, default=None)
+    get = ksub.add_parser("get")
+    get.add_argument("ns")
+    get.add_argument("key")
+    get.add_argument("--stale", action="store_true")
+    delete = ksub.add_parser("del")
+    delete.add_argument("ns")
+    delete.add_argument("key")
+    for name in ("list", "watch"):
+        p = ksub.add_parser(name)
+        p.add_argument("ns")
+        p.add_argument("prefix", nargs="?", default="")
+    for p in (put, get, delete, *[ksub.choices[n] for n in ("list", "watch")]):
+        endpoint(p)
+    kv.set_defaults(func=_kv)
+
+    status = sub.add_parser("status", help="members, roles, health")
+    endpoint(status)
+    status.set_defaults(func=_status)
 
     sim = sub.add_parser("sim", help="run the deterministic simulator over many seeds")
     sim.add_argument("store", choices=["strong", "eventual"])
@@ -41,8 +166,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from configsvc.client import ClientError
+    from configsvc.config import ConfigError
+
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except ClientError as exc:
+        print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
+        return 1
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
     return code
 
 

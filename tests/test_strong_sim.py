@@ -80,7 +80,7 @@ def test_history_checker_rejects_a_stale_read() -> None:
     ]
     found = check_history(history)
     assert found is not None and "not linearizable" in found[0]
-    assert check_history(history[:1] + [_op(1, ("get",), b"a", 2.0, 3.0)]) is None
+    assert check_history([*history[:1], _op(1, ("get",), b"a", 2.0, 3.0)]) is None
 
 
 def test_observer_catches_disagreeing_replicas_and_hashes() -> None:

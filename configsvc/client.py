@@ -1,0 +1,231 @@
+"""Python client of the native API: sync ``Client`` and ``AsyncClient``.
+
+- A list of endpoints with failover: a connection error or a ``503`` (which
+  means "not done, safe to retry") moves on to the next endpoint.
+- Writes carry ``X-Client-Id``/``X-Client-Seq``: a retried write is applied at
+  most once, so retrying after a timeout is safe. ``504 outcome_unknown`` is
+  retried with the same sequence number too, which settles the outcome.
+- ``watch`` yields a key's (or prefix's) new state each time it changes.
+
+Errors: ``ClientError`` with ``status`` and the server's stable ``code``.
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import itertools
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+DEFAULT_ENDPOINT = "http://127.0.0.1:7501"
+_RETRY_STATUS = {503, 504}
+
+
+class ClientError(Exception):
+    def __init__(self, status: int, code: str, message: str, body: dict[str, Any] | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.body = body or {}
+
+
+def _raise_for(response: httpx.Response) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except ValueError:
+        data = {}
+    if response.status_code >= 400:
+        err = data.get("error", {}) if isinstance(data, dict) else {}
+        raise ClientError(
+            response.status_code,
+            str(err.get("code", "http_error")),
+            str(err.get("message", response.text[:200])),
+            err,
+        )
+    return data if isinstance(data, dict) else {}
+
+
+def decode_value(kv: dict[str, Any] | None) -> bytes | None:
+    return base64.b64decode(kv["value"]) if kv else None
+
+
+class _Base:
+    def __init__(self, endpoints: Sequence[str] | str = DEFAULT_ENDPOINT, attempts: int = 6) -> None:
+        self.endpoints = [endpoints] if isinstance(endpoints, str) else list(endpoints)
+        if not self.endpoints:
+            raise ValueError("at least one endpoint is needed")
+        self.attempts = attempts
+        self.client_id = f"py-{uuid.uuid4().hex[:16]}"
+        self._seq = itertools.count(1)
+        self._current = 0
+
+    def _url(self, path: str) -> str:
+        return self.endpoints[self._current % len(self.endpoints)].rstrip("/") + path
+
+    def _rotate(self) -> None:
+        self._current += 1
+
+    @staticmethod
+    def _kv_path(ns: str, key: str) -> str:
+        return f"/v1/kv/{quote(ns, safe='')}/{quote(key, safe='/')}"
+
+
+class Client(_Base):
+    def __init__(self, endpoints: Sequence[str] | str = DEFAULT_ENDPOINT, timeout: float = 10.0,
+                 attempts: int = 6, transport: httpx.BaseTransport | None = None) -> None:
+        super().__init__(endpoints, attempts)
+        self._http = httpx.Client(timeout=timeout, transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request(self, method: str, path: str, *, write: bool = False, **kw: Any) -> dict[str, Any]:
+        headers = dict(kw.pop("headers", {}) or {})
+        if write:
+            headers.update({"X-Client-Id": self.client_id, "X-Client-Seq": str(next(self._seq))})
+        last: Exception | None = None
+        for _ in range(self.attempts):
+            try:
+                response = self._http.request(method, self._url(path), headers=headers, **kw)
+            except httpx.TransportError as exc:
+                last = exc
+                self._rotate()
+                continue
+            if response.status_code in _RETRY_STATUS:
+                last = ClientError(response.status_code, "retry", response.text[:200])
+                self._rotate()
+                continue
+            return _raise_for(response)
+        if isinstance(last, ClientError):
+            raise last
+        raise ClientError(503, "unavailable", f"no endpoint answered: {last}")
+
+    # namespaces
+    def create_namespace(self, name: str, consistency: str = "strong", merge: str = "mvr") -> dict[str, Any]:
+        body = {"name": name, "consistency": consistency, "merge": merge}
+        return self.request("POST", "/v1/namespaces", write=True, json=body)
+
+    def namespaces(self) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/v1/namespaces")["namespaces"])
+
+    # keys
+    def put(self, ns: str, key: str, value: bytes | str, cas: int | None = None) -> dict[str, Any]:
+        data = value.encode() if isinstance(value, str) else value
+        params = {"cas": cas} if cas is not None else None
+        return self.request("PUT", self._kv_path(ns, key), write=True, content=data, params=params)
+
+    def get(self, ns: str, key: str, stale: bool = False) -> bytes | None:
+        params = {"consistency": "stale"} if stale else None
+        return decode_value(self.request("GET", self._kv_path(ns, key), params=params)["kv"])
+
+    def get_kv(self, ns: str, key: str, **params: Any) -> dict[str, Any]:
+        return self.request("GET", self._kv_path(ns, key), params=params or None)
+
+    def delete(self, ns: str, key: str, cas: int | None = None) -> dict[str, Any]:
+        params = {"cas": cas} if cas is not None else None
+        return self.request("DELETE", self._kv_path(ns, key), write=True, params=params)
+
+    def list(self, ns: str, prefix: str = "", limit: int = 0) -> list[dict[str, Any]]:
+        params = {"prefix": prefix, "limit": limit}
+        return list(self.request("GET", f"/v1/kv/{quote(ns, safe='')}", params=params)["kvs"])
+
+    def watch(self, ns: str, prefix: str = "", wait: float = 30.0) -> Iterator[builtins.list[dict[str, Any]]]:
+        """Yield the keys under ``prefix`` every time one of them changes."""
+        index = 0
+        path = f"/v1/kv/{quote(ns, safe='')}"
+        while True:
+            data = self.request("GET", path, params={"prefix": prefix, "index": index, "wait": wait},
+                                timeout=wait + 10)
+            newest = max((kv["mod_revision"] for kv in data["kvs"]), default=0)
+            if newest > index:
+                index = newest
+                yield list(data["kvs"])
+
+    def health(self) -> dict[str, Any]:
+        return self.request("GET", "/v1/cluster/health")
+
+
+class AsyncClient(_Base):
+    def __init__(self, endpoints: Sequence[str] | str = DEFAULT_ENDPOINT, timeout: float = 10.0,
+                 attempts: int = 6, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        super().__init__(endpoints, attempts)
+        self._http = httpx.AsyncClient(timeout=timeout, transport=transport)
+        self._lanes: list[list[Any]] = []
+        self._all_lanes: list[list[Any]] = []
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def request(self, method: str, path: str, *, write: bool = False, **kw: Any) -> dict[str, Any]:
+        if not write:
+            return await self._request(method, path, {}, **kw)
+        # Concurrent writes each take a lane: a session id with its own sequence,
+        # so the server's one-entry-per-session dedup table stays correct.
+        lane: list[Any] = self._lanes.pop() if self._lanes else [f"{self.client_id}-{len(self._all_lanes)}", 0]
+        if lane not in self._all_lanes:
+            self._all_lanes.append(lane)
+        lane[1] = int(lane[1]) + 1
+        headers = {"X-Client-Id": str(lane[0]), "X-Client-Seq": str(lane[1])}
+        try:
+            return await self._request(method, path, headers, **kw)
+        finally:
+            self._lanes.append(lane)
+
+    async def _request(self, method: str, path: str, headers: dict[str, str], **kw: Any) -> dict[str, Any]:
+        last: Exception | None = None
+        for _ in range(self.attempts):
+            try:
+                response = await self._http.request(method, self._url(path), headers=headers, **kw)
+            except httpx.TransportError as exc:
+                last = exc
+                self._rotate()
+                continue
+            if response.status_code in _RETRY_STATUS:
+                last = ClientError(response.status_code, "retry", response.text[:200])
+                self._rotate()
+                continue
+            return _raise_for(response)
+        if isinstance(last, ClientError):
+            raise last
+        raise ClientError(503, "unavailable", f"no endpoint answered: {last}")
+
+    async def put(self, ns: str, key: str, value: bytes | str, cas: int | None = None) -> dict[str, Any]:
+        data = value.encode() if isinstance(value, str) else value
+        params = {"cas": cas} if cas is not None else None
+        return await self.request("PUT", self._kv_path(ns, key), write=True, content=data, params=params)
+
+    async def get(self, ns: str, key: str, stale: bool = False) -> bytes | None:
+        params = {"consistency": "stale"} if stale else None
+        return decode_value((await self.request("GET", self._kv_path(ns, key), params=params))["kv"])
+
+    async def delete(self, ns: str, key: str) -> dict[str, Any]:
+        return await self.request("DELETE", self._kv_path(ns, key), write=True)
+
+    async def watch(self, ns: str, prefix: str = "", wait: float = 30.0) -> AsyncIterator[list[dict[str, Any]]]:
+        index = 0
+        path = f"/v1/kv/{quote(ns, safe='')}"
+        while True:
+            data = await self.request("GET", path, params={"prefix": prefix, "index": index, "wait": wait},
+                                      timeout=wait + 10)
+            newest = max((kv["mod_revision"] for kv in data["kvs"]), default=0)
+            if newest > index:
+                index = newest
+                yield list(data["kvs"])

@@ -1,0 +1,154 @@
+"""The cluster configuration: one YAML file, validated, every address explicit.
+
+Example (``examples/cluster.yaml``)::
+
+    cluster_id: demo
+    data_root: ./data
+    nodes:
+      - {id: n1, host: 127.0.0.1, api_port: 7501, peer_port: 7601}
+      - {id: n2, host: 127.0.0.1, api_port: 7502, peer_port: 7602}
+      - {id: n3, host: 127.0.0.1, api_port: 7503, peer_port: 7603}
+    namespaces:
+      - {name: flags, consistency: strong}
+      - {name: services, consistency: eventual}
+
+``load_config`` raises ``ConfigError`` whose message names the file and each
+offending field (``cluster.yaml: nodes.1.api_port: ...``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+class ConfigError(Exception):
+    """The configuration file is missing, unreadable or invalid."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NodeConfig(_Strict):
+    id: str
+    host: str = "127.0.0.1"
+    api_port: int = Field(ge=1, le=65535)
+    peer_port: int = Field(ge=1, le=65535)
+    #: defaults to <data_root>/<id>
+    data_dir: str | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError("must be 1-63 letters, digits, '_', '.', '-'")
+        return v
+
+
+class TimingConfig(_Strict):
+    heartbeat_interval: float = Field(default=0.05, gt=0)
+    election_timeout: float = Field(default=0.5, gt=0)
+    lease_duration: float = Field(default=0.35, ge=0)
+    max_drift: float = Field(default=0.01, ge=0, lt=0.5)
+    #: how long a write may wait for its result before answering outcome_unknown
+    request_timeout: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _lease(self) -> TimingConfig:
+        if self.heartbeat_interval * 2 >= self.election_timeout:
+            raise ValueError("election_timeout must exceed two heartbeat intervals")
+        if self.lease_duration >= self.election_timeout * (1 - self.max_drift):
+            raise ValueError("lease_duration must be < election_timeout * (1 - max_drift)")
+        return self
+
+
+class LimitsConfig(_Strict):
+    key_max_bytes: int = Field(default=512, ge=1)
+    value_max_bytes: int = Field(default=512 * 1024, ge=1)
+    body_max_bytes: int = Field(default=2 * 1024 * 1024, ge=1)
+    watch_max_seconds: float = Field(default=300.0, gt=0)
+
+
+class SecurityConfig(_Strict):
+    #: required by admin endpoints (fault injection); without it they are disabled
+    admin_token: str | None = Field(default=None, min_length=16)
+    #: shared secret peers prove with HMAC at connect time
+    peer_secret: str | None = Field(default=None, min_length=16)
+
+
+class NamespaceSpec(_Strict):
+    name: str
+    consistency: Literal["strong", "eventual"]
+    #: eventual namespaces: "mvr" (multi-value register, default) or "lww" (lossy)
+    merge: Literal["mvr", "lww"] = "mvr"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError("must be 1-63 letters, digits, '_', '.', '-'")
+        return v
+
+
+class ClusterConfig(_Strict):
+    cluster_id: str = "configsvc"
+    data_root: str = "./data"
+    nodes: list[NodeConfig] = Field(min_length=1)
+    timing: TimingConfig = Field(default_factory=TimingConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    security: SecurityConfig = Field(default_factory=SecurityConfig)
+    namespaces: list[NamespaceSpec] = []
+
+    @model_validator(mode="after")
+    def _unique(self) -> ClusterConfig:
+        ids = [n.id for n in self.nodes]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"node ids must be unique: {ids}")
+        addresses = [(n.host, p) for n in self.nodes for p in (n.api_port, n.peer_port)]
+        if len(set(addresses)) != len(addresses):
+            raise ValueError("every api_port and peer_port must be distinct per host")
+        names = [ns.name for ns in self.namespaces]
+        if len(set(names)) != len(names):
+            raise ValueError(f"namespace names must be unique: {names}")
+        return self
+
+    def node(self, node_id: str) -> NodeConfig:
+        for n in self.nodes:
+            if n.id == node_id:
+                return n
+        raise ConfigError(f"node {node_id!r} is not in the configuration ({[n.id for n in self.nodes]})")
+
+    def data_dir(self, node_id: str) -> Path:
+        node = self.node(node_id)
+        return Path(node.data_dir) if node.data_dir else Path(self.data_root) / node_id
+
+
+def parse_config(data: object, source: str = "<config>") -> ClusterConfig:
+    try:
+        return ClusterConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            lines.append(f"{source}: {where}: {err['msg']}")
+        raise ConfigError("\n".join(lines)) from None
+
+
+def load_config(path: str | Path) -> ClusterConfig:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_config(data, str(path))

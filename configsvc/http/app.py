@@ -1,0 +1,125 @@
+"""The node's HTTP application (starlette): routes, namespace dispatch, errors.
+
+Every route answers JSON. A key's namespace decides which store serves it:
+strong namespaces go through the Multi-Paxos log; eventual namespaces through
+the gossip store (not wired into the node yet: ``501 not_implemented``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from configsvc.http.errors import ApiError, api_error_handler, bad_request, internal_error_handler
+from configsvc.http.openapi import OPENAPI
+from configsvc.http.strong_api import StrongApi, ns_json
+
+if TYPE_CHECKING:
+    from configsvc.node import Node
+
+
+def build_app(node: Node) -> Starlette:
+    strong = StrongApi(node)
+
+    def namespace(name: str) -> str:
+        """The consistency of namespace ``name`` (from the local registry)."""
+        for info in node.strong.sm.namespaces():
+            if info.name == name:
+                return info.consistency
+        raise ApiError(404, "namespace_not_found", f"no namespace {name!r}")
+
+    def store_for(name: str) -> str:
+        consistency = namespace(name)
+        if consistency != "strong":
+            raise ApiError(501, "not_implemented", "eventual namespaces are not served by the node yet")
+        return consistency
+
+    async def json_body(request: Request) -> dict[str, Any]:
+        raw = await node.body(request, node.config.limits.body_max_bytes, "body_too_large")
+        try:
+            data = json.loads(raw or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            raise bad_request("the body must be a JSON object") from None
+        if not isinstance(data, dict):
+            raise bad_request("the body must be a JSON object")
+        return data
+
+    async def list_namespaces(request: Request) -> Response:
+        return JSONResponse({"namespaces": [ns_json(i) for i in node.strong.sm.namespaces()]})
+
+    async def create_namespace(request: Request) -> Response:
+        data = await json_body(request)
+        name, consistency = data.get("name"), data.get("consistency", "strong")
+        merge = data.get("merge", "mvr")
+        if not isinstance(name, str) or consistency not in ("strong", "eventual"):
+            raise bad_request("need {'name': str, 'consistency': 'strong'|'eventual'}")
+        if merge not in ("mvr", "lww"):
+            raise bad_request("merge must be 'mvr' or 'lww'")
+        return await strong.create_namespace(request, name, consistency, merge)
+
+    async def get_namespace(request: Request) -> Response:
+        name = request.path_params["ns"]
+        for info in node.strong.sm.namespaces():
+            if info.name == name:
+                return JSONResponse({"namespace": ns_json(info)})
+        raise ApiError(404, "namespace_not_found", f"no namespace {name!r}")
+
+    async def delete_namespace(request: Request) -> Response:
+        return await strong.delete_namespace(request, request.path_params["ns"])
+
+    async def kv_list(request: Request) -> Response:
+        ns = request.path_params["ns"]
+        store_for(ns)
+        return await strong.list_keys(request, ns)
+
+    async def kv_key(request: Request) -> Response:
+        ns, key = request.path_params["ns"], request.path_params["key"]
+        store_for(ns)
+        if request.method == "GET":
+            return await strong.get_key(request, ns, key)
+        if request.method == "PUT":
+            return await strong.put_key(request, ns, key)
+        return await strong.delete_key(request, ns, key)
+
+    async def txn(request: Request) -> Response:
+        ns = request.path_params["ns"]
+        store_for(ns)
+        return await strong.txn(request, ns, await json_body(request))
+
+    async def health(request: Request) -> Response:
+        return JSONResponse(node.health())
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(OPENAPI)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return ApiError(404, "not_found", f"no route {request.method} {request.url.path}").response()
+
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        return ApiError(405, "method_not_allowed", f"{request.method} not allowed here").response()
+
+    routes = [
+        Route("/v1/namespaces", list_namespaces, methods=["GET"]),
+        Route("/v1/namespaces", create_namespace, methods=["POST"]),
+        Route("/v1/namespaces/{ns}", get_namespace, methods=["GET"]),
+        Route("/v1/namespaces/{ns}", delete_namespace, methods=["DELETE"]),
+        Route("/v1/kv/{ns}", kv_list, methods=["GET"]),
+        Route("/v1/kv/{ns}/{key:path}", kv_key, methods=["GET", "PUT", "DELETE"]),
+        Route("/v1/txn/{ns}", txn, methods=["POST"]),
+        Route("/v1/cluster/health", health, methods=["GET"]),
+        Route("/v1/openapi.json", openapi, methods=["GET"]),
+    ]
+    return Starlette(
+        routes=routes,
+        exception_handlers={
+            ApiError: api_error_handler,
+            404: not_found,
+            405: not_allowed,
+            Exception: internal_error_handler,
+        },
+    )

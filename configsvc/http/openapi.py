@@ -1,0 +1,79 @@
+"""The OpenAPI description of the native API, served at ``/v1/openapi.json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _op(summary: str, params: list[dict[str, Any]] | None = None, body: str | None = None,
+        ok: str = "OK", errors: tuple[int, ...] = (400, 404, 503)) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "parameters": params or []}
+    if body:
+        op["requestBody"] = {"content": {body: {"schema": {}}}}
+    op["responses"] = {"200": {"description": ok}} | {
+        str(code): {"description": "error", "content": {"application/json": {"schema": _ERROR}}}
+        for code in errors
+    }
+    return op
+
+
+def _q(name: str, kind: str, text: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": {"type": kind}, "description": text}
+
+
+def _p(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+_READ = [
+    _q("consistency", "string", "linearizable (default) or stale"),
+    _q("index", "integer", "block until the revision exceeds this (watch)"),
+    _q("wait", "number", "seconds to block at most (watch)"),
+]
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {"title": "configsvc native API", "version": "1"},
+    "paths": {
+        "/v1/namespaces": {
+            "get": _op("List namespaces"),
+            "post": _op("Create a namespace {name, consistency, merge}", body="application/json",
+                        errors=(400, 409, 503, 504)),
+        },
+        "/v1/namespaces/{ns}": {
+            "get": _op("Describe a namespace", [_p("ns")]),
+            "delete": _op("Delete a namespace and its keys", [_p("ns")], errors=(404, 503, 504)),
+        },
+        "/v1/kv/{ns}": {"get": _op("List keys by prefix", [_p("ns"), _q("prefix", "string", ""),
+                                                           _q("limit", "integer", ""), *_READ])},
+        "/v1/kv/{ns}/{key}": {
+            "get": _op("Read a key", [_p("ns"), _p("key"), *_READ]),
+            "put": _op("Write a key (body: the value bytes)",
+                       [_p("ns"), _p("key"), _q("cas", "integer", "expected mod_revision; 0 = create only"),
+                        _q("flags", "integer", "")],
+                       body="application/octet-stream", errors=(400, 404, 412, 413, 503, 504)),
+            "delete": _op("Delete a key (recurse=true: a prefix)",
+                          [_p("ns"), _p("key"), _q("cas", "integer", ""), _q("recurse", "boolean", "")],
+                          errors=(400, 404, 412, 503, 504)),
+        },
+        "/v1/txn/{ns}": {"post": _op("All-or-nothing transaction under compares",
+                                      [_p("ns")], body="application/json", errors=(400, 404, 409, 503, 504))},
+        "/v1/cluster/health": {"get": _op("Consensus-aware health of this node")},
+    },
+    "components": {
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "properties": {
+                    "error": {
+                        "type": "object",
+                        "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                        "required": ["code", "message"],
+                    }
+                },
+            }
+        }
+    },
+}

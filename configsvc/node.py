@@ -1,0 +1,231 @@
+"""One configsvc node: storage, peer transport, the strong driver, the HTTP API.
+
+``configsvc serve --config cluster.yaml --node n1`` runs exactly this. The
+node creates the namespaces listed in the configuration through the log once
+a leader exists (creation is idempotent), forwards strong requests it cannot
+answer to the leader, and reports consensus-aware health.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import Response
+
+from configsvc.config import ClusterConfig
+from configsvc.http.errors import ApiError
+from configsvc.transport import Transport, TransportConfig
+from strong.commands import Command, encode_command
+from strong.config import ReplicaConfig
+from strong.driver import CHANNEL, NotLeader, OutcomeUnknown, StrongDriver
+from strong.ops import CreateNamespace
+from strong.storage_disk import DiskStorage
+
+log = logging.getLogger("configsvc.node")
+
+FORWARDED = "x-configsvc-forwarded"
+
+
+class Node:
+    def __init__(self, config: ClusterConfig, node_id: str) -> None:
+        self.config = config
+        self.id = node_id
+        self.me = config.node(node_id)
+        self.data_dir = config.data_dir(node_id)
+        self.started_at = time.monotonic()
+        self.storage: DiskStorage | None = None
+        self.transport: Transport | None = None
+        self._strong: StrongDriver | None = None
+        self._http: httpx.AsyncClient | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.namespaces_ready = False
+
+    @property
+    def strong(self) -> StrongDriver:
+        assert self._strong is not None, "node not started"
+        return self._strong
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        cfg, timing = self.config, self.config.timing
+        (self.data_dir / "strong").mkdir(parents=True, exist_ok=True)
+        self.storage = DiskStorage(self.data_dir / "strong")
+        peers = {n.id: (n.host, n.peer_port) for n in cfg.nodes if n.id != self.id}
+        secret = cfg.security.peer_secret.encode() if cfg.security.peer_secret else None
+        self.transport = Transport(
+            TransportConfig(
+                node_id=self.id,
+                cluster_id=cfg.cluster_id,
+                peers=peers,
+                listen_host=self.me.host,
+                listen_port=self.me.peer_port,
+                secret=secret,
+            )
+        )
+        replica_config = ReplicaConfig(
+            self.id,
+            tuple(n.id for n in cfg.nodes),
+            heartbeat_interval=timing.heartbeat_interval,
+            election_timeout=timing.election_timeout,
+            lease_duration=timing.lease_duration,
+            max_drift=timing.max_drift,
+        )
+        transport = self.transport
+        self._strong = StrongDriver(
+            replica_config,
+            self.storage,
+            lambda dst, payload: transport.send(dst, CHANNEL, payload),
+        )
+        self.transport.on_receive(CHANNEL, self._strong.deliver)
+        await self.transport.start()
+        await self._strong.start()
+        self._http = httpx.AsyncClient(timeout=timing.request_timeout + 1.0)
+        self._tasks.append(asyncio.create_task(self._bootstrap_namespaces()))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._strong is not None:
+            await self._strong.close()
+        if self.transport is not None:
+            await self.transport.close()
+        if self._http is not None:
+            await self._http.aclose()
+        if self.storage is not None:
+            self.storage.close()
+
+    async def _bootstrap_namespaces(self) -> None:
+        """Create the configured namespaces through the log (idempotent), then stop."""
+        specs = self.config.namespaces
+        while not self.namespaces_ready:
+            if not specs:
+                self.namespaces_ready = True
+                return
+            existing = {ns.name for ns in self.strong.sm.namespaces()}
+            missing = [s for s in specs if s.name not in existing]
+            if not missing:
+                self.namespaces_ready = True
+                return
+            if self.strong.is_leader:
+                for spec in missing:
+                    options = (("merge", spec.merge),) if spec.consistency == "eventual" else ()
+                    op = CreateNamespace(spec.name, spec.consistency, options)
+                    cmd = encode_command(Command(f"bootstrap-{spec.name}", 1, op))
+                    try:
+                        await self.strong.propose(cmd, self.config.timing.request_timeout)
+                    except (NotLeader, OutcomeUnknown):
+                        break
+            await asyncio.sleep(0.1)  # poll period of a background task, not a test wait
+
+    # ------------------------------------------------------------------ request helpers
+
+    def api_url(self, node_id: str) -> str:
+        node = self.config.node(node_id)
+        return f"http://{node.host}:{node.api_port}"
+
+    async def forward(self, request: Request, leader: str | None) -> Response:
+        """Send ``request`` to the leader once; answer 503 if there is none to ask."""
+        if request.headers.get(FORWARDED):
+            raise ApiError(503, "not_leader", "not the leader (forwarded request)", leader=leader)
+        if leader is None or leader == self.id:
+            raise ApiError(503, "no_quorum", "no leader is known right now; retry shortly")
+        assert self._http is not None
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+        headers[FORWARDED] = self.id
+        # The body may already have been read (and checked) by the handler.
+        body = getattr(request.state, "body", None)
+        if body is None:
+            body = await request.body()
+        try:
+            upstream = await self._http.request(
+                request.method,
+                self.api_url(leader) + request.url.path,
+                params=request.query_params,
+                content=body,
+                headers=headers,
+            )
+        except httpx.HTTPError as exc:
+            if request.method in ("GET", "HEAD"):
+                raise ApiError(503, "unavailable", f"leader {leader} unreachable: {exc}") from None
+            raise ApiError(504, "outcome_unknown", f"forwarded to {leader}, no answer: {exc}") from None
+        passthrough = {
+            k: v for k, v in upstream.headers.items()
+            if k.lower() in ("content-type", "retry-after") or k.lower().startswith("x-configsvc")
+        }
+        return Response(upstream.content, status_code=upstream.status_code, headers=passthrough)
+
+    async def watch(self, request: Request, changed: Any) -> None:
+        """Block (long poll) until ``changed()`` holds or the wait bound passes."""
+        try:
+            wait = float(request.query_params.get("wait", "60"))
+        except ValueError:
+            raise ApiError(400, "invalid_argument", "wait must be a number of seconds") from None
+        wait = max(0.0, min(wait, self.config.limits.watch_max_seconds))
+        await self.strong.wait_for_change(changed, wait)
+
+    async def body(self, request: Request, limit: int, code: str) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise ApiError(413, code, f"the body is limited to {limit} bytes")
+        data = bytearray()
+        async for chunk in request.stream():
+            data += chunk
+            if len(data) > limit:
+                raise ApiError(413, code, f"the body is limited to {limit} bytes")
+        request.state.body = bytes(data)
+        return request.state.body  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------------ health
+
+    def health(self) -> dict[str, Any]:
+        status = self.strong.status()
+        voters = [n.id for n in self.config.nodes]
+        quorum = len(voters) // 2 + 1
+        horizon = self.config.timing.election_timeout * 2
+        assert self.transport is not None
+        stats = self.transport.stats()
+        now = asyncio.get_running_loop().time()  # the transport's clock
+        reachable = [self.id] + [
+            p for p, s in stats.peers.items()
+            if s.connected and s.last_contact is not None and now - s.last_contact < horizon
+        ]
+        failures_to_outage = len(reachable) - quorum
+        if self.strong.halted or status.leader is None or failures_to_outage < 0:
+            state = "unavailable"
+        elif failures_to_outage == 0 or not self.namespaces_ready:
+            state = "degraded"
+        else:
+            state = "healthy"
+        return {
+            "node": self.id,
+            "status": state,
+            "strong": {
+                "role": status.role.value,
+                "leader": status.leader,
+                "ballot": str(status.ballot),
+                "voters": voters,
+                "quorum": quorum,
+                "reachable_voters": sorted(reachable),
+                "failures_to_outage": failures_to_outage,
+                "commit_index": status.commit_index,
+                "applied_index": self.strong.sm.applied_index,
+                "lease_valid": status.lease_valid,
+                "last_contact_ms": int(status.since_leader_contact * 1000),
+                "halted": self.strong.halted,
+            },
+        }
+
+    @property
+    def data_path(self) -> Path:
+        return self.data_dir

@@ -1,0 +1,269 @@
+"""The asyncio driver of one strong-group replica: the thin loop around the pure core.
+
+Contract (``strong.ready``): for every Ready, **append its records and fsync
+them, then send its messages, then install/apply, then answer**. The fsync
+runs in a worker thread (``asyncio.to_thread``) so the event loop keeps
+serving HTTP and the transport meanwhile; inputs that arrive during it are
+all handed to the core before the next Ready, so one fsync covers them all
+(group commit).
+
+Only the loop task touches the replica and the state machine's mutating
+methods; client coroutines enqueue inputs and await futures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from strong.commands import MalformedCommand, decode_command
+from strong.config import ReplicaConfig
+from strong.ops import Get, Range
+from strong.ready import Ready, RejectReason, Role
+from strong.replica import Replica, ReplicaStatus
+from strong.results import ErrorResult, GetResult, RangeResult, Result
+from strong.state_machine import StateMachine, UnsupportedVersion
+from strong.storage import Storage, recover
+from strong.wire import MalformedMessage, decode_message, encode_message
+
+log = logging.getLogger("configsvc.strong")
+
+#: the transport channel of the strong group
+CHANNEL = "strong"
+
+
+class NotLeader(Exception):
+    """This replica does not lead; nothing was proposed (safe to retry elsewhere)."""
+
+    def __init__(self, leader_hint: str | None) -> None:
+        super().__init__(f"not the leader (leader: {leader_hint or 'unknown'})")
+        self.leader_hint = leader_hint
+
+
+class OutcomeUnknown(Exception):
+    """The command was proposed but no result arrived in time: it may or may not apply."""
+
+
+class Halted(Exception):
+    """The replica stopped applying (unsupported state-machine version or corrupt state)."""
+
+
+@dataclass
+class DriverStats:
+    readies: int = 0
+    fsyncs: int = 0
+    malformed_messages: int = 0
+    applied_slots: int = 0
+
+
+class StrongDriver:
+    def __init__(
+        self,
+        config: ReplicaConfig,
+        storage: Storage,
+        send: Callable[[str, bytes], object],
+        *,
+        tick_interval: float = 0.01,
+        snapshot_every: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.storage = storage
+        self._send = send
+        self.tick_interval = tick_interval
+        self.snapshot_every = snapshot_every
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.stats = DriverStats()
+        self.halted: str | None = None
+        durable = recover(storage.load())
+        self.sm = StateMachine()
+        self.replica = Replica(config, durable, clock(), self.rng)
+        self._inbox: asyncio.Queue[Callable[[], None]] = asyncio.Queue()
+        self._next_request = 0
+        self._writes: dict[tuple[str, int], asyncio.Future[Result]] = {}
+        self._requests: dict[int, tuple[str, int]] = {}
+        self._reads: dict[int, asyncio.Future[int]] = {}
+        self._read_waits: list[tuple[int, asyncio.Future[None]]] = []
+        self._applied = asyncio.Condition()
+        self._task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"strong-driver-{self.config.node_id}")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for fut in list(self._writes.values()) + list(self._reads.values()):
+            if not fut.done():
+                fut.cancel()
+
+    # ------------------------------------------------------------------ inputs
+
+    def deliver(self, src: str, payload: bytes) -> None:
+        """A peer's message from the transport. Malformed input is counted and dropped."""
+        try:
+            message = decode_message(payload)
+        except MalformedMessage as exc:
+            self.stats.malformed_messages += 1
+            log.warning("dropped a malformed message from %s: %s", src, exc)
+            return
+        self._inbox.put_nowait(lambda: self.replica.step(src, message, self.clock()))
+
+    async def propose(self, command: bytes, timeout: float) -> Result:
+        """Propose an encoded Command; return its result once applied here.
+
+        Raises NotLeader (not proposed), OutcomeUnknown (proposed, no result in
+        time), Halted.
+        """
+        self._check_running()
+        try:
+            cmd = decode_command(command)
+        except MalformedCommand as exc:
+            raise ValueError(str(exc)) from exc
+        key = (cmd.client_id, cmd.seq)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Result] = loop.create_future()
+        self._writes[key] = fut
+        self._next_request += 1
+        rid = self._next_request
+        self._requests[rid] = key
+        self._inbox.put_nowait(lambda: self.replica.propose(rid, command, self.clock()))
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except TimeoutError:
+            raise OutcomeUnknown(f"no result within {timeout}s") from None
+        finally:
+            if self._writes.get(key) is fut:
+                del self._writes[key]
+            self._requests.pop(rid, None)
+
+    async def read(self, op: Get | Range, timeout: float) -> Result:
+        """A linearizable read. Raises NotLeader, TimeoutError (safe to retry), Halted."""
+        self._check_running()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[int] = loop.create_future()
+        self._next_request += 1
+        rid = self._next_request
+        self._reads[rid] = fut
+        self._inbox.put_nowait(lambda: self.replica.read_index(rid, self.clock()))
+        try:
+            index = await asyncio.wait_for(fut, timeout)
+            await self.wait_applied(index, timeout)
+        finally:
+            self._reads.pop(rid, None)
+        return self.sm.read(op)
+
+    def read_stale(self, op: Get | Range) -> GetResult | RangeResult | ErrorResult:
+        return self.sm.read(op)
+
+    async def wait_applied(self, index: int, timeout: float) -> None:
+        async with self._applied:
+            await asyncio.wait_for(
+                self._applied.wait_for(lambda: self.sm.applied_index >= index or bool(self.halted)),
+                timeout,
+            )
+        self._check_running()
+
+    async def wait_for_change(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``predicate()`` holds after some apply; False on timeout (watches)."""
+        async with self._applied:
+            try:
+                await asyncio.wait_for(self._applied.wait_for(predicate), timeout)
+                return True
+            except TimeoutError:
+                return False
+
+    def status(self) -> ReplicaStatus:
+        return self.replica.status(self.clock())
+
+    @property
+    def is_leader(self) -> bool:
+        return self.replica.role is Role.LEADER
+
+    def _check_running(self) -> None:
+        if self.halted:
+            raise Halted(self.halted)
+
+    # ------------------------------------------------------------------ the loop
+
+    async def _run(self) -> None:
+        next_tick = self.clock()
+        while True:
+            timeout = max(0.0, next_tick - self.clock())
+            try:
+                first = await asyncio.wait_for(self._inbox.get(), timeout)
+                first()
+            except TimeoutError:
+                pass
+            while not self._inbox.empty():
+                self._inbox.get_nowait()()
+            now = self.clock()
+            if now >= next_tick:
+                self.replica.tick(now)
+                next_tick = now + self.tick_interval
+            ready = self.replica.ready()
+            if not ready.empty():
+                await self._handle(ready)
+
+    async def _handle(self, ready: Ready) -> None:
+        self.stats.readies += 1
+        if ready.persist:
+            records = ready.persist
+            await asyncio.to_thread(self._persist, records)
+            self.stats.fsyncs += 1
+        for env in ready.messages:
+            self._send(env.dst, encode_message(env.message))
+        if ready.snapshot is not None and ready.snapshot.index > self.sm.applied_index:
+            self.sm = StateMachine.restore(ready.snapshot.data)
+        for slot, batch in ready.committed:
+            if slot <= self.sm.applied_index or self.halted:
+                continue
+            try:
+                applied = self.sm.apply(slot, batch)
+            except UnsupportedVersion as exc:
+                self.halted = f"stopped applying at slot {slot}: {exc}"
+                log.error("%s", self.halted)
+                break
+            self.stats.applied_slots += 1
+            for a in applied:
+                fut = self._writes.get((a.client_id, a.seq))
+                if fut is not None and not fut.done():
+                    fut.set_result(a.result)
+        for rs in ready.reads:
+            read = self._reads.get(rs.request_id)
+            if read is not None and not read.done():
+                read.set_result(rs.index)
+        for rej in ready.rejected:
+            self._reject(rej.request_id, rej.reason, rej.leader_hint)
+        async with self._applied:
+            self._applied.notify_all()
+        if self.sm.applied_index - self.replica.snapshot_index >= self.snapshot_every:
+            self.replica.compact(self.sm.applied_index, self.sm.snapshot())
+
+    def _persist(self, records: list[Any]) -> None:
+        self.storage.append(records)
+        self.storage.sync()
+
+    def _reject(self, rid: int, reason: RejectReason, hint: str | None) -> None:
+        error = NotLeader(hint)
+        key = self._requests.get(rid)
+        if key is not None:
+            fut = self._writes.get(key)
+            if fut is not None and not fut.done():
+                fut.set_exception(error)
+            return
+        read = self._reads.get(rid)
+        if read is not None and not read.done():
+            read.set_exception(error)

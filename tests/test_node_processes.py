@@ -1,0 +1,119 @@
+"""Real node processes on loopback: kill -9, SIGSTOP, restart from disk.
+
+These start real OS processes with real sockets and real fsync. They are the
+slowest tests of ``make test``; each waits for conditions with deadlines.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from configsvc.client import Client, ClientError
+from tests.cluster import LocalCluster, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(params=[3, 5], ids=["3-nodes", "5-nodes"])
+def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LocalCluster]:
+    c = LocalCluster(tmp_path, nodes=request.param)
+    try:
+        c.start_all()
+        yield c
+    finally:
+        c.stop_all()
+
+
+class Writer(threading.Thread):
+    """Writes app/w<i> = v<i> in a loop through every endpoint; records what was acknowledged."""
+
+    def __init__(self, endpoints: list[str]) -> None:
+        super().__init__(daemon=True)
+        self.client = Client(endpoints, timeout=5.0, attempts=20)
+        self.acked: dict[str, str] = {}
+        self.failed: list[str] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        i = 0
+        while not self.stop.is_set():
+            i += 1
+            key, value = f"w{i}", f"v{i}"
+            try:
+                self.client.put("app", key, value)
+                self.acked[key] = value
+            except ClientError as exc:
+                self.failed.append(f"{key}: {exc}")
+        self.client.close()
+
+
+def test_writes_through_any_node_are_read_through_any_other(cluster: LocalCluster) -> None:
+    with Client(cluster.endpoints[0]) as a, Client(cluster.endpoints[-1]) as b:
+        a.put("app", "greeting", "hello")
+        assert b.get("app", "greeting") == b"hello"
+        assert b.get("app", "greeting", stale=True) in (b"hello", None)
+        with pytest.raises(ClientError) as info:
+            a.put("app", "greeting", "x", cas=999)
+        assert info.value.code == "cas_failed"
+
+
+def test_kill_9_of_the_leader_under_write_load_loses_no_acknowledged_write(
+    cluster: LocalCluster,
+) -> None:
+    writer = Writer(cluster.endpoints)
+    writer.start()
+    wait_for(lambda: len(writer.acked) >= 30, 20, "writes before the kill")
+    old = cluster.leader()
+    assert old is not None
+    cluster.kill(old)
+    killed_at = time.monotonic()
+    survivors = [n for n in cluster.ids if n != old]
+    new = wait_for(lambda: cluster.leader(survivors), 10, "a new leader")
+    elected_after = time.monotonic() - killed_at
+    before = len(writer.acked)
+    wait_for(lambda: len(writer.acked) >= before + 30, 20, "writes served by the new leader")
+    writer.stop.set()
+    writer.join(timeout=20)
+    assert new != old and elected_after < 10
+    with Client([cluster.url(n) for n in survivors]) as reader:
+        missing = {k: v for k, v in writer.acked.items() if reader.get("app", k) != v.encode()}
+    assert missing == {}, f"acknowledged writes lost: {sorted(missing)[:10]}"
+
+
+def test_restart_from_disk_keeps_everything(cluster: LocalCluster) -> None:
+    with Client(cluster.endpoints) as client:
+        for i in range(20):
+            client.put("app", f"k{i}", f"v{i}")
+    for nid in cluster.ids:
+        cluster.kill(nid)
+    for nid in cluster.ids:
+        cluster.start(nid)
+    wait_for(cluster.leader, 30, "a leader after the restart")
+    with Client(cluster.endpoints) as client:
+        assert [client.get("app", f"k{i}") for i in range(20)] == [f"v{i}".encode() for i in range(20)]
+
+
+def test_sigstop_of_the_leader_elects_another_and_the_old_one_rejoins(cluster: LocalCluster) -> None:
+    with Client(cluster.endpoints) as client:
+        client.put("app", "before", "1")
+        old = cluster.leader()
+        assert old is not None
+        cluster.kill(old, signal.SIGSTOP)
+        others = [n for n in cluster.ids if n != old]
+        new = wait_for(lambda: cluster.leader(others), 10, "a leader while the old one is stopped")
+        assert new != old
+        with Client([cluster.url(n) for n in others]) as live:
+            live.put("app", "during", "2")
+        cluster.kill(old, signal.SIGCONT)
+        wait_for(lambda: cluster.health(old)["strong"]["leader"] == new
+                 and cluster.health(old)["strong"]["applied_index"]
+                 >= cluster.health(new)["strong"]["commit_index"], 10, "the old leader to catch up")
+        with Client(cluster.url(old)) as via_old:
+            assert via_old.get("app", "during") == b"2"
+            assert via_old.get("app", "before") == b"1"
