@@ -65,7 +65,7 @@ class Network:
         self.disk[nid].extend(ready.persist)
         self.queue.extend(ready.messages)
         if ready.snapshot is not None:
-            self.applied[nid] = [(ready.snapshot.index, ("<snapshot>".encode(),))]
+            self.applied[nid] = [(ready.snapshot.index, (b"<snapshot>",))]
         self.applied[nid].extend(ready.committed)
         self.reads[nid].extend(ready.reads)
         self.rejected[nid].extend(ready.rejected)
