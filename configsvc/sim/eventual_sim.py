@@ -173,7 +173,8 @@ class EventualSim:
                 self._at(t, f"crash {node}", self.nodes[node].crash)
                 self._at(min(t + down, end), f"restart {node}", self.nodes[node].restart)
         if rng.random() < c.wipe:
-            node = rng.choice([n for n in self.node_ids if n not in self.absent])
+            node = rng.choice([n for n in self.node_ids if n not in self.absent]
+                              or self.node_ids)
             t = rng.uniform(0.5, end - 1.0)
             self._at(t, f"crash {node} (disk lost)", self.nodes[node].crash)
             self._at(t + rng.uniform(0.1, 0.8), f"restart {node} wiped",
@@ -196,17 +197,24 @@ class EventualSim:
                 world.one_way(a, b)
 
     def _long_absence(self, t: float) -> None:
-        c, node = self.config, self.rng.choice(self.node_ids)
-        length = c.gc_horizon * self.rng.uniform(1.3, 1.5)
+        """One node (or, sometimes, all but one) away beyond the horizon: isolated,
+        split off, or down; restarts are staggered so the survivors' full states
+        travel on through nodes that came back first."""
+        c, rng = self.config, self.rng
+        length = c.gc_horizon * rng.uniform(1.3, 1.5)
+        many = len(self.node_ids) > 2 and rng.random() < 0.3
+        away = (rng.sample(self.node_ids, len(self.node_ids) - 1) if many
+                else [rng.choice(self.node_ids)])
         self.long_absences += 1
-        self.absent.add(node)
-        if self.rng.random() < 0.5:
-            self._at(t, f"isolate {node} beyond the horizon",
-                     lambda: self.world.isolate(node))
+        self.absent.update(away)
+        if not many and rng.random() < 0.5:
+            node = away[0]
+            self._at(t, f"isolate {node} beyond the horizon", lambda: self.world.isolate(node))
             self._at(t + length, "heal", self.world.heal)
-        else:
+            return
+        for i, node in enumerate(away):
             self._at(t, f"crash {node} beyond the horizon", self.nodes[node].crash)
-            self._at(t + length, f"restart {node}", self.nodes[node].restart)
+            self._at(t + length + 0.4 * i, f"restart {node}", self.nodes[node].restart)
 
     def _wipe_restart(self, node: str) -> None:
         self.wiped[node] = self.world.now
