@@ -65,7 +65,8 @@ class Stability:
         for gone in set(self.peers) - roster:
             del self.peers[gone]
         for m in roster - set(self.peers):
-            self.peers[m] = PeerView(last_heard=now)
+            # A member added later starts empty: what it lacks may already be collected.
+            self.peers[m] = PeerView(last_heard=now, rejoining=True)
         for m in alive:
             if m in self.peers:
                 self.peers[m].last_heard = max(self.peers[m].last_heard, now)

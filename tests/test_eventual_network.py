@@ -200,3 +200,22 @@ def test_a_full_state_passes_on_whom_its_sender_no_longer_counts() -> None:
     net.advance(1.5)
     assert [s.value for s in get(net, "m", "k").siblings] == [b"v"]
     assert net.converged()
+
+
+def test_a_member_added_later_is_brought_in_by_full_state_and_a_removed_one_stops_gc_waiting() -> None:
+    net = Net(["n1", "n2", "n3"], gc_horizon=2.0)
+    net.crash("n3")  # n3 is in the roster but not yet running
+    put(net, "n1", "k", b"v")
+    net.advance(1.0)
+    assert len(net.replicas["n1"].log) == 1  # n3 still counts: nothing collected
+    for r in net.replicas.values():
+        r.set_members(["n1", "n2"], ["n2"], net.now)  # n3 leaves the roster
+    net.advance(0.5)
+    assert len(net.replicas["n1"].log) == 0
+    for r in net.replicas.values():
+        r.set_members(["n1", "n2", "n3"], [], net.now)  # n3 (re)joins, empty
+    net.restart("n3", wipe=True)
+    net.advance(1.0)
+    assert [s.value for s in get(net, "n3", "k").siblings] == [b"v"]
+    assert any(isinstance(e.message, FullState) and e.dst == "n3" for e in net.sent)
+    assert net.converged()
