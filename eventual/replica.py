@@ -364,12 +364,13 @@ class Replica(ClientCalls):
             context=CausalContext.of(dict(msg.vv)),
         )
         before = dict(self.vv)
-        for change in self.store.join_into(other, ignore_seen=self.bugs.non_idempotent_merge):
+        changes = self.store.join_into(other, ignore_seen=self.bugs.non_idempotent_merge)
+        for change in changes:
             self._account(change)
         self.hlc = hlc_recv(self.hlc, msg.hlc, self.now)
         self.log.absorb(before, self.vv, msg.log)
         self.stability.inherit((n for n in msg.rejoining if n != self.node), self.log.floor)
-        if self.vv != before or self.bugs.non_idempotent_merge:
+        if changes or self.vv != before:  # durable before anything that depends on it
             self._persist.append(SnapshotRecord(self.snapshot()))
             self.since_snapshot = 0
         self.buffer.drain(self.vv, self._apply, ignore_deps=self.bugs.deliver_before_causal_past)
