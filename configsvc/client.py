@@ -127,8 +127,14 @@ class Client(_Base):
         return self.request("PUT", self._kv_path(ns, key), write=True, content=data, params=params)
 
     def get(self, ns: str, key: str, stale: bool = False) -> bytes | None:
+        """The value, or None if the key does not exist."""
         params = {"consistency": "stale"} if stale else None
-        return decode_value(self.request("GET", self._kv_path(ns, key), params=params)["kv"])
+        try:
+            return decode_value(self.request("GET", self._kv_path(ns, key), params=params)["kv"])
+        except ClientError as exc:
+            if exc.code == "key_not_found":
+                return None
+            raise
 
     def get_kv(self, ns: str, key: str, **params: Any) -> dict[str, Any]:
         return self.request("GET", self._kv_path(ns, key), params=params or None)
@@ -213,8 +219,15 @@ class AsyncClient(_Base):
         return await self.request("PUT", self._kv_path(ns, key), write=True, content=data, params=params)
 
     async def get(self, ns: str, key: str, stale: bool = False) -> bytes | None:
+        """The value, or None if the key does not exist."""
         params = {"consistency": "stale"} if stale else None
-        return decode_value((await self.request("GET", self._kv_path(ns, key), params=params))["kv"])
+        try:
+            data = await self.request("GET", self._kv_path(ns, key), params=params)
+        except ClientError as exc:
+            if exc.code == "key_not_found":
+                return None
+            raise
+        return decode_value(data["kv"])
 
     async def delete(self, ns: str, key: str) -> dict[str, Any]:
         return await self.request("DELETE", self._kv_path(ns, key), write=True)

@@ -28,6 +28,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
+def valid_name(name: str) -> bool:
+    """Node ids and namespace names: 1-63 letters, digits, '_', '.', '-' (no leading symbol)."""
+    return bool(_NAME.match(name))
+
+
 class ConfigError(Exception):
     """The configuration file is missing, unreadable or invalid."""
 

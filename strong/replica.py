@@ -656,10 +656,11 @@ class Replica:
 
     def _heartbeat_round(self, lead: _Leadership) -> None:
         lead.round += 1
-        lead.rounds[lead.round] = _Round(self.now, {self.id})
+        rnd = lead.rounds[lead.round] = _Round(self.now, {self.id})
         lead.round_wanted = False
         lead.next_heartbeat = self.now + self.config.heartbeat_interval
         self._broadcast(Heartbeat(lead.ballot, lead.round, self.commit_index))
+        self._round_acked(lead, lead.round, rnd)  # a group of one is its own quorum
         # forget rounds too old to matter for leases or reads
         for old in [r for r in lead.rounds if r < lead.round - 64]:
             del lead.rounds[old]
@@ -674,12 +675,16 @@ class Replica:
         if rnd is None:
             return
         rnd.acks.add(src)
+        self._round_acked(lead, msg.round, rnd)
+        self._release_reads(lead)
+
+    def _round_acked(self, lead: _Leadership, number: int, rnd: _Round) -> None:
+        """A quorum acknowledged round ``number``: extend the lease, confirm earlier reads."""
         if len(rnd.acks) >= self.config.quorum:
             lead.lease_until = max(lead.lease_until, rnd.sent_at + self.config.lease_duration)
             for read in lead.reads:
-                if read.round <= msg.round:
+                if read.round <= number:
                     read.round = 0  # confirmed
-        self._release_reads(lead)
 
     def _release_reads(self, lead: _Leadership) -> None:
         if not lead.active or not lead.reads:

@@ -258,3 +258,13 @@ def test_lease_read_is_immediate_and_read_index_needs_a_round() -> None:
     assert net2.reads[leader2] == []  # no lease: waits for a quorum round
     net2.deliver_all()
     assert [x.request_id for x in net2.reads[leader2]] == [2]
+
+
+def test_a_group_of_one_commits_and_confirms_reads_by_itself() -> None:
+    r = Replica(ReplicaConfig("solo", ("solo",)), DurableState(), 0.0, random.Random(1))
+    r.tick(10.0)
+    assert r.role is Role.LEADER
+    r.propose(1, b"x", 10.0)
+    assert r.ready().committed == [(1, (b"x",))]
+    r.read_index(2, 10.01)
+    assert [x.request_id for x in r.ready().reads] == [2]

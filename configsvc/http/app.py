@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from configsvc.config import valid_name
 from configsvc.http.errors import ApiError, api_error_handler, bad_request, internal_error_handler
 from configsvc.http.openapi import OPENAPI
 from configsvc.http.strong_api import StrongApi, ns_json
@@ -58,6 +59,8 @@ def build_app(node: Node) -> Starlette:
         merge = data.get("merge", "mvr")
         if not isinstance(name, str) or consistency not in ("strong", "eventual"):
             raise bad_request("need {'name': str, 'consistency': 'strong'|'eventual'}")
+        if not valid_name(name):
+            raise bad_request("a namespace name is 1-63 letters, digits, '_', '.', '-'")
         if merge not in ("mvr", "lww"):
             raise bad_request("merge must be 'mvr' or 'lww'")
         return await strong.create_namespace(request, name, consistency, merge)

@@ -164,29 +164,41 @@ class StrongApi:
         return JSONResponse(body, status_code=status)
 
     async def read(self, request: Request, op: Get | Range) -> Response:
+        """Answer a read; a Get of a missing key is ``404 key_not_found``."""
+        outcome = await self._read_result(request, op)
+        if isinstance(outcome, Response):
+            return outcome  # forwarded to the leader, answered there
+        result, headers = outcome
+        if isinstance(result, GetResult) and result.kv is None:
+            assert isinstance(op, Get)
+            raise ApiError(404, "key_not_found", f"no key {op.key.decode('utf-8', 'replace')!r} in "
+                           f"{op.ns!r}", revision=result.revision)
+        status, body = result_json(result)
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    async def _read_result(
+        self, request: Request, op: Get | Range
+    ) -> Response | tuple[Result, dict[str, str]]:
         node = self.node
         mode = request.query_params.get("consistency", "linearizable")
         if mode == "stale":
-            status_ = node.strong.status()
-            status, body = result_json(node.strong.read_stale(op))
+            status = node.strong.status()
             headers = {
-                "X-Configsvc-Leader": status_.leader or "",
-                "X-Configsvc-Last-Contact-Ms": str(int(status_.since_leader_contact * 1000)),
+                "X-Configsvc-Leader": status.leader or "",
+                "X-Configsvc-Last-Contact-Ms": str(int(status.since_leader_contact * 1000)),
                 "X-Configsvc-Applied-Index": str(node.strong.sm.applied_index),
             }
-            return JSONResponse(body, status_code=status, headers=headers)
+            return node.strong.read_stale(op), headers
         if mode != "linearizable":
             raise bad_request("consistency must be 'linearizable' or 'stale'")
         try:
-            result = await node.strong.read(op, node.config.timing.request_timeout)
+            return await node.strong.read(op, node.config.timing.request_timeout), {}
         except NotLeader as exc:
             return await node.forward(request, exc.leader_hint)
         except TimeoutError:
             raise ApiError(503, "no_quorum", "could not confirm leadership in time") from None
         except Halted as exc:
             raise ApiError(503, "unavailable", str(exc)) from None
-        status, body = result_json(result)
-        return JSONResponse(body, status_code=status)
 
     # ------------------------------------------------------------------ routes
 
