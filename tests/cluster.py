@@ -46,7 +46,7 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
 
 
 class LocalCluster:
-    def __init__(self, root: Path, nodes: int = 3, **timing: float) -> None:
+    def __init__(self, root: Path, nodes: int = 3, admin_token: str | None = None, **timing: float) -> None:
         self.root = root
         ports = free_ports(2 * nodes)
         self.ids = [f"n{i + 1}" for i in range(nodes)]
@@ -60,6 +60,7 @@ class LocalCluster:
             ],
             "timing": {"request_timeout": 3.0, **timing},
             "namespaces": [{"name": "app", "consistency": "strong"}],
+            "security": {"admin_token": admin_token},
         }
         self.config_path = root / "cluster.yaml"
         self.config_path.write_text(yaml.safe_dump(config))

@@ -117,3 +117,27 @@ def test_sigstop_of_the_leader_elects_another_and_the_old_one_rejoins(cluster: L
         with Client(cluster.url(old)) as via_old:
             assert via_old.get("app", "during") == b"2"
             assert via_old.get("app", "before") == b"1"
+
+
+def test_admin_faults_partition_a_follower_and_heal(tmp_path: Path) -> None:
+    token = "t" * 20
+    c = LocalCluster(tmp_path, nodes=3, admin_token=token)
+    try:
+        c.start_all()
+        leader = c.leader()
+        follower = next(n for n in c.ids if n != leader)
+        auth = {"Authorization": f"Bearer {token}"}
+        assert c.http.get(c.url(leader) + "/v1/admin/faults").status_code == 401
+        for peer in c.ids:
+            if peer != follower:
+                r = c.http.put(c.url(follower) + f"/v1/admin/faults/{peer}", headers=auth,
+                               json={"drop_out": True, "drop_in": True})
+                assert r.status_code == 200, r.text
+        with Client([c.url(n) for n in c.ids if n != follower]) as client:
+            client.put("app", "while-cut", "1")
+        wait_for(lambda: c.health(follower)["status"] == "unavailable", 10, "the cut-off node to say so")
+        assert c.http.delete(c.url(follower) + "/v1/admin/faults", headers=auth).status_code == 200
+        with Client(c.url(follower)) as client:
+            assert wait_for(lambda: client.get("app", "while-cut", stale=True) == b"1", 10, "catch-up")
+    finally:
+        c.stop_all()

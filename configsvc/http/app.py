@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from configsvc.config import valid_name
+from configsvc.http.admin import AdminApi
 from configsvc.http.errors import ApiError, api_error_handler, bad_request, internal_error_handler
 from configsvc.http.openapi import OPENAPI
 from configsvc.http.strong_api import StrongApi, ns_json
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
 def build_app(node: Node) -> Starlette:
     strong = StrongApi(node)
+    admin = AdminApi(node)
 
     def namespace(name: str) -> str:
         """The consistency of namespace ``name`` (from the local registry)."""
@@ -116,6 +118,9 @@ def build_app(node: Node) -> Starlette:
         Route("/v1/txn/{ns}", txn, methods=["POST"]),
         Route("/v1/cluster/health", health, methods=["GET"]),
         Route("/v1/openapi.json", openapi, methods=["GET"]),
+        Route("/v1/admin/faults", admin.list_faults, methods=["GET"]),
+        Route("/v1/admin/faults", admin.clear_faults, methods=["DELETE"]),
+        Route("/v1/admin/faults/{peer}", admin.set_fault, methods=["PUT"]),
     ]
     return Starlette(
         routes=routes,
