@@ -52,6 +52,8 @@ class _Pending:
     target: int
     attempt: int
     deadline: float
+    #: when the current attempt times out; None while no attempt is in flight
+    timeout_at: float | None = None
 
 
 class SimStrongClient:
@@ -88,6 +90,8 @@ class SimStrongClient:
         self.leader_guess = rng.randrange(len(nodes))
         self.running = False
         self.pending: _Pending | None = None
+        #: when this client's one timeout timer fires next (None: not armed)
+        self.timer_at: float | None = None
         self.completed = 0
         self.gave_up = 0
         self.max_latency = 0.0
@@ -167,15 +171,27 @@ class SimStrongClient:
             self._give_up()
             return
         p.attempt += 1
-        attempt = p.attempt
         node = self.nodes[p.target % len(self.nodes)]
         p.op.node = node
         self.world.send(self.endpoint, node, p.request)
-        self.world.after(self.attempt_timeout, lambda: self._timed_out(p, attempt))
+        p.timeout_at = self.world.now + self.attempt_timeout
+        if self.timer_at is None:
+            self.timer_at = p.timeout_at
+            self.world.at(p.timeout_at, self._on_timer)
 
-    def _timed_out(self, p: _Pending, attempt: int) -> None:
-        if self.pending is not p or p.attempt != attempt:
+    def _on_timer(self) -> None:
+        """The attempt in flight times out at ``timeout_at``. One timer per
+        client, re-armed lazily, instead of one event per attempt (most
+        attempts are answered long before their timeout)."""
+        self.timer_at = None
+        p = self.pending
+        if p is None or p.timeout_at is None:
             return
+        if p.timeout_at > self.world.now:
+            self.timer_at = p.timeout_at
+            self.world.at(p.timeout_at, self._on_timer)
+            return
+        p.timeout_at = None
         p.target += 1
         self._attempt()
 
@@ -202,9 +218,9 @@ class SimStrongClient:
             else:
                 p.target += 1
                 delay = 0.02
-            attempt = p.attempt
-            p.attempt += 1  # invalidate the pending timeout
-            self.world.after(delay, lambda: self._retry(p, attempt + 1))
+            p.attempt += 1
+            p.timeout_at = None  # the attempt is answered: no timeout
+            self.world.after(delay, self._retry, p, p.attempt)
             return
         self._complete(p, src, response)
 

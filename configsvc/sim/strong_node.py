@@ -75,6 +75,7 @@ class SimStrongNode:
         self.on_apply = on_apply
         self.on_hash = on_hash
         self.make_state_machine = make_state_machine
+        self.clock = world.clocks[self.id]
         self.up = False
         self.epoch = 0
         self.restarts = 0
@@ -101,8 +102,7 @@ class SimStrongNode:
         self.requests: dict[int, tuple[str, int, tuple[str, int]]] = {}
         self.reads: dict[int, tuple[str, int, Get]] = {}
         self.ready_reads: list[tuple[int, int]] = []
-        epoch = self.epoch
-        self.world.after(self.tick_interval, lambda: self._tick(epoch))
+        self.world.after(self.tick_interval, self._tick, self.epoch)
         self._process()
 
     def crash(self) -> None:
@@ -121,7 +121,7 @@ class SimStrongNode:
         self._boot()
 
     def _now(self) -> float:
-        return self.world.local_time(self.id)
+        return self.clock.offset + self.clock.rate * self.world.now
 
     # ------------------------------------------------------------------ inputs
 
@@ -137,7 +137,7 @@ class SimStrongNode:
     def _tick(self, epoch: int) -> None:
         if epoch != self.epoch:
             return
-        self.world.after(self.tick_interval, lambda: self._tick(epoch))
+        self.world.after(self.tick_interval, self._tick, epoch)
         if self.busy:
             return
         self.replica.tick(self._now())
@@ -175,9 +175,9 @@ class SimStrongNode:
             self._complete(ready)
             return
         self.busy = True
-        epoch = self.epoch
-        latency = self.world.rng.uniform(*self.fsync_latency)
-        self.world.after(latency, lambda: self._synced(epoch, ready))
+        lo, hi = self.fsync_latency
+        latency = lo + (hi - lo) * self.world.rng.random()  # rng.uniform(lo, hi), inlined
+        self.world.after(latency, self._synced, self.epoch, ready)
 
     def _synced(self, epoch: int, ready: Ready) -> None:
         if epoch != self.epoch:
@@ -192,15 +192,10 @@ class SimStrongNode:
             self._process()
 
     def _complete(self, ready: Ready) -> None:
+        send = self.world.send
         for env in ready.messages:
-            self.world.send(env.src, env.dst, env.message)
-        fired = [k for k in self.crash_after_send if any(isinstance(e.message, k) for e in ready.messages)]
-        if fired:
-            # Power loss right after an acceptor's reply: whatever the core has
-            # not yet asked to persist (nothing, if it obeys its contract) is gone.
-            restart_after = self.crash_after_send.pop(fired[0])
-            self.crash()
-            self.world.after(restart_after, self.restart)
+            send(env.src, env.dst, env.message)
+        if self.crash_after_send and self._crash_after_reply(ready):
             return
         if ready.snapshot is not None and ready.snapshot.index > self.sm.applied_index:
             self.sm = type(self.sm).restore(ready.snapshot.data)
@@ -215,7 +210,8 @@ class SimStrongNode:
                 self.on_hash(self.id, slot, self.sm.state_hash())
         for rs in ready.reads:
             self.ready_reads.append((rs.index, rs.request_id))
-        self._serve_reads()
+        if self.ready_reads:
+            self._serve_reads()
         for rej in ready.rejected:
             target = self._rejected_target(rej.request_id)
             if target is not None:
@@ -223,6 +219,17 @@ class SimStrongNode:
                 self._respond(client, ClientResponse(op_id, "not_leader", None, rej.leader_hint))
         if self.sm.applied_index - self.replica.snapshot_index >= self.snapshot_every:
             self.replica.compact(self.sm.applied_index, self.sm.snapshot())
+
+    def _crash_after_reply(self, ready: Ready) -> bool:
+        fired = [k for k in self.crash_after_send if any(isinstance(e.message, k) for e in ready.messages)]
+        if not fired:
+            return False
+        # Power loss right after an acceptor's reply: whatever the core has
+        # not yet asked to persist (nothing, if it obeys its contract) is gone.
+        restart_after = self.crash_after_send.pop(fired[0])
+        self.crash()
+        self.world.after(restart_after, self.restart)
+        return True
 
     def _rejected_target(self, rid: int) -> tuple[str, int] | None:
         write = self.requests.pop(rid, None)

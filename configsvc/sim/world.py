@@ -18,6 +18,7 @@ import heapq
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from math import log
 from typing import Any
 
 
@@ -80,12 +81,18 @@ class World:
 
     # -------------------------------------------------------------- scheduling
 
-    def at(self, time: float, action: Callable[[], None]) -> None:
+    def at(self, time: float, action: Callable[..., None], *args: Any) -> None:
+        """Call ``action(*args)`` at ``time`` (never in the past)."""
         self._seq += 1
-        heapq.heappush(self._queue, (max(time, self.now), self._seq, action, ()))
+        now = self.now
+        heapq.heappush(self._queue, (time if time > now else now, self._seq, action, args))
 
-    def after(self, delay: float, action: Callable[[], None]) -> None:
-        self.at(self.now + delay, action)
+    def after(self, delay: float, action: Callable[..., None], *args: Any) -> None:
+        """Call ``action(*args)`` after ``delay`` simulated seconds."""
+        self._seq += 1
+        now = self.now
+        time = now + delay
+        heapq.heappush(self._queue, (time if time > now else now, self._seq, action, args))
 
     def run_until(self, until: float, stop: Callable[[], bool] | None = None) -> bool:
         """Run events up to time ``until``; return True if ``stop()`` became true first."""
@@ -100,7 +107,8 @@ class World:
         return stop is not None and stop()
 
     def local_time(self, node: str) -> float:
-        return self.clocks[node].local(self.now)
+        clock = self.clocks[node]
+        return clock.offset + clock.rate * self.now
 
     # -------------------------------------------------------------- network
 
@@ -109,26 +117,32 @@ class World:
         self._handlers[endpoint] = handler
 
     def send(self, src: str, dst: str, message: Any) -> None:
+        # The hot path of every simulation: the draws are exactly those of
+        # ``rng.expovariate`` and ``rng.uniform``, inlined.
         self.messages_sent += 1
         f, rng = self.faults, self.rng
-        if (src, dst) in self.cut or src in self.down or (f.drop and rng.random() < f.drop):
+        if (
+            (self.cut and (src, dst) in self.cut)
+            or src in self.down
+            or (f.drop and rng.random() < f.drop)
+        ):
             self.messages_dropped += 1
             return
         copies = 2 if f.duplicate and rng.random() < f.duplicate else 1
+        lambd = 1 / max(f.delay_mean, 1e-9)
+        queue, now = self._queue, self.now
         for _ in range(copies):
-            delay = f.delay_min + rng.expovariate(1 / max(f.delay_mean, 1e-9))
+            delay = f.delay_min + -log(1.0 - rng.random()) / lambd
             if f.slow and rng.random() < f.slow:
-                delay += rng.uniform(0, f.slow_delay)
+                delay += f.slow_delay * rng.random()
             if self.slow_links:
                 delay += self.slow_links.get((src, dst), 0.0)
             self._seq += 1
-            heapq.heappush(
-                self._queue, (self.now + delay, self._seq, self._deliver, (src, dst, message))
-            )
+            heapq.heappush(queue, (now + delay, self._seq, self._deliver, (src, dst, message)))
 
     def _deliver(self, src: str, dst: str, message: Any) -> None:
         # A link cut while the message was in flight loses it too.
-        if dst in self.down or (src, dst) in self.cut:
+        if dst in self.down or (self.cut and (src, dst) in self.cut):
             self.messages_dropped += 1
             return
         handler = self._handlers.get(dst)
