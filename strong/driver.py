@@ -26,6 +26,7 @@ from strong.commands import MalformedCommand, decode_command
 from strong.config import ReplicaConfig
 from strong.ops import Get, Range
 from strong.ready import Ready, RejectReason, Role
+from strong.records import CommitRecord
 from strong.replica import Replica, ReplicaStatus
 from strong.results import ErrorResult, GetResult, RangeResult, Result
 from strong.state_machine import StateMachine, UnsupportedVersion
@@ -221,8 +222,14 @@ class StrongDriver:
         self.stats.readies += 1
         if ready.persist:
             records = ready.persist
-            await asyncio.to_thread(self._persist, records)
-            self.stats.fsyncs += 1
+            if all(type(r) is CommitRecord for r in records):
+                # Only commit-index hints: recovery never trusts them beyond the
+                # values it holds, so they need no fsync of their own; they
+                # become durable with the next synced batch.
+                self.storage.append(records)
+            else:
+                await asyncio.to_thread(self._persist, records)
+                self.stats.fsyncs += 1
         for env in ready.messages:
             self._send(env.dst, encode_message(env.message))
         if ready.snapshot is not None and ready.snapshot.index > self.sm.applied_index:
