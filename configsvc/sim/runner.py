@@ -3,14 +3,21 @@
 A simulation is a function ``run_seed(seed) -> SeedResult``. A failing seed
 carries a human-readable violation and the smallest history excerpt that shows
 it; the runner prints ``reproduce: configsvc sim <store> --seed S`` for it.
+
+Seeds are independent, so they run in parallel worker processes, one per
+available core (``CONFIGSVC_SIM_JOBS`` overrides; 1 runs them in this
+process). Results are reported in seed order whatever the number of workers,
+so the output is the same.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -61,6 +68,37 @@ class Summary:
 #: how per-seed stats combine into the summary: "max" or "sum"
 StatFold = dict[str, str]
 
+#: the simulation a worker process runs (inherited through fork, never pickled)
+_worker_run_seed: Callable[[int], SeedResult] | None = None
+
+
+def default_jobs() -> int:
+    """Worker processes to use: ``CONFIGSVC_SIM_JOBS`` if set, else one per usable core."""
+    configured = os.environ.get("CONFIGSVC_SIM_JOBS")
+    if configured:
+        return max(1, int(configured))
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _run_in_worker(seed: int) -> SeedResult:
+    assert _worker_run_seed is not None
+    return _worker_run_seed(seed)
+
+
+def _results(run_seed: Callable[[int], SeedResult], seeds: list[int], jobs: int) -> Iterator[SeedResult]:
+    """Each seed's result, in seed order."""
+    jobs = min(jobs, len(seeds))
+    if jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        yield from map(run_seed, seeds)
+        return
+    global _worker_run_seed
+    _worker_run_seed = run_seed
+    try:
+        with multiprocessing.get_context("fork").Pool(jobs) as pool:
+            yield from pool.imap(_run_in_worker, seeds)
+    finally:
+        _worker_run_seed = None
+
 
 def run_seeds(
     store: str,
@@ -69,12 +107,13 @@ def run_seeds(
     out: TextIO = sys.stdout,
     as_json: bool = False,
     fold: StatFold | None = None,
+    jobs: int | None = None,
 ) -> Summary:
     fold = fold or {}
     summary = Summary(store)
     started = time.perf_counter()
-    for seed in seeds:
-        result = run_seed(seed)
+    results = _results(run_seed, seeds, default_jobs() if jobs is None else jobs)
+    for seed, result in zip(seeds, results, strict=True):
         summary.seeds += 1
         summary.ops += result.ops
         summary.ops_checked += result.ops_checked
