@@ -44,9 +44,11 @@ def test_a_seed_replays_exactly() -> None:
 # Each planted bug, the checker expected to catch it, and the number of seeds
 # (counting from seed 0) within which it must be caught.
 PLANTED = [
-    ("deliver_before_causal_past", ("causal consistency broken", "read of", "converge"), 5),
+    ("deliver_before_causal_past", ("causal consistency broken", "read of", "converge",
+                                    "different states"), 5),
     ("gc_before_stability", ("no convergence",), 5),
-    ("non_idempotent_merge", ("read of", "resurrection", "full state sent", "converge"), 10),
+    ("non_idempotent_merge", ("read of", "resurrection", "full state sent", "converge",
+                              "different states"), 15),
     ("serve_uncovered_token", ("session guarantee broken",), 5),
 ]
 

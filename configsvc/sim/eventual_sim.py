@@ -17,7 +17,9 @@ One seed = one run:
 3. **Checks** (``configsvc.sim.eventual_checks``): session guarantees,
    causal consistency, every read against the reference semantics, no
    acknowledged write lost, no resurrection, convergence, and full state
-   transfers only to replicas that were away beyond the horizon.
+   transfers only to replicas that were away beyond the horizon; and, sampled
+   every 0.25 s during the faults, replicas with equal version vectors hold
+   identical states.
 """
 
 from __future__ import annotations
@@ -101,6 +103,7 @@ class EventualSim:
         self.lost_with_disk: set[Dot] = set()
         self.long_absences = 0
         self.absent: set[str] = set()
+        self.divergence: str | None = None
         w = config.workload
         self.merge_of = {w.kv_namespace: "mvr", w.lww_namespace: "lww", w.svc_namespace: "mvr"}
         self.nodes = {
@@ -237,11 +240,32 @@ class EventualSim:
         return all(n.replica.vv == first.vv and n.replica.state_hash == first.state_hash
                    for n in nodes[1:])
 
+    def _sample_states(self) -> None:
+        """Replicas that have applied the same events (equal version vectors) must
+        hold the same state: compare canonical encodings, every 0.25 s."""
+        if self.divergence is None:
+            groups: dict[tuple[tuple[str, int], ...], list[SimEventualNode]] = {}
+            for node in self.nodes.values():
+                if node.up:
+                    groups.setdefault(tuple(sorted(node.replica.vv.items())), []).append(node)
+            for same in groups.values():
+                encodings = {n.id: canonical_state(n.replica.store) for n in same}
+                if len(set(encodings.values())) > 1:
+                    a, b = sorted(encodings)[:2]
+                    self.divergence = (
+                        f"replicas {a} and {b} applied the same events (version vector "
+                        f"{dict(same[0].replica.vv)}) but hold different states at "
+                        f"t={self.world.now:.3f}")
+                    break
+        if self.world.now < self.config.safety_seconds:
+            self.world.after(0.25, self._sample_states)
+
     def run(self) -> SeedResult:
         c = self.config
         self._schedule_faults()
         for client in self.clients:
             client.start()
+        self.world.after(0.25, self._sample_states)
         self.world.run_until(c.safety_seconds)
         heal_at = self.world.now
         self.world.heal()
@@ -269,6 +293,8 @@ class EventualSim:
             "wipes": float(len(self.wiped)),
             "lost_with_disk": float(len(self.lost_with_disk)),
         }
+        if self.divergence is not None:
+            return self._fail(result, self.divergence, [])
         if converged_at is None:
             lines = [f"{n.id}: up={n.up} vv={n.replica.vv} pending={len(n.replica.buffer)} "
                      f"hash={n.replica.state_hash:x}" for n in self.nodes.values()]
