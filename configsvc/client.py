@@ -24,6 +24,7 @@ import httpx
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:7501"
 _RETRY_STATUS = {503, 504}
+TOKEN = "X-Configsvc-Token"
 
 
 class ClientError(Exception):
@@ -52,7 +53,10 @@ def _raise_for(response: httpx.Response) -> dict[str, Any]:
 
 
 def decode_value(kv: dict[str, Any] | None) -> bytes | None:
-    return base64.b64decode(kv["value"]) if kv else None
+    """The value of a key as the API returns it (strong: ``kv``; eventual: one sibling)."""
+    if not kv or kv.get("value") is None:
+        return None
+    return base64.b64decode(kv["value"])
 
 
 class _Base:
@@ -64,12 +68,31 @@ class _Base:
         self.client_id = f"py-{uuid.uuid4().hex[:16]}"
         self._seq = itertools.count(1)
         self._current = 0
+        #: the session's causal token (eventual namespaces): read-your-writes across nodes
+        self.token: str | None = None
 
     def _url(self, path: str) -> str:
         return self.endpoints[self._current % len(self.endpoints)].rstrip("/") + path
 
     def _rotate(self) -> None:
         self._current += 1
+
+    def _remember(self, response: httpx.Response) -> None:
+        """Keep the newest causal token: it only grows (the server returns a join)."""
+        token = response.headers.get(TOKEN)
+        if token:
+            self.token = token
+
+    @staticmethod
+    def _retry_elsewhere(response: httpx.Response) -> bool:
+        if response.status_code in _RETRY_STATUS:
+            return True
+        if response.status_code == 409:
+            try:
+                return bool(response.json()["error"]["code"] == "causally_behind")
+            except (ValueError, KeyError, TypeError):
+                return False
+        return False
 
     @staticmethod
     def _kv_path(ns: str, key: str) -> str:
@@ -97,16 +120,19 @@ class Client(_Base):
             headers.update({"X-Client-Id": self.client_id, "X-Client-Seq": str(next(self._seq))})
         last: Exception | None = None
         for _ in range(self.attempts):
+            if self.token:
+                headers[TOKEN] = self.token
             try:
                 response = self._http.request(method, self._url(path), headers=headers, **kw)
             except httpx.TransportError as exc:
                 last = exc
                 self._rotate()
                 continue
-            if response.status_code in _RETRY_STATUS:
+            if self._retry_elsewhere(response):
                 last = ClientError(response.status_code, "retry", response.text[:200])
                 self._rotate()
                 continue
+            self._remember(response)
             return _raise_for(response)
         if isinstance(last, ClientError):
             raise last
@@ -127,14 +153,23 @@ class Client(_Base):
         return self.request("PUT", self._kv_path(ns, key), write=True, content=data, params=params)
 
     def get(self, ns: str, key: str, stale: bool = False) -> bytes | None:
-        """The value, or None if the key does not exist."""
+        """The value, or None if the key does not exist.
+
+        Eventual namespaces: with concurrent writes (siblings) this is None; use
+        ``siblings``."""
         params = {"consistency": "stale"} if stale else None
         try:
-            return decode_value(self.request("GET", self._kv_path(ns, key), params=params)["kv"])
+            data = self.request("GET", self._kv_path(ns, key), params=params)
+            return decode_value(data.get("kv", data))
         except ClientError as exc:
             if exc.code == "key_not_found":
                 return None
             raise
+
+    def siblings(self, ns: str, key: str) -> builtins.list[bytes]:
+        """Every concurrent value of an eventual key (one when there is no conflict)."""
+        data = self.request("GET", self._kv_path(ns, key))
+        return [base64.b64decode(s["value"]) for s in data.get("siblings", [])]
 
     def get_kv(self, ns: str, key: str, **params: Any) -> dict[str, Any]:
         return self.request("GET", self._kv_path(ns, key), params=params or None)
@@ -198,16 +233,19 @@ class AsyncClient(_Base):
     async def _request(self, method: str, path: str, headers: dict[str, str], **kw: Any) -> dict[str, Any]:
         last: Exception | None = None
         for _ in range(self.attempts):
+            if self.token:
+                headers[TOKEN] = self.token
             try:
                 response = await self._http.request(method, self._url(path), headers=headers, **kw)
             except httpx.TransportError as exc:
                 last = exc
                 self._rotate()
                 continue
-            if response.status_code in _RETRY_STATUS:
+            if self._retry_elsewhere(response):
                 last = ClientError(response.status_code, "retry", response.text[:200])
                 self._rotate()
                 continue
+            self._remember(response)
             return _raise_for(response)
         if isinstance(last, ClientError):
             raise last
@@ -227,7 +265,7 @@ class AsyncClient(_Base):
             if exc.code == "key_not_found":
                 return None
             raise
-        return decode_value(data["kv"])
+        return decode_value(data.get("kv", data))
 
     async def delete(self, ns: str, key: str) -> dict[str, Any]:
         return await self.request("DELETE", self._kv_path(ns, key), write=True)

@@ -15,13 +15,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 from starlette.requests import Request
 from starlette.responses import Response
 
 from configsvc.config import ClusterConfig
+from configsvc.forwarding import CHANNEL as RPC_CHANNEL
+from configsvc.forwarding import FORWARDED, Forwarder
 from configsvc.http.errors import ApiError
 from configsvc.transport import Transport, TransportConfig
+from eventual.config import LWW, MVR, Merge
+from eventual.config import ReplicaConfig as EventualConfig
+from eventual.driver import CHANNEL as EVENTUAL_CHANNEL
+from eventual.driver import EventualDriver
+from eventual.storage_disk import EventualDiskStorage
 from strong.commands import Command, encode_command
 from strong.config import ReplicaConfig
 from strong.driver import CHANNEL, NotLeader, OutcomeUnknown, StrongDriver
@@ -30,7 +36,6 @@ from strong.storage_disk import DiskStorage
 
 log = logging.getLogger("configsvc.node")
 
-FORWARDED = "x-configsvc-forwarded"
 
 
 class Node:
@@ -43,7 +48,11 @@ class Node:
         self.storage: DiskStorage | None = None
         self.transport: Transport | None = None
         self._strong: StrongDriver | None = None
-        self._http: httpx.AsyncClient | None = None
+        self._eventual: EventualDriver | None = None
+        self.event_storage: EventualDiskStorage | None = None
+        #: merge mode of each eventual namespace, kept from the strong registry
+        self.merges: dict[str, Merge] = {}
+        self.forwarder: Forwarder | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.namespaces_ready = False
 
@@ -51,6 +60,17 @@ class Node:
     def strong(self) -> StrongDriver:
         assert self._strong is not None, "node not started"
         return self._strong
+
+    @property
+    def eventual(self) -> EventualDriver:
+        assert self._eventual is not None, "node not started"
+        return self._eventual
+
+    def refresh_merge(self, namespace: str) -> None:
+        """Copy ``namespace``'s merge mode from the registry (reads resolve by it)."""
+        for info in self.strong.sm.namespaces():
+            if info.name == namespace:
+                self.merges[namespace] = LWW if dict(info.options).get("merge") == LWW else MVR
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -85,9 +105,25 @@ class Node:
             lambda dst, payload: transport.send(dst, CHANNEL, payload),
         )
         self.transport.on_receive(CHANNEL, self._strong.deliver)
+        (self.data_dir / "eventual").mkdir(parents=True, exist_ok=True)
+        self.event_storage = EventualDiskStorage(self.data_dir / "eventual")
+        self._eventual = EventualDriver(
+            EventualConfig(self.id, tuple(n.id for n in cfg.nodes), namespaces=self.merges),
+            self.event_storage,
+            lambda dst, payload: transport.send(dst, EVENTUAL_CHANNEL, payload),
+        )
+        self.transport.on_receive(EVENTUAL_CHANNEL, self._eventual.deliver)
+        from configsvc.http.app import build_app  # the app refers back to this node
+
+        self.forwarder = Forwarder(
+            self.id, lambda dst, payload: transport.send(dst, RPC_CHANNEL, payload),
+            timeout=timing.request_timeout + 1.0,
+        )
+        self.forwarder.serve_with(build_app(self))
+        self.transport.on_receive(RPC_CHANNEL, self.forwarder.deliver)
         await self.transport.start()
         await self._strong.start()
-        self._http = httpx.AsyncClient(timeout=timing.request_timeout + 1.0)
+        await self._eventual.start()
         self._tasks.append(asyncio.create_task(self._bootstrap_namespaces()))
 
     async def close(self) -> None:
@@ -98,12 +134,16 @@ class Node:
                 await task
         if self._strong is not None:
             await self._strong.close()
+        if self._eventual is not None:
+            await self._eventual.close()
         if self.transport is not None:
             await self.transport.close()
-        if self._http is not None:
-            await self._http.aclose()
+        if self.forwarder is not None:
+            await self.forwarder.close()
         if self.storage is not None:
             self.storage.close()
+        if self.event_storage is not None:
+            self.event_storage.close()
 
     async def _bootstrap_namespaces(self) -> None:
         """Create the configured namespaces through the log (idempotent), then stop."""
@@ -130,40 +170,18 @@ class Node:
 
     # ------------------------------------------------------------------ request helpers
 
-    def api_url(self, node_id: str) -> str:
-        node = self.config.node(node_id)
-        return f"http://{node.host}:{node.api_port}"
-
     async def forward(self, request: Request, leader: str | None) -> Response:
-        """Send ``request`` to the leader once; answer 503 if there is none to ask."""
+        """Send ``request`` to the leader once, over the peer transport; 503 if none is known."""
         if request.headers.get(FORWARDED):
             raise ApiError(503, "not_leader", "not the leader (forwarded request)", leader=leader)
         if leader is None or leader == self.id:
             raise ApiError(503, "no_quorum", "no leader is known right now; retry shortly")
-        assert self._http is not None
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
-        headers[FORWARDED] = self.id
         # The body may already have been read (and checked) by the handler.
         body = getattr(request.state, "body", None)
         if body is None:
             body = await request.body()
-        try:
-            upstream = await self._http.request(
-                request.method,
-                self.api_url(leader) + request.url.path,
-                params=request.query_params,
-                content=body,
-                headers=headers,
-            )
-        except httpx.HTTPError as exc:
-            if request.method in ("GET", "HEAD"):
-                raise ApiError(503, "unavailable", f"leader {leader} unreachable: {exc}") from None
-            raise ApiError(504, "outcome_unknown", f"forwarded to {leader}, no answer: {exc}") from None
-        passthrough = {
-            k: v for k, v in upstream.headers.items()
-            if k.lower() in ("content-type", "retry-after") or k.lower().startswith("x-configsvc")
-        }
-        return Response(upstream.content, status_code=upstream.status_code, headers=passthrough)
+        assert self.forwarder is not None
+        return await self.forwarder.forward(request, leader, body)
 
     async def watch(self, request: Request, changed: Any) -> None:
         """Block (long poll) until ``changed()`` holds or the wait bound passes."""
@@ -224,6 +242,18 @@ class Node:
                 "last_contact_ms": int(status.since_leader_contact * 1000),
                 "halted": self.strong.halted,
             },
+            "eventual": self._eventual_health(),
+        }
+
+    def _eventual_health(self) -> dict[str, Any]:
+        status = self.eventual.status()
+        return {
+            "replica": status.replica,
+            "events_pending_causal_past": status.pending,
+            "events_not_yet_stable": status.log_events,
+            "peer_lag": dict(sorted(status.peer_lag.items())),
+            "rejoining": list(status.rejoining),
+            "divergences": status.divergences,
         }
 
     @property

@@ -59,7 +59,10 @@ class LocalCluster:
                 for i, nid in enumerate(self.ids)
             ],
             "timing": {"request_timeout": 3.0, **timing},
-            "namespaces": [{"name": "app", "consistency": "strong"}],
+            "namespaces": [
+                {"name": "app", "consistency": "strong"},
+                {"name": "disc", "consistency": "eventual"},
+            ],
             "security": {"admin_token": admin_token},
         }
         self.config_path = root / "cluster.yaml"
@@ -102,7 +105,8 @@ class LocalCluster:
             return None
         leader = seen.pop()
         namespaces = self.http.get(self.url(leader) + "/v1/namespaces", timeout=1.0).json()
-        return leader if any(ns["name"] == "app" for ns in namespaces["namespaces"]) else None
+        names = {ns["name"] for ns in namespaces["namespaces"]}
+        return leader if {"app", "disc"} <= names else None
 
     def alive(self, nid: str) -> bool:
         p = self.procs.get(nid)

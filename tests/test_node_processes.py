@@ -141,3 +141,60 @@ def test_admin_faults_partition_a_follower_and_heal(tmp_path: Path) -> None:
             assert wait_for(lambda: client.get("app", "while-cut", stale=True) == b"1", 10, "catch-up")
     finally:
         c.stop_all()
+
+
+def test_eventual_writes_on_every_node_converge(cluster: LocalCluster) -> None:
+    for i, nid in enumerate(cluster.ids):
+        with Client(cluster.url(nid)) as client:
+            client.put("disc", f"from-{nid}", f"v{i}")
+    expected = {f"from-{nid}": f"v{i}".encode() for i, nid in enumerate(cluster.ids)}
+
+    def converged() -> bool:
+        for nid in cluster.ids:
+            with Client(cluster.url(nid)) as client:
+                if {k: client.get("disc", k) for k in expected} != expected:
+                    return False
+        return True
+
+    wait_for(converged, 10, "every node to hold every node's writes")
+
+
+def test_a_session_reads_its_own_writes_through_another_node(cluster: LocalCluster) -> None:
+    first, other = cluster.url(cluster.ids[0]), cluster.url(cluster.ids[-1])
+    with Client(first) as session:
+        for i in range(20):
+            session.put("disc", "counter", str(i))
+            session.endpoints = [other if i % 2 else first]  # move between nodes
+            assert session.get("disc", "counter") == str(i).encode()
+
+
+def test_eventual_namespace_stays_writable_on_both_sides_of_a_partition(tmp_path: Path) -> None:
+    token = "t" * 20
+    c = LocalCluster(tmp_path, nodes=3, admin_token=token)
+    try:
+        c.start_all()
+        auth = {"Authorization": f"Bearer {token}"}
+        lonely = c.ids[0]
+        for peer in c.ids[1:]:
+            for a, b in ((lonely, peer), (peer, lonely)):
+                c.http.put(c.url(a) + f"/v1/admin/faults/{b}", headers=auth,
+                           json={"drop_out": True, "drop_in": True}).raise_for_status()
+        with Client(c.url(lonely)) as minority, Client(c.url(c.ids[1])) as majority:
+            minority.put("disc", "svc/a", "minority")  # available while cut off
+            majority.put("disc", "svc/b", "majority")
+            with pytest.raises(ClientError) as info:
+                minority.put("app", "strong-key", "x")  # strong: the minority refuses
+            assert info.value.status in (503, 504)
+        for nid in c.ids:
+            c.http.delete(c.url(nid) + "/v1/admin/faults", headers=auth).raise_for_status()
+
+        def healed() -> bool:
+            for nid in c.ids:
+                with Client(c.url(nid)) as client:
+                    if (client.get("disc", "svc/a"), client.get("disc", "svc/b")) != (b"minority", b"majority"):
+                        return False
+            return True
+
+        wait_for(healed, 15, "both sides' writes everywhere after the heal")
+    finally:
+        c.stop_all()

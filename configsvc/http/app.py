@@ -2,7 +2,7 @@
 
 Every route answers JSON. A key's namespace decides which store serves it:
 strong namespaces go through the Multi-Paxos log; eventual namespaces through
-the gossip store (not wired into the node yet: ``501 not_implemented``).
+the causal gossip store (``configsvc.http.eventual_api``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from starlette.routing import Route
 from configsvc.config import valid_name
 from configsvc.http.admin import AdminApi
 from configsvc.http.errors import ApiError, api_error_handler, bad_request, internal_error_handler
+from configsvc.http.eventual_api import EventualApi
 from configsvc.http.openapi import OPENAPI
 from configsvc.http.strong_api import StrongApi, ns_json
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 def build_app(node: Node) -> Starlette:
     strong = StrongApi(node)
+    eventual = EventualApi(node)
     admin = AdminApi(node)
 
     def namespace(name: str) -> str:
@@ -37,10 +39,7 @@ def build_app(node: Node) -> Starlette:
         raise ApiError(404, "namespace_not_found", f"no namespace {name!r}")
 
     def store_for(name: str) -> str:
-        consistency = namespace(name)
-        if consistency != "strong":
-            raise ApiError(501, "not_implemented", "eventual namespaces are not served by the node yet")
-        return consistency
+        return namespace(name)
 
     async def json_body(request: Request) -> dict[str, Any]:
         raw = await node.body(request, node.config.limits.body_max_bytes, "body_too_large")
@@ -79,21 +78,23 @@ def build_app(node: Node) -> Starlette:
 
     async def kv_list(request: Request) -> Response:
         ns = request.path_params["ns"]
-        store_for(ns)
+        if store_for(ns) == "eventual":
+            return await eventual.list_keys(request, ns)
         return await strong.list_keys(request, ns)
 
     async def kv_key(request: Request) -> Response:
         ns, key = request.path_params["ns"], request.path_params["key"]
-        store_for(ns)
+        api: StrongApi | EventualApi = eventual if store_for(ns) == "eventual" else strong
         if request.method == "GET":
-            return await strong.get_key(request, ns, key)
+            return await api.get_key(request, ns, key)
         if request.method == "PUT":
-            return await strong.put_key(request, ns, key)
-        return await strong.delete_key(request, ns, key)
+            return await api.put_key(request, ns, key)
+        return await api.delete_key(request, ns, key)
 
     async def txn(request: Request) -> Response:
         ns = request.path_params["ns"]
-        store_for(ns)
+        if store_for(ns) != "strong":
+            raise ApiError(400, "wrong_consistency", "transactions need a strong namespace")
         return await strong.txn(request, ns, await json_body(request))
 
     async def health(request: Request) -> Response:

@@ -1,0 +1,120 @@
+"""Forwarding requests to the leader over the peer transport (channel ``rpc``).
+
+A follower that cannot answer a strong request ships it whole to the leader
+as one frame; the leader runs it through its own HTTP application in-process
+(marked forwarded, so it is never forwarded again) and ships the response
+back. Going through the transport — not a second HTTP connection — means
+forwarding obeys the same partitions, injected faults and peer
+authentication as every other peer message.
+
+Frames (msgpack): ``["req", id, method, path, query, headers, body]`` and
+``["resp", id, status, headers, body]``. Malformed frames are counted and
+dropped; a request with no response in time is answered 503 (reads: safe to
+retry) or 504 ``outcome_unknown`` (writes: it may have been proposed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import msgpack
+from starlette.requests import Request
+from starlette.responses import Response
+
+from configsvc.http.errors import ApiError
+
+log = logging.getLogger("configsvc.forwarding")
+
+CHANNEL = "rpc"
+FORWARDED = "x-configsvc-forwarded"
+_KEEP_HEADERS = ("content-type", "x-client-id", "x-client-seq", "x-configsvc-token", "x-configsvc-context")
+_PASS_BACK = ("content-type", "retry-after")
+
+
+class Forwarder:
+    def __init__(self, node_id: str, send: Callable[[str, bytes], object], timeout: float) -> None:
+        self.node_id = node_id
+        self._send = send
+        self.timeout = timeout
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, asyncio.Future[tuple[int, list[tuple[str, str]], bytes]]] = {}
+        self._local: httpx.AsyncClient | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.malformed = 0
+
+    def serve_with(self, app: Any) -> None:
+        """Requests forwarded to this node run through ``app`` in-process."""
+        self._local = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://local",
+                                        timeout=self.timeout + 5)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._local is not None:
+            await self._local.aclose()
+
+    async def forward(self, request: Request, leader: str, body: bytes) -> Response:
+        rid = next(self._ids)
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() in _KEEP_HEADERS]
+        frame = ["req", rid, request.method, request.url.path, request.url.query, headers, body]
+        fut: asyncio.Future[tuple[int, list[tuple[str, str]], bytes]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._waiting[rid] = fut
+        try:
+            self._send(leader, msgpack.packb(frame, use_bin_type=True))
+            status, resp_headers, content = await asyncio.wait_for(fut, self.timeout)
+        except TimeoutError:
+            if request.method in ("GET", "HEAD"):
+                raise ApiError(503, "unavailable", f"leader {leader} did not answer in time") from None
+            raise ApiError(504, "outcome_unknown", f"forwarded to {leader}; no answer in time") from None
+        finally:
+            self._waiting.pop(rid, None)
+        keep = {k: v for k, v in resp_headers if k.lower() in _PASS_BACK or k.lower().startswith("x-configsvc")}
+        return Response(content, status_code=status, headers=keep)
+
+    def deliver(self, src: str, payload: bytes) -> None:
+        try:
+            frame = msgpack.unpackb(payload, raw=False)
+            kind, rid = frame[0], frame[1]
+            if not isinstance(rid, int):
+                raise ValueError("bad id")
+            if kind == "req":
+                _, _, method, path, query, headers, body = frame
+                if not (isinstance(method, str) and isinstance(path, str) and isinstance(body, bytes)):
+                    raise ValueError("bad request frame")
+                task = asyncio.get_running_loop().create_task(
+                    self._run(src, rid, method, path, str(query), [(str(k), str(v)) for k, v in headers], body)
+                )
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            elif kind == "resp":
+                _, _, status, headers, body = frame
+                fut = self._waiting.get(rid)
+                if fut is not None and not fut.done():
+                    fut.set_result((int(status), [(str(k), str(v)) for k, v in headers], bytes(body)))
+            else:
+                raise ValueError(f"unknown frame {kind!r}")
+        except (ValueError, TypeError, IndexError, msgpack.UnpackException) as exc:
+            self.malformed += 1
+            log.warning("dropped a malformed forwarding frame from %s: %s", src, exc)
+
+    async def _run(self, src: str, rid: int, method: str, path: str, query: str,
+                   headers: list[tuple[str, str]], body: bytes) -> None:
+        if self._local is None:
+            return
+        url = path + (f"?{query}" if query else "")
+        try:
+            response = await self._local.request(method, url, content=body,
+                                                 headers=[*headers, (FORWARDED, src)])
+            frame = ["resp", rid, response.status_code, list(response.headers.items()), response.content]
+        except Exception as exc:  # never let a forwarded request kill the node
+            log.error("forwarded request failed: %s", exc)
+            frame = ["resp", rid, 500, [("content-type", "application/json")],
+                     b'{"error":{"code":"internal","message":"forwarded request failed"}}']
+        self._send(src, msgpack.packb(frame, use_bin_type=True))

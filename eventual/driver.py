@@ -1,0 +1,138 @@
+"""The asyncio driver of the eventual replica: the thin loop around the pure core.
+
+Contract (``eventual.ready``): append ``persist`` and fsync it (in a worker
+thread, off the event loop), then send ``messages``, then deliver
+``replies`` — so "acknowledged" means "durable", and peers never count on
+events this replica could still lose. Inputs arriving during an fsync are all
+handed to the core before the next Ready (group commit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from eventual.codec import MalformedMessage, decode, encode
+from eventual.config import ReplicaConfig
+from eventual.ready import EventualStatus, Ready
+from eventual.records import Record
+from eventual.replica import Replica
+from eventual.requests import Request, Result
+from eventual.storage import Storage, recover
+
+log = logging.getLogger("configsvc.eventual")
+
+#: the transport channel of the eventual store
+CHANNEL = "eventual"
+
+
+@dataclass
+class DriverStats:
+    readies: int = 0
+    fsyncs: int = 0
+    malformed_messages: int = 0
+
+
+class EventualDriver:
+    def __init__(
+        self,
+        config: ReplicaConfig,
+        storage: Storage,
+        send: Callable[[str, bytes], object],
+        *,
+        tick_interval: float = 0.02,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.storage = storage
+        self._send = send
+        self.tick_interval = tick_interval
+        self.clock = clock
+        self.stats = DriverStats()
+        self.replica = Replica(config, recover(storage.load()), clock(), rng or random.Random())
+        self._inbox: asyncio.Queue[Callable[[], None]] = asyncio.Queue()
+        self._next_request = 0
+        self._replies: dict[int, asyncio.Future[Result]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"eventual-driver-{self.config.node_id}")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for fut in self._replies.values():
+            if not fut.done():
+                fut.cancel()
+
+    def deliver(self, src: str, payload: bytes) -> None:
+        """A peer's message from the transport. Malformed input is counted and dropped."""
+        try:
+            message = decode(payload)
+        except MalformedMessage as exc:
+            self.stats.malformed_messages += 1
+            log.warning("dropped a malformed message from %s: %s", src, exc)
+            return
+        self._inbox.put_nowait(lambda: self.replica.step(src, message, self.clock()))
+
+    async def request(self, request: Request, token: str | None, timeout: float) -> Result:
+        """Submit a client request; the result comes once durable (writes) or covered (reads).
+
+        Raises TimeoutError if no answer came in time (a write may then still apply).
+        """
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Result] = loop.create_future()
+        self._next_request += 1
+        rid = self._next_request
+        self._replies[rid] = fut
+        self._inbox.put_nowait(lambda: self.replica.submit(rid, request, token, self.clock()))
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        finally:
+            self._replies.pop(rid, None)
+
+    def status(self) -> EventualStatus:
+        return self.replica.status(self.clock())
+
+    async def _run(self) -> None:
+        next_tick = self.clock()
+        while True:
+            timeout = max(0.0, next_tick - self.clock())
+            try:
+                first = await asyncio.wait_for(self._inbox.get(), timeout)
+                first()
+            except TimeoutError:
+                pass
+            while not self._inbox.empty():
+                self._inbox.get_nowait()()
+            now = self.clock()
+            if now >= next_tick:
+                self.replica.tick(now)
+                next_tick = now + self.tick_interval
+            ready = self.replica.ready()
+            if not ready.empty():
+                await self._handle(ready)
+
+    async def _handle(self, ready: Ready) -> None:
+        self.stats.readies += 1
+        if ready.persist:
+            await asyncio.to_thread(self._persist, ready.persist)
+            self.stats.fsyncs += 1
+        for env in ready.messages:
+            self._send(env.dst, encode(env.message))
+        for reply in ready.replies:
+            fut = self._replies.get(reply.request_id)
+            if fut is not None and not fut.done():
+                fut.set_result(reply.result)
+
+    def _persist(self, records: list[Record]) -> None:
+        self.storage.append(records)
+        self.storage.sync()
