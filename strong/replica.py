@@ -150,6 +150,9 @@ class Replica:
         self.config = config
         self.id = config.node_id
         self.rng = rng
+        # Derived from the (frozen) config once: they are on every message's path.
+        self.peers = config.peers
+        self.quorum = config.quorum
         # Durable (mirrors storage; every change emits a record).
         self.promised = durable.promised
         self.accepted = dict(durable.accepted)
@@ -267,10 +270,11 @@ class Replica:
         """Drain the outputs (after packing queued proposals into slots)."""
         lead = self.leadership
         if lead is not None:
-            self._fill_window(lead)
+            if lead.pending:
+                self._fill_window(lead)
             if lead.round_wanted and lead.active:
                 self._heartbeat_round(lead)
-        committed = self._take_committed()
+        committed = self._take_committed() if self._emitted < self.commit_index else []
         ready = Ready(
             persist=self._persist,
             messages=self._messages,
@@ -289,7 +293,7 @@ class Replica:
         lead = self.leadership
         if lead is not None:
             acks = sorted((now - t for t in lead.last_ack.values()), reverse=False)
-            need = self.config.quorum - 1
+            need = self.quorum - 1
             contact = acks[need - 1] if need and len(acks) >= need else 0.0
         else:
             contact = now - self.last_leader_contact
@@ -328,7 +332,7 @@ class Replica:
         self._messages.append(Envelope(self.id, dst, message))
 
     def _broadcast(self, message: Message) -> None:
-        for peer in self.config.peers:
+        for peer in self.peers:
             self._send(peer, message)
 
     def _on_prepare(self, src: str, msg: Prepare) -> None:
@@ -517,7 +521,7 @@ class Replica:
 
     def _maybe_win(self) -> None:
         cand = self.candidacy
-        if cand is None or len(cand.promises) < self.config.quorum:
+        if cand is None or len(cand.promises) < self.quorum:
             return
         promises = [p for p, _ in cand.promises.values()]
         behind = [
@@ -567,7 +571,7 @@ class Replica:
         self.leader = self.id
         self.leader_ballot = cand.ballot
         lead.quorum_check_at = self.now + self.config.election_timeout
-        lead.last_ack = {p: self.now for p in self.config.peers}
+        lead.last_ack = {p: self.now for p in self.peers}
         self._heartbeat_round(lead)
         if self.now >= active_at:
             self._activate(lead)
@@ -632,7 +636,7 @@ class Replica:
 
     def _maybe_chosen(self, lead: _Leadership, slot: int) -> None:
         entry = lead.inflight.get(slot)
-        if entry is None or len(entry.acks) < self.config.quorum:
+        if entry is None or len(entry.acks) < self.quorum:
             return
         del lead.inflight[slot]
         self.chosen[slot] = entry.value
@@ -650,7 +654,7 @@ class Replica:
             if self.now - entry.sent_at >= self.config.retransmit_interval:
                 entry.sent_at = self.now
                 message = Accept(lead.ballot, slot, entry.value, self.commit_index)
-                for peer in self.config.peers:
+                for peer in self.peers:
                     if peer not in entry.acks:
                         self._send(peer, message)
 
@@ -680,7 +684,7 @@ class Replica:
 
     def _round_acked(self, lead: _Leadership, number: int, rnd: _Round) -> None:
         """A quorum acknowledged round ``number``: extend the lease, confirm earlier reads."""
-        if len(rnd.acks) >= self.config.quorum:
+        if len(rnd.acks) >= self.quorum:
             lead.lease_until = max(lead.lease_until, rnd.sent_at + self.config.lease_duration)
             for read in lead.reads:
                 if read.round <= number:
@@ -702,7 +706,7 @@ class Replica:
         """Step down if a quorum has been silent for an election timeout (check quorum)."""
         horizon = self.now - self.config.election_timeout
         heard = 1 + sum(1 for t in lead.last_ack.values() if t >= horizon)
-        if heard < self.config.quorum:
+        if heard < self.quorum:
             self._step_down()
             return
         lead.quorum_check_at = self.now + self.config.election_timeout / 2

@@ -89,6 +89,9 @@ INITIAL_VERSION = 1
 SUPPORTED_VERSIONS = range(1, 2)
 """State-machine versions this code can apply commands under."""
 
+_KEY_OPS = frozenset({Put, Delete, DeletePrefix, Get, Range})
+"""The ops ``_txn_op`` applies (also outside a ``Txn``)."""
+
 _Undo = list[tuple[KVTable, bytes, KeyValue | None]]
 """Writes of the current command, oldest first: (table, key, value before)."""
 
@@ -171,6 +174,12 @@ class StateMachine:
 
     def _execute(self, op: Op) -> Result:
         # Version 1 is the only version so far; a version 2 would branch here.
+        if type(op) in _KEY_OPS:  # the common case first (same as the last arm below)
+            undo: _Undo = []
+            result = self._txn_op(op, self.revision + 1, undo)  # type: ignore[arg-type]
+            if undo:
+                self.revision += 1
+            return result
         match op:
             case CreateNamespace():
                 return self._create_namespace(op)

@@ -24,6 +24,9 @@ class Observer:
     def __init__(self) -> None:
         self.log: dict[int, tuple[str, Batch]] = {}
         self.hashes: dict[int, tuple[str, str]] = {}
+        #: (client_id, seq) of every command in ``log``, gathered as slots are
+        #: first seen (while their decoding is still cached)
+        self._commands: set[tuple[str, int]] = set()
         self.violation = ""
         self.excerpt: list[str] = []
 
@@ -31,6 +34,12 @@ class Observer:
         seen = self.log.get(slot)
         if seen is None:
             self.log[slot] = (node, batch)
+            for data in batch:
+                try:
+                    cmd = decode_command(data)
+                except MalformedCommand:
+                    continue
+                self._commands.add((cmd.client_id, cmd.seq))
         elif seen[1] != batch and not self.violation:
             self.violation = f"replicas disagree on slot {slot}"
             self.excerpt = [
@@ -47,15 +56,8 @@ class Observer:
             self.excerpt = [f"{seen[0]}: {seen[1]}", f"{node}: {digest}"]
 
     def applied_commands(self) -> set[tuple[str, int]]:
-        out: set[tuple[str, int]] = set()
-        for _, batch in self.log.values():
-            for data in batch:
-                try:
-                    cmd = decode_command(data)
-                except MalformedCommand:
-                    continue
-                out.add((cmd.client_id, cmd.seq))
-        return out
+        """(client_id, seq) of every command some replica applied."""
+        return set(self._commands)
 
 
 def _describe(batch: Batch) -> str:
