@@ -89,7 +89,7 @@ INITIAL_VERSION = 1
 SUPPORTED_VERSIONS = range(1, 2)
 """State-machine versions this code can apply commands under."""
 
-_KEY_OPS = frozenset({Put, Delete, DeletePrefix, Get, Range})
+_KEY_OPS = (Put, Delete, DeletePrefix, Get, Range)
 """The ops ``_txn_op`` applies (also outside a ``Txn``)."""
 
 _Undo = list[tuple[KVTable, bytes, KeyValue | None]]
@@ -174,12 +174,8 @@ class StateMachine:
 
     def _execute(self, op: Op) -> Result:
         # Version 1 is the only version so far; a version 2 would branch here.
-        if type(op) in _KEY_OPS:  # the common case first (same as the last arm below)
-            undo: _Undo = []
-            result = self._txn_op(op, self.revision + 1, undo)  # type: ignore[arg-type]
-            if undo:
-                self.revision += 1
-            return result
+        if isinstance(op, _KEY_OPS):  # the common case, tested first
+            return self._key_op(op)
         match op:
             case CreateNamespace():
                 return self._create_namespace(op)
@@ -197,12 +193,14 @@ class StateMachine:
                 return VersionResult(version)
             case Noop():
                 return NoopResult()
-            case _:
-                undo: _Undo = []
-                result = self._txn_op(op, self.revision + 1, undo)
-                if undo:
-                    self.revision += 1
-                return result
+
+    def _key_op(self, op: TxnOp) -> Result:
+        """A key op outside a ``Txn``: one revision if it wrote anything."""
+        undo: _Undo = []
+        result = self._txn_op(op, self.revision + 1, undo)
+        if undo:
+            self.revision += 1
+        return result
 
     # --- namespaces ---------------------------------------------------------
 
