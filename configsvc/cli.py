@@ -20,7 +20,7 @@ def _sim(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    demo = importlib.import_module("configsvc.demo")
+    demo = importlib.import_module("configsvc.sim.narrated" if args.simulated else "configsvc.demo")
     code: int = demo.main()
     return code
 
@@ -160,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--json", action="store_true", help="last line: one JSON summary")
     sim.set_defaults(func=_sim)
 
-    demo = sub.add_parser("demo", help="the best demonstration available")
+    demo = sub.add_parser("demo", help="a real 5-node cluster and what each namespace does")
+    demo.add_argument("--simulated", action="store_true", help="a narrated run on the simulator instead")
     demo.set_defaults(func=_demo)
     return parser
 

@@ -129,7 +129,10 @@ class Client(_Base):
                 self._rotate()
                 continue
             if self._retry_elsewhere(response):
-                last = ClientError(response.status_code, "retry", response.text[:200])
+                try:
+                    _raise_for(response)
+                except ClientError as exc:
+                    last = exc  # the server's own code, raised if no attempt succeeds
                 self._rotate()
                 continue
             self._remember(response)
@@ -179,8 +182,10 @@ class Client(_Base):
         return self.request("DELETE", self._kv_path(ns, key), write=True, params=params)
 
     def list(self, ns: str, prefix: str = "", limit: int = 0) -> list[dict[str, Any]]:
+        """Keys under ``prefix``: strong ``kvs`` (with revisions), eventual ``items`` (with siblings)."""
         params = {"prefix": prefix, "limit": limit}
-        return list(self.request("GET", f"/v1/kv/{quote(ns, safe='')}", params=params)["kvs"])
+        data = self.request("GET", f"/v1/kv/{quote(ns, safe='')}", params=params)
+        return list(data["kvs"] if "kvs" in data else data["items"])
 
     def watch(self, ns: str, prefix: str = "", wait: float = 30.0) -> Iterator[builtins.list[dict[str, Any]]]:
         """Yield the keys under ``prefix`` every time one of them changes."""
@@ -242,7 +247,10 @@ class AsyncClient(_Base):
                 self._rotate()
                 continue
             if self._retry_elsewhere(response):
-                last = ClientError(response.status_code, "retry", response.text[:200])
+                try:
+                    _raise_for(response)
+                except ClientError as exc:
+                    last = exc  # the server's own code, raised if no attempt succeeds
                 self._rotate()
                 continue
             self._remember(response)

@@ -1,94 +1,98 @@
-"""``make demo``: a narrated, simulated run of a 5-node strong group.
+"""``make demo``: a real 5-node cluster on this machine, and what each namespace does.
 
-It shows, on the deterministic simulator, what the product promises for a
-strong namespace: one leader; writes through any node; a partition that cuts
-the leader off makes the minority answer honestly ("not leader", never a stale
-value) while the majority elects a new leader and keeps serving; after the
-heal every replica converges to the same state hash. The real-process demo
-replaces this once the node runtime exists.
+Starts five node processes, creates a strong namespace (``flags``) and an
+eventual one (``services``), writes and reads through different nodes, then
+kills nodes one by one: the strong namespace keeps serving while a majority
+lives and then refuses honestly (``503``); the eventual namespace keeps
+accepting reads and writes on every live node. The dead nodes come back,
+catch up from their disks and peers, and the demo stops every process.
 """
 
 from __future__ import annotations
 
-from configsvc.sim.strong_node import ClientRequest, ClientResponse, SimStrongNode
-from configsvc.sim.world import World
-from strong.commands import Command, encode_command
-from strong.config import ReplicaConfig
-from strong.ops import CreateNamespace, Get, Put
-from strong.ready import Role
-from strong.results import GetResult
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
 
-NODES = ["n1", "n2", "n3", "n4", "n5"]
+from configsvc.client import Client, ClientError
+from configsvc.localcluster import LocalCluster, wait_for
 
 
-class _Demo:
-    def __init__(self) -> None:
-        self.world = World(seed=7, nodes=NODES, max_drift=0.01)
-        self.nodes = {n: SimStrongNode(self.world, ReplicaConfig(n, tuple(NODES))) for n in NODES}
-        self.replies: list[ClientResponse] = []
-        self.world.register("demo-client", lambda src, msg: self.replies.append(msg))
-        self.seq = 0
-
-    def say(self, text: str) -> None:
-        print(f"[t={self.world.now:6.3f}s] {text}")
-
-    def leader(self) -> str | None:
-        up = [n for n in NODES if self.nodes[n].up and self.nodes[n].replica.role is Role.LEADER]
-        return up[0] if len(up) == 1 else None
-
-    def wait(self, what: str, cond: object, within: float = 5.0) -> None:
-        if not self.world.run_until(self.world.now + within, stop=cond):  # type: ignore[arg-type]
-            raise SystemExit(f"demo: gave up waiting for {what}")
-
-    def request(self, node: str, op: object, read: bool = False) -> ClientResponse:
-        self.replies.clear()
-        if read:
-            req = ClientRequest(self.seq + 10_000, "demo", 0, read=op)  # type: ignore[arg-type]
-        else:
-            self.seq += 1
-            data = encode_command(Command("demo", self.seq, op))  # type: ignore[arg-type]
-            req = ClientRequest(self.seq, "demo", self.seq, write=data)
-        self.world.send("demo-client", node, req)
-        self.wait("a reply", lambda: bool(self.replies), within=2.0)
-        return self.replies[0]
-
-    def run(self) -> int:
-        self.say("5 replicas boot; nobody leads yet")
-        self.wait("a leader", lambda: self.leader() is not None)
-        first = self.leader()
-        assert first is not None
-        self.say(f"{first} won phase 1 and leads (quorum 3 of 5, tolerates 2 failures)")
-        self.request(first, CreateNamespace("flags", "strong", ()))
-        self.request(first, Put("flags", b"rollout", b"10%"))
-        self.say("wrote flags/rollout = 10% through the leader; chosen by a quorum, then applied")
-        self.world.isolate(first)
-        self.say(f"partition: {first} is cut off from the other four")
-        answer = self.request(first, Get("flags", b"rollout"), read=True)
-        self.say(f"a read at {first} right away is still served from its lease: "
-                 f"{_value(answer)!r} (no successor can start before the lease expires)")
-        self.wait("a new leader", lambda: self.leader() not in (None, first))
-        second = self.leader()
-        assert second is not None
-        self.say(f"the majority elected {second}; {first} stepped down (no quorum contact)")
-        self.request(second, Put("flags", b"rollout", b"50%"))
-        self.say(f"wrote flags/rollout = 50% through {second}")
-        minority = self.request(first, Put("flags", b"rollout", b"0%"))
-        self.say(f"a write at the cut-off {first} is refused: {minority.status} "
-                 f"(leader hint: {minority.leader_hint}) — safe to retry elsewhere")
-        self.world.heal()
-        self.say("the partition heals")
-        self.wait("convergence", lambda: len({n.sm.state_hash() for n in self.nodes.values()}) == 1)
-        value = _value(self.request(second, Get("flags", b"rollout"), read=True))
-        digest = self.nodes[first].sm.state_hash()[:16]
-        self.say(f"every replica converged: state hash {digest}…, flags/rollout = {value!r}")
-        print("\nNext: `configsvc sim strong --seeds 100` runs the fault-injecting simulator.")
-        return 0
+def _say(text: str, started: float) -> None:
+    print(f"[{time.monotonic() - started:5.1f}s] {text}", flush=True)
 
 
-def _value(response: ClientResponse) -> bytes | None:
-    result = response.result
-    return result.kv.value if isinstance(result, GetResult) and result.kv else None
+def _outage(cluster: LocalCluster, nid: str) -> str:
+    s = cluster.health(nid)["strong"]
+    return f"{cluster.health(nid)['status']}, failures to outage: {s['failures_to_outage']}"
+
+
+def _no_leader(c: LocalCluster, nodes: list[str]) -> Callable[[], bool]:
+    return lambda: all(c.health(n)["strong"]["leader"] is None for n in nodes)
 
 
 def main() -> int:
-    return _Demo().run()
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="configsvc-demo-") as tmp:
+        cluster = LocalCluster(Path(tmp), nodes=5, namespaces=[
+            {"name": "flags", "consistency": "strong"},
+            {"name": "services", "consistency": "eventual"},
+        ])
+        try:
+            return _run(cluster, started)
+        finally:
+            cluster.stop_all()
+            _say("stopped every node process", started)
+
+
+def _run(c: LocalCluster, t0: float) -> int:
+    def say(text: str) -> None:
+        _say(text, t0)
+
+    say("starting 5 node processes (real sockets, real fsync) ...")
+    c.start_all()
+    leader = c.leader()
+    assert leader is not None
+    say(f"cluster up; {leader} leads the strong group; n1 is {_outage(c, 'n1')}")
+    say("namespaces: flags (strong, Multi-Paxos), services (eventual, causal gossip)")
+
+    with Client(c.url("n2")) as n2, Client(c.url("n5")) as n5:
+        n2.put("flags", "checkout/rollout", "10%")
+        say(f"wrote flags/checkout/rollout=10% via n2; read via n5: {n5.get('flags', 'checkout/rollout')!r}")
+        n5.put("services", "web/10.0.0.7", "healthy")
+        value = wait_for(lambda: Client(c.url("n1")).get("services", "web/10.0.0.7"), 10, "gossip")
+        say(f"registered services/web/10.0.0.7 via n5; gossiped to n1: {value!r}")
+
+    victims = [n for n in c.ids if n != "n1"][:3]
+    for count, victim in enumerate(victims, start=1):
+        c.kill(victim)
+        alive = [n for n in c.ids if c.alive(n)]
+        say(f"kill -9 {victim} ({count} down, {len(alive)} alive)")
+        if len(alive) < 3:
+            wait_for(_no_leader(c, alive), 15, "the survivors to notice")
+            say(f"  {' and '.join(alive)} report 'unavailable': 2 of 5 voters, a quorum needs 3; no leader")
+        else:
+            wait_for(c.leader, 15, "a leader among the survivors")
+        with Client(c.url("n1"), attempts=1, timeout=8.0) as client:
+            try:
+                client.put("flags", "checkout/rollout", f"{10 * (count + 1)}%")
+                say(f"  strong flags: write accepted (a majority lives); n1 is {_outage(c, 'n1')}")
+            except ClientError as exc:
+                say(f"  strong flags: refused at once: {exc.status} {exc.code} (safe to retry; "
+                    "never a silently stale answer)")
+            client.put("services", f"web/10.0.0.{20 + count}", "healthy")
+            say(f"  eventual services: write accepted on the survivors ({', '.join(alive)})")
+
+    say("restarting the dead nodes from their disks ...")
+    for victim in victims:
+        c.start(victim)
+    wait_for(c.leader, 30, "a leader again")
+    wait_for(lambda: all(Client(c.url(n)).get("services", "web/10.0.0.23") == b"healthy" for n in c.ids),
+             30, "eventual convergence")
+    with Client(c.url(victims[-1])) as back:
+        services = [item["key"] for item in back.list("services", "web/")]
+        say(f"every node converged; via {victims[-1]}: flags/checkout/rollout="
+            f"{back.get('flags', 'checkout/rollout')!r}; services: {', '.join(services)}")
+    say(f"n1 is {_outage(c, 'n1')}")
+    return 0

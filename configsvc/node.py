@@ -32,6 +32,7 @@ from strong.commands import Command, encode_command
 from strong.config import ReplicaConfig
 from strong.driver import CHANNEL, NotLeader, OutcomeUnknown, StrongDriver
 from strong.ops import CreateNamespace
+from strong.ready import Role
 from strong.storage_disk import DiskStorage
 
 log = logging.getLogger("configsvc.node")
@@ -219,6 +220,9 @@ class Node:
             if s.connected and s.last_contact is not None and now - s.last_contact < horizon
         ]
         failures_to_outage = len(reachable) - quorum
+        # A leader not heard from for two election timeouts is not reported as one.
+        recent = status.since_leader_contact < 2 * self.config.timing.election_timeout
+        leader = status.leader if status.role is Role.LEADER or recent else None
         if self.strong.halted or status.leader is None or failures_to_outage < 0:
             state = "unavailable"
         elif failures_to_outage == 0 or not self.namespaces_ready:
@@ -230,7 +234,7 @@ class Node:
             "status": state,
             "strong": {
                 "role": status.role.value,
-                "leader": status.leader,
+                "leader": leader,
                 "ballot": str(status.ballot),
                 "voters": voters,
                 "quorum": quorum,

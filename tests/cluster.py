@@ -1,131 +1,21 @@
-"""A local cluster of real node processes for tests (rung 4: real processes, loopback).
+"""Test clusters: ``configsvc.localcluster`` with the namespaces the tests use.
 
-Ports are picked free at start; every wait is for a condition with a deadline.
+Rung 4 of the testing ladder: real processes, real sockets, real fsync.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import httpx
-import yaml
+from configsvc.localcluster import LocalCluster as _LocalCluster
+from configsvc.localcluster import free_ports, wait_for
 
+__all__ = ["LocalCluster", "free_ports", "wait_for"]
 
-def free_ports(n: int) -> list[int]:
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
+NAMESPACES = [{"name": "app", "consistency": "strong"}, {"name": "disc", "consistency": "eventual"}]
 
 
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = condition()
-            if value:
-                return value
-        except Exception as exc:  # the condition may fail while the cluster settles
-            last = exc
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last})")
-
-
-class LocalCluster:
+class LocalCluster(_LocalCluster):
     def __init__(self, root: Path, nodes: int = 3, admin_token: str | None = None, **timing: float) -> None:
-        self.root = root
-        ports = free_ports(2 * nodes)
-        self.ids = [f"n{i + 1}" for i in range(nodes)]
-        self.api = {nid: ports[i] for i, nid in enumerate(self.ids)}
-        config = {
-            "cluster_id": "test",
-            "data_root": str(root / "data"),
-            "nodes": [
-                {"id": nid, "host": "127.0.0.1", "api_port": ports[i], "peer_port": ports[nodes + i]}
-                for i, nid in enumerate(self.ids)
-            ],
-            "timing": {"request_timeout": 3.0, **timing},
-            "namespaces": [
-                {"name": "app", "consistency": "strong"},
-                {"name": "disc", "consistency": "eventual"},
-            ],
-            "security": {"admin_token": admin_token},
-        }
-        self.config_path = root / "cluster.yaml"
-        self.config_path.write_text(yaml.safe_dump(config))
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.http = httpx.Client(timeout=5.0)
-
-    def url(self, nid: str) -> str:
-        return f"http://127.0.0.1:{self.api[nid]}"
-
-    @property
-    def endpoints(self) -> list[str]:
-        return [self.url(n) for n in self.ids]
-
-    def start(self, nid: str) -> None:
-        log = open(self.root / f"{nid}.log", "ab")  # noqa: SIM115 - closed with the process
-        self.procs[nid] = subprocess.Popen(
-            [sys.executable, "-m", "configsvc.cli", "serve", "--config", str(self.config_path), "--node", nid],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        log.close()
-
-    def start_all(self) -> None:
-        for nid in self.ids:
-            self.start(nid)
-        wait_for(self.leader, 30, "a leader and the configured namespace")
-        wait_for(lambda: all(self.health(n)["status"] == "healthy" for n in self.ids), 30, "healthy")
-
-    def health(self, nid: str) -> dict[str, Any]:
-        data: dict[str, Any] = self.http.get(self.url(nid) + "/v1/cluster/health", timeout=1.0).json()
-        return data
-
-    def leader(self, among: list[str] | None = None) -> str | None:
-        """The leader every answering node in ``among`` agrees on, once the namespace exists."""
-        seen = set()
-        for nid in among or [n for n in self.ids if self.alive(n)]:
-            health = self.health(nid)
-            seen.add(health["strong"]["leader"])
-        if len(seen) != 1 or None in seen:
-            return None
-        leader = seen.pop()
-        namespaces = self.http.get(self.url(leader) + "/v1/namespaces", timeout=1.0).json()
-        names = {ns["name"] for ns in namespaces["namespaces"]}
-        return leader if {"app", "disc"} <= names else None
-
-    def alive(self, nid: str) -> bool:
-        p = self.procs.get(nid)
-        return p is not None and p.poll() is None
-
-    def kill(self, nid: str, sig: int = signal.SIGKILL) -> None:
-        self.procs[nid].send_signal(sig)
-        if sig in (signal.SIGKILL, signal.SIGTERM):
-            self.procs[nid].wait(timeout=10)
-
-    def stop_all(self) -> None:
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGCONT)
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs.values():
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        self.http.close()
+        super().__init__(root, nodes, namespaces=NAMESPACES, admin_token=admin_token,
+                         timing={"request_timeout": 3.0, **timing})
