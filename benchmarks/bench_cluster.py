@@ -9,7 +9,9 @@ issues its next request when the previous one answers; clients spread over
 every node) measures, per workload and client count, throughput and latency
 percentiles, then prints the configsvc/etcd ratios.
 
-Workloads: strong write, linearizable read, stale (serializable) read.
+Workloads: strong write, linearizable read, stale (serializable) read; for
+configsvc also eventual write (blind: no read-before-write) and eventual read,
+which etcd has no counterpart for.
 Everything runs on one machine: the numbers are for comparing the two
 systems, not absolute capacity.
 """
@@ -122,7 +124,8 @@ class Configsvc:
             "cluster_id": "bench",
             "data_root": str(root / "configsvc"),
             "nodes": [{"id": f"n{i + 1}", "api_port": ports[i], "peer_port": ports[3 + i]} for i in range(3)],
-            "namespaces": [{"name": "bench", "consistency": "strong"}],
+            "namespaces": [{"name": "bench", "consistency": "strong"},
+                           {"name": "ebench", "consistency": "eventual"}],
         }
         path = root / "cluster.yaml"
         path.write_text(yaml.safe_dump(config))
@@ -145,10 +148,18 @@ class Configsvc:
         params = {"consistency": "stale"} if stale else None
         return lambda http, i: http.get(self.url(i // 1_000_000, f"/v1/kv/bench/k{i % 100}"), params=params)
 
+    def eventual_write(self) -> Request:
+        return lambda http, i: http.put(self.url(i // 1_000_000, f"/v1/kv/ebench/k{i % 1000}"),
+                                        content=b"v" * 64, params={"blind": "true"})
+
+    def eventual_read(self) -> Request:
+        return lambda http, i: http.get(self.url(i // 1_000_000, f"/v1/kv/ebench/k{i % 100}"))
+
     def prepare(self) -> None:
         with httpx.Client() as http:
             for k in range(100):
                 http.put(self.endpoints[0] + f"/v1/kv/bench/k{k}", content=b"v" * 64).raise_for_status()
+                http.put(self.endpoints[0] + f"/v1/kv/ebench/k{k}", content=b"v" * 64).raise_for_status()
 
     def close(self) -> None:
         for p in self.procs:
@@ -206,9 +217,11 @@ class Etcd:
 def measure(system: Any, clients: list[int], duration: float) -> list[Result]:
     system.prepare()
     results = []
-    for workload, request in (("strong write", system.write()),
-                              ("linearizable read", system.read(False)),
-                              ("stale read", system.read(True))):
+    workloads = [("strong write", system.write()), ("linearizable read", system.read(False)),
+                 ("stale read", system.read(True))]
+    if hasattr(system, "eventual_write"):
+        workloads += [("eventual write", system.eventual_write()), ("eventual read", system.eventual_read())]
+    for workload, request in workloads:
         for n in clients:
             ops, lat = asyncio.run(closed_loop(n, duration, request))
             r = Result(system.name, workload, n, ops, duration, lat)
