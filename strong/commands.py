@@ -86,7 +86,7 @@ class MalformedCommand(ValueError):
     """Bytes that are not a valid encoded ``Command``."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Command:
     """One client (or internal) request: ``op`` tagged for idempotent retries.
 

@@ -76,20 +76,20 @@ class Rng(Protocol):
     def random(self) -> float: ...
 
 
-@dataclass
+@dataclass(slots=True)
 class _InFlight:
     value: Batch
     acks: set[str]
     sent_at: float
 
 
-@dataclass
+@dataclass(slots=True)
 class _Round:
     sent_at: float
     acks: set[str]
 
 
-@dataclass
+@dataclass(slots=True)
 class _PendingRead:
     request_id: int
     index: int
@@ -97,7 +97,7 @@ class _PendingRead:
     round: int
 
 
-@dataclass
+@dataclass(slots=True)
 class _Leadership:
     """Volatile state of a leader (phase 2)."""
 
@@ -119,7 +119,7 @@ class _Leadership:
     quorum_check_at: float = 0.0
 
 
-@dataclass
+@dataclass(slots=True)
 class _Candidacy:
     ballot: Ballot
     promises: dict[str, tuple[Promise, float]] = field(default_factory=dict)

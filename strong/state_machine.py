@@ -103,7 +103,7 @@ class UnsupportedVersion(Exception):
     """
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Session:
     seq: int
     result: Result

@@ -23,7 +23,7 @@ from strong.ops import Compare, Delete, Get, Put, Txn
 from strong.results import CasFailed, DeleteResult, GetResult, PutResult, TxnResult
 
 
-@dataclass
+@dataclass(slots=True)
 class HistoryOp:
     """One client operation. ``ret is None`` means its outcome is unknown."""
 
@@ -45,7 +45,7 @@ class HistoryOp:
         )
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     op: HistoryOp
     request: ClientRequest

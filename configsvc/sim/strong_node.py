@@ -26,7 +26,7 @@ from strong.state_machine import StateMachine
 from strong.storage import recover
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ClientRequest:
     op_id: int
     client_id: str
@@ -36,7 +36,7 @@ class ClientRequest:
     read: Get | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ClientResponse:
     op_id: int
     #: "ok" (result), "not_leader" (safe to retry elsewhere)
