@@ -61,6 +61,12 @@ class StrongSimConfig:
     #: planted bug: the state machine forgets its client table
     skip_dedup: bool = False
     snapshot_every: int = 40
+    #: every replica hashes its state at applied indexes divisible by this
+    hash_every: int = 20
+    #: how often each node's replica is ticked (simulated seconds)
+    tick_interval: float = 0.01
+    #: a client waits up to this long (uniformly) between operations
+    think: float = 0.01
     #: relative weights of fault kinds; None = the default mix
     fault_weights: tuple[tuple[str, int], ...] | None = None
 
@@ -82,6 +88,8 @@ class StrongSim:
                 self.world,
                 ReplicaConfig(nid, tuple(self.node_ids), max_drift=config.max_drift, bugs=config.bugs),
                 snapshot_every=config.snapshot_every,
+                hash_every=config.hash_every,
+                tick_interval=config.tick_interval,
                 on_apply=self.observer.applied,
                 on_hash=self.observer.hashed,
                 make_state_machine=make_sm,
@@ -97,6 +105,7 @@ class StrongSim:
                 [f"k{j}" for j in range(config.keys)],
                 self.history,
                 random.Random(self.rng.getrandbits(64)),
+                think=config.think,
             )
             for i in range(config.clients)
         ]
