@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from configsvc.config import ClusterConfig
+from configsvc.disklog import CorruptLog
 from configsvc.forwarding import CHANNEL as RPC_CHANNEL
 from configsvc.forwarding import FORWARDED, Forwarder
 from configsvc.http.errors import ApiError
@@ -56,6 +57,8 @@ class Node:
         self.forwarder: Forwarder | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.namespaces_ready = False
+        #: set when the data directory cannot be trusted: the node serves nothing
+        self.corrupt: str | None = None
 
     @property
     def strong(self) -> StrongDriver:
@@ -78,7 +81,18 @@ class Node:
     async def start(self) -> None:
         cfg, timing = self.config, self.config.timing
         (self.data_dir / "strong").mkdir(parents=True, exist_ok=True)
-        self.storage = DiskStorage(self.data_dir / "strong")
+        (self.data_dir / "eventual").mkdir(parents=True, exist_ok=True)
+        try:
+            self.storage = DiskStorage(self.data_dir / "strong")
+            self.event_storage = EventualDiskStorage(self.data_dir / "eventual")
+        except CorruptLog as exc:
+            # Never vote or serve from state we cannot trust: stay up, say why.
+            self.corrupt = f"refusing to serve: {exc}"
+            log.error("%s", self.corrupt)
+            if self.storage is not None:
+                self.storage.close()
+                self.storage = None
+            return
         peers = {n.id: (n.host, n.peer_port) for n in cfg.nodes if n.id != self.id}
         secret = cfg.security.peer_secret.encode() if cfg.security.peer_secret else None
         self.transport = Transport(
@@ -106,8 +120,7 @@ class Node:
             lambda dst, payload: transport.send(dst, CHANNEL, payload),
         )
         self.transport.on_receive(CHANNEL, self._strong.deliver)
-        (self.data_dir / "eventual").mkdir(parents=True, exist_ok=True)
-        self.event_storage = EventualDiskStorage(self.data_dir / "eventual")
+        assert self.event_storage is not None
         self._eventual = EventualDriver(
             EventualConfig(self.id, tuple(n.id for n in cfg.nodes), namespaces=self.merges),
             self.event_storage,
@@ -207,7 +220,14 @@ class Node:
 
     # ------------------------------------------------------------------ health
 
+    def check_serving(self) -> None:
+        """Raise 503 unavailable if this node must not serve (corrupt storage)."""
+        if self.corrupt:
+            raise ApiError(503, "unavailable", self.corrupt)
+
     def health(self) -> dict[str, Any]:
+        if self.corrupt:
+            return {"node": self.id, "status": "unavailable", "error": self.corrupt}
         status = self.strong.status()
         voters = [n.id for n in self.config.nodes]
         quorum = len(voters) // 2 + 1

@@ -198,3 +198,27 @@ def test_eventual_namespace_stays_writable_on_both_sides_of_a_partition(tmp_path
         wait_for(healed, 15, "both sides' writes everywhere after the heal")
     finally:
         c.stop_all()
+
+
+def test_a_corrupt_log_makes_the_node_refuse_to_serve_and_say_why(tmp_path: Path) -> None:
+    c = LocalCluster(tmp_path, nodes=3)
+    try:
+        c.start_all()
+        with Client(c.endpoints) as client:
+            for i in range(20):
+                client.put("app", f"k{i}", "x" * 100)
+        victim = next(n for n in c.ids if n != c.leader())
+        c.kill(victim, signal.SIGTERM)
+        segment = sorted((tmp_path / "data" / victim / "strong").glob("*.seg"))[0]
+        data = bytearray(segment.read_bytes())
+        data[len(data) // 2] ^= 0xFF  # a flipped bit inside a complete, synced record
+        segment.write_bytes(bytes(data))
+        c.start(victim)
+        health = wait_for(lambda: c.health(victim), 20, "the corrupt node to answer")
+        assert health["status"] == "unavailable" and "corrupt" in health["error"]
+        r = c.http.get(c.url(victim) + "/v1/kv/app/k1")
+        assert r.status_code == 503 and r.json()["error"]["code"] == "unavailable"
+        with Client([c.url(n) for n in c.ids if n != victim]) as client:
+            client.put("app", "still", "serving")  # the two others keep a quorum
+    finally:
+        c.stop_all()

@@ -29,6 +29,7 @@ class AdminApi:
         self.node = node
 
     def _authorize(self, request: Request) -> None:
+        self.node.check_serving()
         token = self.node.config.security.admin_token
         if token is None:
             raise ApiError(403, "admin_disabled", "no admin_token is configured for this cluster")

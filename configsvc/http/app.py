@@ -33,6 +33,7 @@ def build_app(node: Node) -> Starlette:
 
     def namespace(name: str) -> str:
         """The consistency of namespace ``name`` (from the local registry)."""
+        node.check_serving()
         for info in node.strong.sm.namespaces():
             if info.name == name:
                 return info.consistency
@@ -52,9 +53,11 @@ def build_app(node: Node) -> Starlette:
         return data
 
     async def list_namespaces(request: Request) -> Response:
+        node.check_serving()
         return JSONResponse({"namespaces": [ns_json(i) for i in node.strong.sm.namespaces()]})
 
     async def create_namespace(request: Request) -> Response:
+        node.check_serving()
         data = await json_body(request)
         name, consistency = data.get("name"), data.get("consistency", "strong")
         merge = data.get("merge", "mvr")
@@ -67,6 +70,7 @@ def build_app(node: Node) -> Starlette:
         return await strong.create_namespace(request, name, consistency, merge)
 
     async def get_namespace(request: Request) -> Response:
+        node.check_serving()
         name = request.path_params["ns"]
         for info in node.strong.sm.namespaces():
             if info.name == name:
@@ -74,6 +78,7 @@ def build_app(node: Node) -> Starlette:
         raise ApiError(404, "namespace_not_found", f"no namespace {name!r}")
 
     async def delete_namespace(request: Request) -> Response:
+        node.check_serving()
         return await strong.delete_namespace(request, request.path_params["ns"])
 
     async def kv_list(request: Request) -> Response:
