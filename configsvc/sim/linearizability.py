@@ -61,7 +61,7 @@ UNKNOWN: Any = _Unknown()
 """The output the checker gives an op with ``ret is None``; models must accept it."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Operation:
     """One client operation: ``input`` happened at some instant in ``[call, ret]``.
 
