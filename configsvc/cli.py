@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import importlib
 import json
 import sys
@@ -78,8 +79,13 @@ def _kv(args: argparse.Namespace) -> int:
         elif args.kv_command == "watch":
             for kvs in client.watch(args.ns, args.prefix or ""):
                 for kv in kvs:
-                    print(f"{kv['mod_revision']}\t{kv['key']}\t"
-                          f"{(decode_value(kv) or b'').decode('utf-8', 'replace')}", flush=True)
+                    if "siblings" in kv:  # eventual: every concurrent value
+                        values = [base64.b64decode(s["value"]).decode("utf-8", "replace") for s in kv["siblings"]]
+                        print(f"{kv['key']}\t{' | '.join(values)}", flush=True)
+                    else:
+                        print(f"{kv['mod_revision']}\t{kv['key']}\t"
+                              f"{(decode_value(kv) or b'').decode('utf-8', 'replace')}", flush=True)
+                print("--", flush=True)
     return 0
 
 

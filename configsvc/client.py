@@ -188,15 +188,24 @@ class Client(_Base):
         return list(data["kvs"] if "kvs" in data else data["items"])
 
     def watch(self, ns: str, prefix: str = "", wait: float = 30.0) -> Iterator[builtins.list[dict[str, Any]]]:
-        """Yield the keys under ``prefix`` every time one of them changes."""
-        index = 0
+        """Yield the keys under ``prefix`` now and every time one of them changes.
+
+        Strong namespaces block on revisions, eventual ones on a content index."""
+        index: int | str = 0
         path = f"/v1/kv/{quote(ns, safe='')}"
         while True:
-            data = self.request("GET", path, params={"prefix": prefix, "index": index, "wait": wait},
-                                timeout=wait + 10)
+            params: dict[str, Any] = {"prefix": prefix, "wait": wait}
+            if index:
+                params["index"] = index
+            data = self.request("GET", path, params=params, timeout=wait + 10)
+            if "items" in data:  # eventual
+                if data["index"] != index:
+                    index = data["index"]
+                    yield list(data["items"])
+                continue
             newest = max((kv["mod_revision"] for kv in data["kvs"]), default=0)
-            if newest > index:
-                index = newest
+            if newest > int(index) or not index:
+                index = max(newest, 1)
                 yield list(data["kvs"])
 
     def health(self) -> dict[str, Any]:

@@ -60,6 +60,8 @@ class EventualDriver:
         self._next_request = 0
         self._replies: dict[int, asyncio.Future[Result]] = {}
         self._task: asyncio.Task[None] | None = None
+        #: notified after every Ready that changed anything (blocking reads wait on it)
+        self._changed = asyncio.Condition()
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"eventual-driver-{self.config.node_id}")
@@ -102,6 +104,15 @@ class EventualDriver:
     def status(self) -> EventualStatus:
         return self.replica.status(self.clock())
 
+    async def wait_for_change(self, timeout: float) -> bool:
+        """Wait until the replica next handles a Ready (a local or remote change); False on timeout."""
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait(), timeout)
+                return True
+            except TimeoutError:
+                return False
+
     async def _run(self) -> None:
         next_tick = self.clock()
         while True:
@@ -132,6 +143,9 @@ class EventualDriver:
             fut = self._replies.get(reply.request_id)
             if fut is not None and not fut.done():
                 fut.set_result(reply.result)
+        if ready.persist:
+            async with self._changed:
+                self._changed.notify_all()
 
     def _persist(self, records: list[Record]) -> None:
         self.storage.append(records)

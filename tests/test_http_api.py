@@ -31,7 +31,7 @@ async def single_node(root: Path) -> AsyncIterator[tuple[Node, httpx.AsyncClient
         "data_root": str(root),
         "nodes": [{"id": "n1", "api_port": api, "peer_port": peer}],
         "limits": {"key_max_bytes": 16, "value_max_bytes": 64, "body_max_bytes": 256},
-        "namespaces": [{"name": "app", "consistency": "strong"}],
+        "namespaces": [{"name": "app", "consistency": "strong"}, {"name": "ev", "consistency": "eventual"}],
     })
     node = Node(config, "n1")
     await node.start()
@@ -134,7 +134,7 @@ def test_namespace_lifecycle(tmp_path: Path) -> None:
         clash = await http.post("/v1/namespaces", json={"name": "flags", "consistency": "eventual"})
         assert error(clash) == (409, "namespace_exists")
         names = [n["name"] for n in (await http.get("/v1/namespaces")).json()["namespaces"]]
-        assert names == ["app", "flags"]
+        assert names == ["app", "ev", "flags"]
         assert (await http.delete("/v1/namespaces/flags")).status_code == 200
         assert error(await http.get("/v1/namespaces/flags")) == (404, "namespace_not_found")
 
@@ -171,6 +171,32 @@ def test_blocking_watch_returns_when_the_key_changes(tmp_path: Path) -> None:
         assert base64.b64decode(answer.json()["kv"]["value"]) == b"2"
         timed = await http.get("/v1/kv/app/w", params={"index": rev + 1, "wait": 0.05})
         assert timed.status_code == 200  # the wait bound passed: the current state
+
+    run(tmp_path, scenario)
+
+
+def test_eventual_read_write_siblings_and_blocking_watch(tmp_path: Path) -> None:
+    async def scenario(node: Node, http: httpx.AsyncClient) -> None:
+        first = await http.put("/v1/kv/ev/svc/web", content=b"a")
+        token = first.headers["x-configsvc-token"]
+        read = await http.get("/v1/kv/ev/svc/web", headers={"X-Configsvc-Token": token})
+        body = read.json()
+        assert base64.b64decode(body["value"]) == b"a" and len(body["siblings"]) == 1
+        await http.put("/v1/kv/ev/svc/web", content=b"b")  # supersedes what the node saw
+        assert len((await http.get("/v1/kv/ev/svc/web")).json()["siblings"]) == 1
+        await http.put("/v1/kv/ev/svc/web", content=b"c", params={"blind": "true"})
+        assert len((await http.get("/v1/kv/ev/svc/web")).json()["siblings"]) == 2  # kept both
+        listed = await http.get("/v1/kv/ev", params={"prefix": "svc/"})
+        index = listed.json()["index"]
+        watch = asyncio.create_task(http.get("/v1/kv/ev", params={"prefix": "svc/", "index": index,
+                                                                  "wait": 10}))
+        await asyncio.sleep(0.05)
+        assert not watch.done()  # nothing changed: it blocks
+        await http.put("/v1/kv/ev/svc/db", content=b"d")
+        changed = (await asyncio.wait_for(watch, 5)).json()
+        assert changed["index"] != index and [i["key"] for i in changed["items"]] == ["svc/db", "svc/web"]
+        assert error(await http.get("/v1/kv/ev/nothing")) == (404, "key_not_found")
+        assert error(await http.post("/v1/txn/ev", json={})) == (400, "wrong_consistency")
 
     run(tmp_path, scenario)
 

@@ -14,6 +14,10 @@ only from truly concurrent writes (``?blind=true`` keeps every value).
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
+import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -45,6 +49,12 @@ TOKEN = "X-Configsvc-Token"
 CONTEXT = "X-Configsvc-Context"
 
 
+def _digest(body: dict[str, Any]) -> str:
+    """A short digest of an answer's content (not its context): the watch index."""
+    content = body.get("siblings", body.get("items"))
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def _sibling(s: SiblingView) -> dict[str, Any]:
     return {"value": base64.b64encode(s.value).decode(), "dot": [s.dot[0], s.dot[1]], "hlc": s.hlc}
 
@@ -72,24 +82,54 @@ class EventualApi:
         return result, getattr(result, "token", "")
 
     async def get_key(self, request: Request, ns: str, key: str) -> Response:
-        result, token = await self._call(request, ns, Get(ns, key))
-        assert isinstance(result, ReadResult)
-        if not result.siblings:
-            raise ApiError(404, "key_not_found", f"no key {key!r} in {ns!r}", token=token)
-        body = {
-            "key": key,
-            "value": _sibling(result.siblings[0])["value"] if len(result.siblings) == 1 else None,
-            "siblings": [_sibling(s) for s in result.siblings],
-            "context": result.context,
-        }
-        return JSONResponse(body, headers={TOKEN: token, CONTEXT: result.context})
+        async def read() -> tuple[dict[str, Any], dict[str, str]]:
+            result, token = await self._call(request, ns, Get(ns, key))
+            assert isinstance(result, ReadResult)
+            siblings = [_sibling(s) for s in result.siblings]
+            body = {
+                "key": key,
+                "value": siblings[0]["value"] if len(siblings) == 1 else None,
+                "siblings": siblings,
+                "context": result.context,
+            }
+            return body, {TOKEN: token, CONTEXT: result.context}
+
+        body, headers = await self._blocking(request, read)
+        if not body["siblings"]:
+            raise ApiError(404, "key_not_found", f"no key {key!r} in {ns!r}", index=body["index"],
+                           token=headers[TOKEN])
+        return JSONResponse(body, headers=headers)
 
     async def list_keys(self, request: Request, ns: str) -> Response:
         prefix = request.query_params.get("prefix", "")
-        result, token = await self._call(request, ns, List(ns, prefix))
-        assert isinstance(result, ListResult)
-        items = [{"key": k, "siblings": [_sibling(s) for s in sibs]} for k, sibs in result.items]
-        return JSONResponse({"items": items}, headers={TOKEN: token})
+
+        async def read() -> tuple[dict[str, Any], dict[str, str]]:
+            result, token = await self._call(request, ns, List(ns, prefix))
+            assert isinstance(result, ListResult)
+            items = [{"key": k, "siblings": [_sibling(s) for s in sibs]} for k, sibs in result.items]
+            return {"items": items}, {TOKEN: token}
+
+        body, headers = await self._blocking(request, read)
+        return JSONResponse(body, headers=headers)
+
+    async def _blocking(
+        self, request: Request, read: Callable[[], Awaitable[tuple[dict[str, Any], dict[str, str]]]]
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """Answer ``read()``, with an ``index`` (a digest of the answer). Given
+        ``?index=I``, block (up to ``wait`` seconds) until the answer's index differs."""
+        since = request.query_params.get("index")
+        try:
+            wait = float(request.query_params.get("wait", "60"))
+        except ValueError:
+            raise ApiError(400, "invalid_argument", "wait must be a number of seconds") from None
+        deadline = time.monotonic() + max(0.0, min(wait, self.node.config.limits.watch_max_seconds))
+        while True:
+            body, headers = await read()
+            body["index"] = _digest(body)
+            remaining = deadline - time.monotonic()
+            if since is None or body["index"] != since or remaining <= 0:
+                return body, headers
+            await self.node.eventual.wait_for_change(remaining)
 
     async def put_key(self, request: Request, ns: str, key: str) -> Response:
         value = await self.node.body(request, self.node.config.limits.value_max_bytes, "value_too_large")
