@@ -35,9 +35,22 @@ Rules this module obeys:
 6. Local health (Lifeguard §4.1). A health score in ``[0, max_health]`` rises on
    a failed probe (by the number of missed ``Nack``s when indirect probes were
    sent), on refuting a suspicion of itself, and falls on each successful
-   probe; probe interval and timeout are multiplied by ``score + 1``.
+   probe; the interval and timeout of this node's own round-robin probes are
+   multiplied by ``score + 1``. Nothing else is: acks, relays, refutations and
+   buddy pings (rule 7) go out at once, so a slow node slows only its judgement
+   of others, never its defence of itself.
 7. Buddy system (Lifeguard §4.3). A ping to a member this node suspects
-   always carries that suspicion, so the member can refute at once.
+   always carries that suspicion, so the member can refute at once. While the
+   suspicion lasts this node also pings the suspect itself, outside the
+   round-robin, every ``probe_interval`` (the first one at once when the
+   suspicion came from someone else). A suspect that hears of its suspicion
+   refutes at once and answers whoever told it with its new ``Alive``: in the
+   ``Ack`` (piggybacked first, as the newest update) or in a ``Gossip``. So a
+   suspect that becomes reachable again refutes to every suspector within one
+   ``probe_interval``, well inside the minimum suspicion timeout
+   ``α·probe_interval`` (rule 5), instead of waiting for gossip or for its
+   turn in anyone's round-robin. A buddy ping that goes unanswered counts for
+   nothing: only round-robin probes raise suspicion and health.
 8. Push-pull. ``join`` and every ``push_pull_interval`` exchange full member
    lists (``Sync``); every ``reconnect_interval`` a ``Sync`` goes to a random
    dead member, which heals partitions after both sides declared each other
@@ -51,8 +64,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Any, Protocol
 
+from eventual.membership_config import (
+    MembershipBugs,
+    MembershipConfig,
+    Rng,
+    retransmit_limit,
+    suspicion_bounds,
+    suspicion_timeout,
+)
 from eventual.membership_messages import (
     RETIRED_INCARNATION,
     Ack,
@@ -88,92 +108,6 @@ ALIVE, SUSPECT, DEAD, LEFT = (
     MemberState.DEAD,
     MemberState.LEFT,
 )
-
-
-class Rng(Protocol):
-    """The part of ``random.Random`` membership uses (injected, never imported)."""
-
-    def random(self) -> float: ...
-
-    def randrange(self, stop: int, /) -> int: ...
-
-    def shuffle(self, x: list[Any], /) -> None: ...
-
-
-@dataclass(frozen=True)
-class MembershipBugs:
-    """Deliberate defects, all off in production, so tests can show the checkers fail."""
-
-    #: a member told it is suspect or dead never refutes
-    no_refutation: bool = False
-    #: a failed direct probe goes straight to suspicion (no PingReq)
-    no_indirect_probes: bool = False
-
-    def any(self) -> bool:
-        return any(vars(self).values())
-
-
-@dataclass(frozen=True)
-class MembershipConfig:
-    """Timing (local seconds) and sizing; names and defaults follow the papers and memberlist's LAN profile."""
-
-    node_id: str
-    address: str
-    #: unique per process start (e.g. a uuid4): distinguishes a restart of the same id
-    generation: str
-    probe_interval: float = 1.0
-    probe_timeout: float = 0.5
-    #: k: members asked to probe indirectly
-    indirect_checks: int = 3
-    #: α and β of Lifeguard's suspicion timeout
-    suspicion_alpha: float = 4.0
-    suspicion_beta: float = 6.0
-    #: K: independent confirmations that shrink the suspicion timeout to its minimum
-    suspicion_k: int = 3
-    #: False: ignore confirmations, every suspicion lasts the maximum (SWIM without Lifeguard)
-    suspicion_confirmations: bool = True
-    #: λ: each update is piggybacked λ·ceil(log10(N + 1)) times
-    retransmit_mult: int = 4
-    max_piggyback: int = 8
-    max_health: int = 8
-    #: an indirect prober sends its Nack after this fraction of probe_timeout
-    nack_fraction: float = 0.8
-    push_pull_interval: float = 30.0
-    reconnect_interval: float = 10.0
-    join_retry_interval: float = 1.0
-    #: dead and left members are forgotten this long after their last change
-    reap_after: float = 3600.0
-    bugs: MembershipBugs = field(default_factory=MembershipBugs)
-
-    def __post_init__(self) -> None:
-        if not 0 < self.probe_timeout < self.probe_interval:
-            raise ValueError("need 0 < probe_timeout < probe_interval")
-        if not 0 < self.nack_fraction < 1:
-            raise ValueError("nack_fraction must be in (0, 1)")
-        if self.suspicion_alpha <= 0 or self.suspicion_beta < 1:
-            raise ValueError("need suspicion_alpha > 0 and suspicion_beta >= 1")
-        if min(self.indirect_checks, self.suspicion_k, self.max_health) < 0:
-            raise ValueError("indirect_checks, suspicion_k and max_health must be >= 0")
-        if self.retransmit_mult < 1 or self.max_piggyback < 1:
-            raise ValueError("retransmit_mult and max_piggyback must be >= 1")
-
-
-def suspicion_bounds(n: int, config: MembershipConfig) -> tuple[float, float]:
-    """Lifeguard's (min, max) suspicion timeout for a cluster of ``n`` live members."""
-    low = config.suspicion_alpha * max(1.0, math.log10(max(1, n))) * config.probe_interval
-    return low, config.suspicion_beta * low
-
-
-def suspicion_timeout(low: float, high: float, k: int, confirmations: int) -> float:
-    """``max(low, high - (high - low)·log(C + 1)/log(K + 1))``; ``low`` when K < 1."""
-    if k < 1:
-        return low
-    return max(low, high - (high - low) * math.log(confirmations + 1) / math.log(k + 1))
-
-
-def retransmit_limit(n: int, mult: int) -> int:
-    """How many times one update is piggybacked in a cluster of ``n`` live members."""
-    return mult * max(1, math.ceil(math.log10(n + 1)))
 
 
 class EventKind(Enum):
@@ -232,6 +166,8 @@ class _Suspicion:
     low: float
     high: float
     k: int
+    #: when this node next pings the suspect directly (rule 7)
+    next_ping: float
     confirmations: set[str] = field(default_factory=set)
 
     def deadline(self, use_confirmations: bool) -> float:
@@ -316,6 +252,8 @@ class Membership:
         self._events: list[MemberEvent] = []
         self.probes = self.failed_probes = self.suspicions = 0
         self.refutations = self.conflicts = 0
+        #: raised each time this node refutes or re-announces its Alive (rule 7)
+        self._announcements = 0
         self._enqueue(Update(me, self.id))
 
     # ------------------------------------------------------------------ inputs
@@ -347,6 +285,7 @@ class Membership:
         self.now = now
         if self.left:
             return
+        announcements = self._announcements
         match message:
             case Ping():
                 self._apply_all(message.updates)
@@ -364,12 +303,17 @@ class Membership:
                 self._on_sync(src, message)
             case Gossip():
                 self._apply_all(message.updates)
+        if self._announcements != announcements and not isinstance(message, Ping | Sync):
+            # Rule 7: whoever told us we are suspect may hold the timer; answer it directly
+            # (a Ping's Ack and a Sync's reply already carry our Alive).
+            self._send(src, Gossip((Update(self.me, self.id),)))
 
     def tick(self, now: float) -> None:
         self.now = now
         if self.left:
             return
         self._tick_probe()
+        self._tick_buddies()
         for seq, relay in list(self._relays.items()):
             if now >= relay.nack_at:
                 del self._relays[seq]
@@ -449,9 +393,9 @@ class Membership:
                 times.append(self._probe.indirect_at)
         times += [r.nack_at for r in self._relays.values()]
         use_confirmations = self.config.suspicion_confirmations
-        times += [
-            e.suspicion.deadline(use_confirmations) for e in self._members.values() if e.suspicion
-        ]
+        for e in self._members.values():
+            if e.suspicion is not None:
+                times += [e.suspicion.deadline(use_confirmations), e.suspicion.next_ping]
         return min(times)
 
     # ----------------------------------------------------------------- probing
@@ -480,6 +424,24 @@ class Membership:
         )
         ping = Ping(self._seq, target.id, target.generation, self._piggyback(target))
         self._send(target.address, ping)
+        suspicion = self._members[target.id].suspicion
+        if suspicion is not None:  # this ping is also this period's buddy ping
+            suspicion.next_ping = self.now + self.config.probe_interval
+
+    def _tick_buddies(self) -> None:
+        """Rule 7: ping each suspect directly, on the unscaled interval, carrying the suspicion.
+
+        The ping carries nothing else, so it spends no retransmissions on a member that
+        may be dead; its ``Ack`` is handled like any other (updates applied, seq unknown)."""
+        for entry in self._members.values():
+            s = entry.suspicion
+            if s is None or self.now < s.next_ping:
+                continue
+            s.next_ping = self.now + self.config.probe_interval
+            target = entry.member
+            self._seq += 1
+            buddy = (Update(target, s.first),)
+            self._send(target.address, Ping(self._seq, target.id, target.generation, buddy))
 
     def _next_target(self) -> Member | None:
         for _ in range(len(self._probe_order) + 1):
@@ -647,6 +609,7 @@ class Membership:
         if self.config.bugs.no_refutation or m.incarnation >= RETIRED_INCARNATION - 1:
             return
         if m.incarnation < self.incarnation:  # stale news: spread our current Alive again
+            self._announcements += 1
             self._enqueue(Update(self.me, self.id))
             return
         self._refute(m.incarnation)
@@ -655,6 +618,7 @@ class Membership:
     def _refute(self, incarnation: int) -> None:
         self.incarnation = incarnation + 1
         self.refutations += 1
+        self._announcements += 1
         self._enqueue(Update(self._set_self(ALIVE), self.id))
 
     def _retire_generation(self, old: Member) -> tuple[Update, Update]:
@@ -702,7 +666,9 @@ class Membership:
         n = sum(1 for e in self._members.values() if e.member.state.live)
         low, high = suspicion_bounds(n, self.config)
         k = max(0, min(self.config.suspicion_k, n - 2))
-        return _Suspicion(self.now, first, low, high, k)
+        # Our own failed probe just pinged it; news from others is checked at once.
+        next_ping = self.now + (self.config.probe_interval if first == self.id else 0.0)
+        return _Suspicion(self.now, first, low, high, k, next_ping)
 
     def _confirm(self, entry: _Entry, source: str) -> None:
         s = entry.suspicion
