@@ -119,6 +119,9 @@ class StateMachine:
         self._namespaces: dict[str, NamespaceInfo] = {}
         self._tables: dict[str, KVTable] = {}  # strong namespaces only
         self._sessions: dict[str, _Session] = {}
+        #: ``snapshot()`` of the current state, kept until the next ``apply``
+        #: (hashing and compacting at the same index encode once)
+        self._snapshot: bytes | None = None
 
     # --- the log side -------------------------------------------------------
 
@@ -131,6 +134,7 @@ class StateMachine:
         """
         if slot != self.applied_index + 1:
             raise ValueError(f"slot {slot} applied after {self.applied_index}")
+        self._snapshot = None
         commands: list[Command | MalformedCommand] = []
         for data in batch:
             try:
@@ -334,6 +338,11 @@ class StateMachine:
 
     def snapshot(self) -> bytes:
         """The canonical bytes of the whole state (equal states, equal bytes)."""
+        if self._snapshot is None:
+            self._snapshot = self._encode_snapshot()
+        return self._snapshot
+
+    def _encode_snapshot(self) -> bytes:
         return encode_snapshot(
             SnapshotState(
                 applied_index=self.applied_index,
