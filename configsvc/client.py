@@ -22,6 +22,8 @@ from urllib.parse import quote
 
 import httpx
 
+from eventual.token import decode_vv, encode_vv
+
 DEFAULT_ENDPOINT = "http://127.0.0.1:7501"
 _RETRY_STATUS = {503, 504}
 TOKEN = "X-Configsvc-Token"
@@ -78,10 +80,16 @@ class _Base:
         self._current += 1
 
     def _remember(self, response: httpx.Response) -> None:
-        """Keep the newest causal token: it only grows (the server returns a join)."""
+        """Join the response's causal token into the session's (responses to concurrent
+        requests may arrive in any order; the session must never move backwards)."""
         token = response.headers.get(TOKEN)
-        if token:
-            self.token = token
+        if not token:
+            return
+        try:
+            mine, theirs = decode_vv(self.token), decode_vv(token)
+        except ValueError:
+            return  # not a token this client understands: keep the one it has
+        self.token = encode_vv({r: max(mine.get(r, 0), theirs.get(r, 0)) for r in mine.keys() | theirs.keys()})
 
     @staticmethod
     def _retry_elsewhere(response: httpx.Response) -> bool:

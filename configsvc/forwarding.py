@@ -10,7 +10,9 @@ authentication as every other peer message.
 Frames (msgpack): ``["req", id, method, path, query, headers, body]`` and
 ``["resp", id, status, headers, body]``. Malformed frames are counted and
 dropped; a request with no response in time is answered 503 (reads: safe to
-retry) or 504 ``outcome_unknown`` (writes: it may have been proposed).
+retry) or 504 ``outcome_unknown`` (writes: it may have been proposed). A
+blocking read (``index``/``wait``) waits on the node it arrived at; what it
+forwards is a plain read, answered at once.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import itertools
 import logging
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import msgpack
@@ -61,7 +64,9 @@ class Forwarder:
     async def forward(self, request: Request, leader: str, body: bytes) -> Response:
         rid = next(self._ids)
         headers = [(k, v) for k, v in request.headers.items() if k.lower() in _KEEP_HEADERS]
-        frame = ["req", rid, request.method, request.url.path, request.url.query, headers, body]
+        # A watch waits where it arrived; the leader answers at once (no second wait).
+        query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k not in ("index", "wait")])
+        frame = ["req", rid, request.method, request.url.path, query, headers, body]
         fut: asyncio.Future[tuple[int, list[tuple[str, str]], bytes]] = (
             asyncio.get_running_loop().create_future()
         )

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from pathlib import Path
+import uuid
 from typing import Any
 
 from starlette.requests import Request
@@ -31,9 +31,10 @@ from eventual.driver import EventualDriver
 from eventual.storage_disk import EventualDiskStorage
 from strong.commands import Command, encode_command
 from strong.config import ReplicaConfig
-from strong.driver import CHANNEL, NotLeader, OutcomeUnknown, StrongDriver
+from strong.driver import CHANNEL, Halted, NotLeader, OutcomeUnknown, StrongDriver
 from strong.ops import CreateNamespace
 from strong.ready import Role
+from strong.results import ErrorResult
 from strong.storage_disk import DiskStorage
 
 log = logging.getLogger("configsvc.node")
@@ -160,14 +161,16 @@ class Node:
             self.event_storage.close()
 
     async def _bootstrap_namespaces(self) -> None:
-        """Create the configured namespaces through the log (idempotent), then stop."""
-        specs = self.config.namespaces
-        while not self.namespaces_ready:
-            if not specs:
-                self.namespaces_ready = True
-                return
+        """Ensure the configured namespaces exist, through the log, then stop.
+
+        Creation is idempotent, so each missing namespace is proposed without a
+        dedup session (a namespace deleted by an operator is created again at the
+        next start); any definite answer — created, or a conflicting namespace of
+        that name (logged) — settles it."""
+        settled: set[str] = set()
+        while True:
             existing = {ns.name for ns in self.strong.sm.namespaces()}
-            missing = [s for s in specs if s.name not in existing]
+            missing = [s for s in self.config.namespaces if s.name not in existing | settled]
             if not missing:
                 self.namespaces_ready = True
                 return
@@ -175,11 +178,14 @@ class Node:
                 for spec in missing:
                     options = (("merge", spec.merge),) if spec.consistency == "eventual" else ()
                     op = CreateNamespace(spec.name, spec.consistency, options)
-                    cmd = encode_command(Command(f"bootstrap-{spec.name}", 1, op))
+                    cmd = encode_command(Command(f"bootstrap-{self.id}-{uuid.uuid4().hex}", 0, op))
                     try:
-                        await self.strong.propose(cmd, self.config.timing.request_timeout)
-                    except (NotLeader, OutcomeUnknown):
+                        result = await self.strong.propose(cmd, self.config.timing.request_timeout)
+                    except (NotLeader, OutcomeUnknown, Halted):
                         break
+                    if isinstance(result, ErrorResult):
+                        log.warning("configured namespace %s not created: %s", spec.name, result.message)
+                    settled.add(spec.name)
             await asyncio.sleep(0.1)  # poll period of a background task, not a test wait
 
     # ------------------------------------------------------------------ request helpers
@@ -220,6 +226,29 @@ class Node:
 
     # ------------------------------------------------------------------ health
 
+    async def consistency_of(self, request: Request, name: str) -> str | None:
+        """The consistency of namespace ``name``; None means "forward this request to
+        the leader". Only the leader, after a read barrier, answers 404: a follower's
+        registry may not have applied a creation that was already acknowledged."""
+        self.check_serving()
+        for _ in range(2):
+            for info in self.strong.sm.namespaces():
+                if info.name == name:
+                    return info.consistency
+            if not self.strong.is_leader:
+                if request.headers.get(FORWARDED):
+                    raise ApiError(503, "not_leader", "leadership moved; retry")
+                return None
+            try:
+                await self.strong.barrier(self.config.timing.request_timeout)
+            except NotLeader:
+                return None
+            except TimeoutError:
+                raise ApiError(503, "no_quorum", "could not confirm the namespace registry") from None
+            except Halted as exc:
+                raise ApiError(503, "unavailable", str(exc)) from None
+        raise ApiError(404, "namespace_not_found", f"no namespace {name!r}")
+
     def check_serving(self) -> None:
         """Raise 503 unavailable if this node must not serve (corrupt storage)."""
         if self.corrupt:
@@ -243,7 +272,7 @@ class Node:
         # A leader not heard from for two election timeouts is not reported as one.
         recent = status.since_leader_contact < 2 * self.config.timing.election_timeout
         leader = status.leader if status.role is Role.LEADER or recent else None
-        if self.strong.halted or status.leader is None or failures_to_outage < 0:
+        if self.strong.halted or self.eventual.halted or leader is None or failures_to_outage < 0:
             state = "unavailable"
         elif failures_to_outage == 0 or not self.namespaces_ready:
             state = "degraded"
@@ -278,8 +307,5 @@ class Node:
             "peer_lag": dict(sorted(status.peer_lag.items())),
             "rejoining": list(status.rejoining),
             "divergences": status.divergences,
+            "halted": self.eventual.halted,
         }
-
-    @property
-    def data_path(self) -> Path:
-        return self.data_dir

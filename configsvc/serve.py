@@ -34,6 +34,10 @@ async def serve_node(config_path: str, node_id: str) -> None:
             timeout_graceful_shutdown=2,
         )
     )
+    # uvicorn re-raises the signal that stopped it, under the handler in force
+    # before it started: make that one harmless so the node closes cleanly.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     try:
         await server.serve()
     finally:

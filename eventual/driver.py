@@ -31,6 +31,10 @@ log = logging.getLogger("configsvc.eventual")
 CHANNEL = "eventual"
 
 
+class Halted(Exception):
+    """The replica stopped (a disk error): it answers nothing until restarted."""
+
+
 @dataclass
 class DriverStats:
     readies: int = 0
@@ -55,6 +59,7 @@ class EventualDriver:
         self.tick_interval = tick_interval
         self.clock = clock
         self.stats = DriverStats()
+        self.halted: str | None = None
         self.replica = Replica(config, recover(storage.load()), clock(), rng or random.Random())
         self._inbox: asyncio.Queue[Callable[[], None]] = asyncio.Queue()
         self._next_request = 0
@@ -77,6 +82,8 @@ class EventualDriver:
 
     def deliver(self, src: str, payload: bytes) -> None:
         """A peer's message from the transport. Malformed input is counted and dropped."""
+        if self.halted:
+            return
         try:
             message = decode(payload)
         except MalformedMessage as exc:
@@ -88,8 +95,11 @@ class EventualDriver:
     async def request(self, request: Request, token: str | None, timeout: float) -> Result:
         """Submit a client request; the result comes once durable (writes) or covered (reads).
 
-        Raises TimeoutError if no answer came in time (a write may then still apply).
+        Raises TimeoutError if no answer came in time (a write may then still apply),
+        Halted if the replica stopped.
         """
+        if self.halted:
+            raise Halted(self.halted)
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Result] = loop.create_future()
         self._next_request += 1
@@ -114,6 +124,18 @@ class EventualDriver:
                 return False
 
     async def _run(self) -> None:
+        try:
+            await self._loop()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # fail-stop: a disk error must not go unnoticed
+            self.halted = f"{type(exc).__name__}: {exc}"
+            log.error("eventual replica halted: %s", self.halted)
+            for fut in self._replies.values():
+                if not fut.done():
+                    fut.set_exception(Halted(self.halted))
+
+    async def _loop(self) -> None:
         next_tick = self.clock()
         while True:
             timeout = max(0.0, next_tick - self.clock())

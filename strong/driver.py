@@ -89,9 +89,10 @@ class StrongDriver:
         self.replica = Replica(config, durable, clock(), self.rng)
         self._inbox: asyncio.Queue[Callable[[], None]] = asyncio.Queue()
         self._next_request = 0
-        self._writes: dict[tuple[str, int], asyncio.Future[Result]] = {}
-        self._requests: dict[int, tuple[str, int]] = {}
-        self._reads: dict[int, asyncio.Future[int]] = {}
+        #: request id -> its future; (client_id, seq) -> the request ids proposing it
+        self._writes: dict[int, asyncio.Future[Result]] = {}
+        self._by_command: dict[tuple[str, int], set[int]] = {}
+        self._reads: dict[int, asyncio.Future[Any]] = {}
         self._read_waits: list[tuple[int, asyncio.Future[None]]] = []
         self._applied = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
@@ -114,6 +115,8 @@ class StrongDriver:
 
     def deliver(self, src: str, payload: bytes) -> None:
         """A peer's message from the transport. Malformed input is counted and dropped."""
+        if self.halted:
+            return
         try:
             message = decode_message(payload)
         except MalformedMessage as exc:
@@ -136,25 +139,35 @@ class StrongDriver:
         key = (cmd.client_id, cmd.seq)
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Result] = loop.create_future()
-        self._writes[key] = fut
         self._next_request += 1
         rid = self._next_request
-        self._requests[rid] = key
+        self._writes[rid] = fut
+        self._by_command.setdefault(key, set()).add(rid)
         self._inbox.put_nowait(lambda: self.replica.propose(rid, command, self.clock()))
         try:
             return await asyncio.wait_for(asyncio.shield(fut), timeout)
         except TimeoutError:
+            self._check_running()
             raise OutcomeUnknown(f"no result within {timeout}s") from None
         finally:
-            if self._writes.get(key) is fut:
-                del self._writes[key]
-            self._requests.pop(rid, None)
+            del self._writes[rid]
+            rids = self._by_command.get(key)
+            if rids is not None:
+                rids.discard(rid)
+                if not rids:
+                    del self._by_command[key]
 
     async def read(self, op: Get | Range, timeout: float) -> Result:
         """A linearizable read. Raises NotLeader, TimeoutError (safe to retry), Halted."""
+        await self.barrier(timeout)
+        return self.sm.read(op)
+
+    async def barrier(self, timeout: float) -> None:
+        """Return once the local state machine reflects every write acknowledged before
+        the call (the linearizable read path, without reading). Raises like ``read``."""
         self._check_running()
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[int] = loop.create_future()
+        fut: asyncio.Future[Any] = loop.create_future()
         self._next_request += 1
         rid = self._next_request
         self._reads[rid] = fut
@@ -164,7 +177,6 @@ class StrongDriver:
             await self.wait_applied(index, timeout)
         finally:
             self._reads.pop(rid, None)
-        return self.sm.read(op)
 
     def read_stale(self, op: Get | Range) -> GetResult | RangeResult | ErrorResult:
         return self.sm.read(op)
@@ -197,9 +209,27 @@ class StrongDriver:
         if self.halted:
             raise Halted(self.halted)
 
+    def _halt(self, reason: str) -> None:
+        """Fail-stop: stop applying and answering; every waiter learns why."""
+        self.halted = reason
+        log.error("strong replica halted: %s", reason)
+        for fut in list(self._writes.values()) + list(self._reads.values()):
+            if not fut.done():
+                fut.set_exception(Halted(reason))
+
     # ------------------------------------------------------------------ the loop
 
     async def _run(self) -> None:
+        try:
+            await self._loop()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a disk error, a state it cannot restore: stop, loudly
+            self._halt(f"{type(exc).__name__}: {exc}")
+            async with self._applied:
+                self._applied.notify_all()
+
+    async def _loop(self) -> None:
         next_tick = self.clock()
         while True:
             timeout = max(0.0, next_tick - self.clock())
@@ -240,14 +270,14 @@ class StrongDriver:
             try:
                 applied = self.sm.apply(slot, batch)
             except UnsupportedVersion as exc:
-                self.halted = f"stopped applying at slot {slot}: {exc}"
-                log.error("%s", self.halted)
+                self._halt(f"stopped applying at slot {slot}: {exc}")
                 break
             self.stats.applied_slots += 1
             for a in applied:
-                fut = self._writes.get((a.client_id, a.seq))
-                if fut is not None and not fut.done():
-                    fut.set_result(a.result)
+                for rid in self._by_command.get((a.client_id, a.seq), ()):
+                    fut = self._writes.get(rid)
+                    if fut is not None and not fut.done():
+                        fut.set_result(a.result)
         for rs in ready.reads:
             read = self._reads.get(rs.request_id)
             if read is not None and not read.done():
@@ -264,13 +294,6 @@ class StrongDriver:
         self.storage.sync()
 
     def _reject(self, rid: int, reason: RejectReason, hint: str | None) -> None:
-        error = NotLeader(hint)
-        key = self._requests.get(rid)
-        if key is not None:
-            fut = self._writes.get(key)
-            if fut is not None and not fut.done():
-                fut.set_exception(error)
-            return
-        read = self._reads.get(rid)
-        if read is not None and not read.done():
-            read.set_exception(error)
+        fut = self._writes.get(rid) or self._reads.get(rid)
+        if fut is not None and not fut.done():
+            fut.set_exception(NotLeader(hint))

@@ -114,6 +114,12 @@ def test_bad_input_is_a_clear_4xx_and_changes_nothing(tmp_path: Path) -> None:
             (http.put("/v1/kv/app/k", content=b"v", headers={"X-Client-Id": "c", "X-Client-Seq": "x"}),
              (400, "invalid_argument")),
             (http.get("/v1/nothing/here"), (404, "not_found")),
+            (http.put("/v1/kv/app/k", content=b"v", params={"cas": str(2**64)}), (400, "invalid_argument")),
+            (http.put("/v1/kv/app/k", content=b"v", params={"flags": str(2**64)}), (400, "invalid_argument")),
+            (http.get("/v1/kv/app", params={"limit": str(2**64)}), (400, "invalid_argument")),
+            (http.post("/v1/txn/app", json={"success": [{"op": "put", "key": 1, "value": ""}]}),
+             (400, "invalid_argument")),
+            (http.post("/v1/namespaces", content=b"[" * 200), (400, "invalid_argument")),
             (http.patch("/v1/kv/app/k"), (405, "method_not_allowed")),
         ]
         for call, expected in cases:

@@ -222,3 +222,28 @@ def test_a_corrupt_log_makes_the_node_refuse_to_serve_and_say_why(tmp_path: Path
             client.put("app", "still", "serving")  # the two others keep a quorum
     finally:
         c.stop_all()
+
+
+def test_sigterm_closes_the_node_cleanly(tmp_path: Path) -> None:
+    c = LocalCluster(tmp_path, nodes=3)
+    try:
+        c.start_all()
+        nid = c.ids[0]
+        c.kill(nid, signal.SIGTERM)
+        assert c.procs[nid].returncode == 0
+        assert "Traceback" not in (tmp_path / f"{nid}.log").read_text()
+    finally:
+        c.stop_all()
+
+
+def test_a_namespace_created_via_the_leader_is_known_at_once_everywhere(cluster: LocalCluster) -> None:
+    leader = cluster.leader()
+    assert leader is not None
+    followers = [n for n in cluster.ids if n != leader]
+    for i in range(10):
+        with Client(cluster.url(leader)) as client:
+            client.create_namespace(f"fresh{i}")
+        for f in followers:  # a follower that has not applied the creation yet forwards
+            with Client(cluster.url(f), attempts=1) as client:
+                client.put(f"fresh{i}", "k", "v")
+                assert client.get(f"fresh{i}", "k") == b"v"

@@ -31,22 +31,15 @@ def build_app(node: Node) -> Starlette:
     eventual = EventualApi(node)
     admin = AdminApi(node)
 
-    def namespace(name: str) -> str:
-        """The consistency of namespace ``name`` (from the local registry)."""
-        node.check_serving()
-        for info in node.strong.sm.namespaces():
-            if info.name == name:
-                return info.consistency
-        raise ApiError(404, "namespace_not_found", f"no namespace {name!r}")
-
-    def store_for(name: str) -> str:
-        return namespace(name)
+    async def store_for(request: Request, name: str) -> str | None:
+        """The namespace's consistency, or None: this node cannot tell; forward to the leader."""
+        return await node.consistency_of(request, name)
 
     async def json_body(request: Request) -> dict[str, Any]:
         raw = await node.body(request, node.config.limits.body_max_bytes, "body_too_large")
         try:
             data = json.loads(raw or b"{}")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise bad_request("the body must be a JSON object") from None
         if not isinstance(data, dict):
             raise bad_request("the body must be a JSON object")
@@ -70,12 +63,11 @@ def build_app(node: Node) -> Starlette:
         return await strong.create_namespace(request, name, consistency, merge)
 
     async def get_namespace(request: Request) -> Response:
-        node.check_serving()
         name = request.path_params["ns"]
-        for info in node.strong.sm.namespaces():
-            if info.name == name:
-                return JSONResponse({"namespace": ns_json(info)})
-        raise ApiError(404, "namespace_not_found", f"no namespace {name!r}")
+        if await store_for(request, name) is None:
+            return await node.forward(request, node.strong.status().leader)
+        info = next(i for i in node.strong.sm.namespaces() if i.name == name)
+        return JSONResponse({"namespace": ns_json(info)})
 
     async def delete_namespace(request: Request) -> Response:
         node.check_serving()
@@ -83,13 +75,19 @@ def build_app(node: Node) -> Starlette:
 
     async def kv_list(request: Request) -> Response:
         ns = request.path_params["ns"]
-        if store_for(ns) == "eventual":
+        kind = await store_for(request, ns)
+        if kind is None:
+            return await node.forward(request, node.strong.status().leader)
+        if kind == "eventual":
             return await eventual.list_keys(request, ns)
         return await strong.list_keys(request, ns)
 
     async def kv_key(request: Request) -> Response:
         ns, key = request.path_params["ns"], request.path_params["key"]
-        api: StrongApi | EventualApi = eventual if store_for(ns) == "eventual" else strong
+        kind = await store_for(request, ns)
+        if kind is None:
+            return await node.forward(request, node.strong.status().leader)
+        api: StrongApi | EventualApi = eventual if kind == "eventual" else strong
         if request.method == "GET":
             return await api.get_key(request, ns, key)
         if request.method == "PUT":
@@ -98,7 +96,10 @@ def build_app(node: Node) -> Starlette:
 
     async def txn(request: Request) -> Response:
         ns = request.path_params["ns"]
-        if store_for(ns) != "strong":
+        kind = await store_for(request, ns)
+        if kind is None:
+            return await node.forward(request, node.strong.status().leader)
+        if kind != "strong":
             raise ApiError(400, "wrong_consistency", "transactions need a strong namespace")
         return await strong.txn(request, ns, await json_body(request))
 

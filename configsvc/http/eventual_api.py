@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from configsvc.http.errors import ApiError
+from eventual.driver import Halted
 from eventual.requests import (
     BadRequest,
     CausallyBehind,
@@ -70,7 +71,11 @@ class EventualApi:
         try:
             result = await node.eventual.request(call, token, node.config.timing.request_timeout)
         except TimeoutError:
-            raise ApiError(504, "outcome_unknown", "no answer in time; a write may still apply") from None
+            if isinstance(call, Get | List):
+                raise ApiError(503, "unavailable", "no answer in time; safe to retry") from None
+            raise ApiError(504, "outcome_unknown", "no answer in time; the write may still apply") from None
+        except Halted as exc:
+            raise ApiError(503, "unavailable", f"this node's eventual store stopped: {exc}") from None
         match result:
             case BadRequest(reason=reason):
                 raise ApiError(400, "invalid_argument", reason)

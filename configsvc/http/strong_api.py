@@ -207,7 +207,7 @@ class StrongApi:
         index = _int_param(request, "index", 0)
         if index:
             await self.node.watch(request, lambda: self._mod_revision(ns, key) > index)
-        return await self.read(request, Get(ns, key))
+        return await self.read(request, _op(Get, ns, key))
 
     async def list_keys(self, request: Request, ns: str) -> Response:
         prefix = request.query_params.get("prefix", "").encode()
@@ -215,20 +215,20 @@ class StrongApi:
         index = _int_param(request, "index", 0)
         if index:
             await self.node.watch(request, lambda: self._max_revision(ns, prefix) > index)
-        return await self.read(request, Range(ns, prefix, limit))
+        return await self.read(request, _op(Range, ns, prefix, limit))
 
     async def put_key(self, request: Request, ns: str, raw_key: str) -> Response:
         key = self._key(raw_key)
         value = await self.node.body(request, self.limits.value_max_bytes, "value_too_large")
         cas = _optional_int(request, "cas")
         flags = _int_param(request, "flags", 0)
-        return await self.write(request, Put(ns, key, value, flags=flags, if_mod_revision=cas))
+        return await self.write(request, _op(Put, ns, key, value, flags=flags, if_mod_revision=cas))
 
     async def delete_key(self, request: Request, ns: str, raw_key: str) -> Response:
         if request.query_params.get("recurse") in ("1", "true"):
-            return await self.write(request, DeletePrefix(ns, raw_key.encode()))
+            return await self.write(request, _op(DeletePrefix, ns, raw_key.encode()))
         key = self._key(raw_key)
-        return await self.write(request, Delete(ns, key, if_mod_revision=_optional_int(request, "cas")))
+        return await self.write(request, _op(Delete, ns, key, if_mod_revision=_optional_int(request, "cas")))
 
     async def txn(self, request: Request, ns: str, spec: dict[str, Any]) -> Response:
         try:
@@ -236,8 +236,8 @@ class StrongApi:
             success = tuple(_txn_op(ns, o) for o in spec.get("success", []))
             failure = tuple(_txn_op(ns, o) for o in spec.get("failure", []))
             op = Txn(compares, success, failure)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise bad_request(f"invalid transaction: {exc}") from None
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise bad_request(f"invalid transaction: {exc!r}") from None
         return await self.write(request, op)
 
     async def create_namespace(self, request: Request, name: str, consistency: str, merge: str) -> Response:
@@ -262,6 +262,14 @@ class StrongApi:
         if isinstance(result, RangeResult):
             return max((kv.mod_revision for kv in result.kvs), default=0)
         return 1 << 62
+
+
+def _op(cls: Any, *args: Any, **kwargs: Any) -> Any:
+    """Build a state-machine op; its own validation (ranges, names) becomes a 400."""
+    try:
+        return cls(*args, **kwargs)
+    except (ValueError, TypeError) as exc:
+        raise bad_request(str(exc)) from None
 
 
 def _int_param(request: Request, name: str, default: int) -> int:

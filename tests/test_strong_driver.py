@@ -1,0 +1,88 @@
+"""The asyncio strong driver around a one-voter group, with a storage that can fail."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from strong.commands import Command, encode_command
+from strong.config import ReplicaConfig
+from strong.driver import Halted, StrongDriver
+from strong.ops import CreateNamespace, Get, Put
+from strong.records import Record
+from strong.results import GetResult, PutResult
+
+
+class MemoryStorage:
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+        self.pending: list[Record] = []
+        self.fail = False
+        self.syncs = 0
+
+    def append(self, records: list[Record]) -> None:
+        self.pending += records
+
+    def sync(self) -> None:
+        if self.fail:
+            raise OSError(5, "Input/output error")
+        self.syncs += 1
+        self.records += self.pending
+        self.pending = []
+
+    def load(self) -> list[Record]:
+        return list(self.records)
+
+
+def cmd(seq: int, op: object) -> bytes:
+    return encode_command(Command("t", seq, op))  # type: ignore[arg-type]
+
+
+async def started(storage: MemoryStorage) -> StrongDriver:
+    driver = StrongDriver(ReplicaConfig("solo", ("solo",)), storage, lambda dst, p: None,
+                          rng=random.Random(1))
+    await driver.start()
+    deadline = asyncio.get_running_loop().time() + 10
+    while not (driver.is_leader and driver.replica.leadership and driver.replica.leadership.active):
+        assert asyncio.get_running_loop().time() < deadline, "no leader in time"
+        await asyncio.sleep(0.01)  # polling an in-process condition with a deadline
+    return driver
+
+
+def test_writes_are_durable_before_they_are_answered_and_reads_see_them() -> None:
+    async def main() -> None:
+        storage = MemoryStorage()
+        driver = await started(storage)
+        try:
+            await driver.propose(cmd(1, CreateNamespace("ns", "strong", ())), timeout=10)
+            result = await driver.propose(cmd(2, Put("ns", b"k", b"v")), timeout=10)
+            assert isinstance(result, PutResult)
+            assert storage.pending == [] or all(type(r).__name__ == "CommitRecord" for r in storage.pending)
+            read = await driver.read(Get("ns", b"k"), timeout=10)
+            assert isinstance(read, GetResult) and read.kv is not None and read.kv.value == b"v"
+        finally:
+            await driver.close()
+
+    asyncio.run(main())
+
+
+def test_a_failing_disk_halts_the_replica_and_every_waiter_learns_why() -> None:
+    async def main() -> None:
+        storage = MemoryStorage()
+        driver = await started(storage)
+        try:
+            await driver.propose(cmd(1, CreateNamespace("ns", "strong", ())), timeout=10)
+            storage.fail = True
+            with pytest.raises(Halted, match="Input/output error"):
+                await driver.propose(cmd(2, Put("ns", b"k", b"v")), timeout=10)
+            assert driver.halted is not None
+            with pytest.raises(Halted):
+                await driver.propose(cmd(3, Put("ns", b"k", b"w")), timeout=10)
+            with pytest.raises(Halted):
+                await driver.read(Get("ns", b"k"), timeout=10)
+        finally:
+            await driver.close()
+
+    asyncio.run(main())
