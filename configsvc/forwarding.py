@@ -56,8 +56,10 @@ class Forwarder:
                                         timeout=self.timeout + 5)
 
     async def close(self) -> None:
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._local is not None:
             await self._local.aclose()
 
