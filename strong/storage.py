@@ -54,34 +54,43 @@ class DurableState:
     snapshot: bytes | None = None
 
 
-def recover(records: Iterable[Record]) -> DurableState:
-    state = DurableState()
-    for record in records:
-        match record:
-            case PromiseRecord(promised):
-                state.promised = max(state.promised, promised)
-            case AcceptRecord(slot, ballot, value):
-                if slot > state.snapshot_index:
-                    state.accepted[slot] = (ballot, value)
-            case ChosenRecord(slot, value):
-                if slot > state.snapshot_index:
-                    state.chosen[slot] = value
-            case CommitRecord(index):
-                state.commit_index = max(state.commit_index, index)
-            case SnapshotRecord(index, data):
-                if index >= state.snapshot_index:
-                    state.snapshot_index = index
-                    state.snapshot = data
-                    state.accepted = {s: v for s, v in state.accepted.items() if s > index}
-                    state.chosen = {s: v for s, v in state.chosen.items() if s > index}
+def fold(state: DurableState, record: Record) -> None:
+    """Apply one record to ``state`` (the commit hint is left unclamped: see ``recover``)."""
+    match record:
+        case PromiseRecord(promised):
+            state.promised = max(state.promised, promised)
+        case AcceptRecord(slot, ballot, value):
+            if slot > state.snapshot_index:
+                state.accepted[slot] = (ballot, value)
+        case ChosenRecord(slot, value):
+            if slot > state.snapshot_index:
+                state.chosen[slot] = value
+        case CommitRecord(index):
+            state.commit_index = max(state.commit_index, index)
+        case SnapshotRecord(index, data):
+            if index >= state.snapshot_index:
+                state.snapshot_index = index
+                state.snapshot = data
+                state.accepted = {s: v for s, v in state.accepted.items() if s > index}
+                state.chosen = {s: v for s, v in state.chosen.items() if s > index}
+
+
+def clamp_commit(state: DurableState) -> None:
+    """Trust the commit hint only as far as chosen values are actually known."""
     state.commit_index = max(state.commit_index, state.snapshot_index)
-    # The commit hint is only trusted as far as chosen values are actually known.
     index = state.snapshot_index
     while index < state.commit_index and (
         index + 1 in state.chosen or index + 1 in state.accepted
     ):
         index += 1
     state.commit_index = index
+
+
+def recover(records: Iterable[Record]) -> DurableState:
+    state = DurableState()
+    for record in records:
+        fold(state, record)
+    clamp_commit(state)
     return state
 
 

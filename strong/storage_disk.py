@@ -9,7 +9,7 @@ Compaction: when a synced batch contains a ``SnapshotRecord``, the whole log is
 rewritten (atomically) as ``compacted(recover(...))`` of everything durable
 plus the batch, exactly what the simulated disk does. To avoid re-reading the
 log, this class folds every synced record into a ``DurableState`` as it goes
-(``_fold`` mirrors the loop of ``strong.storage.recover``, without its final
+(``strong.storage.fold``, the step of ``recover``, without its final
 clamp of the commit hint, so ``recover(compacted(folded))`` equals ``recover``
 of every record; a test checks this against ``recover`` itself).
 
@@ -24,17 +24,13 @@ from collections.abc import Callable
 
 from configsvc.disklog import DEFAULT_SEGMENT_BYTES, DiskLog, Recovery
 from strong.records import (
-    AcceptRecord,
-    ChosenRecord,
-    CommitRecord,
     CorruptRecord,
-    PromiseRecord,
     Record,
     SnapshotRecord,
     decode_frames,
     encode_frame,
 )
-from strong.storage import DurableState, compacted, recover
+from strong.storage import DurableState, compacted, fold, recover
 
 __all__ = ["DiskStorage", "decode_frame"]
 
@@ -48,27 +44,6 @@ def decode_frame(frame: bytes) -> Record:
     if len(records) != 1 or valid != len(frame):
         raise ValueError("not exactly one record")
     return records[0]
-
-
-def _fold(state: DurableState, record: Record) -> None:
-    """One step of ``recover``'s loop (the commit hint is left unclamped)."""
-    match record:
-        case PromiseRecord(promised):
-            state.promised = max(state.promised, promised)
-        case AcceptRecord(slot, ballot, value):
-            if slot > state.snapshot_index:
-                state.accepted[slot] = (ballot, value)
-        case ChosenRecord(slot, value):
-            if slot > state.snapshot_index:
-                state.chosen[slot] = value
-        case CommitRecord(index):
-            state.commit_index = max(state.commit_index, index)
-        case SnapshotRecord(index, data):
-            if index >= state.snapshot_index:
-                state.snapshot_index = index
-                state.snapshot = data
-                state.accepted = {s: v for s, v in state.accepted.items() if s > index}
-                state.chosen = {s: v for s, v in state.chosen.items() if s > index}
 
 
 class DiskStorage:
@@ -90,7 +65,7 @@ class DiskStorage:
         self._pending: list[Record] = []
         try:
             for record in self._log.read(decode_frame):
-                _fold(self._state, record)
+                fold(self._state, record)
         except BaseException:
             self._log.close()
             raise
@@ -119,7 +94,7 @@ class DiskStorage:
         if any(isinstance(r, SnapshotRecord) for r in batch):
             state = _copy(self._state)
             for record in batch:
-                _fold(state, record)
+                fold(state, record)
             # recover() clamps the commit hint to what is known chosen, as the sim does.
             state = recover(compacted(state))
             self._log.rewrite(encode_frame(r) for r in compacted(state))
@@ -128,7 +103,7 @@ class DiskStorage:
         self._log.append(encode_frame(r) for r in batch)
         self._log.sync()
         for record in batch:
-            _fold(self._state, record)
+            fold(self._state, record)
 
     def load(self) -> list[Record]:
         """Every durable record in append order (compacted where a snapshot was synced)."""
