@@ -79,6 +79,8 @@ class SimStrongClient:
         self.nodes = nodes
         self.namespace = namespace
         self.keys = keys
+        #: a Get is immutable: one per key serves every read of it
+        self._gets = {key: Get(namespace, key.encode()) for key in keys}
         self.history = history
         self.rng = rng
         self.attempt_timeout = attempt_timeout
@@ -132,10 +134,10 @@ class SimStrongClient:
         return key, ("delete",)
 
     def _request(self, key: str, inp: tuple[Any, ...], op_id: int) -> ClientRequest:
-        ns, k = self.namespace, key.encode()
         kind = inp[0]
         if kind == "get":
-            return ClientRequest(op_id, self.client_id, 0, read=Get(ns, k))
+            return ClientRequest(op_id, self.client_id, 0, read=self._gets[key])
+        ns, k = self.namespace, key.encode()
         self.seq += 1
         op: Put | Delete | Txn
         if kind == "put":
