@@ -57,7 +57,10 @@ class LocalCluster:
         namespaces: list[dict[str, str]] | None = None,
         admin_token: str | None = None,
         timing: dict[str, float] | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
+        #: extra environment of every node process
+        self.env = env or {}
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self.ids = [f"n{i + 1}" for i in range(nodes)]
@@ -97,7 +100,8 @@ class LocalCluster:
             self.procs[nid] = subprocess.Popen(
                 [sys.executable, "-m", "configsvc.cli", "serve", "--config", str(self.config_path),
                  "--node", nid],
-                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
             )
 
     def start_all(self, timeout: float = 60.0) -> None:

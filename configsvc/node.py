@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 import uuid
 from typing import Any
@@ -30,7 +31,7 @@ from eventual.driver import CHANNEL as EVENTUAL_CHANNEL
 from eventual.driver import EventualDriver
 from eventual.storage_disk import EventualDiskStorage
 from strong.commands import Command, encode_command
-from strong.config import ReplicaConfig
+from strong.config import PlantedBugs, ReplicaConfig
 from strong.driver import CHANNEL, Halted, NotLeader, OutcomeUnknown, StrongDriver
 from strong.ops import CreateNamespace
 from strong.ready import Role
@@ -39,6 +40,21 @@ from strong.storage_disk import DiskStorage
 
 log = logging.getLogger("configsvc.node")
 
+
+
+PLANTED_BUGS_ENV = "CONFIGSVC_PLANTED_BUGS"
+
+
+def planted_bugs() -> PlantedBugs:
+    """Deliberate defects for tests that prove a checker can fail (``strong.config.PlantedBugs``).
+
+    Named, comma-separated, in ``$CONFIGSVC_PLANTED_BUGS``; never set in production,
+    and a node running with any of them logs it loudly.
+    """
+    names = [n for n in os.environ.get(PLANTED_BUGS_ENV, "").split(",") if n]
+    if names:
+        log.warning("PLANTED BUGS ACTIVE (test only): %s", ", ".join(names))
+    return PlantedBugs(**dict.fromkeys(names, True))
 
 
 class Node:
@@ -113,6 +129,7 @@ class Node:
             election_timeout=timing.election_timeout,
             lease_duration=timing.lease_duration,
             max_drift=timing.max_drift,
+            bugs=planted_bugs(),
         )
         transport = self.transport
         self._strong = StrongDriver(

@@ -16,6 +16,7 @@ NAMESPACES = [{"name": "app", "consistency": "strong"}, {"name": "disc", "consis
 
 
 class LocalCluster(_LocalCluster):
-    def __init__(self, root: Path, nodes: int = 3, admin_token: str | None = None, **timing: float) -> None:
+    def __init__(self, root: Path, nodes: int = 3, admin_token: str | None = None,
+                 env: dict[str, str] | None = None, **timing: float) -> None:
         super().__init__(root, nodes, namespaces=NAMESPACES, admin_token=admin_token,
-                         timing={"request_timeout": 3.0, **timing})
+                         timing={"request_timeout": 3.0, **timing}, env=env)
