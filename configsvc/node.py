@@ -29,6 +29,8 @@ from eventual.config import LWW, MVR, Merge
 from eventual.config import ReplicaConfig as EventualConfig
 from eventual.driver import CHANNEL as EVENTUAL_CHANNEL
 from eventual.driver import EventualDriver
+from eventual.driver_membership import CHANNEL as MEMBERSHIP_CHANNEL
+from eventual.driver_membership import MembershipDriver
 from eventual.storage_disk import EventualDiskStorage
 from strong.commands import Command, encode_command
 from strong.config import PlantedBugs, ReplicaConfig
@@ -72,6 +74,7 @@ class Node:
         #: merge mode of each eventual namespace, kept from the strong registry
         self.merges: dict[str, Merge] = {}
         self.forwarder: Forwarder | None = None
+        self.membership: MembershipDriver | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.namespaces_ready = False
         #: set when the data directory cannot be trusted: the node serves nothing
@@ -145,6 +148,14 @@ class Node:
             lambda dst, payload: transport.send(dst, EVENTUAL_CHANNEL, payload),
         )
         self.transport.on_receive(EVENTUAL_CHANNEL, self._eventual.deliver)
+        eventual = self._eventual
+        self.membership = MembershipDriver(
+            self.id,
+            [n.id for n in cfg.nodes if n.id != self.id],
+            lambda dst, payload: transport.send(dst, MEMBERSHIP_CHANNEL, payload),
+            eventual.set_alive,
+        )
+        self.transport.on_receive(MEMBERSHIP_CHANNEL, self.membership.deliver)
         from configsvc.http.app import build_app  # the app refers back to this node
 
         self.forwarder = Forwarder(
@@ -156,6 +167,7 @@ class Node:
         await self.transport.start()
         await self._strong.start()
         await self._eventual.start()
+        await self.membership.start()
         self._tasks.append(asyncio.create_task(self._bootstrap_namespaces()))
 
     async def close(self) -> None:
@@ -166,6 +178,8 @@ class Node:
                 await task
         if self._strong is not None:
             await self._strong.close()
+        if self.membership is not None:
+            await self.membership.close()
         if self._eventual is not None:
             await self._eventual.close()
         if self.transport is not None:
@@ -325,4 +339,12 @@ class Node:
             "rejoining": list(status.rejoining),
             "divergences": status.divergences,
             "halted": self.eventual.halted,
+            "membership": self._membership_health(),
         }
+
+    def _membership_health(self) -> dict[str, Any]:
+        if self.membership is None:
+            return {}
+        m = self.membership.status()
+        return {"alive": m.alive, "suspect": m.suspect, "dead": m.dead,
+                "alive_peers": self.membership.alive, "health_score": m.health_score}

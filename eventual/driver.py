@@ -114,6 +114,11 @@ class EventualDriver:
     def status(self) -> EventualStatus:
         return self.replica.status(self.clock())
 
+    def set_alive(self, alive: list[str]) -> None:
+        """The failure detector's view: which configured members are alive now."""
+        members = list(self.config.nodes)
+        self._inbox.put_nowait(lambda: self.replica.set_members(members, alive, self.clock()))
+
     async def wait_for_change(self, timeout: float) -> bool:
         """Wait until the replica next handles a Ready (a local or remote change); False on timeout."""
         async with self._changed:

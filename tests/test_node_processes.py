@@ -247,3 +247,22 @@ def test_a_namespace_created_via_the_leader_is_known_at_once_everywhere(cluster:
             with Client(cluster.url(f), attempts=1) as client:
                 client.put(f"fresh{i}", "k", "v")
                 assert client.get(f"fresh{i}", "k") == b"v"
+
+
+def test_membership_sees_every_node_and_detects_a_dead_one(tmp_path: Path) -> None:
+    c = LocalCluster(tmp_path, nodes=3)
+    try:
+        c.start_all()
+        first = c.ids[0]
+        everyone = sorted(c.ids[1:])
+        wait_for(lambda: c.health(first)["eventual"]["membership"]["alive_peers"] == everyone, 15,
+                 "SWIM to see every peer")
+        victim = c.ids[-1]
+        c.kill(victim)
+        wait_for(lambda: victim not in c.health(first)["eventual"]["membership"]["alive_peers"], 30,
+                 "SWIM to declare the killed node dead")
+        c.start(victim)  # a new generation of the same node id
+        wait_for(lambda: c.health(first)["eventual"]["membership"]["alive_peers"] == everyone, 30,
+                 "the restarted node to be alive again")
+    finally:
+        c.stop_all()
