@@ -94,5 +94,6 @@ def _run(c: LocalCluster, t0: float) -> int:
         services = [item["key"] for item in back.list("services", "web/")]
         say(f"every node converged; via {victims[-1]}: flags/checkout/rollout="
             f"{back.get('flags', 'checkout/rollout')!r}; services: {', '.join(services)}")
+    wait_for(lambda: all(c.health(n)["status"] == "healthy" for n in c.ids), 30, "a healthy cluster")
     say(f"n1 is {_outage(c, 'n1')}")
     return 0
