@@ -72,7 +72,7 @@ class ErrorCode:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KeyValue:
     """One key of a strong namespace.
 
@@ -88,7 +88,7 @@ class KeyValue:
     flags: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NamespaceInfo:
     """A registered namespace; ``options`` sorted by key."""
 
@@ -97,13 +97,13 @@ class NamespaceInfo:
     options: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PutResult:
     revision: int
     prev: KeyValue | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DeleteResult:
     """``deleted_keys`` lists what went, in sorted order; ``prev`` only for ``Delete``."""
 
@@ -113,7 +113,7 @@ class DeleteResult:
     deleted_keys: tuple[bytes, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CasFailed:
     """``if_mod_revision`` did not match; ``current`` is the key as it is."""
 
@@ -121,13 +121,13 @@ class CasFailed:
     revision: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class GetResult:
     kv: KeyValue | None
     revision: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RangeResult:
     """``kvs`` in key order; ``more`` = the limit cut further matches off."""
 
@@ -139,7 +139,7 @@ class RangeResult:
 TxnResponse = PutResult | DeleteResult | GetResult | RangeResult
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TxnResult:
     """``succeeded`` = the compares held (``success`` ran, else ``failure``)."""
 
@@ -148,7 +148,7 @@ class TxnResult:
     revision: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NamespaceResult:
     """The namespace exists as ``info`` (``created`` False: it already did)."""
 
@@ -157,24 +157,24 @@ class NamespaceResult:
     revision: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NamespaceDeleted:
     name: str
     deleted_keys: int
     revision: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VersionResult:
     version: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NoopResult:
     pass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ErrorResult:
     code: str
     message: str
@@ -195,7 +195,7 @@ Result = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Applied:
     """The outcome of one command of a slot, for the client that sent it.
 
