@@ -1,9 +1,8 @@
-"""Durable records of an eventual replica and their framing on disk.
+"""Durable records of an eventual replica.
 
 A replica's durable state is a sequence of records; ``eventual.storage.recover``
-replays them. Each record is framed as::
-
-    u32 length | u32 crc32c(payload) | payload (msgpack)
+replays them. Each record is one frame of ``strong.framing`` (the same
+length, CRC32C and msgpack framing as the strong store's records).
 
 Records:
 
@@ -23,11 +22,7 @@ a complete frame with a bad checksum or payload raises ``CorruptRecord``.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
-
-import crc32c
-import msgpack
 
 from eventual.codec import (
     MalformedMessage,
@@ -42,6 +37,7 @@ from eventual.codec import (
 )
 from eventual.dots import WireVV
 from eventual.messages import Event, StateEntry
+from strong.framing import CorruptRecord, frame, unframe, unframe_one
 
 __all__ = [
     "CorruptRecord",
@@ -50,20 +46,10 @@ __all__ = [
     "Record",
     "Snapshot",
     "SnapshotRecord",
+    "decode_frame",
     "decode_frames",
     "encode_frame",
 ]
-
-_HEADER = struct.Struct(">II")
-
-
-class CorruptRecord(Exception):
-    """A complete record failed its checksum or could not be decoded."""
-
-    def __init__(self, offset: int, reason: str) -> None:
-        super().__init__(f"corrupt record at byte {offset}: {reason}")
-        self.offset = offset
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,28 +110,17 @@ def _from_payload(obj: object) -> Record:
 
 
 def encode_frame(record: Record) -> bytes:
-    payload: bytes = msgpack.packb(_payload(record), use_bin_type=True)
-    return _HEADER.pack(len(payload), crc32c.crc32c(payload)) + payload
+    return frame(_payload(record))
 
 
 def decode_frames(buf: bytes) -> tuple[list[Record], int]:
     """Decode every complete frame; return the records and the length of the valid prefix.
 
-    Raises ``CorruptRecord`` for a complete frame with a bad checksum or payload.
+    Raises CorruptRecord for a complete frame with a bad checksum or payload.
     """
-    records: list[Record] = []
-    offset = 0
-    while offset + _HEADER.size <= len(buf):
-        length, crc = _HEADER.unpack_from(buf, offset)
-        end = offset + _HEADER.size + length
-        if end > len(buf):
-            break  # torn tail
-        payload = bytes(buf[offset + _HEADER.size : end])
-        if crc32c.crc32c(payload) != crc:
-            raise CorruptRecord(offset, "checksum mismatch")
-        try:
-            records.append(_from_payload(msgpack.unpackb(payload, raw=False, strict_map_key=True)))
-        except (ValueError, TypeError, msgpack.UnpackException) as exc:
-            raise CorruptRecord(offset, f"undecodable payload: {exc}") from exc
-        offset = end
-    return records, offset
+    return unframe(buf, _from_payload)
+
+
+def decode_frame(data: bytes) -> Record:
+    """Decode exactly one frame; ValueError if it is not one valid record."""
+    return unframe_one(data, _from_payload)

@@ -1,40 +1,20 @@
-"""Durable records of a replica and their framing on disk.
+"""Durable records of a replica.
 
 A replica's durable state is a sequence of records; replaying them in order
-rebuilds it (``strong.storage.recover``). Each record is framed as::
-
-    u32 length | u32 crc32c(payload) | payload (msgpack)
-
-Invariants:
-- A frame whose length runs past the end of the buffer is a *torn tail* (a
-  crash mid-write): ``decode_frames`` reports where the valid prefix ends so the
-  storage can truncate it. Nothing after a torn tail was ever fsynced.
-- A complete frame whose checksum does not match is *corruption*:
-  ``CorruptRecord`` is raised, never skipped. A node must not vote or serve
-  from state it cannot trust.
+rebuilds it (``strong.storage.recover``). Each record is one frame of
+``strong.framing`` (length, CRC32C, msgpack payload): a torn tail is reported
+so storage can truncate it; a bad checksum is ``CorruptRecord``, never skipped —
+a node must not vote or serve from state it cannot trust.
 """
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
-import crc32c
-import msgpack
-
 from strong.ballot import Ballot
+from strong.framing import CorruptRecord as CorruptRecord
+from strong.framing import frame, unframe, unframe_one
 from strong.messages import Batch
-
-_HEADER = struct.Struct(">II")
-
-
-class CorruptRecord(Exception):
-    """A complete record failed its checksum or could not be decoded."""
-
-    def __init__(self, offset: int, reason: str) -> None:
-        super().__init__(f"corrupt record at byte {offset}: {reason}")
-        self.offset = offset
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,8 +113,7 @@ def _from_payload(fields: object) -> Record:
 
 
 def encode_frame(record: Record) -> bytes:
-    payload: bytes = msgpack.packb(_payload(record), use_bin_type=True)
-    return _HEADER.pack(len(payload), crc32c.crc32c(payload)) + payload
+    return frame(_payload(record))
 
 
 def decode_frames(buf: bytes) -> tuple[list[Record], int]:
@@ -142,19 +121,9 @@ def decode_frames(buf: bytes) -> tuple[list[Record], int]:
 
     Raises CorruptRecord for a complete frame with a bad checksum or payload.
     """
-    records: list[Record] = []
-    offset = 0
-    while offset + _HEADER.size <= len(buf):
-        length, crc = _HEADER.unpack_from(buf, offset)
-        end = offset + _HEADER.size + length
-        if end > len(buf):
-            break  # torn tail
-        payload = buf[offset + _HEADER.size : end]
-        if crc32c.crc32c(payload) != crc:
-            raise CorruptRecord(offset, "checksum mismatch")
-        try:
-            records.append(_from_payload(msgpack.unpackb(payload, raw=False, strict_map_key=True)))
-        except (ValueError, TypeError, msgpack.UnpackException) as exc:
-            raise CorruptRecord(offset, f"undecodable payload: {exc}") from exc
-        offset = end
-    return records, offset
+    return unframe(buf, _from_payload)
+
+
+def decode_frame(data: bytes) -> Record:
+    """Decode exactly one frame; ValueError if it is not one valid record."""
+    return unframe_one(data, _from_payload)

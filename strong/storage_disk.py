@@ -24,10 +24,9 @@ from collections.abc import Callable
 
 from configsvc.disklog import DEFAULT_SEGMENT_BYTES, DiskLog, Recovery
 from strong.records import (
-    CorruptRecord,
     Record,
     SnapshotRecord,
-    decode_frames,
+    decode_frame,
     encode_frame,
 )
 from strong.storage import DurableState, compacted, fold, recover
@@ -35,15 +34,6 @@ from strong.storage import DurableState, compacted, fold, recover
 __all__ = ["DiskStorage", "decode_frame"]
 
 
-def decode_frame(frame: bytes) -> Record:
-    """Decode exactly one frame; ValueError if it is not one valid record."""
-    try:
-        records, valid = decode_frames(frame)
-    except CorruptRecord as exc:
-        raise ValueError(exc.reason) from exc
-    if len(records) != 1 or valid != len(frame):
-        raise ValueError("not exactly one record")
-    return records[0]
 
 
 class DiskStorage:
