@@ -15,6 +15,10 @@ def _sim(args: argparse.Namespace) -> int:
     from configsvc.sim.runner import run_seeds
 
     seeds = [args.seed] if args.seed is not None else list(range(args.start, args.start + args.seeds))
+    if args.store == "planted":
+        from configsvc.sim.planted import table
+
+        return table(seeds, args.only or None)
     module = importlib.import_module(f"configsvc.sim.{args.store}_sim")
     summary = run_seeds(args.store, module.run_seed, seeds, as_json=args.json, fold=module.FOLD)
     return 1 if summary.failures else 0
@@ -159,7 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=_status)
 
     sim = sub.add_parser("sim", help="run the deterministic simulator over many seeds")
-    sim.add_argument("store", choices=["strong", "eventual"])
+    sim.add_argument("store", choices=["strong", "eventual", "planted"],
+                     help="planted: the detection table of the planted-bug catalogue")
+    sim.add_argument("--only", action="append", default=[],
+                     help="planted: only this bug (repeatable)")
     sim.add_argument("--seeds", type=int, default=100, help="how many seeds to run")
     sim.add_argument("--start", type=int, default=0, help="first seed")
     sim.add_argument("--seed", type=int, default=None, help="replay exactly this seed")

@@ -25,6 +25,20 @@ class PlantedBugs:
     skip_lease_wait: bool = False
     #: a follower answers linearizable reads from its own state
     follower_local_reads: bool = False
+    #: finding 1: a catch-up reply's commit index (from any ballot) commits the
+    #: receiver's own accepted entries of its leader's ballot
+    catchup_commits_uncarried: bool = False
+    #: finding 3: a heartbeat round per read pass, acknowledgements count only for
+    #: the round they name, and only the last 64 rounds are remembered
+    exact_round_acks: bool = False
+    #: finding 4: an election starts without a pre-vote (a returning node deposes the leader)
+    no_prevote: bool = False
+    #: a lease runs from the quorum's acknowledgement instead of the round's send time
+    lease_from_ack: bool = False
+    #: phase 1 adopts the value with the lowest accepted ballot instead of the highest
+    phase1_lowest_ballot: bool = False
+    #: a quorum is n // 2 replicas instead of n // 2 + 1
+    half_quorum: bool = False
 
     def any(self) -> bool:
         return any(vars(self).values())
@@ -67,6 +81,8 @@ class ReplicaConfig:
 
     @property
     def quorum(self) -> int:
+        if self.bugs.half_quorum:
+            return max(1, len(self.voters) // 2)
         return len(self.voters) // 2 + 1
 
     @property

@@ -213,6 +213,9 @@ class StrongDriver:
         """Fail-stop: stop applying and answering; every waiter learns why."""
         self.halted = reason
         log.error("strong replica halted: %s", reason)
+        # It still votes (the quorum keeps its size) but must not depose the
+        # leader of replicas that can apply the log (issue 7, finding 4).
+        self.replica.stand_down()
         for fut in list(self._writes.values()) + list(self._reads.values()):
             if not fut.done():
                 fut.set_exception(Halted(reason))

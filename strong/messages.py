@@ -95,6 +95,23 @@ class HeartbeatAck:
 
 
 @dataclass(frozen=True, slots=True)
+class PreVote:
+    """Before phase 1: "would you promise ``ballot`` now?" Changes nothing at the
+    receiver. Granted only by a replica that has not heard from a leader for an
+    election timeout, so a node returning from a partition cannot depose a
+    leader the majority still follows (Ongaro's thesis, section 9.6)."""
+
+    ballot: Ballot
+    commit_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class PreVoteReply:
+    ballot: Ballot
+    granted: bool
+
+
+@dataclass(frozen=True, slots=True)
 class CatchUpRequest:
     """A replica asks for chosen values of slots ``>= from_slot``."""
 
@@ -129,6 +146,8 @@ Message = (
     | Nack
     | Heartbeat
     | HeartbeatAck
+    | PreVote
+    | PreVoteReply
     | CatchUpRequest
     | CatchUpReply
     | InstallSnapshot

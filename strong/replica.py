@@ -15,7 +15,11 @@ Rules this module obeys (each one is what safety rests on):
    else the value with the highest accepted ballot, else a no-op.
 3. A leader proposes at most one value per slot per ballot. Therefore an
    acceptor that accepted at ballot ``b`` holds the chosen value of every slot
-   at or below the commit index announced by the leader of ``b``.
+   at or below the commit index announced by the leader of ``b`` -- and only
+   that leader's: ``leader_commit`` is learned from Accepts and Heartbeats of
+   ``leader_ballot`` alone and forgotten when ``leader_ballot`` changes. A
+   catch-up reply commits exactly the values it carries (its sender's commit
+   index may come from a later ballot that chose other values).
 4. A new leader neither proposes nor answers reads until every old lease must
    have expired (``strong.lease``), and answers reads only at an index at or
    above the end of its recovery (the slots phase 1 found).
@@ -24,6 +28,12 @@ Rules this module obeys (each one is what safety rests on):
    a quorum (ReadIndex). Followers never answer linearizable reads.
 6. Chosen values learned from any replica (catch-up, snapshots) are chosen:
    they never disagree with what a leader would propose.
+
+Liveness (not safety) rests on two more: an election starts only after a
+pre-vote that a quorum granted, and a replica grants one only if it has not
+heard from a leader for an election timeout (a returning node cannot depose a
+leader the majority follows); a replica told to ``stand_down`` (its state
+machine cannot apply the log) never campaigns again in this process.
 """
 
 from __future__ import annotations
@@ -48,6 +58,8 @@ from strong.messages import (
     Message,
     Nack,
     Prepare,
+    PreVote,
+    PreVoteReply,
     Promise,
     SlotValue,
 )
@@ -84,12 +96,6 @@ class _InFlight:
 
 
 @dataclass(slots=True)
-class _Round:
-    sent_at: float
-    acks: set[str]
-
-
-@dataclass(slots=True)
 class _PendingRead:
     request_id: int
     index: int
@@ -108,8 +114,15 @@ class _Leadership:
     active: bool = False
     inflight: dict[int, _InFlight] = field(default_factory=dict)
     pending: list[tuple[int, bytes]] = field(default_factory=list)
+    #: heartbeat rounds: the latest sent, the send time of each not yet superseded
+    #: by a confirmed one, the highest each peer acknowledged, the highest
+    #: acknowledged by a quorum
     round: int = 0
-    rounds: dict[int, _Round] = field(default_factory=dict)
+    rounds: dict[int, float] = field(default_factory=dict)
+    acked_round: dict[str, int] = field(default_factory=dict)
+    confirmed_round: int = 0
+    #: planted bug ``exact_round_acks`` only: who acknowledged each remembered round
+    round_acks: dict[int, set[str]] = field(default_factory=dict)
     lease_until: float = float("-inf")
     reads: list[_PendingRead] = field(default_factory=list)
     round_wanted: bool = False
@@ -117,6 +130,12 @@ class _Leadership:
     peer_commit: dict[str, int] = field(default_factory=dict)
     next_heartbeat: float = float("-inf")
     quorum_check_at: float = 0.0
+
+
+@dataclass(slots=True)
+class _PreVote:
+    ballot: Ballot
+    grants: set[str] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -173,6 +192,9 @@ class Replica:
         self.now = now
         self.leadership: _Leadership | None = None
         self.candidacy: _Candidacy | None = None
+        self.prevote: _PreVote | None = None
+        #: False once told to stand down: it stays an acceptor but never campaigns
+        self.campaigning = True
         # Output accumulators.
         self._persist: list[Record] = []
         self._deferred: list[Record] = []
@@ -207,6 +229,10 @@ class Replica:
                 self._on_heartbeat(src, message)
             case HeartbeatAck():
                 self._on_heartbeat_ack(src, message)
+            case PreVote():
+                self._on_prevote(src, message)
+            case PreVoteReply():
+                self._on_prevote_reply(src, message)
             case CatchUpRequest():
                 self._on_catchup_request(src, message)
             case CatchUpReply():
@@ -219,7 +245,12 @@ class Replica:
         lead = self.leadership
         if lead is None:
             if now >= self.election_deadline:
-                self._start_election()
+                if not self.campaigning:
+                    self.election_deadline = now + self._election_timeout()
+                elif self.config.bugs.no_prevote:
+                    self._start_election()
+                else:
+                    self._start_prevote()
             return
         if not lead.active and now >= lead.active_at:
             self._activate(lead)
@@ -256,6 +287,15 @@ class Replica:
         lead.round_wanted = True
         self._release_reads(lead)
 
+    def stand_down(self) -> None:
+        """Stop leading and never campaign again (this process cannot apply the
+        log, e.g. an unsupported state-machine version): it stays an acceptor,
+        which keeps the quorum's availability without deposing anybody."""
+        self.campaigning = False
+        if self.leadership is not None or self.candidacy is not None:
+            self._step_down()
+        self.prevote = None
+
     def compact(self, index: int, snapshot: bytes) -> None:
         """The state machine's snapshot at ``index`` (<= applied) replaces slots <= index."""
         if index <= self.snapshot_index or index > self._emitted:
@@ -272,7 +312,7 @@ class Replica:
         if lead is not None:
             if lead.pending:
                 self._fill_window(lead)
-            if lead.round_wanted and lead.active:
+            if self._read_round_due(lead):
                 self._heartbeat_round(lead)
         committed = self._take_committed() if self._emitted < self.commit_index else []
         ready = Ready(
@@ -370,11 +410,14 @@ class Replica:
         if ballot > self.promised:
             self._raise_promise(ballot)
         if self.leadership is None:
+            if ballot != self.leader_ballot:
+                self.leader_commit = 0  # rule 3: learned anew from this leader
             self.leader = ballot.node_id
             self.leader_ballot = ballot
             self.last_leader_contact = self.now
             self.election_deadline = self.now + self._election_timeout()
             self.candidacy = None
+            self.prevote = None
             self.role = Role.FOLLOWER
         return True
 
@@ -451,9 +494,10 @@ class Replica:
             if slot > self.commit_index and slot not in self.chosen:
                 self.chosen[slot] = value
                 self._persist.append(ChosenRecord(slot, value))
+        if self.config.bugs.catchup_commits_uncarried:
+            self.leader_commit = max(self.leader_commit, msg.commit_index)
         self._advance_commit_over_chosen()
         self.catchup_sent_at = float("-inf")
-        self.leader_commit = max(self.leader_commit, msg.commit_index)
 
     def _on_install_snapshot(self, msg: InstallSnapshot) -> None:
         if msg.index <= self.commit_index:
@@ -498,9 +542,43 @@ class Replica:
         t = self.config.election_timeout
         return t + self.rng.random() * t
 
+    def _start_prevote(self) -> None:
+        ballot = Ballot(max(self.max_round, self.promised.round) + 1, self.id)
+        self.prevote = _PreVote(ballot, {self.id})
+        self.candidacy = None  # an election that found no quorum starts over here
+        self.role = Role.FOLLOWER
+        self.leader = None
+        self.election_deadline = self.now + self._election_timeout()
+        self._broadcast(PreVote(ballot, self.commit_index))
+        self._maybe_prevoted()
+
+    def _on_prevote(self, src: str, msg: PreVote) -> None:
+        """Grant iff ``msg.ballot`` would be promised and no leader was heard from
+        for an election timeout. Changes no state: nothing to persist."""
+        granted = (
+            msg.ballot > self.promised
+            and self.leadership is None
+            and self.now - self.last_leader_contact >= self.config.election_timeout
+        )
+        self._send(src, PreVoteReply(msg.ballot, granted))
+
+    def _on_prevote_reply(self, src: str, msg: PreVoteReply) -> None:
+        pv = self.prevote
+        if pv is None or msg.ballot != pv.ballot or not msg.granted:
+            return
+        pv.grants.add(src)
+        self._maybe_prevoted()
+
+    def _maybe_prevoted(self) -> None:
+        pv = self.prevote
+        if pv is not None and len(pv.grants) >= self.quorum and self.leadership is None:
+            self.prevote = None
+            self._start_election()
+
     def _start_election(self) -> None:
         ballot = Ballot(max(self.max_round, self.promised.round) + 1, self.id)
         self.max_round = ballot.round
+        self.prevote = None
         self.role = Role.CANDIDATE
         self.leader = None
         self.candidacy = _Candidacy(ballot, deadline=self.now + self._election_timeout())
@@ -537,6 +615,7 @@ class Replica:
         start = self.commit_index + 1
         end = max([start - 1] + [v.slot for p in promises for v in p.accepted])
         ignore_others = self.config.bugs.phase1_ignores_accepted
+        lowest = self.config.bugs.phase1_lowest_ballot
         best: dict[int, SlotValue] = {}
         for src, (p, _) in cand.promises.items():
             for v in p.accepted:
@@ -544,7 +623,7 @@ class Replica:
                     continue
                 cur = best.get(v.slot)
                 if cur is None or (v.chosen and not cur.chosen) or (
-                    not cur.chosen and v.ballot > cur.ballot
+                    not cur.chosen and (v.ballot < cur.ballot if lowest else v.ballot > cur.ballot)
                 ):
                     best[v.slot] = v
         if self.config.bugs.skip_lease_wait:
@@ -660,14 +739,26 @@ class Replica:
 
     def _heartbeat_round(self, lead: _Leadership) -> None:
         lead.round += 1
-        rnd = lead.rounds[lead.round] = _Round(self.now, {self.id})
+        lead.rounds[lead.round] = self.now
         lead.round_wanted = False
         lead.next_heartbeat = self.now + self.config.heartbeat_interval
         self._broadcast(Heartbeat(lead.ballot, lead.round, self.commit_index))
-        self._round_acked(lead, lead.round, rnd)  # a group of one is its own quorum
-        # forget rounds too old to matter for leases or reads
-        for old in [r for r in lead.rounds if r < lead.round - 64]:
-            del lead.rounds[old]
+        if self.config.bugs.exact_round_acks:
+            lead.round_acks[lead.round] = {self.id}
+            for old in [r for r in lead.rounds if r < lead.round - 64]:
+                del lead.rounds[old]
+                lead.round_acks.pop(old, None)
+        self._confirm_rounds(lead)  # a group of one is its own quorum
+
+    def _read_round_due(self, lead: _Leadership) -> bool:
+        """Coalescing: a read waits for the round in flight to be acknowledged and
+        then shares the next one, so at most one read-driven round is
+        outstanding per retransmit interval, however many reads arrive."""
+        if not lead.round_wanted or not lead.active:
+            return False
+        if self.config.bugs.exact_round_acks or lead.confirmed_round == lead.round:
+            return True
+        return self.now - lead.rounds[lead.round] >= self.config.retransmit_interval
 
     def _on_heartbeat_ack(self, src: str, msg: HeartbeatAck) -> None:
         lead = self.leadership
@@ -675,20 +766,40 @@ class Replica:
             return
         lead.last_ack[src] = self.now
         lead.peer_commit[src] = msg.commit_index
-        rnd = lead.rounds.get(msg.round)
-        if rnd is None:
-            return
-        rnd.acks.add(src)
-        self._round_acked(lead, msg.round, rnd)
+        if msg.round > lead.round:
+            return  # not a round this leadership sent: ignore it
+        if self.config.bugs.exact_round_acks:
+            acks = lead.round_acks.get(msg.round)
+            if acks is None:
+                return
+            acks.add(src)
+            if len(acks) >= self.quorum:
+                lead.acked_round = {p: max(lead.acked_round.get(p, 0), msg.round) for p in acks}
+        elif msg.round > lead.acked_round.get(src, 0):
+            lead.acked_round[src] = msg.round
+        self._confirm_rounds(lead)
+        if self._read_round_due(lead):
+            self._heartbeat_round(lead)
         self._release_reads(lead)
 
-    def _round_acked(self, lead: _Leadership, number: int, rnd: _Round) -> None:
-        """A quorum acknowledged round ``number``: extend the lease, confirm earlier reads."""
-        if len(rnd.acks) >= self.quorum:
-            lead.lease_until = max(lead.lease_until, rnd.sent_at + self.config.lease_duration)
-            for read in lead.reads:
-                if read.round <= number:
-                    read.round = 0  # confirmed
+    def _confirm_rounds(self, lead: _Leadership) -> None:
+        """Round ``r`` is confirmed once a quorum acknowledged ``r`` or a later round:
+        a peer that answers round ``r' >= r`` still followed this ballot after
+        ``r`` was sent. Confirmation extends the lease from ``r``'s *send* time
+        and releases the reads that waited for a round at or below ``r``."""
+        acked = sorted(lead.acked_round.values(), reverse=True)
+        need = self.quorum - 1  # this node acknowledges every round it sends
+        confirmed = lead.round if need == 0 else (acked[need - 1] if len(acked) >= need else 0)
+        if confirmed <= lead.confirmed_round:
+            return
+        lead.confirmed_round = confirmed
+        sent_at = self.now if self.config.bugs.lease_from_ack else lead.rounds[confirmed]
+        lead.lease_until = max(lead.lease_until, sent_at + self.config.lease_duration)
+        for read in lead.reads:
+            if read.round <= confirmed:
+                read.round = 0  # confirmed
+        for old in [r for r in lead.rounds if r < confirmed]:
+            del lead.rounds[old]
 
     def _release_reads(self, lead: _Leadership) -> None:
         if not lead.active or not lead.reads:

@@ -52,6 +52,8 @@ from strong.messages import (
     Message,
     Nack,
     Prepare,
+    PreVote,
+    PreVoteReply,
     Promise,
     SlotValue,
 )
@@ -108,7 +110,9 @@ DEFAULT_LIMITS = WireLimits()
     _CATCH_UP_REQUEST,
     _CATCH_UP_REPLY,
     _INSTALL_SNAPSHOT,
-) = range(1, 11)
+    _PRE_VOTE,
+    _PRE_VOTE_REPLY,
+) = range(1, 13)
 
 
 # ---------------------------------------------------------------- encoding
@@ -178,6 +182,10 @@ def encode_message(message: Message) -> bytes:
             ]
         case InstallSnapshot():
             obj = [_INSTALL_SNAPSHOT, _ballot_out(message.ballot), message.index, message.data]
+        case PreVote():
+            obj = [_PRE_VOTE, _ballot_out(message.ballot), message.commit_index]
+        case PreVoteReply():
+            obj = [_PRE_VOTE_REPLY, _ballot_out(message.ballot), message.granted]
         case _:
             raise TypeError(f"not a strong message: {type(message).__name__}")
     data: bytes = msgpack.packb(obj, use_bin_type=True)
@@ -274,6 +282,14 @@ class _Reader:
                     f"snapshot of {len(data)} bytes exceeds {self.limits.max_snapshot_bytes}"
                 )
             return InstallSnapshot(self.ballot(body[0], "ballot"), _uint(body[1], "index"), data)
+        if tag == _PRE_VOTE:
+            _arity(body, 2, "PreVote")
+            return PreVote(self.ballot(body[0], "ballot"), _uint(body[1], "commit_index"))
+        if tag == _PRE_VOTE_REPLY:
+            _arity(body, 2, "PreVoteReply")
+            if type(body[1]) is not bool:
+                raise MalformedMessage("PreVoteReply.granted: expected a bool")
+            return PreVoteReply(self.ballot(body[0], "ballot"), body[1])
         raise MalformedMessage(f"unknown message tag {tag}")
 
     def ballot(self, obj: object, what: str) -> Ballot:

@@ -13,6 +13,8 @@ from strong.messages import (
     Heartbeat,
     Nack,
     Prepare,
+    PreVote,
+    PreVoteReply,
     Promise,
     SlotValue,
 )
@@ -28,6 +30,18 @@ VOTERS = ("n1", "n2", "n3")
 def replica(node: str = "n1", durable: DurableState | None = None, **kw: object) -> Replica:
     config = ReplicaConfig(node, VOTERS, **kw)  # type: ignore[arg-type]
     return Replica(config, durable or DurableState(), 0.0, random.Random(1))
+
+
+def campaign(r: Replica, now: float) -> Ballot:
+    """Let ``r``'s election timeout pass and n2 grant its pre-vote: phase 1 starts.
+    Returns the ballot of its Prepare."""
+    r.tick(now)
+    [pre] = {e.message for e in r.ready().messages}
+    assert isinstance(pre, PreVote)
+    r.step("n2", PreVoteReply(pre.ballot, True), now)
+    prepares = [e.message for e in r.ready().messages if isinstance(e.message, Prepare)]
+    assert prepares and prepares[0].ballot == pre.ballot
+    return prepares[0].ballot
 
 
 # ---------------------------------------------------------------- by hand
@@ -75,11 +89,7 @@ def test_promise_reports_accepted_slots_and_time_since_leader_contact() -> None:
 
 def test_phase1_adopts_the_highest_ballot_value_and_fills_holes_with_noops() -> None:
     r = replica("n1", lease_duration=0.0)
-    r.tick(10.0)  # election timeout passed: phase 1
-    ready = r.ready()
-    prepare = ready.messages[0].message
-    assert isinstance(prepare, Prepare)
-    b = prepare.ballot
+    b = campaign(r, 10.0)  # election timeout passed: pre-vote, then phase 1
     r.step(
         "n2",
         Promise(
@@ -104,8 +114,7 @@ def test_phase1_adopts_the_highest_ballot_value_and_fills_holes_with_noops() -> 
 
 def test_a_reported_chosen_value_wins_over_a_higher_ballot() -> None:
     r = replica("n1", lease_duration=0.0)
-    r.tick(10.0)
-    b = r.ready().messages[0].message.ballot  # type: ignore[union-attr]
+    b = campaign(r, 10.0)
     r.step("n2", Promise(b, 1, (SlotValue(1, Ballot(1, "n2"), (b"c",), True),), 1, 0, 9.0), 10.01)
     r.step("n3", Promise(b, 1, (SlotValue(1, Ballot(2, "n3"), (b"x",), False),), 1, 0, 9.0), 10.02)
     assert r.leadership is not None
@@ -114,8 +123,7 @@ def test_a_reported_chosen_value_wins_over_a_higher_ballot() -> None:
 
 def test_new_leader_waits_out_an_old_lease_before_proposing() -> None:
     r = replica("n1")
-    r.tick(10.0)
-    b = r.ready().messages[0].message.ballot  # type: ignore[union-attr]
+    b = campaign(r, 10.0)
     # n2 acknowledged the old leader 0.05 s before promising.
     r.step("n2", Promise(b, 1, (), 1, 0, 0.05), 10.01)
     lead = r.leadership
@@ -133,8 +141,7 @@ def test_planted_bug_skips_the_lease_wait() -> None:
     from strong.config import PlantedBugs
 
     r = replica("n1", bugs=PlantedBugs(skip_lease_wait=True))
-    r.tick(10.0)
-    b = r.ready().messages[0].message.ballot  # type: ignore[union-attr]
+    b = campaign(r, 10.0)
     r.step("n2", Promise(b, 1, (), 1, 0, 0.05), 10.01)
     assert r.leadership is not None and r.leadership.active
 

@@ -29,6 +29,8 @@ from strong.messages import (
     Message,
     Nack,
     Prepare,
+    PreVote,
+    PreVoteReply,
     Promise,
     SlotValue,
 )
@@ -54,6 +56,9 @@ SAMPLES: tuple[Message, ...] = (
     CatchUpRequest(ZERO, 1),
     CatchUpReply(B1, 1, ((b"x",), (), (b"y", b"z")), 3),
     InstallSnapshot(B1, MAX_UINT, b"\x00snapshot"),
+    PreVote(B1, 3),
+    PreVoteReply(B1, True),
+    PreVoteReply(B1, False),
 )
 
 

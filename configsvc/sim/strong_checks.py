@@ -11,6 +11,8 @@ per replica, the value applied at each slot and sampled state hashes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from configsvc.sim.linearizability import UNKNOWN, KVModel, Operation, check
 from configsvc.sim.strong_client import HistoryOp
 from strong.commands import MalformedCommand, decode_command
@@ -87,18 +89,28 @@ def to_operations(history: list[HistoryOp]) -> list[Operation]:
     ]
 
 
-def check_history(history: list[HistoryOp]) -> tuple[str, list[str]] | None:
-    """None if linearizable (or inconclusive within budget); else (violation, excerpt)."""
-    result = check(KVModel(), to_operations(history), budget=SEARCH_BUDGET)
+@dataclass(frozen=True)
+class HistoryVerdict:
+    """``violation`` is set only for a proven violation; ``inconclusive`` when the
+    search ran out of budget first (which a caller must never count as a pass)."""
+
+    violation: str | None = None
+    excerpt: list[str] = field(default_factory=list)
+    inconclusive: bool = False
+
+
+def check_history(history: list[HistoryOp], budget: int = SEARCH_BUDGET) -> HistoryVerdict:
+    """Linearizability of ``history`` per key."""
+    result = check(KVModel(), to_operations(history), budget=budget)
     if result.ok:
-        return None
+        return HistoryVerdict(inconclusive=result.unknown)
     lines = [result.explanation] if result.explanation else []
     lines += [
         f"[{o.call:.4f} .. {'?' if o.ret is None else f'{o.ret:.4f}'}] client {o.client} "
         f"{o.input[0]} {o.input[1]!r} -> {o.output!r}"
         for o in result.excerpt
     ]
-    return f"not linearizable on key {result.key!r}", lines
+    return HistoryVerdict(f"not linearizable on key {result.key!r}", lines)
 
 
 def lost_writes(history: list[HistoryOp], observer: Observer) -> list[HistoryOp]:

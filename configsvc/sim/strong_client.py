@@ -71,6 +71,7 @@ class SimStrongClient:
         attempt_timeout: float = 0.25,
         give_up_after: float = 2.0,
         think: float = 0.01,
+        value_padding: tuple[int, int] = (0, 0),
     ) -> None:
         self.world = world
         self.index = index
@@ -86,6 +87,7 @@ class SimStrongClient:
         self.attempt_timeout = attempt_timeout
         self.give_up_after = give_up_after
         self.think = think
+        self.value_padding = value_padding
         self.seq = 0
         self.next_value = 0
         self.last_seen: dict[str, bytes | None] = {}
@@ -115,8 +117,13 @@ class SimStrongClient:
     # ------------------------------------------------------------------ workload
 
     def _value(self) -> bytes:
+        """A value no other write uses (the checker tells writes apart by value)."""
         self.next_value += 1
-        return f"{self.client_id}-{self.next_value}".encode()
+        value = f"{self.client_id}-{self.next_value}".encode()
+        lo, hi = self.value_padding
+        if hi:
+            value += b"." * self.rng.randint(lo, hi)
+        return value
 
     def _choose(self) -> tuple[str, tuple[Any, ...]]:
         if self.script:

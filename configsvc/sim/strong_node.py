@@ -16,6 +16,7 @@ from typing import Any
 
 from configsvc.sim.sim_storage import SimStorage
 from configsvc.sim.world import World
+from strong.ballot import Ballot
 from strong.config import ReplicaConfig
 from strong.messages import Batch, Message
 from strong.ops import Get
@@ -99,6 +100,8 @@ class SimStrongNode:
         self.inbox: list[tuple[str, Any]] = []
         self.next_request = 0
         self.writes: dict[tuple[str, int], tuple[str, int]] = {}
+        #: (client_id, seq) -> the ballot of the leadership it was proposed under
+        self.proposed: dict[tuple[str, int], Ballot] = {}
         self.requests: dict[int, tuple[str, int, tuple[str, int]]] = {}
         self.reads: dict[int, tuple[str, int, Get]] = {}
         self.ready_reads: list[tuple[int, int]] = []
@@ -155,8 +158,17 @@ class SimStrongNode:
         self.next_request += 1
         rid = self.next_request
         if req.write is not None:
-            self.writes[(req.client_id, req.seq)] = (client, req.op_id)
-            self.requests[rid] = (client, req.op_id, (req.client_id, req.seq))
+            key = (req.client_id, req.seq)
+            self.writes[key] = (client, req.op_id)
+            lead = self.replica.leadership
+            if req.seq and lead is not None and self.proposed.get(key) == lead.ballot:
+                # A retry of a command this leadership already holds: it will be
+                # applied (or this node steps down), so proposing it again only
+                # queues a duplicate behind it (a retry storm under load).
+                return
+            self.requests[rid] = (client, req.op_id, key)
+            if lead is not None:
+                self.proposed[key] = lead.ballot
             self.replica.propose(rid, req.write, now)
         elif req.read is not None:
             self.reads[rid] = (client, req.op_id, req.read)
@@ -235,11 +247,13 @@ class SimStrongNode:
         write = self.requests.pop(rid, None)
         if write is not None:
             self.writes.pop(write[2], None)
+            self.proposed.pop(write[2], None)
             return write[0], write[1]
         read = self.reads.pop(rid, None)
         return (read[0], read[1]) if read else None
 
     def _answer_write(self, applied: Applied) -> None:
+        self.proposed.pop((applied.client_id, applied.seq), None)
         target = self.writes.pop((applied.client_id, applied.seq), None)
         if target is not None:
             client, op_id = target

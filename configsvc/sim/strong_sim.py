@@ -27,6 +27,7 @@ from configsvc.sim.runner import SeedResult
 from configsvc.sim.strong_checks import Observer, check_history, lost_writes
 from configsvc.sim.strong_client import HistoryOp, SimStrongClient
 from configsvc.sim.strong_node import SimStrongNode
+from configsvc.sim.strong_swarm import swarm
 from configsvc.sim.world import NetworkFaults, World
 from strong.commands import Command, encode_command
 from strong.config import PlantedBugs, ReplicaConfig
@@ -69,11 +70,47 @@ class StrongSimConfig:
     think: float = 0.01
     #: relative weights of fault kinds; None = the default mix
     fault_weights: tuple[tuple[str, int], ...] | None = None
+    # Replica timing and sizing (``strong.config.ReplicaConfig``'s fields).
+    heartbeat_interval: float = 0.05
+    election_timeout: float = 0.5
+    lease_duration: float = 0.35
+    retransmit_interval: float = 0.1
+    window: int = 32
+    max_batch: int = 128
+    catchup_max_slots: int = 128
+    #: fsync latency range of every simulated disk (seconds)
+    fsync_latency: tuple[float, float] = (0.0005, 0.005)
+    #: bytes of padding appended to every written value, drawn per write from this range
+    value_padding: tuple[int, int] = (0, 0)
+    #: a client's attempt times out after this long; it gives up after ``give_up_after``
+    attempt_timeout: float = 0.25
+    give_up_after: float = 2.0
+    #: draw the fields above (and a subset of fault kinds) from the seed: swarm testing
+    swarm: bool = True
+    #: what the swarm drew, printed with the replay line ("" when not randomised)
+    description: str = ""
+
+    def replica_config(self, node_id: str, voters: tuple[str, ...]) -> ReplicaConfig:
+        return ReplicaConfig(
+            node_id,
+            voters,
+            heartbeat_interval=self.heartbeat_interval,
+            election_timeout=self.election_timeout,
+            max_drift=self.max_drift,
+            lease_duration=self.lease_duration,
+            window=self.window,
+            max_batch=self.max_batch,
+            retransmit_interval=self.retransmit_interval,
+            catchup_max_slots=self.catchup_max_slots,
+            bugs=self.bugs,
+        )
 
 
 class StrongSim:
     def __init__(self, seed: int, config: StrongSimConfig) -> None:
         self.seed = seed
+        if config.swarm:
+            config = swarm(seed, config)
         self.config = config
         rng = random.Random(seed)
         n = rng.choice(config.nodes)
@@ -86,7 +123,8 @@ class StrongSim:
         self.nodes = {
             nid: SimStrongNode(
                 self.world,
-                ReplicaConfig(nid, tuple(self.node_ids), max_drift=config.max_drift, bugs=config.bugs),
+                config.replica_config(nid, tuple(self.node_ids)),
+                fsync_latency=config.fsync_latency,
                 snapshot_every=config.snapshot_every,
                 hash_every=config.hash_every,
                 tick_interval=config.tick_interval,
@@ -105,7 +143,10 @@ class StrongSim:
                 [f"k{j}" for j in range(config.keys)],
                 self.history,
                 random.Random(self.rng.getrandbits(64)),
+                attempt_timeout=config.attempt_timeout,
+                give_up_after=config.give_up_after,
                 think=config.think,
+                value_padding=config.value_padding,
             )
             for i in range(config.clients)
         ]
@@ -136,6 +177,7 @@ class StrongSim:
             self.world.now + cfg.liveness_bound * 3, stop=lambda: all(c.idle for c in self.clients)
         )
         caught_up = self._wait_converged(cfg.liveness_bound)
+        disruption = self._stickiness_probe() if caught_up else ""
         self._restart_everything()
         audit_from = self.world.now
         auditor = self.clients[0]
@@ -145,7 +187,7 @@ class StrongSim:
             self.world.now + cfg.liveness_bound * 3, stop=lambda: not auditor.script and auditor.idle
         )
         auditor.stop()
-        return self._verdict(live_from, audit_from, caught_up)
+        return self._verdict(live_from, audit_from, caught_up, disruption)
 
     def _bootstrap(self) -> None:
         """Create the namespace through the log, retrying until some leader takes it."""
@@ -287,6 +329,28 @@ class StrongSim:
 
         return self.world.run_until(self.world.now + bound, stop=converged)
 
+    def _stickiness_probe(self) -> str:
+        """Cut one follower off for several election timeouts, heal, and require
+        the leader to keep its ballot: a returning node must not depose a leader
+        the majority follows (pre-vote). Returns "" or what went wrong."""
+        leaders = [n for n in self.nodes.values() if n.up and n.replica.role is Role.LEADER]
+        if len(leaders) != 1:
+            return ""
+        leader = leaders[0]
+        ballot = leader.replica.promised
+        follower = self.rng.choice([n for n in self.node_ids if n != leader.id])
+        timeout = self.config.election_timeout
+        self.world.isolate(follower)
+        self.world.run_until(self.world.now + 6 * timeout)
+        self.world.heal()
+        self.world.run_until(self.world.now + 4 * timeout)
+        if leader.replica.role is not Role.LEADER or leader.replica.promised != ballot:
+            return (
+                f"{follower}, cut off for {6 * timeout:.2f}s and back, deposed leader "
+                f"{leader.id} (ballot {ballot} -> {leader.replica.promised})"
+            )
+        return ""
+
     def _restart_everything(self) -> None:
         for node in self.nodes.values():
             node.crash()
@@ -295,12 +359,15 @@ class StrongSim:
 
     # ------------------------------------------------------------------ verdict
 
-    def _verdict(self, live_from: float, audit_from: float, caught_up: bool) -> SeedResult:
+    def _verdict(
+        self, live_from: float, audit_from: float, caught_up: bool, disruption: str
+    ) -> SeedResult:
         cfg = self.config
         unknown = sum(1 for op in self.history if op.ret is None)
         result = SeedResult(
             seed=self.seed,
             ok=True,
+            config=cfg.description,
             ops=len(self.history),
             ops_checked=len(self.history),
             stats={
@@ -309,13 +376,17 @@ class StrongSim:
             },
         )
         if self.observer.violation:
-            return _fail(result, self.observer.violation, self.observer.excerpt)
+            return _fail(result, "agreement", self.observer.violation, self.observer.excerpt)
         lin = check_history(self.history)
-        if lin is not None:
-            return _fail(result, lin[0], lin[1])
+        if lin.violation is not None:
+            return _fail(result, "linearizability", lin.violation, lin.excerpt)
+        if lin.inconclusive:
+            # Never a pass: a history the search could not decide proves nothing.
+            return _fail(result, "inconclusive", "linearizability search ran out of budget", [])
         lost = lost_writes(self.history, self.observer)
         if lost:
-            return _fail(result, "acknowledged write lost", [op.describe() for op in lost[:5]])
+            return _fail(result, "lost_write", "acknowledged write lost",
+                         [op.describe() for op in lost[:5]])
         late = [
             op
             for op in self.history
@@ -324,20 +395,26 @@ class StrongSim:
         if late:
             return _fail(
                 result,
+                "liveness",
                 f"liveness: {len(late)} operation(s) after the heal took longer than "
                 f"{cfg.liveness_bound}s or never completed",
                 [op.describe() for op in late[:5]],
             )
         if not caught_up:
-            return _fail(result, "liveness: replicas did not converge after the heal", [])
+            return _fail(result, "liveness", "liveness: replicas did not converge after the heal", [])
+        if disruption:
+            return _fail(result, "disruption", "liveness: a returning node deposed the leader",
+                         [disruption])
         audited = [op for op in self.history if op.call >= audit_from]
         if len(audited) < cfg.keys:
-            return _fail(result, "liveness: the audit after a whole-cluster restart did not finish", [])
+            return _fail(result, "liveness",
+                         "liveness: the audit after a whole-cluster restart did not finish", [])
         return result
 
 
-def _fail(result: SeedResult, violation: str, excerpt: list[str]) -> SeedResult:
+def _fail(result: SeedResult, checker: str, violation: str, excerpt: list[str]) -> SeedResult:
     result.ok = False
+    result.checker = checker
     result.violation = violation
     result.excerpt = excerpt
     return result
@@ -364,6 +441,8 @@ def run_seed(seed: int, config: StrongSimConfig | None = None) -> SeedResult:
         return SeedResult(
             seed=seed,
             ok=False,
+            checker="exception",
+            config=sim.config.description,
             ops=len(sim.history),
             violation=f"exception at simulated t={sim.world.now:.4f}: {exc!r}",
             excerpt=[line.rstrip() for line in "".join(lines[-6:]).splitlines()],

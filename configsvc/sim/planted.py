@@ -1,0 +1,156 @@
+"""The catalogue of planted bugs, and the detection table that keeps checkers honest.
+
+A checker that cannot fail is a defect. Each entry below switches on one
+deliberate defect (``strong.config.PlantedBugs`` in the core, or a fault in
+the simulated node) and names the checkers that must be the ones to catch
+it: a planted safety bug counts as caught only when a *safety* checker
+(linearizability, replicas' agreement, an acknowledged write lost) fails the
+seed, never a liveness timeout or a harness exception.
+
+``configsvc sim planted --seeds 100`` runs every entry over the same seeds,
+plus a control run without any bug, and prints for each the fraction of seeds
+its expected checker failed (docs/simulation.md keeps the table).
+
+Profiles: ``None`` is the default swarm (a configuration drawn per seed);
+a named profile pins the fault mix that makes a rarer bug matter.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TextIO
+
+from configsvc.sim.runner import SeedResult, _results, default_jobs
+from configsvc.sim.strong_sim import StrongSimConfig, run_seed
+from strong.config import PlantedBugs
+
+SAFETY = frozenset({"linearizability", "agreement", "lost_write"})
+
+#: gray failures of the leader and crashes right after an acceptor's reply
+GRAY = StrongSimConfig(
+    swarm=False,
+    fault_weights=(
+        ("heal", 1),
+        ("gray_leader", 4),
+        ("bridge", 1),
+        ("crash_after_send", 4),
+        ("crash_leader", 1),
+    ),
+)
+
+#: gray failures of the leader only: a successor is elected while the old
+#: leader learns of it late
+LEASE = StrongSimConfig(swarm=False, fault_weights=(("heal", 1), ("gray_leader", 6)))
+
+#: whole-cluster power losses of a 3-replica group: an acknowledged slot whose
+#: only durable copy is the old leader's is lost if the next quorum excludes it
+POWER = StrongSimConfig(
+    swarm=False,
+    nodes=(3,),
+    fault_weights=(("heal", 1), ("power_loss", 6), ("crash_after_send", 2)),
+)
+
+PROFILES: dict[str, StrongSimConfig | None] = {
+    "swarm": None,
+    "gray": GRAY,
+    "lease": LEASE,
+    "power": POWER,
+}
+
+
+@dataclass(frozen=True)
+class Planted:
+    name: str
+    #: what the bug is, and which finding of issue 7 it re-plants (if any)
+    what: str
+    profile: str
+    #: checkers any of which counts as catching it
+    caught_by: frozenset[str]
+    bugs: PlantedBugs = PlantedBugs()
+    skip_dedup: bool = False
+
+    def config(self) -> StrongSimConfig:
+        base = PROFILES[self.profile] or StrongSimConfig()
+        return replace(base, bugs=self.bugs, skip_dedup=self.skip_dedup)
+
+    def run(self, seed: int) -> SeedResult:
+        return run_seed(seed, self.config())
+
+    def caught(self, result: SeedResult) -> bool:
+        return not result.ok and result.checker in self.caught_by
+
+
+STRONG: tuple[Planted, ...] = (
+    Planted("phase1_ignores_accepted", "phase 1 fills other acceptors' values with no-ops",
+            "swarm", SAFETY, PlantedBugs(phase1_ignores_accepted=True)),
+    Planted("phase1_lowest_ballot", "phase 1 adopts the lowest accepted ballot's value",
+            "swarm", SAFETY, PlantedBugs(phase1_lowest_ballot=True)),
+    Planted("half_quorum", "a quorum of n // 2", "swarm", SAFETY, PlantedBugs(half_quorum=True)),
+    Planted("follower_local_reads", "followers answer linearizable reads locally",
+            "swarm", SAFETY, PlantedBugs(follower_local_reads=True)),
+    Planted("skip_dedup", "the state machine forgets its client table (retries apply twice)",
+            "swarm", SAFETY, skip_dedup=True),
+    Planted("reply_before_durable", "an acceptor replies before its record is durable",
+            "power", SAFETY, PlantedBugs(reply_before_durable=True)),
+    Planted("skip_lease_wait+no_prevote",
+            "a new leader skips the lease wait (with pre-vote off: pre-vote alone also "
+            "keeps leases safe)", "lease", SAFETY,
+            PlantedBugs(skip_lease_wait=True, no_prevote=True)),
+    Planted("lease_from_ack", "a lease runs from the acknowledgement, not the send",
+            "gray", SAFETY, PlantedBugs(lease_from_ack=True)),
+    Planted("catchup_commits_uncarried",
+            "finding 1: a catch-up reply's commit index commits the receiver's own entries",
+            "swarm", SAFETY, PlantedBugs(catchup_commits_uncarried=True)),
+    Planted("exact_round_acks",
+            "finding 3: a heartbeat round per read pass, only the last 64 remembered",
+            "swarm", frozenset({"liveness"}), PlantedBugs(exact_round_acks=True)),
+    Planted("no_prevote", "finding 4: elections without pre-vote",
+            "swarm", frozenset({"disruption"}), PlantedBugs(no_prevote=True)),
+)
+
+CATALOGUE: dict[str, Planted] = {p.name: p for p in STRONG}
+
+
+def detection(
+    planted: Planted, seeds: list[int], run: Callable[[Planted, int], SeedResult] | None = None
+) -> tuple[int, dict[str, int]]:
+    """(seeds whose expected checker caught it, failures by checker)."""
+    caught = 0
+    by_checker: dict[str, int] = {}
+    for seed in seeds:
+        result = run(planted, seed) if run else planted.run(seed)
+        if not result.ok:
+            by_checker[result.checker] = by_checker.get(result.checker, 0) + 1
+        caught += planted.caught(result)
+    return caught, by_checker
+
+
+def table(seeds: list[int], only: list[str] | None = None, out: TextIO = sys.stdout) -> int:
+    """Print the detection table over ``seeds`` (and the control); 1 if the
+    control failed any seed or a bug was never caught, else 0."""
+    control = Planted("control (no bug)", "", "swarm", SAFETY)
+    rows = [control] + [p for p in STRONG if not only or p.name in only]
+    jobs = default_jobs()
+    report = []
+    code = 0
+    print(f"{'planted bug':32} {'profile':8} {'caught':>8}  failures by checker", file=out)
+    for planted in rows:
+        results = list(_results(planted.run, seeds, jobs))
+        caught = sum(planted.caught(r) for r in results)
+        by: dict[str, int] = {}
+        for r in results:
+            if not r.ok:
+                by[r.checker] = by.get(r.checker, 0) + 1
+        failed = sum(by.values())
+        shown = f"{failed}/{len(seeds)} failed" if planted is control else f"{caught}/{len(seeds)}"
+        print(f"{planted.name:32} {planted.profile:8} {shown:>8}  "
+              + ", ".join(f"{k} {v}" for k, v in sorted(by.items())), file=out, flush=True)
+        report.append({"bug": planted.name, "profile": planted.profile, "seeds": len(seeds),
+                       "caught": caught, "failures_by_checker": by})
+        if (planted is control and failed) or (planted is not control and not caught):
+            code = 1
+    print(json.dumps(report), file=out)
+    return code
