@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TextIO
 
 from configsvc.sim.runner import SeedResult, _results, default_jobs
@@ -69,7 +69,7 @@ class Planted:
     profile: str
     #: checkers any of which counts as catching it
     caught_by: frozenset[str]
-    bugs: PlantedBugs = PlantedBugs()
+    bugs: PlantedBugs = field(default_factory=PlantedBugs)
     skip_dedup: bool = False
 
     def config(self) -> StrongSimConfig:
