@@ -31,6 +31,8 @@ class PlantedBugs:
     #: finding 3: a heartbeat round per read pass, acknowledgements count only for
     #: the round they name, and only the last 64 rounds are remembered
     exact_round_acks: bool = False
+    #: finding 2: batches and catch-up replies have no byte bound
+    unbounded_bytes: bool = False
     #: finding 4: an election starts without a pre-vote (a returning node deposes the leader)
     no_prevote: bool = False
     #: a lease runs from the quorum's acknowledgement instead of the round's send time
@@ -63,6 +65,11 @@ class ReplicaConfig:
     retransmit_interval: float = 0.1
     #: chosen values sent in one catch-up reply
     catchup_max_slots: int = 128
+    #: command bytes packed into one slot (a larger single command goes alone);
+    #: with ``window`` it bounds an Accept and a Promise in bytes (finding 2)
+    max_batch_bytes: int = 1 << 20
+    #: command bytes in one catch-up reply (at least one slot is always sent)
+    catchup_max_bytes: int = 8 << 20
     bugs: PlantedBugs = field(default_factory=PlantedBugs)
 
     def __post_init__(self) -> None:
@@ -78,6 +85,8 @@ class ReplicaConfig:
             raise ValueError("lease_duration must be < election_timeout * (1 - max_drift)")
         if self.window < 1 or self.max_batch < 1 or self.catchup_max_slots < 1:
             raise ValueError("window, max_batch and catchup_max_slots must be >= 1")
+        if self.max_batch_bytes < 1 or self.catchup_max_bytes < self.max_batch_bytes:
+            raise ValueError("need 1 <= max_batch_bytes <= catchup_max_bytes")
 
     @property
     def quorum(self) -> int:

@@ -161,3 +161,22 @@ class Envelope:
     src: str
     dst: str
     message: Message
+
+
+def payload_bytes(message: Message) -> int:
+    """Command bytes a message carries (what its encoded size grows with).
+
+    Senders bound this (``ReplicaConfig.max_batch_bytes``,
+    ``catchup_max_bytes``) because receivers refuse frames above their cap: an
+    unbounded message would be refused forever and retried forever."""
+    match message:
+        case Accept():
+            return sum(map(len, message.value))
+        case CatchUpReply():
+            return sum(len(c) for v in message.values for c in v)
+        case Promise():
+            return sum(len(c) for v in message.accepted for c in v.value)
+        case InstallSnapshot():
+            return len(message.data)
+        case _:
+            return 0

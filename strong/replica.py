@@ -472,10 +472,15 @@ class Replica:
             return
         values: list[Batch] = []
         slot = msg.from_slot
+        size = 0
+        byte_cap = None if self.config.bugs.unbounded_bytes else self.config.catchup_max_bytes
         while slot <= self.commit_index and len(values) < self.config.catchup_max_slots:
             value = self._known_chosen(slot)
             if value is None:
                 break
+            size += sum(map(len, value))
+            if values and byte_cap is not None and size > byte_cap:
+                break  # at least one slot per reply, so a catch-up always progresses
             values.append(value)
             slot += 1
         if values:
@@ -696,9 +701,17 @@ class Replica:
     def _fill_window(self, lead: _Leadership) -> None:
         if not lead.active:
             return
-        while lead.pending and lead.next_slot - 1 - self.commit_index < self.config.window:
-            batch = lead.pending[: self.config.max_batch]
-            del lead.pending[: self.config.max_batch]
+        cfg = self.config
+        byte_cap = None if cfg.bugs.unbounded_bytes else cfg.max_batch_bytes
+        while lead.pending and lead.next_slot - 1 - self.commit_index < cfg.window:
+            take, size = 0, 0
+            for _, cmd in lead.pending[: cfg.max_batch]:
+                if take and byte_cap is not None and size + len(cmd) > byte_cap:
+                    break
+                take += 1
+                size += len(cmd)
+            batch = lead.pending[:take]
+            del lead.pending[:take]
             slot = lead.next_slot
             lead.next_slot += 1
             self._propose_slot(lead, slot, tuple(cmd for _, cmd in batch))

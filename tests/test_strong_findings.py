@@ -12,7 +12,7 @@ import random
 
 from strong.ballot import Ballot
 from strong.config import PlantedBugs, ReplicaConfig
-from strong.messages import Accept, CatchUpReply, Prepare, Promise
+from strong.messages import Accept, CatchUpReply, Prepare, Promise, payload_bytes
 from strong.ready import Role
 from strong.replica import Replica
 from strong.storage import DurableState
@@ -164,3 +164,46 @@ def test_finding4_a_replica_that_stood_down_never_campaigns() -> None:
     assert halted.promised.node_id != leader, "the halted replica campaigned"
     # the remaining healthy node can still be elected with the halted one's vote
     assert net.replicas[others[0]].role is Role.LEADER and net.replicas[others[0]].promised > ballot
+
+
+def _finding2(bugs: PlantedBugs) -> tuple[int, int]:
+    """40 puts of 512 KiB proposed at once, over links that refuse any message
+    carrying more than 16 MiB (as a receiver's frame cap does), then a replica
+    that was away catches up. Returns (slots committed everywhere, largest
+    payload sent)."""
+    cap = 16 << 20
+    net = Network(3, bugs=bugs)
+    leader = net.elect()
+    away = next(n for n in net.ids if n != leader)
+    largest = 0
+
+    net.isolate(away)
+    for i in range(40):
+        net.replicas[leader].propose(100 + i, bytes([i]) * (512 << 10), net.now)
+    for _ in range(60):
+        net.now = round(net.now + 0.05, 6)
+        for nid in net.ids:
+            net.replicas[nid].tick(net.now)
+        for nid in net.ids:
+            net.collect(nid)
+        while net.queue:
+            env = net.queue.popleft()
+            size = payload_bytes(env.message)
+            largest = max(largest, size)
+            if (env.src, env.dst) in net.cut_links or size > cap:
+                continue
+            net.replicas[env.dst].step(env.src, env.message, net.now)
+            net.collect(env.dst)
+        if net.cut_links and net.replicas[leader].commit_index >= 20:
+            net.heal()
+    applied = min(sum(len(b) for _, b in net.applied[n]) for n in net.ids)
+    return applied, largest
+
+
+def test_finding2_batches_and_catchup_replies_are_bounded_in_bytes() -> None:
+    committed, largest = _finding2(PlantedBugs())
+    assert committed == 40
+    assert largest <= 8 << 20  # catch-up replies stay under catchup_max_bytes
+    committed, largest = _finding2(PlantedBugs(unbounded_bytes=True))
+    assert largest > 16 << 20  # re-planted: one ~20 MiB batch that nobody accepts
+    assert committed == 0

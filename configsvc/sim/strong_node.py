@@ -18,7 +18,7 @@ from configsvc.sim.sim_storage import SimStorage
 from configsvc.sim.world import World
 from strong.ballot import Ballot
 from strong.config import ReplicaConfig
-from strong.messages import Batch, Message
+from strong.messages import Batch, InstallSnapshot, Message, payload_bytes
 from strong.ops import Get
 from strong.ready import Ready
 from strong.replica import Replica
@@ -58,6 +58,7 @@ class SimStrongNode:
         config: ReplicaConfig,
         *,
         fsync_latency: tuple[float, float] = (0.0005, 0.005),
+        max_message_bytes: int = 64 << 20,
         tick_interval: float = 0.01,
         snapshot_every: int = 40,
         hash_every: int = 20,
@@ -70,6 +71,9 @@ class SimStrongNode:
         self.config = config
         self.storage = SimStorage()
         self.fsync_latency = fsync_latency
+        self.max_message_bytes = max_message_bytes
+        #: messages the receiver would refuse for their size (never sent)
+        self.oversize = 0
         self.tick_interval = tick_interval
         self.snapshot_every = snapshot_every
         self.hash_every = hash_every
@@ -205,7 +209,14 @@ class SimStrongNode:
 
     def _complete(self, ready: Ready) -> None:
         send = self.world.send
+        cap = self.max_message_bytes
         for env in ready.messages:
+            # KNOWN GAP (issue 7, finding 2): snapshots are not yet sent in
+            # chunks, so the cap is not applied to InstallSnapshot; with it,
+            # seeds whose state outgrows the cap never converge.
+            if payload_bytes(env.message) > cap and not isinstance(env.message, InstallSnapshot):
+                self.oversize += 1  # the receiver's frame cap refuses it
+                continue
             send(env.src, env.dst, env.message)
         if self.crash_after_send and self._crash_after_reply(ready):
             return

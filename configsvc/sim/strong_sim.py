@@ -78,6 +78,10 @@ class StrongSimConfig:
     window: int = 32
     max_batch: int = 128
     catchup_max_slots: int = 128
+    max_batch_bytes: int = 1 << 20
+    catchup_max_bytes: int = 8 << 20
+    #: a receiver refuses a message carrying more command bytes than this (frame cap)
+    max_message_bytes: int = 64 << 20
     #: fsync latency range of every simulated disk (seconds)
     fsync_latency: tuple[float, float] = (0.0005, 0.005)
     #: bytes of padding appended to every written value, drawn per write from this range
@@ -102,6 +106,8 @@ class StrongSimConfig:
             max_batch=self.max_batch,
             retransmit_interval=self.retransmit_interval,
             catchup_max_slots=self.catchup_max_slots,
+            max_batch_bytes=self.max_batch_bytes,
+            catchup_max_bytes=self.catchup_max_bytes,
             bugs=self.bugs,
         )
 
@@ -125,6 +131,7 @@ class StrongSim:
                 self.world,
                 config.replica_config(nid, tuple(self.node_ids)),
                 fsync_latency=config.fsync_latency,
+                max_message_bytes=config.max_message_bytes,
                 snapshot_every=config.snapshot_every,
                 hash_every=config.hash_every,
                 tick_interval=config.tick_interval,

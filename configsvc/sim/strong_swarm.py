@@ -91,8 +91,16 @@ def swarm(seed: int, base: StrongSimConfig) -> StrongSimConfig:
     # Contention per key stays within what the linearizability search decides
     # (an inconclusive search fails the seed): at most four clients per key.
     keys = rng.randint(2, 16)
+    window = rng.choice((1, 2, 4, 8, 32, 64))
+    # The receivers' frame cap, as tight as an operator may set it: a Promise
+    # reports up to a window of slots, so the cap must hold a window of
+    # batches; batches and catch-up replies must stay under it (finding 2).
+    max_message = max(64 << 10, 2 * window * (padding_hi + 64))
     drawn: dict[str, object] = {
-        "window": rng.choice((1, 2, 4, 8, 32, 64)),
+        "window": window,
+        "max_message_bytes": max_message,
+        "max_batch_bytes": max(1, max_message // (2 * window)),
+        "catchup_max_bytes": max_message // 2,
         "max_batch": rng.choice((1, 2, 8, 32, 128, 256)),
         "catchup_max_slots": rng.choice((1, 2, 3, 8, 128)),
         "snapshot_every": rng.choice((2, 3, 5, 10, 40, 200)),
