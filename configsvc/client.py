@@ -5,6 +5,11 @@
 - Writes carry ``X-Client-Id``/``X-Client-Seq``: a retried write is applied at
   most once, so retrying after a timeout is safe. ``504 outcome_unknown`` is
   retried with the same sequence number too, which settles the outcome.
+- When no attempt succeeds, the error is the most uncertain outcome seen: a
+  write that may have been proposed (a ``504``, or an answer lost after the
+  request was sent) stays ``504 outcome_unknown`` even if later attempts only
+  saw ``503`` or refused connections; ``503`` is raised only if every attempt
+  was surely not done.
 - ``watch`` yields a key's (or prefix's) new state each time it changes.
 
 Errors: ``ClientError`` with ``status`` and the server's stable ``code``.
@@ -52,6 +57,39 @@ def _raise_for(response: httpx.Response) -> dict[str, Any]:
             err,
         )
     return data if isinstance(data, dict) else {}
+
+
+#: transport errors raised before any byte of the request left: nothing was sent
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+class _Attempts:
+    """What the attempts of one request saw; ``error()`` is the most uncertain of it."""
+
+    def __init__(self, write: bool) -> None:
+        self.write = write
+        self.last: Exception | None = None
+        self.unknown: ClientError | None = None
+
+    def failed_to_send(self, exc: httpx.TransportError) -> None:
+        self.last = exc
+        if self.write and not isinstance(exc, _NOT_SENT) and self.unknown is None:
+            self.unknown = ClientError(504, "outcome_unknown", f"the write was sent and its answer lost: {exc!r}")
+
+    def refused(self, response: httpx.Response) -> None:
+        try:
+            _raise_for(response)
+        except ClientError as exc:
+            self.last = exc  # the server's own code, raised if no attempt succeeds
+            if exc.status == 504:
+                self.unknown = exc
+
+    def error(self) -> ClientError:
+        if self.unknown is not None:
+            return self.unknown
+        if isinstance(self.last, ClientError):
+            return self.last
+        return ClientError(503, "unavailable", f"no endpoint answered: {self.last}")
 
 
 def decode_value(kv: dict[str, Any] | None) -> bytes | None:
@@ -126,28 +164,23 @@ class Client(_Base):
         headers = dict(kw.pop("headers", {}) or {})
         if write:
             headers.update({"X-Client-Id": self.client_id, "X-Client-Seq": str(next(self._seq))})
-        last: Exception | None = None
+        seen = _Attempts(write)
         for _ in range(self.attempts):
             if self.token:
                 headers[TOKEN] = self.token
             try:
                 response = self._http.request(method, self._url(path), headers=headers, **kw)
             except httpx.TransportError as exc:
-                last = exc
+                seen.failed_to_send(exc)
                 self._rotate()
                 continue
             if self._retry_elsewhere(response):
-                try:
-                    _raise_for(response)
-                except ClientError as exc:
-                    last = exc  # the server's own code, raised if no attempt succeeds
+                seen.refused(response)
                 self._rotate()
                 continue
             self._remember(response)
             return _raise_for(response)
-        if isinstance(last, ClientError):
-            raise last
-        raise ClientError(503, "unavailable", f"no endpoint answered: {last}")
+        raise seen.error()
 
     # namespaces
     def create_namespace(self, name: str, consistency: str = "strong", merge: str = "mvr") -> dict[str, Any]:
@@ -253,28 +286,23 @@ class AsyncClient(_Base):
             self._lanes.append(lane)
 
     async def _request(self, method: str, path: str, headers: dict[str, str], **kw: Any) -> dict[str, Any]:
-        last: Exception | None = None
+        seen = _Attempts("X-Client-Id" in headers)
         for _ in range(self.attempts):
             if self.token:
                 headers[TOKEN] = self.token
             try:
                 response = await self._http.request(method, self._url(path), headers=headers, **kw)
             except httpx.TransportError as exc:
-                last = exc
+                seen.failed_to_send(exc)
                 self._rotate()
                 continue
             if self._retry_elsewhere(response):
-                try:
-                    _raise_for(response)
-                except ClientError as exc:
-                    last = exc  # the server's own code, raised if no attempt succeeds
+                seen.refused(response)
                 self._rotate()
                 continue
             self._remember(response)
             return _raise_for(response)
-        if isinstance(last, ClientError):
-            raise last
-        raise ClientError(503, "unavailable", f"no endpoint answered: {last}")
+        raise seen.error()
 
     async def put(self, ns: str, key: str, value: bytes | str, cas: int | None = None) -> dict[str, Any]:
         data = value.encode() if isinstance(value, str) else value
