@@ -141,6 +141,10 @@ class _Base:
         return False
 
     @staticmethod
+    def _ns_path(ns: str) -> str:
+        return f"/v1/kv/{quote(ns, safe='')}"
+
+    @staticmethod
     def _kv_path(ns: str, key: str) -> str:
         return f"/v1/kv/{quote(ns, safe='')}/{quote(key, safe='/')}"
 
@@ -212,8 +216,7 @@ class Client(_Base):
 
     def siblings(self, ns: str, key: str) -> builtins.list[bytes]:
         """Every concurrent value of an eventual key (one when there is no conflict)."""
-        data = self.request("GET", self._kv_path(ns, key))
-        return [base64.b64decode(s["value"]) for s in data.get("siblings", [])]
+        return _siblings(self.request("GET", self._kv_path(ns, key)))
 
     def get_kv(self, ns: str, key: str, **params: Any) -> dict[str, Any]:
         return self.request("GET", self._kv_path(ns, key), params=params or None)
@@ -222,32 +225,19 @@ class Client(_Base):
         params = {"cas": cas} if cas is not None else None
         return self.request("DELETE", self._kv_path(ns, key), write=True, params=params)
 
-    def list(self, ns: str, prefix: str = "", limit: int = 0) -> list[dict[str, Any]]:
+    def list(self, ns: str, prefix: str = "", limit: int = 0) -> builtins.list[dict[str, Any]]:
         """Keys under ``prefix``: strong ``kvs`` (with revisions), eventual ``items`` (with siblings)."""
         params = {"prefix": prefix, "limit": limit}
-        data = self.request("GET", f"/v1/kv/{quote(ns, safe='')}", params=params)
-        return list(data["kvs"] if "kvs" in data else data["items"])
+        return _items(self.request("GET", self._ns_path(ns), params=params))
 
     def watch(self, ns: str, prefix: str = "", wait: float = 30.0) -> Iterator[builtins.list[dict[str, Any]]]:
-        """Yield the keys under ``prefix`` now and every time one of them changes.
-
-        Strong namespaces block on revisions, eventual ones on a content index."""
-        index: int | str = 0
-        path = f"/v1/kv/{quote(ns, safe='')}"
+        """Yield the keys under ``prefix`` now and every time they change (puts and deletes)."""
+        state = _Watch(prefix, wait)
         while True:
-            params: dict[str, Any] = {"prefix": prefix, "wait": wait}
-            if index:
-                params["index"] = index
-            data = self.request("GET", path, params=params, timeout=wait + 10)
-            if "items" in data:  # eventual
-                if data["index"] != index:
-                    index = data["index"]
-                    yield list(data["items"])
-                continue
-            newest = max((kv["mod_revision"] for kv in data["kvs"]), default=0)
-            if newest > int(index) or not index:
-                index = max(newest, 1)
-                yield list(data["kvs"])
+            data = self.request("GET", self._ns_path(ns), params=state.params(), timeout=wait + 10)
+            changed = state.step(data)
+            if changed is not None:
+                yield changed
 
     def health(self) -> dict[str, Any]:
         return self.request("GET", "/v1/cluster/health")
@@ -304,13 +294,22 @@ class AsyncClient(_Base):
             return _raise_for(response)
         raise seen.error()
 
+    # namespaces
+    async def create_namespace(self, name: str, consistency: str = "strong", merge: str = "mvr") -> dict[str, Any]:
+        body = {"name": name, "consistency": consistency, "merge": merge}
+        return await self.request("POST", "/v1/namespaces", write=True, json=body)
+
+    async def namespaces(self) -> list[dict[str, Any]]:
+        return list((await self.request("GET", "/v1/namespaces"))["namespaces"])
+
+    # keys
     async def put(self, ns: str, key: str, value: bytes | str, cas: int | None = None) -> dict[str, Any]:
         data = value.encode() if isinstance(value, str) else value
         params = {"cas": cas} if cas is not None else None
         return await self.request("PUT", self._kv_path(ns, key), write=True, content=data, params=params)
 
     async def get(self, ns: str, key: str, stale: bool = False) -> bytes | None:
-        """The value, or None if the key does not exist."""
+        """The value, or None if the key does not exist (or, eventual, has siblings)."""
         params = {"consistency": "stale"} if stale else None
         try:
             data = await self.request("GET", self._kv_path(ns, key), params=params)
@@ -320,16 +319,67 @@ class AsyncClient(_Base):
             raise
         return decode_value(data.get("kv", data))
 
-    async def delete(self, ns: str, key: str) -> dict[str, Any]:
-        return await self.request("DELETE", self._kv_path(ns, key), write=True)
+    async def siblings(self, ns: str, key: str) -> builtins.list[bytes]:
+        """Every concurrent value of an eventual key (one when there is no conflict)."""
+        return _siblings(await self.request("GET", self._kv_path(ns, key)))
 
-    async def watch(self, ns: str, prefix: str = "", wait: float = 30.0) -> AsyncIterator[list[dict[str, Any]]]:
-        index = 0
-        path = f"/v1/kv/{quote(ns, safe='')}"
+    async def get_kv(self, ns: str, key: str, **params: Any) -> dict[str, Any]:
+        return await self.request("GET", self._kv_path(ns, key), params=params or None)
+
+    async def delete(self, ns: str, key: str, cas: int | None = None) -> dict[str, Any]:
+        params = {"cas": cas} if cas is not None else None
+        return await self.request("DELETE", self._kv_path(ns, key), write=True, params=params)
+
+    async def list(self, ns: str, prefix: str = "", limit: int = 0) -> builtins.list[dict[str, Any]]:
+        """Keys under ``prefix``, as ``Client.list``."""
+        return _items(await self.request("GET", self._ns_path(ns), params={"prefix": prefix, "limit": limit}))
+
+    async def watch(self, ns: str, prefix: str = "", wait: float = 30.0) -> AsyncIterator[builtins.list[dict[str, Any]]]:
+        """Yield the keys under ``prefix`` now and every time they change, as ``Client.watch``."""
+        state = _Watch(prefix, wait)
         while True:
-            data = await self.request("GET", path, params={"prefix": prefix, "index": index, "wait": wait},
-                                      timeout=wait + 10)
-            newest = max((kv["mod_revision"] for kv in data["kvs"]), default=0)
-            if newest > index:
-                index = newest
-                yield list(data["kvs"])
+            data = await self.request("GET", self._ns_path(ns), params=state.params(), timeout=wait + 10)
+            changed = state.step(data)
+            if changed is not None:
+                yield changed
+
+    async def health(self) -> dict[str, Any]:
+        return await self.request("GET", "/v1/cluster/health")
+
+
+def _siblings(data: dict[str, Any]) -> list[bytes]:
+    return [base64.b64decode(s["value"]) for s in data.get("siblings", [])]
+
+
+def _items(data: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(data["kvs"] if "kvs" in data else data["items"])
+
+
+class _Watch:
+    """Where a watch stands: the index to block on and the last answer it yielded.
+
+    The index is the previous answer's ``revision`` (strong: the server blocks until
+    the prefix's content differs from what it was at that revision, deletes
+    included) or ``index`` (eventual: a digest of the content). A server may
+    answer early; only an answer whose content differs is yielded."""
+
+    def __init__(self, prefix: str, wait: float) -> None:
+        self.prefix = prefix
+        self.wait = wait
+        self.index: int | str | None = None
+        self.last: list[dict[str, Any]] | None = None
+
+    def params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {"prefix": self.prefix, "wait": self.wait}
+        if self.index is not None:
+            params["index"] = self.index
+        return params
+
+    def step(self, data: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """The new content to yield, or None if it did not change."""
+        self.index = data["index"] if "items" in data else data["revision"]
+        content = _items(data)
+        if content == self.last:
+            return None
+        self.last = content
+        return list(content)
