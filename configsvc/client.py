@@ -215,8 +215,14 @@ class Client(_Base):
             raise
 
     def siblings(self, ns: str, key: str) -> builtins.list[bytes]:
-        """Every concurrent value of an eventual key (one when there is no conflict)."""
-        return _siblings(self.request("GET", self._kv_path(ns, key)))
+        """Every concurrent value of an eventual key (one when there is no conflict,
+        none when the key does not exist)."""
+        try:
+            return _siblings(self.request("GET", self._kv_path(ns, key)))
+        except ClientError as exc:
+            if exc.code == "key_not_found":
+                return []
+            raise
 
     def get_kv(self, ns: str, key: str, **params: Any) -> dict[str, Any]:
         return self.request("GET", self._kv_path(ns, key), params=params or None)
@@ -320,8 +326,13 @@ class AsyncClient(_Base):
         return decode_value(data.get("kv", data))
 
     async def siblings(self, ns: str, key: str) -> builtins.list[bytes]:
-        """Every concurrent value of an eventual key (one when there is no conflict)."""
-        return _siblings(await self.request("GET", self._kv_path(ns, key)))
+        """Every concurrent value of an eventual key, as ``Client.siblings``."""
+        try:
+            return _siblings(await self.request("GET", self._kv_path(ns, key)))
+        except ClientError as exc:
+            if exc.code == "key_not_found":
+                return []
+            raise
 
     async def get_kv(self, ns: str, key: str, **params: Any) -> dict[str, Any]:
         return await self.request("GET", self._kv_path(ns, key), params=params or None)
