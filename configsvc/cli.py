@@ -62,33 +62,34 @@ def _ns(args: argparse.Namespace) -> int:
     return 0
 
 
-def _kv(args: argparse.Namespace) -> int:
-    from configsvc.client import decode_value
+def _text(kv: dict[str, Any]) -> str:
+    """A key's value as text: strong ``value``; eventual, every sibling joined by `` | ``."""
+    if "siblings" in kv:
+        return " | ".join(base64.b64decode(s["value"]).decode("utf-8", "replace") for s in kv["siblings"])
+    return base64.b64decode(kv.get("value") or "").decode("utf-8", "replace")
 
+
+def _kv(args: argparse.Namespace) -> int:
     with _client(args) as client:
         if args.kv_command == "put":
             _print(client.put(args.ns, args.key, args.value, cas=args.cas))
         elif args.kv_command == "get":
             data = client.get_kv(args.ns, args.key, **({"consistency": "stale"} if args.stale else {}))
-            value = decode_value(data["kv"])
-            if value is None:
+            kv = data.get("kv", data)  # strong: {"kv": ...}; eventual: the key itself
+            if kv is None or ("siblings" in kv and not kv["siblings"]):
                 print(f"error: key_not_found: {args.ns}/{args.key}", file=sys.stderr)
                 return 1
-            sys.stdout.write(value.decode("utf-8", "replace") + "\n")
+            print(_text(kv))
         elif args.kv_command == "del":
             _print(client.delete(args.ns, args.key))
         elif args.kv_command == "list":
             for kv in client.list(args.ns, args.prefix or ""):
-                print(f"{kv['key']}\t{(decode_value(kv) or b'').decode('utf-8', 'replace')}")
+                print(f"{kv['key']}\t{_text(kv)}")
         elif args.kv_command == "watch":
             for kvs in client.watch(args.ns, args.prefix or ""):
                 for kv in kvs:
-                    if "siblings" in kv:  # eventual: every concurrent value
-                        values = [base64.b64decode(s["value"]).decode("utf-8", "replace") for s in kv["siblings"]]
-                        print(f"{kv['key']}\t{' | '.join(values)}", flush=True)
-                    else:
-                        print(f"{kv['mod_revision']}\t{kv['key']}\t"
-                              f"{(decode_value(kv) or b'').decode('utf-8', 'replace')}", flush=True)
+                    revision = f"{kv['mod_revision']}\t" if "mod_revision" in kv else ""
+                    print(f"{revision}{kv['key']}\t{_text(kv)}", flush=True)
                 print("--", flush=True)
     return 0
 

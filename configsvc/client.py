@@ -5,6 +5,11 @@
 - Writes carry ``X-Client-Id``/``X-Client-Seq``: a retried write is applied at
   most once, so retrying after a timeout is safe. ``504 outcome_unknown`` is
   retried with the same sequence number too, which settles the outcome.
+- When no attempt succeeds, the error is the most uncertain outcome seen: a
+  write that may have been proposed (a ``504``, or an answer lost after the
+  request was sent) stays ``504 outcome_unknown`` even if later attempts only
+  saw ``503`` or refused connections; ``503`` is raised only if every attempt
+  was surely not done.
 - ``watch`` yields a key's (or prefix's) new state each time it changes.
 
 Errors: ``ClientError`` with ``status`` and the server's stable ``code``.
@@ -52,6 +57,39 @@ def _raise_for(response: httpx.Response) -> dict[str, Any]:
             err,
         )
     return data if isinstance(data, dict) else {}
+
+
+#: transport errors raised before any byte of the request left: nothing was sent
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+class _Attempts:
+    """What the attempts of one request saw; ``error()`` is the most uncertain of it."""
+
+    def __init__(self, write: bool) -> None:
+        self.write = write
+        self.last: Exception | None = None
+        self.unknown: ClientError | None = None
+
+    def failed_to_send(self, exc: httpx.TransportError) -> None:
+        self.last = exc
+        if self.write and not isinstance(exc, _NOT_SENT) and self.unknown is None:
+            self.unknown = ClientError(504, "outcome_unknown", f"the write was sent and its answer lost: {exc!r}")
+
+    def refused(self, response: httpx.Response) -> None:
+        try:
+            _raise_for(response)
+        except ClientError as exc:
+            self.last = exc  # the server's own code, raised if no attempt succeeds
+            if exc.status == 504:
+                self.unknown = exc
+
+    def error(self) -> ClientError:
+        if self.unknown is not None:
+            return self.unknown
+        if isinstance(self.last, ClientError):
+            return self.last
+        return ClientError(503, "unavailable", f"no endpoint answered: {self.last}")
 
 
 def decode_value(kv: dict[str, Any] | None) -> bytes | None:
@@ -103,6 +141,10 @@ class _Base:
         return False
 
     @staticmethod
+    def _ns_path(ns: str) -> str:
+        return f"/v1/kv/{quote(ns, safe='')}"
+
+    @staticmethod
     def _kv_path(ns: str, key: str) -> str:
         return f"/v1/kv/{quote(ns, safe='')}/{quote(key, safe='/')}"
 
@@ -126,28 +168,23 @@ class Client(_Base):
         headers = dict(kw.pop("headers", {}) or {})
         if write:
             headers.update({"X-Client-Id": self.client_id, "X-Client-Seq": str(next(self._seq))})
-        last: Exception | None = None
+        seen = _Attempts(write)
         for _ in range(self.attempts):
             if self.token:
                 headers[TOKEN] = self.token
             try:
                 response = self._http.request(method, self._url(path), headers=headers, **kw)
             except httpx.TransportError as exc:
-                last = exc
+                seen.failed_to_send(exc)
                 self._rotate()
                 continue
             if self._retry_elsewhere(response):
-                try:
-                    _raise_for(response)
-                except ClientError as exc:
-                    last = exc  # the server's own code, raised if no attempt succeeds
+                seen.refused(response)
                 self._rotate()
                 continue
             self._remember(response)
             return _raise_for(response)
-        if isinstance(last, ClientError):
-            raise last
-        raise ClientError(503, "unavailable", f"no endpoint answered: {last}")
+        raise seen.error()
 
     # namespaces
     def create_namespace(self, name: str, consistency: str = "strong", merge: str = "mvr") -> dict[str, Any]:
@@ -178,9 +215,14 @@ class Client(_Base):
             raise
 
     def siblings(self, ns: str, key: str) -> builtins.list[bytes]:
-        """Every concurrent value of an eventual key (one when there is no conflict)."""
-        data = self.request("GET", self._kv_path(ns, key))
-        return [base64.b64decode(s["value"]) for s in data.get("siblings", [])]
+        """Every concurrent value of an eventual key (one when there is no conflict,
+        none when the key does not exist)."""
+        try:
+            return _siblings(self.request("GET", self._kv_path(ns, key)))
+        except ClientError as exc:
+            if exc.code == "key_not_found":
+                return []
+            raise
 
     def get_kv(self, ns: str, key: str, **params: Any) -> dict[str, Any]:
         return self.request("GET", self._kv_path(ns, key), params=params or None)
@@ -189,32 +231,19 @@ class Client(_Base):
         params = {"cas": cas} if cas is not None else None
         return self.request("DELETE", self._kv_path(ns, key), write=True, params=params)
 
-    def list(self, ns: str, prefix: str = "", limit: int = 0) -> list[dict[str, Any]]:
+    def list(self, ns: str, prefix: str = "", limit: int = 0) -> builtins.list[dict[str, Any]]:
         """Keys under ``prefix``: strong ``kvs`` (with revisions), eventual ``items`` (with siblings)."""
         params = {"prefix": prefix, "limit": limit}
-        data = self.request("GET", f"/v1/kv/{quote(ns, safe='')}", params=params)
-        return list(data["kvs"] if "kvs" in data else data["items"])
+        return _items(self.request("GET", self._ns_path(ns), params=params))
 
     def watch(self, ns: str, prefix: str = "", wait: float = 30.0) -> Iterator[builtins.list[dict[str, Any]]]:
-        """Yield the keys under ``prefix`` now and every time one of them changes.
-
-        Strong namespaces block on revisions, eventual ones on a content index."""
-        index: int | str = 0
-        path = f"/v1/kv/{quote(ns, safe='')}"
+        """Yield the keys under ``prefix`` now and every time they change (puts and deletes)."""
+        state = _Watch(prefix, wait)
         while True:
-            params: dict[str, Any] = {"prefix": prefix, "wait": wait}
-            if index:
-                params["index"] = index
-            data = self.request("GET", path, params=params, timeout=wait + 10)
-            if "items" in data:  # eventual
-                if data["index"] != index:
-                    index = data["index"]
-                    yield list(data["items"])
-                continue
-            newest = max((kv["mod_revision"] for kv in data["kvs"]), default=0)
-            if newest > int(index) or not index:
-                index = max(newest, 1)
-                yield list(data["kvs"])
+            data = self.request("GET", self._ns_path(ns), params=state.params(), timeout=wait + 10)
+            changed = state.step(data)
+            if changed is not None:
+                yield changed
 
     def health(self) -> dict[str, Any]:
         return self.request("GET", "/v1/cluster/health")
@@ -253,36 +282,40 @@ class AsyncClient(_Base):
             self._lanes.append(lane)
 
     async def _request(self, method: str, path: str, headers: dict[str, str], **kw: Any) -> dict[str, Any]:
-        last: Exception | None = None
+        seen = _Attempts("X-Client-Id" in headers)
         for _ in range(self.attempts):
             if self.token:
                 headers[TOKEN] = self.token
             try:
                 response = await self._http.request(method, self._url(path), headers=headers, **kw)
             except httpx.TransportError as exc:
-                last = exc
+                seen.failed_to_send(exc)
                 self._rotate()
                 continue
             if self._retry_elsewhere(response):
-                try:
-                    _raise_for(response)
-                except ClientError as exc:
-                    last = exc  # the server's own code, raised if no attempt succeeds
+                seen.refused(response)
                 self._rotate()
                 continue
             self._remember(response)
             return _raise_for(response)
-        if isinstance(last, ClientError):
-            raise last
-        raise ClientError(503, "unavailable", f"no endpoint answered: {last}")
+        raise seen.error()
 
+    # namespaces
+    async def create_namespace(self, name: str, consistency: str = "strong", merge: str = "mvr") -> dict[str, Any]:
+        body = {"name": name, "consistency": consistency, "merge": merge}
+        return await self.request("POST", "/v1/namespaces", write=True, json=body)
+
+    async def namespaces(self) -> list[dict[str, Any]]:
+        return list((await self.request("GET", "/v1/namespaces"))["namespaces"])
+
+    # keys
     async def put(self, ns: str, key: str, value: bytes | str, cas: int | None = None) -> dict[str, Any]:
         data = value.encode() if isinstance(value, str) else value
         params = {"cas": cas} if cas is not None else None
         return await self.request("PUT", self._kv_path(ns, key), write=True, content=data, params=params)
 
     async def get(self, ns: str, key: str, stale: bool = False) -> bytes | None:
-        """The value, or None if the key does not exist."""
+        """The value, or None if the key does not exist (or, eventual, has siblings)."""
         params = {"consistency": "stale"} if stale else None
         try:
             data = await self.request("GET", self._kv_path(ns, key), params=params)
@@ -292,16 +325,72 @@ class AsyncClient(_Base):
             raise
         return decode_value(data.get("kv", data))
 
-    async def delete(self, ns: str, key: str) -> dict[str, Any]:
-        return await self.request("DELETE", self._kv_path(ns, key), write=True)
+    async def siblings(self, ns: str, key: str) -> builtins.list[bytes]:
+        """Every concurrent value of an eventual key, as ``Client.siblings``."""
+        try:
+            return _siblings(await self.request("GET", self._kv_path(ns, key)))
+        except ClientError as exc:
+            if exc.code == "key_not_found":
+                return []
+            raise
 
-    async def watch(self, ns: str, prefix: str = "", wait: float = 30.0) -> AsyncIterator[list[dict[str, Any]]]:
-        index = 0
-        path = f"/v1/kv/{quote(ns, safe='')}"
+    async def get_kv(self, ns: str, key: str, **params: Any) -> dict[str, Any]:
+        return await self.request("GET", self._kv_path(ns, key), params=params or None)
+
+    async def delete(self, ns: str, key: str, cas: int | None = None) -> dict[str, Any]:
+        params = {"cas": cas} if cas is not None else None
+        return await self.request("DELETE", self._kv_path(ns, key), write=True, params=params)
+
+    async def list(self, ns: str, prefix: str = "", limit: int = 0) -> builtins.list[dict[str, Any]]:
+        """Keys under ``prefix``, as ``Client.list``."""
+        return _items(await self.request("GET", self._ns_path(ns), params={"prefix": prefix, "limit": limit}))
+
+    async def watch(self, ns: str, prefix: str = "", wait: float = 30.0) -> AsyncIterator[builtins.list[dict[str, Any]]]:
+        """Yield the keys under ``prefix`` now and every time they change, as ``Client.watch``."""
+        state = _Watch(prefix, wait)
         while True:
-            data = await self.request("GET", path, params={"prefix": prefix, "index": index, "wait": wait},
-                                      timeout=wait + 10)
-            newest = max((kv["mod_revision"] for kv in data["kvs"]), default=0)
-            if newest > index:
-                index = newest
-                yield list(data["kvs"])
+            data = await self.request("GET", self._ns_path(ns), params=state.params(), timeout=wait + 10)
+            changed = state.step(data)
+            if changed is not None:
+                yield changed
+
+    async def health(self) -> dict[str, Any]:
+        return await self.request("GET", "/v1/cluster/health")
+
+
+def _siblings(data: dict[str, Any]) -> list[bytes]:
+    return [base64.b64decode(s["value"]) for s in data.get("siblings", [])]
+
+
+def _items(data: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(data["kvs"] if "kvs" in data else data["items"])
+
+
+class _Watch:
+    """Where a watch stands: the index to block on and the last answer it yielded.
+
+    The index is the previous answer's ``revision`` (strong: the server blocks until
+    the prefix's content differs from what it was at that revision, deletes
+    included) or ``index`` (eventual: a digest of the content). A server may
+    answer early; only an answer whose content differs is yielded."""
+
+    def __init__(self, prefix: str, wait: float) -> None:
+        self.prefix = prefix
+        self.wait = wait
+        self.index: int | str | None = None
+        self.last: list[dict[str, Any]] | None = None
+
+    def params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {"prefix": self.prefix, "wait": self.wait}
+        if self.index is not None:
+            params["index"] = self.index
+        return params
+
+    def step(self, data: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """The new content to yield, or None if it did not change."""
+        self.index = data["index"] if "items" in data else data["revision"]
+        content = _items(data)
+        if content == self.last:
+            return None
+        self.last = content
+        return list(content)

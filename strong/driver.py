@@ -48,11 +48,13 @@ class NotLeader(Exception):
 
 
 class OutcomeUnknown(Exception):
-    """The command was proposed but no result arrived in time: it may or may not apply."""
+    """The command may have been proposed and no result arrived: it may or may not apply."""
 
 
 class Halted(Exception):
-    """The replica stopped applying (unsupported state-machine version or corrupt state)."""
+    """The replica stopped applying (unsupported state-machine version or corrupt state).
+
+    Raised for a write only if the replica never saw it: nothing was proposed."""
 
 
 @dataclass
@@ -91,6 +93,8 @@ class StrongDriver:
         self._next_request = 0
         #: request id -> its future; (client_id, seq) -> the request ids proposing it
         self._writes: dict[int, asyncio.Future[Result]] = {}
+        #: request ids of writes handed to the replica: from then on they may be in a slot
+        self._handed: set[int] = set()
         self._by_command: dict[tuple[str, int], set[int]] = {}
         self._reads: dict[int, asyncio.Future[Any]] = {}
         self._read_waits: list[tuple[int, asyncio.Future[None]]] = []
@@ -143,14 +147,16 @@ class StrongDriver:
         rid = self._next_request
         self._writes[rid] = fut
         self._by_command.setdefault(key, set()).add(rid)
-        self._inbox.put_nowait(lambda: self.replica.propose(rid, command, self.clock()))
+        self._inbox.put_nowait(lambda: self._hand(rid, command))
         try:
             return await asyncio.wait_for(asyncio.shield(fut), timeout)
         except TimeoutError:
-            self._check_running()
+            if rid not in self._handed:
+                self._check_running()
             raise OutcomeUnknown(f"no result within {timeout}s") from None
         finally:
             del self._writes[rid]
+            self._handed.discard(rid)
             rids = self._by_command.get(key)
             if rids is not None:
                 rids.discard(rid)
@@ -205,20 +211,35 @@ class StrongDriver:
     def is_leader(self) -> bool:
         return self.replica.role is Role.LEADER
 
+    def _hand(self, rid: int, command: bytes) -> None:
+        """Give a write to the replica: from here on it may be placed in a slot."""
+        self._handed.add(rid)
+        self.replica.propose(rid, command, self.clock())
+
     def _check_running(self) -> None:
         if self.halted:
             raise Halted(self.halted)
 
     def _halt(self, reason: str) -> None:
-        """Fail-stop: stop applying and answering; every waiter learns why."""
+        """Fail-stop: stop applying and answering; every waiter learns why.
+
+        A write the replica has seen may already sit in a slot whose Accept reached a
+        peer or the disk, and be chosen after this replica stops: its outcome is
+        unknown, never "safe to retry" (an anonymous write retried would apply twice).
+        Only writes still queued for the replica, and reads, fail as Halted."""
         self.halted = reason
         log.error("strong replica halted: %s", reason)
         # It still votes (the quorum keeps its size) but must not depose the
         # leader of replicas that can apply the log (issue 7, finding 4).
         self.replica.stand_down()
-        for fut in list(self._writes.values()) + list(self._reads.values()):
+        for rid, fut in self._writes.items():
             if not fut.done():
-                fut.set_exception(Halted(reason))
+                fut.set_exception(OutcomeUnknown(f"the replica halted after the write was "
+                                                 f"proposed ({reason})") if rid in self._handed
+                                  else Halted(reason))
+        for read in self._reads.values():
+            if not read.done():
+                read.set_exception(Halted(reason))
 
     # ------------------------------------------------------------------ the loop
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from configsvc.config import parse_config
 from configsvc.http.app import build_app
@@ -165,14 +166,30 @@ def test_transaction_applies_all_or_nothing(tmp_path: Path) -> None:
     run(tmp_path, scenario)
 
 
-def test_blocking_watch_returns_when_the_key_changes(tmp_path: Path) -> None:
+def waiting_probe(monkeypatch: pytest.MonkeyPatch, driver: object) -> asyncio.Event:
+    """An event set when a request starts waiting in ``driver.wait_for_change``: proof
+    that the server has processed the request up to the point where it blocks."""
+    entered = asyncio.Event()
+    original = driver.wait_for_change  # type: ignore[attr-defined]
+
+    async def probe(*args: Any, **kwargs: Any) -> Any:
+        entered.set()
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(driver, "wait_for_change", probe)
+    return entered
+
+
+def test_blocking_watch_returns_when_the_key_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     async def scenario(node: Node, http: httpx.AsyncClient) -> None:
         await http.put("/v1/kv/app/w", content=b"1")
         rev = (await http.get("/v1/kv/app/w")).json()["kv"]["mod_revision"]
-        watch = asyncio.create_task(http.get("/v1/kv/app/w", params={"index": rev, "wait": 10}))
-        await asyncio.sleep(0.05)
-        assert not watch.done()  # it blocks while nothing changes
+        waiting = waiting_probe(monkeypatch, node.strong)
+        watch = asyncio.create_task(http.get("/v1/kv/app/w", params={"index": rev, "wait": 30}))
+        await asyncio.wait_for(waiting.wait(), 5)  # the server took the request and blocks
+        assert not watch.done()
         await http.put("/v1/kv/app/w", content=b"2")
+        # It answers with the change, long before its 30 s bound: the change woke it.
         answer = await asyncio.wait_for(watch, 5)
         assert base64.b64decode(answer.json()["kv"]["value"]) == b"2"
         timed = await http.get("/v1/kv/app/w", params={"index": rev + 1, "wait": 0.05})
@@ -181,7 +198,8 @@ def test_blocking_watch_returns_when_the_key_changes(tmp_path: Path) -> None:
     run(tmp_path, scenario)
 
 
-def test_eventual_read_write_siblings_and_blocking_watch(tmp_path: Path) -> None:
+def test_eventual_read_write_siblings_and_blocking_watch(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     async def scenario(node: Node, http: httpx.AsyncClient) -> None:
         first = await http.put("/v1/kv/ev/svc/web", content=b"a")
         token = first.headers["x-configsvc-token"]
@@ -194,12 +212,13 @@ def test_eventual_read_write_siblings_and_blocking_watch(tmp_path: Path) -> None
         assert len((await http.get("/v1/kv/ev/svc/web")).json()["siblings"]) == 2  # kept both
         listed = await http.get("/v1/kv/ev", params={"prefix": "svc/"})
         index = listed.json()["index"]
+        waiting = waiting_probe(monkeypatch, node.eventual)
         watch = asyncio.create_task(http.get("/v1/kv/ev", params={"prefix": "svc/", "index": index,
-                                                                  "wait": 10}))
-        await asyncio.sleep(0.05)
-        assert not watch.done()  # nothing changed: it blocks
+                                                                  "wait": 30}))
+        await asyncio.wait_for(waiting.wait(), 5)  # the server took the request and blocks
+        assert not watch.done()
         await http.put("/v1/kv/ev/svc/db", content=b"d")
-        changed = (await asyncio.wait_for(watch, 5)).json()
+        changed = (await asyncio.wait_for(watch, 5)).json()  # the change woke it, not the bound
         assert changed["index"] != index and [i["key"] for i in changed["items"]] == ["svc/db", "svc/web"]
         assert error(await http.get("/v1/kv/ev/nothing")) == (404, "key_not_found")
         assert error(await http.post("/v1/txn/ev", json={})) == (400, "wrong_consistency")

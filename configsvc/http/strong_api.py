@@ -214,7 +214,13 @@ class StrongApi:
         limit = _int_param(request, "limit", 0)
         index = _int_param(request, "index", 0)
         if index:
-            await self.node.watch(request, lambda: self._max_revision(ns, prefix) > index)
+            # ``index`` is the revision of the client's last answer. If nothing at all
+            # was written since, the content now is what the client saw: wait until
+            # it differs (a delete too, which no remaining key's mod_revision shows).
+            # Otherwise the prefix may have changed meanwhile: answer now.
+            revision, seen = self._prefix_state(ns, prefix)
+            if revision <= index:
+                await self.node.watch(request, lambda: self._prefix_state(ns, prefix)[1] != seen)
         return await self.read(request, _op(Range, ns, prefix, limit))
 
     async def put_key(self, request: Request, ns: str, raw_key: str) -> Response:
@@ -257,11 +263,13 @@ class StrongApi:
             return result.kv.mod_revision if result.kv else result.revision
         return 1 << 62  # namespace gone: wake the watcher so it sees the error
 
-    def _max_revision(self, ns: str, prefix: bytes) -> int:
-        result = self.node.strong.read_stale(Range(ns, prefix, 0))
+    def _prefix_state(self, ns: str, prefix: bytes) -> tuple[int, tuple[tuple[bytes, int], ...] | None]:
+        """This replica's revision and the prefix's (key, mod_revision) pairs
+        (a gone namespace: a revision past any index, and no content)."""
+        result = self.node.strong.read_stale(_op(Range, ns, prefix, 0))
         if isinstance(result, RangeResult):
-            return max((kv.mod_revision for kv in result.kvs), default=0)
-        return 1 << 62
+            return result.revision, tuple((kv.key, kv.mod_revision) for kv in result.kvs)
+        return 1 << 62, None
 
 
 def _op(cls: Any, *args: Any, **kwargs: Any) -> Any:
