@@ -24,6 +24,10 @@ Rules this module obeys (each one is what safety rests on):
    a quorum (ReadIndex). Followers never answer linearizable reads.
 6. Chosen values learned from any replica (catch-up, snapshots) are chosen:
    they never disagree with what a leader would propose.
+7. A replica that lost its durable state (``voting=False``) answers no Prepare
+   and no Accept and starts no election (its forgotten promises and accepts
+   may be part of a quorum); it learns by catch-up and votes again once its
+   commit index reaches the first one a leader announced to it.
 """
 
 from __future__ import annotations
@@ -145,7 +149,8 @@ class ReplicaStatus:
 
 class Replica:
     def __init__(
-        self, config: ReplicaConfig, durable: DurableState, now: float, rng: Rng
+        self, config: ReplicaConfig, durable: DurableState, now: float, rng: Rng,
+        *, voting: bool = True,
     ) -> None:
         self.config = config
         self.id = config.node_id
@@ -160,6 +165,9 @@ class Replica:
         self.snapshot_index = durable.snapshot_index
         self.snapshot = durable.snapshot
         self.commit_index = durable.commit_index
+        #: rule 7: False after a reset; ``rejoin_target`` is the commit index to reach first
+        self.voting = voting
+        self.rejoin_target: int | None = None
         # Volatile.
         self.role = Role.FOLLOWER
         self.leader: str | None = None
@@ -218,7 +226,7 @@ class Replica:
         self.now = now
         lead = self.leadership
         if lead is None:
-            if now >= self.election_deadline:
+            if now >= self.election_deadline and self.voting:
                 self._start_election()
             return
         if not lead.active and now >= lead.active_at:
@@ -274,6 +282,9 @@ class Replica:
                 self._fill_window(lead)
             if lead.round_wanted and lead.active:
                 self._heartbeat_round(lead)
+        target = self.rejoin_target
+        if not self.voting and target is not None and self.commit_index >= target:
+            self.voting = True  # rule 7: caught up to what a leader announced after the reset
         committed = self._take_committed() if self._emitted < self.commit_index else []
         ready = Ready(
             persist=self._persist,
@@ -336,6 +347,8 @@ class Replica:
             self._send(peer, message)
 
     def _on_prepare(self, src: str, msg: Prepare) -> None:
+        if not self.voting:
+            return  # rule 7
         if msg.ballot < self.promised:
             self._send(src, Nack(msg.ballot, self.promised))
             return
@@ -381,6 +394,9 @@ class Replica:
     def _on_accept(self, src: str, msg: Accept) -> None:
         if not self._follow(src, msg.ballot):
             return
+        if not self.voting:  # rule 7: learn the commit index, accept nothing
+            self._learn_commit(src, msg.ballot, msg.commit_index)
+            return
         if msg.slot > self.commit_index and msg.slot not in self.chosen:
             self.accepted[msg.slot] = (msg.ballot, msg.value)
             self._durable(AcceptRecord(msg.slot, msg.ballot, msg.value))
@@ -406,6 +422,8 @@ class Replica:
         return None
 
     def _learn_commit(self, src: str, ballot: Ballot, leader_commit: int) -> None:
+        if not self.voting and self.rejoin_target is None:
+            self.rejoin_target = leader_commit
         self.leader_commit = max(self.leader_commit, leader_commit)
         start = self.commit_index
         while self.commit_index < leader_commit:
