@@ -41,9 +41,8 @@ def _choose_with_one_follower() -> tuple[Network, str, str, str, int]:
 def _wipe(net: Network, node: str, *, voting: bool) -> None:
     """The node's disk is lost; it restarts empty (as the runtime would start it)."""
     net.disk[node] = []
-    kwargs = {} if voting else {"voting": False}
     net.replicas[node] = Replica(
-        net.configs[node], DurableState(), net.now, random.Random(99), **kwargs  # type: ignore[arg-type]
+        net.configs[node], DurableState(), net.now, random.Random(99), voting=voting
     )
     net.applied[node] = []
 
