@@ -74,7 +74,10 @@ class StrongDriver:
         snapshot_every: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        voting: bool = True,
     ) -> None:
+        """``voting=False``: this node lost its disk and was reset; it learns but does not
+        vote until caught up (``strong.replica`` rule 7)."""
         self.config = config
         self.storage = storage
         self._send = send
@@ -86,7 +89,7 @@ class StrongDriver:
         self.halted: str | None = None
         durable = recover(storage.load())
         self.sm = StateMachine()
-        self.replica = Replica(config, durable, clock(), self.rng)
+        self.replica = Replica(config, durable, clock(), self.rng, voting=voting)
         self._inbox: asyncio.Queue[Callable[[], None]] = asyncio.Queue()
         self._next_request = 0
         #: request id -> its future; (client_id, seq) -> the request ids proposing it
