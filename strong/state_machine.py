@@ -21,6 +21,15 @@ Rules (everything that decides what a replica's state becomes lives here):
    same ``seq`` again returns the remembered result without reapplying; a
    lower ``seq`` returns ``ErrorResult("stale_sequence")``; ``seq == 0`` always
    applies and is not remembered.
+8. Session expiry (version >= 2). Time enters only as data: ``clock`` is the
+   highest ``now_ms`` of any ``ExpireSessions`` applied, and a session's
+   ``last_seen`` is the clock when its client last sent a command.
+   ``ExpireSessions(now_ms, ttl_ms)`` drops every session with
+   ``clock - last_seen > ttl_ms`` (sessions older than the first expiry start
+   their idle time at it). A ``seq > 1`` from a client without a session is
+   ``ErrorResult("session_expired")`` and applies nothing: a retry after expiry
+   is refused, never applied twice. (A retry of ``seq == 1`` after expiry would
+   apply again: the TTL must exceed any client's retry window by far.)
 6. Revisions. ``revision`` is one counter for the whole group; it grows by one
    per command that changes the namespace registry or any key (a ``Txn`` is
    one revision, however many keys it writes); a command that changes nothing
@@ -42,6 +51,7 @@ from strong.commands import (
     Delete,
     DeleteNamespace,
     DeletePrefix,
+    ExpireSessions,
     Get,
     MalformedCommand,
     Noop,
@@ -73,7 +83,13 @@ from strong.results import (
     TxnResult,
     VersionResult,
 )
-from strong.sm_snapshot import MalformedSnapshot, SnapshotState, decode_snapshot, encode_snapshot
+from strong.sm_snapshot import (
+    CLOCK_VERSION,
+    MalformedSnapshot,
+    SnapshotState,
+    decode_snapshot,
+    encode_snapshot,
+)
 
 __all__ = [
     "INITIAL_VERSION",
@@ -86,8 +102,9 @@ __all__ = [
 ]
 
 INITIAL_VERSION = 1
-SUPPORTED_VERSIONS = range(1, 2)
-"""State-machine versions this code can apply commands under."""
+SUPPORTED_VERSIONS = range(1, 3)
+"""State-machine versions this code can apply commands under (2: session expiry, rule 8)."""
+SESSION_EXPIRY_VERSION = CLOCK_VERSION
 
 _KEY_OPS = (Put, Delete, DeletePrefix, Get, Range)
 """The ops ``_txn_op`` applies (also outside a ``Txn``)."""
@@ -107,6 +124,8 @@ class UnsupportedVersion(Exception):
 class _Session:
     seq: int
     result: Result
+    #: ``StateMachine.clock`` when the client last sent a command (rule 8)
+    last_seen: int = 0
 
 
 class StateMachine:
@@ -119,6 +138,8 @@ class StateMachine:
         self._namespaces: dict[str, NamespaceInfo] = {}
         self._tables: dict[str, KVTable] = {}  # strong namespaces only
         self._sessions: dict[str, _Session] = {}
+        #: leader time (ms) of the last ExpireSessions applied (rule 8)
+        self.clock = 0
         #: ``snapshot()`` of the current state, kept until the next ``apply``
         #: (hashing and compacting at the same index encode once)
         self._snapshot: bytes | None = None
@@ -165,7 +186,15 @@ class StateMachine:
         if cmd.seq == 0:
             return self._execute(cmd.op)
         session = self._sessions.get(cmd.client_id)
+        if session is None and cmd.seq > 1 and self.version >= SESSION_EXPIRY_VERSION:
+            return ErrorResult(
+                ErrorCode.SESSION_EXPIRED,
+                f"client {cmd.client_id!r} has no session (it expired, or never began at seq 1): "
+                f"seq {cmd.seq} was not applied; start a new client id at seq 1",
+            )
         if session is not None and cmd.seq == session.seq:
+            if session.last_seen != self.clock:
+                self._sessions[cmd.client_id] = _Session(session.seq, session.result, self.clock)
             return session.result
         if session is not None and cmd.seq < session.seq:
             return ErrorResult(
@@ -173,7 +202,7 @@ class StateMachine:
                 f"seq {cmd.seq} of client {cmd.client_id!r} is older than {session.seq}",
             )
         result = self._execute(cmd.op)
-        self._sessions[cmd.client_id] = _Session(cmd.seq, result)
+        self._sessions[cmd.client_id] = _Session(cmd.seq, result, self.clock)
         return result
 
     def _execute(self, op: Op) -> Result:
@@ -195,8 +224,28 @@ class StateMachine:
                     )
                 self.version = version
                 return VersionResult(version)
+            case ExpireSessions(now_ms, ttl_ms):
+                if self.version < SESSION_EXPIRY_VERSION:
+                    return ErrorResult(
+                        ErrorCode.UNSUPPORTED_IN_VERSION,
+                        f"session expiry needs state-machine version {SESSION_EXPIRY_VERSION}, "
+                        f"this group is at {self.version}",
+                    )
+                self._expire_sessions(now_ms, ttl_ms)
+                return NoopResult()
             case Noop():
                 return NoopResult()
+
+    def _expire_sessions(self, now_ms: int, ttl_ms: int) -> None:
+        """Rule 8: advance the clock to ``now_ms`` and drop sessions idle past ``ttl_ms``."""
+        if self.clock == 0:  # sessions from before the first expiry start their idle time now
+            for client_id in sorted(self._sessions):
+                old = self._sessions[client_id]
+                self._sessions[client_id] = _Session(old.seq, old.result, now_ms)
+        self.clock = max(self.clock, now_ms)
+        for client_id in sorted(self._sessions):
+            if self.clock - self._sessions[client_id].last_seen > ttl_ms:
+                del self._sessions[client_id]
 
     def _key_op(self, op: TxnOp) -> Result:
         """A key op outside a ``Txn``: one revision if it wrote anything."""
@@ -339,30 +388,41 @@ class StateMachine:
     def snapshot(self) -> bytes:
         """The canonical bytes of the whole state (equal states, equal bytes)."""
         if self._snapshot is None:
-            self._snapshot = self._encode_snapshot()
+            self._snapshot = encode_snapshot(self.snapshot_state())
         return self._snapshot
 
-    def _encode_snapshot(self) -> bytes:
-        return encode_snapshot(
-            SnapshotState(
-                applied_index=self.applied_index,
-                version=self.version,
-                revision=self.revision,
-                namespaces=tuple(
-                    (
-                        info,
-                        tuple(self._tables[info.name].items())
-                        if info.consistency == STRONG
-                        else None,
-                    )
-                    for info in self.namespaces()
-                ),
-                sessions=tuple(
-                    (client_id, self._sessions[client_id].seq, self._sessions[client_id].result)
-                    for client_id in sorted(self._sessions)
-                ),
-            )
+    def snapshot_state(self) -> SnapshotState:
+        """A consistent copy of the whole state, at ``applied_index``, to encode elsewhere.
+
+        Only tuples of immutable values (frozen ``KeyValue``, results, infos): later
+        ``apply`` calls cannot change it, so ``encode_snapshot`` may run in another
+        thread while this machine keeps applying. Costs one pass over the keys.
+        """
+        return SnapshotState(
+            applied_index=self.applied_index,
+            version=self.version,
+            revision=self.revision,
+            namespaces=tuple(
+                (
+                    info,
+                    tuple(self._tables[info.name].items())
+                    if info.consistency == STRONG
+                    else None,
+                )
+                for info in self.namespaces()
+            ),
+            sessions=tuple(
+                (client_id, s.seq, s.result, s.last_seen)
+                for client_id in sorted(self._sessions)
+                for s in (self._sessions[client_id],)
+            ),
+            clock=self.clock,
         )
+
+    @staticmethod
+    def encode(state: SnapshotState) -> bytes:
+        """``encode_snapshot(state)``: safe in any thread (``state`` is immutable)."""
+        return encode_snapshot(state)
 
     @classmethod
     def restore(cls, data: bytes) -> StateMachine:
@@ -384,9 +444,16 @@ class StateMachine:
                 table = machine._tables[info.name] = KVTable()
                 for kv in kvs:
                     table.set(kv)
-        for client_id, seq, result in state.sessions:
-            machine._sessions[client_id] = _Session(seq, result)
+        for client_id, seq, result, last_seen in state.sessions:
+            machine._sessions[client_id] = _Session(seq, result, last_seen)
+        machine.clock = state.clock
         return machine
+
+    def adopt_snapshot(self, index: int, data: bytes) -> None:
+        """Remember ``data`` (encoded elsewhere from ``snapshot_state()``) as ``snapshot()``,
+        if nothing was applied since: hashing at that index then encodes nothing."""
+        if index == self.applied_index and self._snapshot is None:
+            self._snapshot = data
 
     def state_hash(self) -> str:
         """Hex SHA-256 of ``snapshot()``: compare replicas at equal ``applied_index``."""
