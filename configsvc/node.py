@@ -36,7 +36,8 @@ from eventual.storage_disk import EventualDiskStorage
 from strong.commands import Command, encode_command
 from strong.config import PlantedBugs, ReplicaConfig
 from strong.driver import CHANNEL, Halted, NotLeader, OutcomeUnknown, StrongDriver
-from strong.ops import CreateNamespace
+from strong.ops import CreateNamespace, ExpireSessions, SetVersion
+from strong.state_machine import SESSION_EXPIRY_VERSION
 from strong.ready import Role
 from strong.results import ErrorResult
 from strong.storage_disk import DiskStorage
@@ -179,6 +180,7 @@ class Node:
         await self._eventual.start()
         await self.membership.start()
         self._tasks.append(asyncio.create_task(self._bootstrap_namespaces()))
+        self._tasks.append(asyncio.create_task(self._maintain_sessions()))
         if not self.member.voting:
             self._tasks.append(asyncio.create_task(self._await_voting(self.member)))
 
@@ -231,6 +233,30 @@ class Node:
                         log.warning("configured namespace %s not created: %s", spec.name, result.message)
                     settled.add(spec.name)
             await asyncio.sleep(0.1)  # poll period of a background task, not a test wait
+
+    async def _maintain_sessions(self) -> None:
+        """While leader: move the group to the configured state-machine version, then
+        propose ``ExpireSessions`` with this node's wall-clock time every interval.
+
+        Every replica expires from the command's numbers, never from its own clock
+        (``strong.state_machine`` rule 8); a leader whose clock is behind expires late,
+        one ahead expires early, so the TTL must dwarf clock error and retry windows."""
+        cfg = self.config.state_machine
+        while True:
+            wait = cfg.session_expiry_interval
+            if self.strong.is_leader and not self.strong.halted:
+                op: SetVersion | ExpireSessions | None = None
+                if self.strong.sm.version < cfg.version:
+                    op, wait = SetVersion(cfg.version), 0.2
+                elif self.strong.sm.version >= SESSION_EXPIRY_VERSION:
+                    op = ExpireSessions(int(time.time() * 1000), int(cfg.session_ttl * 1000))
+                if op is not None:
+                    cmd = encode_command(Command(f"sessions-{self.id}-{uuid.uuid4().hex}", 0, op))
+                    with contextlib.suppress(NotLeader, OutcomeUnknown, Halted):
+                        await self.strong.propose(cmd, self.config.timing.request_timeout)
+            else:
+                wait = min(wait, 0.2)
+            await asyncio.sleep(wait)  # period of a background task, not a test wait
 
     async def _await_voting(self, learner: Member) -> None:
         """A reset node: once the replica votes again, record it in the marker.

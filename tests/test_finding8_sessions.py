@@ -165,3 +165,29 @@ def test_finding8_the_snapshot_is_encoded_off_the_event_loop(monkeypatch: pytest
 
     asyncio.run(main())
     assert threads and threading.main_thread().name not in threads
+
+
+def test_finding8_a_node_upgrades_to_version_2_and_answers_an_expired_session_with_a_4xx(
+    tmp_path: object,
+) -> None:
+    from pathlib import Path
+
+    import httpx
+
+    from configsvc.node import Node
+    from tests.test_http_api import single_node
+
+    async def main() -> None:
+        async with single_node(Path(str(tmp_path))) as (node, http):
+            deadline = asyncio.get_running_loop().time() + 10
+            while node.strong.sm.version < 2:
+                assert asyncio.get_running_loop().time() < deadline, "no upgrade in time"
+                await asyncio.sleep(0.01)  # polling an in-process condition with a deadline
+            assert isinstance(node, Node)
+            headers = {"X-Client-Id": "gone", "X-Client-Seq": "5"}
+            r: httpx.Response = await http.put("/v1/kv/app/k", content=b"v", headers=headers)
+            assert 400 <= r.status_code < 500
+            assert r.json()["error"]["code"] == "session_expired"
+            assert (await http.get("/v1/kv/app/k")).status_code == 404  # nothing applied
+
+    asyncio.run(main())
