@@ -37,9 +37,9 @@ from strong.commands import Command, encode_command
 from strong.config import PlantedBugs, ReplicaConfig
 from strong.driver import CHANNEL, Halted, NotLeader, OutcomeUnknown, StrongDriver
 from strong.ops import CreateNamespace, ExpireSessions, SetVersion
-from strong.state_machine import SESSION_EXPIRY_VERSION
 from strong.ready import Role
 from strong.results import ErrorResult
+from strong.state_machine import SESSION_EXPIRY_VERSION
 from strong.storage_disk import DiskStorage
 
 log = logging.getLogger("configsvc.node")
