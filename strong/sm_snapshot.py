@@ -11,7 +11,8 @@ last ``ExpireSessions``, ms) and each session's last activity on that clock::
 
     [2, applied_index, version, revision, clock,
      [[namespace, kvs | nil], ...],
-     [[client_id, seq, result, last_seen], ...]]
+     [[client_id, seq, result, last_seen], ...],
+     [[client_id, expired_at], ...]]    # expired sessions' ids, sorted
 
 with each ``kvs`` a list sorted by key. The format follows the version, so a
 version-1 state encodes exactly as before (old and new code hash it alike).
@@ -82,6 +83,8 @@ class SnapshotState:
     sessions: tuple[tuple[str, int, Result, int], ...]
     #: leader time (ms) of the last ExpireSessions; 0 below CLOCK_VERSION
     clock: int = 0
+    #: (client_id, clock at expiry) of expired sessions, sorted; empty below CLOCK_VERSION
+    expired: tuple[tuple[str, int], ...] = ()
 
 
 def encode_snapshot(state: SnapshotState) -> bytes:
@@ -95,12 +98,13 @@ def encode_snapshot(state: SnapshotState) -> bytes:
     ]
     head: list[object] = [state.applied_index, state.version, state.revision]
     if state.version < CLOCK_VERSION:
-        if state.clock or any(seen for *_, seen in state.sessions):
+        if state.clock or state.expired or any(seen for *_, seen in state.sessions):
             raise ValueError("a session clock below state-machine version 2")
         sessions = [[c, seq, encode_result(r)] for c, seq, r, _ in state.sessions]
         return pack([1, *head, namespaces, sessions])
     sessions = [[c, seq, encode_result(r), seen] for c, seq, r, seen in state.sessions]
-    return pack([2, *head, state.clock, namespaces, sessions])
+    expired = [[client_id, at] for client_id, at in state.expired]
+    return pack([2, *head, state.clock, namespaces, sessions, expired])
 
 
 def decode_snapshot(data: bytes) -> SnapshotState:
@@ -117,9 +121,10 @@ def _decode(data: bytes) -> SnapshotState:
     if fmt == 1:
         _, applied_index, version, revision, namespaces, sessions = read_list(fields, "snapshot", 6)
         clock: object = 0
+        expired: object = []
     elif fmt == 2:
-        _, applied_index, version, revision, clock, namespaces, sessions = read_list(
-            fields, "snapshot", 7
+        _, applied_index, version, revision, clock, namespaces, sessions, expired = read_list(
+            fields, "snapshot", 8
         )
     else:
         raise WireError(f"unknown snapshot format {fmt!r}")
@@ -156,6 +161,11 @@ def _decode(data: bytes) -> SnapshotState:
             (read_str(client_obj, "client_id"), seq, decode_result(result_obj), seen)
         )
     _strictly_increasing([session[0] for session in decoded_sessions], "client ids")
+    decoded_expired = []
+    for item in read_list(expired, "expired"):
+        client_obj, at_obj = read_list(item, "expired session", 2)
+        decoded_expired.append((read_str(client_obj, "client_id"), read_uint(at_obj, "expired_at")))
+    _strictly_increasing([client for client, _ in decoded_expired], "expired client ids")
     return SnapshotState(
         read_uint(applied_index, "applied_index"),
         read_uint(version, "version"),
@@ -163,6 +173,7 @@ def _decode(data: bytes) -> SnapshotState:
         tuple(decoded_namespaces),
         tuple(decoded_sessions),
         read_uint(clock, "clock"),
+        tuple(decoded_expired),
     )
 
 

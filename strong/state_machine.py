@@ -26,10 +26,12 @@ Rules (everything that decides what a replica's state becomes lives here):
    ``last_seen`` is the clock when its client last sent a command.
    ``ExpireSessions(now_ms, ttl_ms)`` drops every session with
    ``clock - last_seen > ttl_ms`` (sessions older than the first expiry start
-   their idle time at it). A ``seq > 1`` from a client without a session is
+   their idle time at it) and keeps its client id as *expired* for one more
+   TTL. Any command of an expired client id is
    ``ErrorResult("session_expired")`` and applies nothing: a retry after expiry
-   is refused, never applied twice. (A retry of ``seq == 1`` after expiry would
-   apply again: the TTL must exceed any client's retry window by far.)
+   is refused, never applied twice. A client id never seen (or forgotten after
+   that second TTL) starts a new session at whatever ``seq`` it sends, so a
+   client whose first requests never reached the log is not locked out.
 6. Revisions. ``revision`` is one counter for the whole group; it grows by one
    per command that changes the namespace registry or any key (a ``Txn`` is
    one revision, however many keys it writes); a command that changes nothing
@@ -140,6 +142,8 @@ class StateMachine:
         self._sessions: dict[str, _Session] = {}
         #: leader time (ms) of the last ExpireSessions applied (rule 8)
         self.clock = 0
+        #: client id -> ``clock`` when its session expired; kept one more TTL (rule 8)
+        self._expired: dict[str, int] = {}
         #: ``snapshot()`` of the current state, kept until the next ``apply``
         #: (hashing and compacting at the same index encode once)
         self._snapshot: bytes | None = None
@@ -186,11 +190,12 @@ class StateMachine:
         if cmd.seq == 0:
             return self._execute(cmd.op)
         session = self._sessions.get(cmd.client_id)
-        if session is None and cmd.seq > 1 and self.version >= SESSION_EXPIRY_VERSION:
+        if session is None and cmd.client_id in self._expired:
             return ErrorResult(
                 ErrorCode.SESSION_EXPIRED,
-                f"client {cmd.client_id!r} has no session (it expired, or never began at seq 1): "
-                f"seq {cmd.seq} was not applied; start a new client id at seq 1",
+                f"the session of client {cmd.client_id!r} expired (idle past the TTL): seq "
+                f"{cmd.seq} was not applied now; if an earlier attempt of it may have applied, "
+                "its outcome is unknown. Continue under a new client id.",
             )
         if session is not None and cmd.seq == session.seq:
             if session.last_seen != self.clock:
@@ -237,15 +242,20 @@ class StateMachine:
                 return NoopResult()
 
     def _expire_sessions(self, now_ms: int, ttl_ms: int) -> None:
-        """Rule 8: advance the clock to ``now_ms`` and drop sessions idle past ``ttl_ms``."""
+        """Rule 8: advance the clock to ``now_ms``; sessions idle past ``ttl_ms`` become
+        expired ids, and expired ids older than ``ttl_ms`` are forgotten."""
         if self.clock == 0:  # sessions from before the first expiry start their idle time now
             for client_id in sorted(self._sessions):
                 old = self._sessions[client_id]
                 self._sessions[client_id] = _Session(old.seq, old.result, now_ms)
         self.clock = max(self.clock, now_ms)
+        for client_id in sorted(self._expired):
+            if self.clock - self._expired[client_id] > ttl_ms:
+                del self._expired[client_id]
         for client_id in sorted(self._sessions):
             if self.clock - self._sessions[client_id].last_seen > ttl_ms:
                 del self._sessions[client_id]
+                self._expired[client_id] = self.clock
 
     def _key_op(self, op: TxnOp) -> Result:
         """A key op outside a ``Txn``: one revision if it wrote anything."""
@@ -417,6 +427,7 @@ class StateMachine:
                 for s in (self._sessions[client_id],)
             ),
             clock=self.clock,
+            expired=tuple((client_id, self._expired[client_id]) for client_id in sorted(self._expired)),
         )
 
     @staticmethod
@@ -447,6 +458,7 @@ class StateMachine:
         for client_id, seq, result, last_seen in state.sessions:
             machine._sessions[client_id] = _Session(seq, result, last_seen)
         machine.clock = state.clock
+        machine._expired = dict(state.expired)
         return machine
 
     def adopt_snapshot(self, index: int, data: bytes) -> None:

@@ -12,9 +12,14 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
+from pathlib import Path
 
+import httpx
 import pytest
 
+from configsvc.config import parse_config
+from configsvc.http.app import build_app
+from configsvc.node import Node
 from strong import state_machine as sm_module
 from strong.commands import (
     Command,
@@ -31,6 +36,7 @@ from strong.driver import StrongDriver
 from strong.results import ErrorCode, ErrorResult, PutResult, VersionResult
 from strong.sm_snapshot import decode_snapshot
 from strong.state_machine import StateMachine
+from tests.cluster import free_ports
 from tests.test_strong_driver import MemoryStorage
 
 HOUR_MS = 3_600_000
@@ -97,8 +103,24 @@ def test_finding8_a_retry_after_its_session_expired_is_refused_not_applied_twice
     assert isinstance(retry, ErrorResult) and retry.code == ErrorCode.SESSION_EXPIRED
     assert "session" in retry.message and "expired" in retry.message
     assert sm.revision == revision  # not applied a second time
-    # a new session (seq 1) is welcome
+    # a new client id is welcome, even one whose first requests never reached the log
     assert isinstance(feed(sm, cmd("c2", 1, Put("app", b"n", b"y")))[0], PutResult)
+    assert isinstance(feed(sm, cmd("c3", 4, Put("app", b"n", b"z")))[0], PutResult)
+
+
+def test_finding8_expired_ids_are_forgotten_after_one_more_ttl() -> None:
+    """The table stays bounded: an expired id is remembered for one TTL, then dropped."""
+    sm = upgraded()
+    t0 = 1_700_000_000_000
+    feed(sm, cmd("c", 1, Put("app", b"k", b"v")))
+    feed(sm, cmd("", 0, ExpireSessions(t0, HOUR_MS)))
+    feed(sm, cmd("", 0, ExpireSessions(t0 + HOUR_MS + 1, HOUR_MS)))
+    assert decode_snapshot(sm.snapshot()).expired == (("c", t0 + HOUR_MS + 1),)
+    other = StateMachine.restore(sm.snapshot())
+    assert other.state_hash() == sm.state_hash()
+    feed(sm, cmd("", 0, ExpireSessions(t0 + 2 * HOUR_MS + 2, HOUR_MS)))
+    state = decode_snapshot(sm.snapshot())
+    assert state.sessions == () and state.expired == ()
 
 
 def test_finding8_sessions_open_before_the_first_expiry_start_their_idle_time_then() -> None:
@@ -117,8 +139,7 @@ def test_finding8_expiry_is_gated_behind_state_machine_version_2() -> None:
     assert isinstance(result, ErrorResult) and result.code == ErrorCode.UNSUPPORTED_IN_VERSION
     after = decode_snapshot(sm.snapshot())
     assert after.sessions == before.sessions and after.revision == before.revision
-    # under version 1 an unknown session with seq > 1 still applies (old behaviour)
-    assert isinstance(feed(sm, cmd("fresh", 7, Put("app", b"k", b"w")))[0], PutResult)
+    assert isinstance(feed(sm, cmd("c", 2, Put("app", b"k", b"w")))[0], PutResult)
 
 
 def test_finding8_a_version_1_snapshot_keeps_the_version_1_layout() -> None:
@@ -167,27 +188,39 @@ def test_finding8_the_snapshot_is_encoded_off_the_event_loop(monkeypatch: pytest
     assert threads and threading.main_thread().name not in threads
 
 
-def test_finding8_a_node_upgrades_to_version_2_and_answers_an_expired_session_with_a_4xx(
-    tmp_path: object,
+def test_finding8_a_node_expires_sessions_and_answers_a_late_retry_with_a_4xx(
+    tmp_path: Path,
 ) -> None:
-    from pathlib import Path
-
-    import httpx
-
-    from configsvc.node import Node
-    from tests.test_http_api import single_node
+    """Real node, short TTL: the leader upgrades to version 2, expires the idle
+    session, and a retry of its write gets 400 session_expired and changes nothing."""
 
     async def main() -> None:
-        async with single_node(Path(str(tmp_path))) as (node, http):
-            deadline = asyncio.get_running_loop().time() + 10
-            while node.strong.sm.version < 2:
-                assert asyncio.get_running_loop().time() < deadline, "no upgrade in time"
-                await asyncio.sleep(0.01)  # polling an in-process condition with a deadline
-            assert isinstance(node, Node)
-            headers = {"X-Client-Id": "gone", "X-Client-Seq": "5"}
-            r: httpx.Response = await http.put("/v1/kv/app/k", content=b"v", headers=headers)
-            assert 400 <= r.status_code < 500
-            assert r.json()["error"]["code"] == "session_expired"
-            assert (await http.get("/v1/kv/app/k")).status_code == 404  # nothing applied
+        api, peer = free_ports(2)
+        config = parse_config({
+            "data_root": str(tmp_path),
+            "nodes": [{"id": "n1", "api_port": api, "peer_port": peer}],
+            "namespaces": [{"name": "app", "consistency": "strong"}],
+            "state_machine": {"session_ttl": 0.3, "session_expiry_interval": 0.05},
+        })
+        node = Node(config, "n1", initial_cluster_state="new")
+        await node.start()
+        transport = httpx.ASGITransport(app=build_app(node))
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://n1") as http:
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + 10
+                while not (node.namespaces_ready and node.strong.sm.version == 2):
+                    assert loop.time() < deadline, "no leader or no upgrade in time"
+                    await asyncio.sleep(0.01)  # polling an in-process condition with a deadline
+                headers = {"X-Client-Id": "c1", "X-Client-Seq": "1"}
+                assert (await http.put("/v1/kv/app/k", content=b"v", headers=headers)).status_code == 200
+                while "c1" in {c for c, *_ in decode_snapshot(node.strong.sm.snapshot()).sessions}:
+                    assert loop.time() < deadline, "the session never expired"
+                    await asyncio.sleep(0.01)  # polling an in-process condition with a deadline
+                r = await http.put("/v1/kv/app/k", content=b"v", headers=headers)
+                assert r.status_code == 400 and r.json()["error"]["code"] == "session_expired"
+                assert (await http.get("/v1/kv/app/k")).json()["kv"]["version"] == 1
+        finally:
+            await node.close()
 
     asyncio.run(main())
