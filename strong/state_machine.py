@@ -17,33 +17,28 @@ Rules (everything that decides what a replica's state becomes lives here):
    changes. A batch holding ``SetVersion(v)`` for a ``v`` this code does not
    support raises ``UnsupportedVersion`` *before applying any of the batch*:
    the node must stop applying (and be upgraded) rather than diverge.
-5. Idempotency. Per ``client_id`` the last ``(seq, result)`` is remembered. The
-   same ``seq`` again returns the remembered result without reapplying; a
-   lower ``seq`` returns ``ErrorResult("stale_sequence")``; ``seq == 0`` always
-   applies and is not remembered.
-8. Session expiry (version >= 2). Time enters only as data: ``clock`` is the
-   highest ``now_ms`` of any ``ExpireSessions`` applied, and a session's
-   ``last_seen`` is the clock when its client last sent a command.
-   ``ExpireSessions(now_ms, ttl_ms)`` drops every session with
-   ``clock - last_seen > ttl_ms`` (sessions older than the first expiry start
-   their idle time at it) and keeps its client id as *expired* for one more
-   TTL. Any command of an expired client id is
-   ``ErrorResult("session_expired")`` and applies nothing: a retry after expiry
-   is refused, never applied twice. A client id never seen (or forgotten after
-   that second TTL) starts a new session at whatever ``seq`` it sends, so a
-   client whose first requests never reached the log is not locked out.
+5. Idempotency. Per ``client_id`` the last ``(seq, result)`` is remembered
+   (``strong.sessions``): the same ``seq`` again returns the remembered result
+   without reapplying, a lower one ``ErrorResult("stale_sequence")``;
+   ``seq == 0`` always applies and is not remembered.
 6. Revisions. ``revision`` is one counter for the whole group; it grows by one
    per command that changes the namespace registry or any key (a ``Txn`` is
    one revision, however many keys it writes); a command that changes nothing
    (failed CAS, deleting an absent key, a read) leaves it alone.
 7. All or nothing. A ``Txn`` either applies its whole chosen branch or, when an
    op of that branch fails, nothing (its writes are undone).
+8. Session expiry (version >= 2). Time enters only as data:
+   ``ExpireSessions(now_ms, ttl_ms)``, proposed by the leader with its wall
+   time, expires sessions idle past ``ttl_ms`` on every replica alike; a
+   command of an expired client id is ``ErrorResult("session_expired")`` and
+   applies nothing (``strong.sessions`` rules 2-4). Below version 2 the op is
+   ``ErrorResult("unsupported_in_version")`` and changes nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from strong.commands import (
     STRONG,
@@ -85,6 +80,7 @@ from strong.results import (
     TxnResult,
     VersionResult,
 )
+from strong.sessions import SessionTable
 from strong.sm_snapshot import (
     CLOCK_VERSION,
     MalformedSnapshot,
@@ -122,14 +118,6 @@ class UnsupportedVersion(Exception):
     """
 
 
-@dataclass(frozen=True, slots=True)
-class _Session:
-    seq: int
-    result: Result
-    #: ``StateMachine.clock`` when the client last sent a command (rule 8)
-    last_seen: int = 0
-
-
 class StateMachine:
     """Namespaces, their keys and the client table, advanced slot by slot."""
 
@@ -139,11 +127,7 @@ class StateMachine:
         self.revision = 0
         self._namespaces: dict[str, NamespaceInfo] = {}
         self._tables: dict[str, KVTable] = {}  # strong namespaces only
-        self._sessions: dict[str, _Session] = {}
-        #: leader time (ms) of the last ExpireSessions applied (rule 8)
-        self.clock = 0
-        #: client id -> ``clock`` when its session expired; kept one more TTL (rule 8)
-        self._expired: dict[str, int] = {}
+        self._sessions = SessionTable()
         #: ``snapshot()`` of the current state, kept until the next ``apply``
         #: (hashing and compacting at the same index encode once)
         self._snapshot: bytes | None = None
@@ -189,25 +173,11 @@ class StateMachine:
     def _apply_command(self, cmd: Command) -> Result:
         if cmd.seq == 0:
             return self._execute(cmd.op)
-        session = self._sessions.get(cmd.client_id)
-        if session is None and cmd.client_id in self._expired:
-            return ErrorResult(
-                ErrorCode.SESSION_EXPIRED,
-                f"the session of client {cmd.client_id!r} expired (idle past the TTL): seq "
-                f"{cmd.seq} was not applied now; if an earlier attempt of it may have applied, "
-                "its outcome is unknown. Continue under a new client id.",
-            )
-        if session is not None and cmd.seq == session.seq:
-            if session.last_seen != self.clock:
-                self._sessions[cmd.client_id] = _Session(session.seq, session.result, self.clock)
-            return session.result
-        if session is not None and cmd.seq < session.seq:
-            return ErrorResult(
-                ErrorCode.STALE_SEQUENCE,
-                f"seq {cmd.seq} of client {cmd.client_id!r} is older than {session.seq}",
-            )
+        answer = self._sessions.check(cmd.client_id, cmd.seq)
+        if answer is not None:
+            return answer
         result = self._execute(cmd.op)
-        self._sessions[cmd.client_id] = _Session(cmd.seq, result, self.clock)
+        self._sessions.remember(cmd.client_id, cmd.seq, result)
         return result
 
     def _execute(self, op: Op) -> Result:
@@ -236,26 +206,10 @@ class StateMachine:
                         f"session expiry needs state-machine version {SESSION_EXPIRY_VERSION}, "
                         f"this group is at {self.version}",
                     )
-                self._expire_sessions(now_ms, ttl_ms)
+                self._sessions.expire(now_ms, ttl_ms)
                 return NoopResult()
             case Noop():
                 return NoopResult()
-
-    def _expire_sessions(self, now_ms: int, ttl_ms: int) -> None:
-        """Rule 8: advance the clock to ``now_ms``; sessions idle past ``ttl_ms`` become
-        expired ids, and expired ids older than ``ttl_ms`` are forgotten."""
-        if self.clock == 0:  # sessions from before the first expiry start their idle time now
-            for client_id in sorted(self._sessions):
-                old = self._sessions[client_id]
-                self._sessions[client_id] = _Session(old.seq, old.result, now_ms)
-        self.clock = max(self.clock, now_ms)
-        for client_id in sorted(self._expired):
-            if self.clock - self._expired[client_id] > ttl_ms:
-                del self._expired[client_id]
-        for client_id in sorted(self._sessions):
-            if self.clock - self._sessions[client_id].last_seen > ttl_ms:
-                del self._sessions[client_id]
-                self._expired[client_id] = self.clock
 
     def _key_op(self, op: TxnOp) -> Result:
         """A key op outside a ``Txn``: one revision if it wrote anything."""
@@ -421,13 +375,9 @@ class StateMachine:
                 )
                 for info in self.namespaces()
             ),
-            sessions=tuple(
-                (client_id, s.seq, s.result, s.last_seen)
-                for client_id in sorted(self._sessions)
-                for s in (self._sessions[client_id],)
-            ),
-            clock=self.clock,
-            expired=tuple((client_id, self._expired[client_id]) for client_id in sorted(self._expired)),
+            sessions=self._sessions.live(),
+            clock=self._sessions.clock,
+            expired=self._sessions.expired(),
         )
 
     @staticmethod
@@ -455,10 +405,7 @@ class StateMachine:
                 table = machine._tables[info.name] = KVTable()
                 for kv in kvs:
                     table.set(kv)
-        for client_id, seq, result, last_seen in state.sessions:
-            machine._sessions[client_id] = _Session(seq, result, last_seen)
-        machine.clock = state.clock
-        machine._expired = dict(state.expired)
+        machine._sessions = SessionTable.restore(state.sessions, state.expired, state.clock)
         return machine
 
     def adopt_snapshot(self, index: int, data: bytes) -> None:
