@@ -130,7 +130,7 @@ class Configsvc:
         path = root / "cluster.yaml"
         path.write_text(yaml.safe_dump(config))
         self.procs = [
-            subprocess.Popen([sys.executable, "-m", "configsvc.cli", "serve", "--config", str(path), "--node", f"n{i + 1}"],
+            subprocess.Popen([sys.executable, "-m", "configsvc.cli", "serve", "--config", str(path), "--node", f"n{i + 1}", "--initial-cluster-state", "new"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for i in range(3)
         ]

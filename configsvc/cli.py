@@ -33,7 +33,19 @@ def _demo(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from configsvc.serve import serve
 
-    return serve(args.config, args.node)
+    return serve(args.config, args.node, args.initial_cluster_state)
+
+
+def _node_reset(args: argparse.Namespace) -> int:
+    from configsvc.config import load_config
+    from configsvc.datadir import reset
+
+    config = load_config(args.config)
+    data_dir = config.data_dir(args.node)
+    reset(data_dir, config.cluster_id, args.node)
+    print(f"reset {args.node}: store data removed from {data_dir}; on its next start it "
+          "rejoins as a non-voting learner and votes again once caught up")
+    return 0
 
 
 def _cluster(args: argparse.Namespace) -> int:
@@ -114,7 +126,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run one node")
     serve.add_argument("--config", required=True)
     serve.add_argument("--node", required=True)
+    serve.add_argument(
+        "--initial-cluster-state", choices=["new", "existing"], default="existing",
+        help="'new' only for the first start of a brand-new cluster (an empty data "
+             "directory may then bootstrap); ignored once the data directory is marked",
+    )
     serve.set_defaults(func=_serve)
+
+    node = sub.add_parser("node", help="operations on one node's data directory")
+    nodesub = node.add_subparsers(dest="node_command", required=True)
+    node_reset = nodesub.add_parser(
+        "reset", help="wipe a stopped node's data; it rejoins as a learner and votes once caught up"
+    )
+    node_reset.add_argument("--config", required=True)
+    node_reset.add_argument("--node", required=True)
+    node_reset.set_defaults(func=_node_reset)
 
     cluster = sub.add_parser("cluster", help="local clusters")
     csub = cluster.add_subparsers(dest="cluster_command", required=True)
@@ -183,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from configsvc.client import ClientError
     from configsvc.config import ConfigError
+    from configsvc.datadir import DataDirError
 
     args = build_parser().parse_args(argv)
     try:
@@ -190,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ClientError as exc:
         print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
         return 1
-    except ConfigError as exc:
+    except (ConfigError, DataDirError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

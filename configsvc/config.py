@@ -88,6 +88,17 @@ class SecurityConfig(_Strict):
     peer_secret: str | None = Field(default=None, min_length=16)
 
 
+class StateMachineConfig(_Strict):
+    #: the strong state-machine version the leader moves the group to, through the
+    #: log, once (2 = client sessions expire). Keep 1 while any node still runs code
+    #: that supports only 1: a node meeting an unsupported version stops applying.
+    version: int = Field(default=2, ge=1, le=2)
+    #: client dedup sessions idle longer than this (leader wall time) are dropped
+    session_ttl: float = Field(default=3600.0, gt=0)
+    #: how often the leader proposes the expiry command
+    session_expiry_interval: float = Field(default=10.0, gt=0)
+
+
 class NamespaceSpec(_Strict):
     name: str
     consistency: Literal["strong", "eventual"]
@@ -109,6 +120,7 @@ class ClusterConfig(_Strict):
     timing: TimingConfig = Field(default_factory=TimingConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
+    state_machine: StateMachineConfig = Field(default_factory=StateMachineConfig)
     namespaces: list[NamespaceSpec] = []
 
     @model_validator(mode="after")

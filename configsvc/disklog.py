@@ -24,7 +24,9 @@ Durability rules (what a caller may rely on):
   a new segment is started when the current one would pass ``segment_bytes``.
   Every segment but the last was fully fsynced before the next was created.
 - Creating, renaming or removing a file is followed by an fsync of the
-  directory, so the directory listing is as durable as the data.
+  directory, so the directory listing is as durable as the data. Creating a
+  directory (the log's own, and every missing ancestor) is followed by an
+  fsync of its parent (``ensure_dir``), whoever created it.
 - ``rewrite(frames)`` replaces the whole log atomically: a crash at any point
   leaves either the old log or the new one, never a mix.
 - If ``sync`` or ``rewrite`` fails, the page cache may disagree with the disk
@@ -86,6 +88,7 @@ __all__ = [
     "LogLocked",
     "Recovery",
     "TornTail",
+    "ensure_dir",
     "make_frame",
 ]
 
@@ -180,6 +183,26 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def ensure_dir(path: str | os.PathLike[str]) -> None:
+    """``mkdir -p path``, durably: each directory created is followed by an fsync of its
+    parent, so its entry survives a crash before anything inside it is trusted."""
+    path = Path(path)
+    missing: list[Path] = []
+    probe = path
+    while not probe.is_dir():
+        missing.append(probe)
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir()
+        except FileExistsError:
+            if not directory.is_dir():
+                raise
+        _fsync_dir(directory.parent)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -282,11 +305,7 @@ class DiskLog:
     # ------------------------------------------------------------------ opening
 
     def _lock(self) -> int:
-        try:
-            self.path.mkdir(parents=True)
-            _fsync_dir(self.path.parent)  # the new directory's entry is durable too
-        except FileExistsError:
-            pass
+        ensure_dir(self.path)
         fd = os.open(self.path / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -551,10 +570,14 @@ class DiskLog:
 
     # ------------------------------------------------------------------ closing
 
-    def close(self) -> None:
-        """Release the directory. Buffered, unsynced frames are dropped (as by a crash)."""
-        if not self._busy.acquire(blocking=False):
-            raise DiskLogError("close while another call is running: one writer at a time")
+    def close(self, wait: float = 30.0) -> None:
+        """Release the directory. Buffered, unsynced frames are dropped (as by a crash).
+
+        A call still running in another thread (a ``sync`` whose awaiting task was
+        cancelled at shutdown) is waited for, up to ``wait`` seconds; then DiskLogError.
+        """
+        if not self._busy.acquire(timeout=wait):
+            raise DiskLogError("close while another call is still running: one writer at a time")
         try:
             if self._closed:
                 return

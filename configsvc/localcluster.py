@@ -86,6 +86,12 @@ class LocalCluster:
         self.config_path = root / "cluster.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        #: the first start of every node of an all-empty cluster bootstraps it
+        #: ("new"); every other start (restarts, a wiped node) is "existing"
+        data_root = root / "data"
+        self._bootstrap = set(self.ids) if not any(
+            (data_root / nid / "cluster-member").exists() for nid in self.ids
+        ) else set()
         self.http = httpx.Client(timeout=5.0)
 
     def url(self, nid: str) -> str:
@@ -96,10 +102,12 @@ class LocalCluster:
         return [self.url(n) for n in self.ids]
 
     def start(self, nid: str) -> None:
+        state = "new" if nid in self._bootstrap else "existing"
+        self._bootstrap.discard(nid)
         with open(self.root / f"{nid}.log", "ab") as log:
             self.procs[nid] = subprocess.Popen(
                 [sys.executable, "-m", "configsvc.cli", "serve", "--config", str(self.config_path),
-                 "--node", nid],
+                 "--node", nid, "--initial-cluster-state", state],
                 stdout=log, stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
             )

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from configsvc.config import ClusterConfig
+from configsvc.datadir import InitialState, Member, open_data_dir, write_marker
 from configsvc.disklog import CorruptLog
 from configsvc.forwarding import CHANNEL as RPC_CHANNEL
 from configsvc.forwarding import FORWARDED, Forwarder
@@ -35,9 +36,10 @@ from eventual.storage_disk import EventualDiskStorage
 from strong.commands import Command, encode_command
 from strong.config import PlantedBugs, ReplicaConfig
 from strong.driver import CHANNEL, Halted, NotLeader, OutcomeUnknown, StrongDriver
-from strong.ops import CreateNamespace
+from strong.ops import CreateNamespace, ExpireSessions, SetVersion
 from strong.ready import Role
 from strong.results import ErrorResult
+from strong.state_machine import SESSION_EXPIRY_VERSION
 from strong.storage_disk import DiskStorage
 
 log = logging.getLogger("configsvc.node")
@@ -60,8 +62,14 @@ def planted_bugs() -> PlantedBugs:
 
 
 class Node:
-    def __init__(self, config: ClusterConfig, node_id: str) -> None:
+    def __init__(
+        self, config: ClusterConfig, node_id: str, *, initial_cluster_state: InitialState = "existing"
+    ) -> None:
+        """``initial_cluster_state``: ``"new"`` only for the first start of a brand-new
+        cluster (see ``configsvc.datadir``); ignored once the data directory is marked."""
         self.config = config
+        self.initial_cluster_state: InitialState = initial_cluster_state
+        self.member: Member | None = None
         self.id = node_id
         self.me = config.node(node_id)
         self.data_dir = config.data_dir(node_id)
@@ -100,8 +108,10 @@ class Node:
 
     async def start(self) -> None:
         cfg, timing = self.config, self.config.timing
-        (self.data_dir / "strong").mkdir(parents=True, exist_ok=True)
-        (self.data_dir / "eventual").mkdir(parents=True, exist_ok=True)
+        # Raises DataDirError (wiped or foreign directory): the node must not start.
+        self.member = open_data_dir(
+            self.data_dir, self.config.cluster_id, self.id, self.initial_cluster_state
+        )
         try:
             self.storage = DiskStorage(self.data_dir / "strong")
             self.event_storage = EventualDiskStorage(self.data_dir / "eventual")
@@ -139,6 +149,7 @@ class Node:
             replica_config,
             self.storage,
             lambda dst, payload: transport.send(dst, CHANNEL, payload),
+            voting=self.member.voting,
         )
         self.transport.on_receive(CHANNEL, self._strong.deliver)
         assert self.event_storage is not None
@@ -169,6 +180,9 @@ class Node:
         await self._eventual.start()
         await self.membership.start()
         self._tasks.append(asyncio.create_task(self._bootstrap_namespaces()))
+        self._tasks.append(asyncio.create_task(self._maintain_sessions()))
+        if not self.member.voting:
+            self._tasks.append(asyncio.create_task(self._await_voting(self.member)))
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -186,10 +200,11 @@ class Node:
             await self.transport.close()
         if self.forwarder is not None:
             await self.forwarder.close()
+        # A driver's fsync may still run in its worker thread: close waits for it.
         if self.storage is not None:
-            self.storage.close()
+            await asyncio.to_thread(self.storage.close)
         if self.event_storage is not None:
-            self.event_storage.close()
+            await asyncio.to_thread(self.event_storage.close)
 
     async def _bootstrap_namespaces(self) -> None:
         """Ensure the configured namespaces exist, through the log, then stop.
@@ -218,6 +233,41 @@ class Node:
                         log.warning("configured namespace %s not created: %s", spec.name, result.message)
                     settled.add(spec.name)
             await asyncio.sleep(0.1)  # poll period of a background task, not a test wait
+
+    async def _maintain_sessions(self) -> None:
+        """While leader: move the group to the configured state-machine version, then
+        propose ``ExpireSessions`` with this node's wall-clock time every interval.
+
+        Every replica expires from the command's numbers, never from its own clock
+        (``strong.state_machine`` rule 8); a leader whose clock is behind expires late,
+        one ahead expires early, so the TTL must dwarf clock error and retry windows."""
+        cfg = self.config.state_machine
+        while True:
+            wait = cfg.session_expiry_interval
+            if self.strong.is_leader and not self.strong.halted:
+                op: SetVersion | ExpireSessions | None = None
+                if self.strong.sm.version < cfg.version:
+                    op, wait = SetVersion(cfg.version), 0.2
+                elif self.strong.sm.version >= SESSION_EXPIRY_VERSION:
+                    op = ExpireSessions(int(time.time() * 1000), int(cfg.session_ttl * 1000))
+                if op is not None:
+                    cmd = encode_command(Command(f"sessions-{self.id}-{uuid.uuid4().hex}", 0, op))
+                    with contextlib.suppress(NotLeader, OutcomeUnknown, Halted):
+                        await self.strong.propose(cmd, self.config.timing.request_timeout)
+            else:
+                wait = min(wait, 0.2)
+            await asyncio.sleep(wait)  # period of a background task, not a test wait
+
+    async def _await_voting(self, learner: Member) -> None:
+        """A reset node: once the replica votes again, record it in the marker.
+
+        Only an optimisation: a learner marker left behind after a crash makes the
+        node catch up once more before voting, which is always safe."""
+        while not self.strong.replica.voting:
+            await asyncio.sleep(0.2)  # poll period of a background task, not a test wait
+        self.member = Member(learner.cluster_id, learner.node_id, voting=True)
+        await asyncio.to_thread(write_marker, self.data_dir, self.member)
+        log.info("caught up after a reset: node %s votes again", self.id)
 
     # ------------------------------------------------------------------ request helpers
 
@@ -325,6 +375,8 @@ class Node:
                 "lease_valid": status.lease_valid,
                 "last_contact_ms": int(status.since_leader_contact * 1000),
                 "halted": self.strong.halted,
+                #: False while a reset node catches up (it answers no Prepare or Accept)
+                "voting": self.strong.replica.voting,
             },
             "eventual": self._eventual_health(),
         }

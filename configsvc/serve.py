@@ -14,15 +14,16 @@ import httpx
 import uvicorn
 
 from configsvc.config import load_config
+from configsvc.datadir import InitialState
 from configsvc.http.app import build_app
 from configsvc.localcluster import LocalCluster
 from configsvc.node import Node
 
 
-async def serve_node(config_path: str, node_id: str) -> None:
+async def serve_node(config_path: str, node_id: str, initial_cluster_state: InitialState = "existing") -> None:
     config = load_config(config_path)
-    node = Node(config, node_id)
-    await node.start()
+    node = Node(config, node_id, initial_cluster_state=initial_cluster_state)
+    await node.start()  # raises DataDirError (before serving anything) for a wiped directory
     me = config.node(node_id)
     server = uvicorn.Server(
         uvicorn.Config(
@@ -44,9 +45,9 @@ async def serve_node(config_path: str, node_id: str) -> None:
         await node.close()
 
 
-def serve(config_path: str, node_id: str) -> int:
+def serve(config_path: str, node_id: str, initial_cluster_state: InitialState = "existing") -> int:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {node_id} %(name)s %(levelname)s %(message)s")
-    asyncio.run(serve_node(config_path, node_id))
+    asyncio.run(serve_node(config_path, node_id, initial_cluster_state))
     return 0
 
 

@@ -42,6 +42,7 @@ from strong.ops import (
     Delete,
     DeleteNamespace,
     DeletePrefix,
+    ExpireSessions,
     Get,
     Noop,
     Op,
@@ -64,6 +65,7 @@ __all__ = [
     "Delete",
     "DeleteNamespace",
     "DeletePrefix",
+    "ExpireSessions",
     "Get",
     "MalformedCommand",
     "Noop",
@@ -152,6 +154,8 @@ def encode_op(op: Op) -> list[object]:
             ]
         case SetVersion(version):
             return ["ver", version]
+        case ExpireSessions(now_ms, ttl_ms):
+            return ["exp", now_ms, ttl_ms]
         case Noop():
             return ["noop"]
         case _:
@@ -199,6 +203,9 @@ def decode_op(obj: object) -> Op:
         case "ver":
             (version,) = _arity(tag, args, 1)
             return SetVersion(read_uint(version, "version"))
+        case "exp":
+            now_ms, ttl_ms = _arity(tag, args, 2)
+            return ExpireSessions(read_uint(now_ms, "now_ms"), read_uint(ttl_ms, "ttl_ms"))
         case "noop":
             _arity(tag, args, 0)
             return Noop()

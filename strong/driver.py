@@ -29,6 +29,7 @@ from strong.ready import Ready, RejectReason, Role
 from strong.records import CommitRecord
 from strong.replica import Replica, ReplicaStatus
 from strong.results import ErrorResult, GetResult, RangeResult, Result
+from strong.sm_snapshot import SnapshotState
 from strong.state_machine import StateMachine, UnsupportedVersion
 from strong.storage import Storage, recover
 from strong.wire import MalformedMessage, decode_message, encode_message
@@ -76,7 +77,10 @@ class StrongDriver:
         snapshot_every: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        voting: bool = True,
     ) -> None:
+        """``voting=False``: this node lost its disk and was reset; it learns but does not
+        vote until caught up (``strong.replica`` rule 7)."""
         self.config = config
         self.storage = storage
         self._send = send
@@ -88,7 +92,7 @@ class StrongDriver:
         self.halted: str | None = None
         durable = recover(storage.load())
         self.sm = StateMachine()
-        self.replica = Replica(config, durable, clock(), self.rng)
+        self.replica = Replica(config, durable, clock(), self.rng, voting=voting)
         self._inbox: asyncio.Queue[Callable[[], None]] = asyncio.Queue()
         self._next_request = 0
         #: request id -> its future; (client_id, seq) -> the request ids proposing it
@@ -100,6 +104,8 @@ class StrongDriver:
         self._read_waits: list[tuple[int, asyncio.Future[None]]] = []
         self._applied = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
+        #: the snapshot being encoded in a worker thread, if any
+        self._snapshotting: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -107,6 +113,8 @@ class StrongDriver:
         self._task = asyncio.create_task(self._run(), name=f"strong-driver-{self.config.node_id}")
 
     async def close(self) -> None:
+        if self._snapshotting is not None:
+            self._snapshotting.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -310,8 +318,32 @@ class StrongDriver:
             self._reject(rej.request_id, rej.reason, rej.leader_hint)
         async with self._applied:
             self._applied.notify_all()
-        if self.sm.applied_index - self.replica.snapshot_index >= self.snapshot_every:
-            self.replica.compact(self.sm.applied_index, self.sm.snapshot())
+        if (
+            self.sm.applied_index - self.replica.snapshot_index >= self.snapshot_every
+            and self._snapshotting is None
+        ):
+            # A consistent copy now, encoded off the event loop, compacted from the loop task.
+            index, state = self.sm.applied_index, self.sm.snapshot_state()
+            self._snapshotting = asyncio.create_task(self._encode_snapshot(index, state))
+
+    async def _encode_snapshot(self, index: int, state: SnapshotState) -> None:
+        try:
+            data = await asyncio.to_thread(StateMachine.encode, state)
+        except Exception as exc:
+            failure = exc
+
+            def fail() -> None:
+                raise failure
+
+            self._inbox.put_nowait(fail)
+            return
+
+        def compact() -> None:
+            self._snapshotting = None
+            self.replica.compact(index, data)  # ignored if a newer snapshot arrived meanwhile
+            self.sm.adopt_snapshot(index, data)
+
+        self._inbox.put_nowait(compact)
 
     def _persist(self, records: list[Any]) -> None:
         self.storage.append(records)

@@ -34,6 +34,7 @@ __all__ = [
     "Delete",
     "DeleteNamespace",
     "DeletePrefix",
+    "ExpireSessions",
     "Get",
     "Noop",
     "Op",
@@ -243,6 +244,25 @@ class SetVersion:
 
 
 @dataclass(frozen=True)
+class ExpireSessions:
+    """Drop client sessions idle for more than ``ttl_ms`` as of ``now_ms``.
+
+    Proposed by the leader, with its wall-clock time (ms since the epoch) as
+    data: every replica expires the same sessions from these numbers, never
+    from its own clock. Applies only under state-machine version >= 2.
+    """
+
+    now_ms: int
+    ttl_ms: int
+
+    def __post_init__(self) -> None:
+        _check_uint(self.now_ms, "now_ms")
+        _check_uint(self.ttl_ms, "ttl_ms")
+        if self.now_ms == 0 or self.ttl_ms == 0:
+            raise ValueError("now_ms and ttl_ms must be positive")
+
+
+@dataclass(frozen=True)
 class Noop:
     """Does nothing; still goes through dedup like any command."""
 
@@ -257,5 +277,6 @@ Op = (
     | Get
     | Range
     | SetVersion
+    | ExpireSessions
     | Noop
 )

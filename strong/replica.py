@@ -28,6 +28,10 @@ Rules this module obeys (each one is what safety rests on):
    a quorum (ReadIndex). Followers never answer linearizable reads.
 6. Chosen values learned from any replica (catch-up, snapshots) are chosen:
    they never disagree with what a leader would propose.
+7. A replica that lost its durable state (``voting=False``) answers no Prepare
+   and no Accept and starts no election (its forgotten promises and accepts
+   may be part of a quorum); it learns by catch-up and votes again once its
+   commit index reaches the first one a leader announced to it.
 
 Liveness (not safety) rests on two more: an election starts only after a
 pre-vote that a quorum granted, and a replica grants one only if it has not
@@ -164,7 +168,8 @@ class ReplicaStatus:
 
 class Replica:
     def __init__(
-        self, config: ReplicaConfig, durable: DurableState, now: float, rng: Rng
+        self, config: ReplicaConfig, durable: DurableState, now: float, rng: Rng,
+        *, voting: bool = True,
     ) -> None:
         self.config = config
         self.id = config.node_id
@@ -179,6 +184,9 @@ class Replica:
         self.snapshot_index = durable.snapshot_index
         self.snapshot = durable.snapshot
         self.commit_index = durable.commit_index
+        #: rule 7: False after a reset; ``rejoin_target`` is the commit index to reach first
+        self.voting = voting
+        self.rejoin_target: int | None = None
         # Volatile.
         self.role = Role.FOLLOWER
         self.leader: str | None = None
@@ -245,7 +253,7 @@ class Replica:
         lead = self.leadership
         if lead is None:
             if now >= self.election_deadline:
-                if not self.campaigning:
+                if not self.campaigning or not self.voting:
                     self.election_deadline = now + self._election_timeout()
                 elif self.config.bugs.no_prevote:
                     self._start_election()
@@ -314,6 +322,9 @@ class Replica:
                 self._fill_window(lead)
             if self._read_round_due(lead):
                 self._heartbeat_round(lead)
+        target = self.rejoin_target
+        if not self.voting and target is not None and self.commit_index >= target:
+            self.voting = True  # rule 7: caught up to what a leader announced after the reset
         committed = self._take_committed() if self._emitted < self.commit_index else []
         ready = Ready(
             persist=self._persist,
@@ -376,6 +387,8 @@ class Replica:
             self._send(peer, message)
 
     def _on_prepare(self, src: str, msg: Prepare) -> None:
+        if not self.voting:
+            return  # rule 7
         if msg.ballot < self.promised:
             self._send(src, Nack(msg.ballot, self.promised))
             return
@@ -424,6 +437,9 @@ class Replica:
     def _on_accept(self, src: str, msg: Accept) -> None:
         if not self._follow(src, msg.ballot):
             return
+        if not self.voting:  # rule 7: learn the commit index, accept nothing
+            self._learn_commit(src, msg.ballot, msg.commit_index)
+            return
         if msg.slot > self.commit_index and msg.slot not in self.chosen:
             self.accepted[msg.slot] = (msg.ballot, msg.value)
             self._durable(AcceptRecord(msg.slot, msg.ballot, msg.value))
@@ -449,6 +465,8 @@ class Replica:
         return None
 
     def _learn_commit(self, src: str, ballot: Ballot, leader_commit: int) -> None:
+        if not self.voting and self.rejoin_target is None:
+            self.rejoin_target = leader_commit
         self.leader_commit = max(self.leader_commit, leader_commit)
         start = self.commit_index
         while self.commit_index < leader_commit:
@@ -561,7 +579,8 @@ class Replica:
         """Grant iff ``msg.ballot`` would be promised and no leader was heard from
         for an election timeout. Changes no state: nothing to persist."""
         granted = (
-            msg.ballot > self.promised
+            self.voting
+            and msg.ballot > self.promised
             and self.leadership is None
             and self.now - self.last_leader_contact >= self.config.election_timeout
         )

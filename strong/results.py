@@ -61,6 +61,10 @@ class ErrorCode:
     STALE_SEQUENCE = "stale_sequence"
     TXN_OP_FAILED = "txn_op_failed"
     VERSION_DOWNGRADE = "version_downgrade"
+    #: a seq > 1 from a client the table does not know: its session expired (or never began)
+    SESSION_EXPIRED = "session_expired"
+    #: an op the current state-machine version does not apply (changes nothing)
+    UNSUPPORTED_IN_VERSION = "unsupported_in_version"
     ALL = (
         MALFORMED_COMMAND,
         NAMESPACE_NOT_FOUND,
@@ -69,6 +73,8 @@ class ErrorCode:
         STALE_SEQUENCE,
         TXN_OP_FAILED,
         VERSION_DOWNGRADE,
+        SESSION_EXPIRED,
+        UNSUPPORTED_IN_VERSION,
     )
 
 

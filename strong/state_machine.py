@@ -17,22 +17,28 @@ Rules (everything that decides what a replica's state becomes lives here):
    changes. A batch holding ``SetVersion(v)`` for a ``v`` this code does not
    support raises ``UnsupportedVersion`` *before applying any of the batch*:
    the node must stop applying (and be upgraded) rather than diverge.
-5. Idempotency. Per ``client_id`` the last ``(seq, result)`` is remembered. The
-   same ``seq`` again returns the remembered result without reapplying; a
-   lower ``seq`` returns ``ErrorResult("stale_sequence")``; ``seq == 0`` always
-   applies and is not remembered.
+5. Idempotency. Per ``client_id`` the last ``(seq, result)`` is remembered
+   (``strong.sessions``): the same ``seq`` again returns the remembered result
+   without reapplying, a lower one ``ErrorResult("stale_sequence")``;
+   ``seq == 0`` always applies and is not remembered.
 6. Revisions. ``revision`` is one counter for the whole group; it grows by one
    per command that changes the namespace registry or any key (a ``Txn`` is
    one revision, however many keys it writes); a command that changes nothing
    (failed CAS, deleting an absent key, a read) leaves it alone.
 7. All or nothing. A ``Txn`` either applies its whole chosen branch or, when an
    op of that branch fails, nothing (its writes are undone).
+8. Session expiry (version >= 2). Time enters only as data:
+   ``ExpireSessions(now_ms, ttl_ms)``, proposed by the leader with its wall
+   time, expires sessions idle past ``ttl_ms`` on every replica alike; a
+   command of an expired client id is ``ErrorResult("session_expired")`` and
+   applies nothing (``strong.sessions`` rules 2-4). Below version 2 the op is
+   ``ErrorResult("unsupported_in_version")`` and changes nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from strong.commands import (
     STRONG,
@@ -42,6 +48,7 @@ from strong.commands import (
     Delete,
     DeleteNamespace,
     DeletePrefix,
+    ExpireSessions,
     Get,
     MalformedCommand,
     Noop,
@@ -73,7 +80,14 @@ from strong.results import (
     TxnResult,
     VersionResult,
 )
-from strong.sm_snapshot import MalformedSnapshot, SnapshotState, decode_snapshot, encode_snapshot
+from strong.sessions import SessionTable
+from strong.sm_snapshot import (
+    CLOCK_VERSION,
+    MalformedSnapshot,
+    SnapshotState,
+    decode_snapshot,
+    encode_snapshot,
+)
 
 __all__ = [
     "INITIAL_VERSION",
@@ -86,8 +100,9 @@ __all__ = [
 ]
 
 INITIAL_VERSION = 1
-SUPPORTED_VERSIONS = range(1, 2)
-"""State-machine versions this code can apply commands under."""
+SUPPORTED_VERSIONS = range(1, 3)
+"""State-machine versions this code can apply commands under (2: session expiry, rule 8)."""
+SESSION_EXPIRY_VERSION = CLOCK_VERSION
 
 _KEY_OPS = (Put, Delete, DeletePrefix, Get, Range)
 """The ops ``_txn_op`` applies (also outside a ``Txn``)."""
@@ -103,12 +118,6 @@ class UnsupportedVersion(Exception):
     """
 
 
-@dataclass(frozen=True, slots=True)
-class _Session:
-    seq: int
-    result: Result
-
-
 class StateMachine:
     """Namespaces, their keys and the client table, advanced slot by slot."""
 
@@ -118,7 +127,7 @@ class StateMachine:
         self.revision = 0
         self._namespaces: dict[str, NamespaceInfo] = {}
         self._tables: dict[str, KVTable] = {}  # strong namespaces only
-        self._sessions: dict[str, _Session] = {}
+        self._sessions = SessionTable()
         #: ``snapshot()`` of the current state, kept until the next ``apply``
         #: (hashing and compacting at the same index encode once)
         self._snapshot: bytes | None = None
@@ -164,16 +173,11 @@ class StateMachine:
     def _apply_command(self, cmd: Command) -> Result:
         if cmd.seq == 0:
             return self._execute(cmd.op)
-        session = self._sessions.get(cmd.client_id)
-        if session is not None and cmd.seq == session.seq:
-            return session.result
-        if session is not None and cmd.seq < session.seq:
-            return ErrorResult(
-                ErrorCode.STALE_SEQUENCE,
-                f"seq {cmd.seq} of client {cmd.client_id!r} is older than {session.seq}",
-            )
+        answer = self._sessions.check(cmd.client_id, cmd.seq)
+        if answer is not None:
+            return answer
         result = self._execute(cmd.op)
-        self._sessions[cmd.client_id] = _Session(cmd.seq, result)
+        self._sessions.remember(cmd.client_id, cmd.seq, result)
         return result
 
     def _execute(self, op: Op) -> Result:
@@ -195,6 +199,15 @@ class StateMachine:
                     )
                 self.version = version
                 return VersionResult(version)
+            case ExpireSessions(now_ms, ttl_ms):
+                if self.version < SESSION_EXPIRY_VERSION:
+                    return ErrorResult(
+                        ErrorCode.UNSUPPORTED_IN_VERSION,
+                        f"session expiry needs state-machine version {SESSION_EXPIRY_VERSION}, "
+                        f"this group is at {self.version}",
+                    )
+                self._sessions.expire(now_ms, ttl_ms)
+                return NoopResult()
             case Noop():
                 return NoopResult()
 
@@ -339,30 +352,38 @@ class StateMachine:
     def snapshot(self) -> bytes:
         """The canonical bytes of the whole state (equal states, equal bytes)."""
         if self._snapshot is None:
-            self._snapshot = self._encode_snapshot()
+            self._snapshot = encode_snapshot(self.snapshot_state())
         return self._snapshot
 
-    def _encode_snapshot(self) -> bytes:
-        return encode_snapshot(
-            SnapshotState(
-                applied_index=self.applied_index,
-                version=self.version,
-                revision=self.revision,
-                namespaces=tuple(
-                    (
-                        info,
-                        tuple(self._tables[info.name].items())
-                        if info.consistency == STRONG
-                        else None,
-                    )
-                    for info in self.namespaces()
-                ),
-                sessions=tuple(
-                    (client_id, self._sessions[client_id].seq, self._sessions[client_id].result)
-                    for client_id in sorted(self._sessions)
-                ),
-            )
+    def snapshot_state(self) -> SnapshotState:
+        """A consistent copy of the whole state, at ``applied_index``, to encode elsewhere.
+
+        Only tuples of immutable values (frozen ``KeyValue``, results, infos): later
+        ``apply`` calls cannot change it, so ``encode_snapshot`` may run in another
+        thread while this machine keeps applying. Costs one pass over the keys.
+        """
+        return SnapshotState(
+            applied_index=self.applied_index,
+            version=self.version,
+            revision=self.revision,
+            namespaces=tuple(
+                (
+                    info,
+                    tuple(self._tables[info.name].items())
+                    if info.consistency == STRONG
+                    else None,
+                )
+                for info in self.namespaces()
+            ),
+            sessions=self._sessions.live(),
+            clock=self._sessions.clock,
+            expired=self._sessions.expired(),
         )
+
+    @staticmethod
+    def encode(state: SnapshotState) -> bytes:
+        """``encode_snapshot(state)``: safe in any thread (``state`` is immutable)."""
+        return encode_snapshot(state)
 
     @classmethod
     def restore(cls, data: bytes) -> StateMachine:
@@ -384,9 +405,14 @@ class StateMachine:
                 table = machine._tables[info.name] = KVTable()
                 for kv in kvs:
                     table.set(kv)
-        for client_id, seq, result in state.sessions:
-            machine._sessions[client_id] = _Session(seq, result)
+        machine._sessions = SessionTable.restore(state.sessions, state.expired, state.clock)
         return machine
+
+    def adopt_snapshot(self, index: int, data: bytes) -> None:
+        """Remember ``data`` (encoded elsewhere from ``snapshot_state()``) as ``snapshot()``,
+        if nothing was applied since: hashing at that index then encodes nothing."""
+        if index == self.applied_index and self._snapshot is None:
+            self._snapshot = data
 
     def state_hash(self) -> str:
         """Hex SHA-256 of ``snapshot()``: compare replicas at equal ``applied_index``."""

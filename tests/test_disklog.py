@@ -72,6 +72,7 @@ def test_public_names() -> None:
             "LogLocked",
             "Recovery",
             "TornTail",
+            "ensure_dir",
             "make_frame",
         ]
     )

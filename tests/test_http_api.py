@@ -34,7 +34,7 @@ async def single_node(root: Path) -> AsyncIterator[tuple[Node, httpx.AsyncClient
         "limits": {"key_max_bytes": 16, "value_max_bytes": 64, "body_max_bytes": 256},
         "namespaces": [{"name": "app", "consistency": "strong"}, {"name": "ev", "consistency": "eventual"}],
     })
-    node = Node(config, "n1")
+    node = Node(config, "n1", initial_cluster_state="new")
     await node.start()
     try:
         transport = httpx.ASGITransport(app=build_app(node))

@@ -21,6 +21,7 @@ from strong.commands import (
     Delete,
     DeleteNamespace,
     DeletePrefix,
+    ExpireSessions,
     Get,
     Noop,
     Op,
@@ -72,6 +73,8 @@ ops: st.SearchStrategy[Op] = st.one_of(
     st.builds(DeleteNamespace, names),
     st.just(Noop()),
     st.just(SetVersion(1)),
+    st.just(SetVersion(2)),
+    st.builds(ExpireSessions, st.integers(1, 10), st.integers(1, 4)),
 )
 commands = st.builds(Command, st.sampled_from(["", "c1", "c2"]), st.integers(0, 4), ops)
 entries = st.one_of(commands.map(encode_command), st.just(b"\xc1junk"))
