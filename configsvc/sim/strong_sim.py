@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import random
 import traceback
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from configsvc.sim.runner import SeedResult
 from configsvc.sim.strong_checks import Observer, check_history, lost_writes
@@ -454,9 +454,3 @@ def run_seed(seed: int, config: StrongSimConfig | None = None) -> SeedResult:
             violation=f"exception at simulated t={sim.world.now:.4f}: {exc!r}",
             excerpt=[line.rstrip() for line in "".join(lines[-6:]).splitlines()],
         )
-
-
-def with_bug(base: StrongSimConfig | None = None, **bugs: bool) -> StrongSimConfig:
-    """``base`` (default: the default configuration) with the named planted bugs on."""
-    skip_dedup = bugs.pop("skip_dedup", False)
-    return replace(base or StrongSimConfig(), bugs=PlantedBugs(**bugs), skip_dedup=skip_dedup)
