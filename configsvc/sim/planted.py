@@ -71,6 +71,9 @@ class Planted:
     caught_by: frozenset[str]
     bugs: PlantedBugs = field(default_factory=PlantedBugs)
     skip_dedup: bool = False
+    #: checkers that may fail a seed because of a second bug this entry needs
+    #: (never counted as catching it)
+    tolerated: frozenset[str] = frozenset()
 
     def config(self) -> StrongSimConfig:
         base = PROFILES[self.profile] or StrongSimConfig()
@@ -98,7 +101,8 @@ STRONG: tuple[Planted, ...] = (
     Planted("skip_lease_wait+no_prevote",
             "a new leader skips the lease wait (with pre-vote off: pre-vote alone also "
             "keeps leases safe)", "lease", SAFETY,
-            PlantedBugs(skip_lease_wait=True, no_prevote=True)),
+            PlantedBugs(skip_lease_wait=True, no_prevote=True),
+            tolerated=frozenset({"disruption"})),
     Planted("lease_from_ack", "a lease runs from the acknowledgement, not the send",
             "gray", SAFETY, PlantedBugs(lease_from_ack=True)),
     Planted("catchup_commits_uncarried",
