@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo sim-strong sim-eventual bench clean
+.PHONY: test lint typecheck unit demo sim-strong sim-eventual sim-long sim-planted bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,6 +32,16 @@ sim-strong: $(STAMP)
 
 sim-eventual: $(STAMP)
 	$(BIN)/configsvc sim eventual --seeds 500 --json
+
+# 10,000 seeds of each store (about an hour each on 2 cores); record the
+# result in benchmarks/README.md.
+sim-long: $(STAMP)
+	$(BIN)/configsvc sim strong --seeds 10000 --json
+	$(BIN)/configsvc sim eventual --seeds 10000 --json
+
+# The detection table of the planted-bug catalogue (docs/simulation.md).
+sim-planted: $(STAMP)
+	$(BIN)/configsvc sim planted --seeds 100
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
