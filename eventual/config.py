@@ -44,6 +44,9 @@ class PlantedBugs:
     non_idempotent_merge: bool = False
     #: answer a request at once even if this replica does not cover its token
     serve_uncovered_token: bool = False
+    #: answer a digest by deltas even when the log floor is above the peer's vector
+    #: (issue 7, finding 6: only the non-durable rejoining marks decide on full state)
+    ignore_can_serve: bool = False
 
     def any(self) -> bool:
         return any(vars(self).values())

@@ -331,7 +331,7 @@ class Replica(ClientCalls):
 
     def _on_digest(self, src: str, msg: Digest) -> None:
         peer_vv = dict(msg.vv)
-        if self.stability.needs_full_state(src, self.log.floor):
+        if self.stability.needs_full_state(src, self.log.floor) or not self._can_serve(src, peer_vv):
             self._send_full_state(src, reply=False)
         else:
             # Count what we sent this peer moments ago as in flight: answering two
@@ -348,6 +348,17 @@ class Replica(ClientCalls):
                                         self.now)
         if msg.reply and not vv_leq(peer_vv, self.vv):
             self._send(src, Digest(self.replica, vv_to_wire(self.vv), False))
+
+    def _can_serve(self, src: str, peer_vv: VV) -> bool:
+        """Rule 4: whether deltas from this log can bring ``src`` up to date. What
+        we know of ``src`` (its digests joined, so a stale, reordered digest does
+        not count) is checked against the log floor, not only the rejoining marks:
+        those are not durable, so a replica restarted with a raised floor must
+        still notice a peer (say, a wiped one) that lacks collected events."""
+        if self.bugs.ignore_can_serve:
+            return True
+        view = self.stability.peers.get(src)
+        return self.log.can_serve(vv_join(peer_vv, view.vv) if view is not None else peer_vv)
 
     def _send_full_state(self, dst: str, *, reply: bool) -> None:
         last = self.full_state_sent.get(dst)

@@ -46,7 +46,7 @@ def test_a_seed_replays_exactly() -> None:
 PLANTED = [
     ("deliver_before_causal_past", ("causal consistency broken", "read of", "converge",
                                     "different states"), 5),
-    ("gc_before_stability", ("no convergence",), 5),
+    ("gc_before_stability", ("full state sent",), 5),
     ("non_idempotent_merge", ("read of", "resurrection", "full state sent", "converge",
                               "different states"), 15),
     ("serve_uncovered_token", ("session guarantee broken",), 5),
