@@ -57,6 +57,7 @@ class EventualDriver:
         *,
         tick_interval: float = 0.02,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
@@ -64,9 +65,12 @@ class EventualDriver:
         self._send = send
         self.tick_interval = tick_interval
         self.clock = clock
+        #: wall time for the hybrid logical clock (LWW order must not follow host uptime)
+        self.wall_clock = wall_clock
         self.stats = DriverStats()
         self.halted: str | None = None
         self.replica = Replica(config, recover(storage.load()), clock(), rng or random.Random())
+        self.replica.wall = wall_clock()
         self._inbox: asyncio.Queue[Callable[[], None]] = asyncio.Queue()
         self._next_request = 0
         self._replies: dict[int, asyncio.Future[Result]] = {}
@@ -98,7 +102,7 @@ class EventualDriver:
             self.stats.malformed_messages += 1
             log.warning("dropped a malformed message from %s: %s", src, exc)
             return
-        self._inbox.put_nowait(lambda: self.replica.step(src, message, self.clock()))
+        self._inbox.put_nowait(lambda: self.replica.step(src, message, self.clock(), self.wall_clock()))
 
     async def request(self, request: Request, token: str | None, timeout: float) -> Result:
         """Submit a client request; the result comes once durable (writes) or covered (reads).
@@ -117,7 +121,8 @@ class EventualDriver:
 
         def submit() -> None:
             self._submitted.add(rid)
-            self.replica.submit(rid, request, token, self.clock())
+            self.replica.submit(rid, request, token, self.clock(),
+                                self.wall_clock())
 
         self._inbox.put_nowait(submit)
         try:
@@ -169,7 +174,7 @@ class EventualDriver:
                 self._inbox.get_nowait()()
             now = self.clock()
             if now >= next_tick:
-                self.replica.tick(now)
+                self.replica.tick(now, self.wall_clock())
                 next_tick = now + self.tick_interval
             ready = self.replica.ready()
             if not ready.empty():

@@ -3,6 +3,9 @@
 Inputs: ``step(src, message, now)``, ``tick(now)``, client calls (``get``,
 ``put``, ``delete``, ``list``, ``register``, ``heartbeat``, ``deregister``,
 ``instances``, or ``submit`` with a request object), ``set_members``.
+Every input takes ``now`` (this node's monotonic clock: timers, horizons) and
+optionally ``wall`` (its wall clock, the physical part of the hybrid logical
+clock; defaults to ``now``, which suits a simulator whose clocks are both).
 Output: ``ready()`` -> ``Ready`` (see ``eventual.ready`` for the driver's
 contract: persist and sync, then send, then reply). Time enters only as
 ``now`` (this node's local clock); randomness only through the injected
@@ -101,6 +104,9 @@ class Replica(ClientCalls):
         self.rng = rng
         self.bugs = config.bugs
         self.now = now
+        #: wall-clock seconds: only the hybrid logical clock reads it (never host uptime,
+        #: or LWW winners would depend on how long each host has been up)
+        self.wall = now
         self._persist: list[Record] = []
         self._messages: list[Envelope] = []
         self._replies: list[Reply] = []
@@ -142,9 +148,13 @@ class Replica(ClientCalls):
 
     # ------------------------------------------------------------------ inputs
 
-    def step(self, src: str, message: Message, now: float) -> None:
-        """Handle one message from node ``src``. Never raises on odd input."""
+    def _clock(self, now: float, wall: float | None) -> None:
         self.now = now
+        self.wall = now if wall is None else wall
+
+    def step(self, src: str, message: Message, now: float, wall: float | None = None) -> None:
+        """Handle one message from node ``src``. Never raises on odd input."""
+        self._clock(now, wall)
         if src not in self.stability.peers or message.replica == self.replica:
             return
         self.stability.heard(src, message.replica, dict(message.vv), now)
@@ -159,8 +169,8 @@ class Replica(ClientCalls):
                 self._on_probe(src, message)
         self._release_parked()
 
-    def tick(self, now: float) -> None:
-        self.now = now
+    def tick(self, now: float, wall: float | None = None) -> None:
+        self._clock(now, wall)
         if now >= self.next_gossip:
             self.next_gossip = now + self.config.gossip_interval * (0.9 + 0.2 * self.rng.random())
             self._gossip_round()
@@ -177,9 +187,10 @@ class Replica(ClientCalls):
         self.now = now
         self.stability.set_members(members, alive, now)
 
-    def submit(self, request_id: int, request: Request, token: str | None, now: float) -> None:
+    def submit(self, request_id: int, request: Request, token: str | None, now: float,
+               wall: float | None = None) -> None:
         """Queue a client request; its answer comes in ``Ready.replies``."""
-        self.now = now
+        self._clock(now, wall)
         reason = invalid(request)
         if reason is not None:
             self._reply(request_id, BadRequest(reason))
@@ -252,7 +263,7 @@ class Replica(ClientCalls):
 
     def _local_event(self, key: Key, value: bytes | None, covers: Mapping[str, int]) -> Event:
         vv = self.vv
-        self.hlc = hlc_send(self.hlc, self.now)
+        self.hlc = hlc_send(self.hlc, self.wall)
         clamped = {a: min(n, vv.get(a, 0)) for a, n in covers.items()}
         e = Event((self.replica, vv.get(self.replica, 0) + 1), key, value, self.hlc,
                   vv_to_wire(clamped), vv_to_wire(vv))
@@ -271,7 +282,7 @@ class Replica(ClientCalls):
         if change is None:
             return
         self._account(change)
-        self.hlc = hlc_recv(self.hlc, e.hlc, self.now)
+        self.hlc = hlc_recv(self.hlc, e.hlc, self.wall)
         if e.dot[1] > self.log.top(e.dot[0]):
             self.log.append(e)
         self._persist.append(EventRecord(e))
@@ -378,7 +389,7 @@ class Replica(ClientCalls):
         changes = self.store.join_into(other, ignore_seen=self.bugs.non_idempotent_merge)
         for change in changes:
             self._account(change)
-        self.hlc = hlc_recv(self.hlc, msg.hlc, self.now)
+        self.hlc = hlc_recv(self.hlc, msg.hlc, self.wall)
         self.log.absorb(before, self.vv, msg.log)
         self.stability.inherit((n for n in msg.rejoining if n != self.node), self.log.floor)
         if changes or self.vv != before:  # durable before anything that depends on it

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import time
 from pathlib import Path
 
 import httpx
@@ -20,8 +21,9 @@ from configsvc.node import Node
 from configsvc.sim.eventual_storage import EventualSimStorage
 from eventual.config import ReplicaConfig
 from eventual.driver import EventualDriver, Halted, OutcomeUnknown
+from eventual.hlc import hlc_physical
 from eventual.records import Record
-from eventual.requests import Get, Put
+from eventual.requests import Get, Put, ReadResult
 from eventual.storage import Storage
 from tests.test_http_api import error, run
 
@@ -77,3 +79,23 @@ def test_finding5_http_answers_504_for_the_write_in_flight_and_503_after(tmp_pat
         assert error(await http.get("/v1/kv/ev/k")) == (503, "unavailable")
 
     run(tmp_path, scenario)
+
+
+def test_finding8_hlc_timestamps_follow_wall_time_not_host_uptime() -> None:
+    # Issue 7, finding 8: the HLC read the monotonic clock (host uptime), so which
+    # concurrent LWW write won depended on how long each host had been up.
+    async def main() -> None:
+        driver = EventualDriver(ReplicaConfig("n1", ("n1",)), EventualSimStorage(),
+                                lambda dst, data: None)
+        await driver.start()
+        try:
+            before = time.time()
+            await driver.request(Put("ev", "k", b"v"), None, timeout=5)
+            read = await driver.request(Get("ev", "k"), None, timeout=5)
+            assert isinstance(read, ReadResult)
+            stamp_s = hlc_physical(read.siblings[0].hlc) / 1000
+            assert before - 1.0 <= stamp_s <= time.time() + 1.0
+        finally:
+            await driver.close()
+
+    asyncio.run(main())
