@@ -52,6 +52,7 @@ from eventual.dots import (
     vv_of_dots,
     vv_to_wire,
 )
+from eventual.full_state import FullStateAssembly, split_full_state
 from eventual.hlc import hlc_recv, hlc_send
 from eventual.instances import resolve_instance
 from eventual.log import EventLog
@@ -129,6 +130,7 @@ class Replica(ClientCalls):
                 self.last_seen[key] = now
         self.parked: list[_Parked] = []
         self.full_state_sent: dict[str, float] = {}
+        self.assembly = FullStateAssembly()
         self._gossip_order: list[str] = []
         self._in_flight: dict[str, tuple[VV, float]] = {}
         #: times a probe found equal version vectors but different states
@@ -164,7 +166,9 @@ class Replica(ClientCalls):
             case Deltas():
                 self._receive(message.events)
             case FullState():
-                self._on_full_state(src, message)
+                whole = self.assembly.add(src, message)
+                if whole is not None:
+                    self._on_full_state(src, whole)
             case RepairProbe():
                 self._on_probe(src, message)
         self._release_parked()
@@ -376,9 +380,10 @@ class Replica(ClientCalls):
         if last is not None and self.now - last < self.config.full_state_cooldown:
             return
         self.full_state_sent[dst] = self.now
-        self._send(dst, FullState(self.replica, vv_to_wire(self.vv), state_entries(self.store),
-                                  self.hlc, reply, tuple(self.log.events()),
-                                  self.stability.rejoining()))
+        whole = FullState(self.replica, vv_to_wire(self.vv), state_entries(self.store), self.hlc,
+                          reply, tuple(self.log.events()), self.stability.rejoining())
+        for chunk in split_full_state(whole, self.config.max_full_state_bytes):
+            self._send(dst, chunk)
 
     def _on_full_state(self, src: str, msg: FullState) -> None:
         other = ORMap.model_construct(
