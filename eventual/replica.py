@@ -165,6 +165,10 @@ class Replica(ClientCalls):
                 self._on_digest(src, message)
             case Deltas():
                 self._receive(message.events)
+                if message.events and not vv_leq(dict(message.vv), self.vv):
+                    # A capped answer: ask for the next piece now rather than a round later,
+                    # so catching up takes round trips, not gossip rounds, per piece.
+                    self._send(src, Digest(self.replica, vv_to_wire(self.vv), False))
             case FullState():
                 whole = self.assembly.add(src, message)
                 if whole is not None:

@@ -269,3 +269,15 @@ def test_finding6_replanted_the_wiped_peer_is_stranded() -> None:
     net = _restart_with_floor_and_wipe_peer(bugs=PlantedBugs(ignore_can_serve=True))
     assert get(net, "n2", "k0").siblings == ()
     assert not net.converged()
+
+
+def test_a_capped_catch_up_pulls_the_next_piece_at_once_not_a_round_later() -> None:
+    # Found by swarm testing: with one event per Deltas, a peer 30 events behind
+    # took 30 gossip rounds to catch up; now each piece asks for the next.
+    net = Net(["n1", "n2"], max_delta_events=1, eager_push=False)
+    net.isolate("n2")
+    for i in range(30):
+        put(net, "n1", f"k{i}", b"v")
+    net.heal()
+    net.advance(0.25)  # about one gossip round
+    assert net.converged()

@@ -36,6 +36,8 @@ class SeedResult:
     excerpt: list[str] = field(default_factory=list)
     #: extra per-store measurements (e.g. worst convergence time)
     stats: dict[str, float] = field(default_factory=dict)
+    #: the seed's drawn configuration (swarm testing), printed with its replay line
+    config: str = ""
 
 
 @dataclass
@@ -135,6 +137,8 @@ def run_seeds(
             print(f"FAIL seed={seed}: {result.violation}", file=out)
             for line in result.excerpt:
                 print(f"    {line}", file=out)
+            if result.config:
+                print(f"    config: {result.config}", file=out)
             print(f"reproduce: configsvc sim {store} --seed {seed}", file=out)
     summary.wall_seconds = time.perf_counter() - started
     print(
