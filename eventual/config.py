@@ -47,6 +47,12 @@ class PlantedBugs:
     #: answer a digest by deltas even when the log floor is above the peer's vector
     #: (issue 7, finding 6: only the non-durable rejoining marks decide on full state)
     ignore_can_serve: bool = False
+    #: a remote event removes every sibling of its key, not only those it covers
+    #: (concurrent writes are lost, and which one survives depends on delivery order)
+    merge_drops_siblings: bool = False
+    #: merge each full state chunk on its own, with the transfer's whole context
+    #: (issue 7, finding 2: keys held by other chunks look deleted)
+    merge_chunks_alone: bool = False
 
     def any(self) -> bool:
         return any(vars(self).values())

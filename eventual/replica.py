@@ -170,7 +170,7 @@ class Replica(ClientCalls):
                     # so catching up takes round trips, not gossip rounds, per piece.
                     self._send(src, Digest(self.replica, vv_to_wire(self.vv), False))
             case FullState():
-                whole = self.assembly.add(src, message)
+                whole = message if self.bugs.merge_chunks_alone else self.assembly.add(src, message)
                 if whole is not None:
                     self._on_full_state(src, whole)
             case RepairProbe():
@@ -286,7 +286,9 @@ class Replica(ClientCalls):
     # ------------------------------------------------------------------ applying
 
     def _apply(self, e: Event) -> None:
-        change = self.store.apply_event(e, ignore_seen=self.bugs.non_idempotent_merge)
+        change = self.store.apply_event(
+            e, ignore_seen=self.bugs.non_idempotent_merge,
+            drop_siblings=self.bugs.merge_drops_siblings and e.dot[0] != self.replica)
         if change is None:
             return
         self._account(change)
