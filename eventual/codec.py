@@ -43,6 +43,8 @@ __all__ = [
 
 MAX_UINT = 2**64 - 1
 MAX_NAME = 4096
+#: chunks of one full state transfer (``eventual.full_state``)
+MAX_PARTS = 1 << 20
 
 
 class MalformedMessage(ValueError):
@@ -210,9 +212,11 @@ def message_to_wire(msg: Message) -> list[object]:
             return ["D", replica, [list(p) for p in vv], reply]
         case Deltas(replica, vv, events):
             return ["E", replica, [list(p) for p in vv], [event_to_wire(e) for e in events]]
-        case FullState(replica, vv, entries, hlc, reply, log, rejoining):
-            return ["F", replica, [list(p) for p in vv], entries_to_wire(entries), hlc, reply,
-                    [event_to_wire(e) for e in log], list(rejoining)]
+        case FullState(replica, vv, entries, hlc, reply, log, rejoining, part, parts):
+            wire: list[object] = ["F", replica, [list(p) for p in vv], entries_to_wire(entries),
+                                  hlc, reply, [event_to_wire(e) for e in log], list(rejoining)]
+            # one piece: the unchunked form, which replicas without chunking also read
+            return wire if parts == 1 else [*wire, part, parts]
         case RepairProbe(replica, vv, state_hash):
             return ["R", replica, [list(p) for p in vv], state_hash]
 
@@ -230,7 +234,12 @@ def message_from_wire(obj: object) -> Message:
             events = tuple(event_from_wire(e) for e in read_list(rest[2], "events"))
             return Deltas(read_str(rest[0], "replica", nonempty=True), read_vv(rest[1], "vv"),
                           events)
-        case "F", 7:
+        case "F", 7 | 9:
+            part, parts = 0, 1
+            if len(rest) == 9:
+                part, parts = read_uint(rest[7], "part"), read_uint(rest[8], "parts")
+                if not 0 <= part < parts <= MAX_PARTS:
+                    raise MalformedMessage(f"full state chunk {part} of {parts} is out of range")
             vv = read_vv(rest[1], "vv")
             log = tuple(event_from_wire(e) for e in read_list(rest[5], "log"))
             if not all(vv_covers(dict(vv), e.dot) for e in log):
@@ -239,7 +248,7 @@ def message_from_wire(obj: object) -> Message:
                               for n in read_list(rest[6], "rejoining"))
             return FullState(read_str(rest[0], "replica", nonempty=True), vv,
                              entries_from_wire(rest[2], vv), read_uint(rest[3], "hlc"),
-                             _bool(rest[4], "reply"), log, rejoining)
+                             _bool(rest[4], "reply"), log, rejoining, part, parts)
         case "R", 3:
             return RepairProbe(read_str(rest[0], "replica", nonempty=True), read_vv(rest[1], "vv"),
                                read_uint(rest[2], "state hash"))

@@ -44,6 +44,15 @@ class PlantedBugs:
     non_idempotent_merge: bool = False
     #: answer a request at once even if this replica does not cover its token
     serve_uncovered_token: bool = False
+    #: answer a digest by deltas even when the log floor is above the peer's vector
+    #: (issue 7, finding 6: only the non-durable rejoining marks decide on full state)
+    ignore_can_serve: bool = False
+    #: a remote event removes every sibling of its key, not only those it covers
+    #: (concurrent writes are lost, and which one survives depends on delivery order)
+    merge_drops_siblings: bool = False
+    #: merge each full state chunk on its own, with the transfer's whole context
+    #: (issue 7, finding 2: keys held by other chunks look deleted)
+    merge_chunks_alone: bool = False
 
     def any(self) -> bool:
         return any(vars(self).values())
@@ -70,6 +79,9 @@ class ReplicaConfig:
     #: size cap of one Deltas message (estimated encoded bytes) and its event count
     max_delta_bytes: int = 128 * 1024
     max_delta_events: int = 4096
+    #: size cap of one full state chunk (estimated encoded bytes), well below the
+    #: transport's frame cap, so a state of any size can be transferred
+    max_full_state_bytes: int = 4 * 1024 * 1024
     #: at most one full state per peer per this many seconds
     full_state_cooldown: float = 1.0
     #: events buffered while waiting for their causal past
@@ -85,6 +97,8 @@ class ReplicaConfig:
             raise ValueError("members must be distinct")
         if self.fanout < 1 or self.max_delta_events < 1 or self.max_delta_bytes < 1024:
             raise ValueError("fanout, max_delta_events and max_delta_bytes must be positive")
+        if self.max_full_state_bytes < 1024:
+            raise ValueError("max_full_state_bytes must be at least 1024")
         if self.gc_horizon <= 4 * self.gossip_interval:
             raise ValueError("gc_horizon must exceed four gossip intervals")
         for ns, merge in self.namespaces.items():

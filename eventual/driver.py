@@ -35,6 +35,12 @@ class Halted(Exception):
     """The replica stopped (a disk error): it answers nothing until restarted."""
 
 
+class OutcomeUnknown(Halted):
+    """The replica stopped after this request reached the core: a write may be in
+    a persist batch whose fsync failed, so it may be durable (and gossiped after a
+    restart) or not. Never "safe to retry" without care."""
+
+
 @dataclass
 class DriverStats:
     readies: int = 0
@@ -51,6 +57,7 @@ class EventualDriver:
         *,
         tick_interval: float = 0.02,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
@@ -58,12 +65,17 @@ class EventualDriver:
         self._send = send
         self.tick_interval = tick_interval
         self.clock = clock
+        #: wall time for the hybrid logical clock (LWW order must not follow host uptime)
+        self.wall_clock = wall_clock
         self.stats = DriverStats()
         self.halted: str | None = None
         self.replica = Replica(config, recover(storage.load()), clock(), rng or random.Random())
+        self.replica.wall = wall_clock()
         self._inbox: asyncio.Queue[Callable[[], None]] = asyncio.Queue()
         self._next_request = 0
         self._replies: dict[int, asyncio.Future[Result]] = {}
+        #: requests handed to the core: if the driver halts, their outcome is unknown
+        self._submitted: set[int] = set()
         self._task: asyncio.Task[None] | None = None
         #: notified after every Ready that changed anything (blocking reads wait on it)
         self._changed = asyncio.Condition()
@@ -90,13 +102,14 @@ class EventualDriver:
             self.stats.malformed_messages += 1
             log.warning("dropped a malformed message from %s: %s", src, exc)
             return
-        self._inbox.put_nowait(lambda: self.replica.step(src, message, self.clock()))
+        self._inbox.put_nowait(lambda: self.replica.step(src, message, self.clock(), self.wall_clock()))
 
     async def request(self, request: Request, token: str | None, timeout: float) -> Result:
         """Submit a client request; the result comes once durable (writes) or covered (reads).
 
-        Raises TimeoutError if no answer came in time (a write may then still apply),
-        Halted if the replica stopped.
+        Raises TimeoutError if no answer came in time (a write may then still apply);
+        OutcomeUnknown if the replica stopped after the request reached it (a write
+        may be durable); Halted if it stopped before (nothing happened).
         """
         if self.halted:
             raise Halted(self.halted)
@@ -105,11 +118,18 @@ class EventualDriver:
         self._next_request += 1
         rid = self._next_request
         self._replies[rid] = fut
-        self._inbox.put_nowait(lambda: self.replica.submit(rid, request, token, self.clock()))
+
+        def submit() -> None:
+            self._submitted.add(rid)
+            self.replica.submit(rid, request, token, self.clock(),
+                                self.wall_clock())
+
+        self._inbox.put_nowait(submit)
         try:
             return await asyncio.wait_for(fut, timeout)
         finally:
             self._replies.pop(rid, None)
+            self._submitted.discard(rid)
 
     def status(self) -> EventualStatus:
         return self.replica.status(self.clock())
@@ -136,9 +156,10 @@ class EventualDriver:
         except Exception as exc:  # fail-stop: a disk error must not go unnoticed
             self.halted = f"{type(exc).__name__}: {exc}"
             log.error("eventual replica halted: %s", self.halted)
-            for fut in self._replies.values():
+            for rid, fut in self._replies.items():
                 if not fut.done():
-                    fut.set_exception(Halted(self.halted))
+                    kind = OutcomeUnknown if rid in self._submitted else Halted
+                    fut.set_exception(kind(self.halted))
 
     async def _loop(self) -> None:
         next_tick = self.clock()
@@ -153,7 +174,7 @@ class EventualDriver:
                 self._inbox.get_nowait()()
             now = self.clock()
             if now >= next_tick:
-                self.replica.tick(now)
+                self.replica.tick(now, self.wall_clock())
                 next_tick = now + self.tick_interval
             ready = self.replica.ready()
             if not ready.empty():

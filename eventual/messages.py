@@ -21,7 +21,8 @@ events rather than key versions):
 - ``FullState``: the whole dot store and causal context (plus the sender's
   uncollected log and whom it no longer counts). Used only for a replica
   that was away beyond the garbage-collection horizon (its missing events
-  were collected) and for repair; merged with the state join.
+  were collected) and for repair; merged with the state join. Sent in
+  byte-bounded chunks, merged once reassembled (``eventual.full_state``).
 - ``RepairProbe``: periodic push-pull check: same version vector but a
   different state hash means divergence, repaired by exchanging ``FullState``.
 
@@ -98,6 +99,10 @@ class FullState:
     #: identity): it may have collected events they lack, so the receiver, which
     #: now holds those events without their log, must bring them back by full state
     rejoining: tuple[str, ...] = ()
+    #: this message is chunk ``part`` of ``parts`` of one transfer (``eventual.full_state``):
+    #: a receiver merges only once it holds every chunk
+    part: int = 0
+    parts: int = 1
 
 
 @dataclass(frozen=True, slots=True)

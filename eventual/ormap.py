@@ -112,16 +112,18 @@ class ORMap(BaseModel):
             entries=entries, context=CausalContext.of(dots=[event.dot, *removed])
         )
 
-    def apply_event(self, event: Event, *, ignore_seen: bool = False) -> Change | None:
+    def apply_event(self, event: Event, *, ignore_seen: bool = False,
+                    drop_siblings: bool = False) -> Change | None:
         """The delta join of ``event`` in place. An event already seen is a no-op
-        (idempotence) unless ``ignore_seen`` (the planted bug). Returns the change."""
+        (idempotence) unless ``ignore_seen``; ``drop_siblings`` removes what the event
+        does not cover too (both planted bugs). Returns the change."""
         if not ignore_seen and self.context.contains(event.dot):
             return None
         change = Change(event.key)
         sibs = self.entries.get(event.key)
-        if sibs and event.covers:
+        if sibs and (event.covers or drop_siblings):
             covers = dict(event.covers)
-            for dot in [d for d in sibs if vv_covers(covers, d)]:
+            for dot in [d for d in sibs if drop_siblings or vv_covers(covers, d)]:
                 change.removed.append((dot, sibs.pop(dot)))
         if event.value is not None:
             if sibs is None:

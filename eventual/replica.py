@@ -3,6 +3,9 @@
 Inputs: ``step(src, message, now)``, ``tick(now)``, client calls (``get``,
 ``put``, ``delete``, ``list``, ``register``, ``heartbeat``, ``deregister``,
 ``instances``, or ``submit`` with a request object), ``set_members``.
+Every input takes ``now`` (this node's monotonic clock: timers, horizons) and
+optionally ``wall`` (its wall clock, the physical part of the hybrid logical
+clock; defaults to ``now``, which suits a simulator whose clocks are both).
 Output: ``ready()`` -> ``Ready`` (see ``eventual.ready`` for the driver's
 contract: persist and sync, then send, then reply). Time enters only as
 ``now`` (this node's local clock); randomness only through the injected
@@ -49,6 +52,7 @@ from eventual.dots import (
     vv_of_dots,
     vv_to_wire,
 )
+from eventual.full_state import FullStateAssembly, split_full_state
 from eventual.hlc import hlc_recv, hlc_send
 from eventual.instances import resolve_instance
 from eventual.log import EventLog
@@ -101,6 +105,9 @@ class Replica(ClientCalls):
         self.rng = rng
         self.bugs = config.bugs
         self.now = now
+        #: wall-clock seconds: only the hybrid logical clock reads it (never host uptime,
+        #: or LWW winners would depend on how long each host has been up)
+        self.wall = now
         self._persist: list[Record] = []
         self._messages: list[Envelope] = []
         self._replies: list[Reply] = []
@@ -123,6 +130,7 @@ class Replica(ClientCalls):
                 self.last_seen[key] = now
         self.parked: list[_Parked] = []
         self.full_state_sent: dict[str, float] = {}
+        self.assembly = FullStateAssembly()
         self._gossip_order: list[str] = []
         self._in_flight: dict[str, tuple[VV, float]] = {}
         #: times a probe found equal version vectors but different states
@@ -142,9 +150,13 @@ class Replica(ClientCalls):
 
     # ------------------------------------------------------------------ inputs
 
-    def step(self, src: str, message: Message, now: float) -> None:
-        """Handle one message from node ``src``. Never raises on odd input."""
+    def _clock(self, now: float, wall: float | None) -> None:
         self.now = now
+        self.wall = now if wall is None else wall
+
+    def step(self, src: str, message: Message, now: float, wall: float | None = None) -> None:
+        """Handle one message from node ``src``. Never raises on odd input."""
+        self._clock(now, wall)
         if src not in self.stability.peers or message.replica == self.replica:
             return
         self.stability.heard(src, message.replica, dict(message.vv), now)
@@ -153,14 +165,20 @@ class Replica(ClientCalls):
                 self._on_digest(src, message)
             case Deltas():
                 self._receive(message.events)
+                if message.events and not vv_leq(dict(message.vv), self.vv):
+                    # A capped answer: ask for the next piece now rather than a round later,
+                    # so catching up takes round trips, not gossip rounds, per piece.
+                    self._send(src, Digest(self.replica, vv_to_wire(self.vv), False))
             case FullState():
-                self._on_full_state(src, message)
+                whole = message if self.bugs.merge_chunks_alone else self.assembly.add(src, message)
+                if whole is not None:
+                    self._on_full_state(src, whole)
             case RepairProbe():
                 self._on_probe(src, message)
         self._release_parked()
 
-    def tick(self, now: float) -> None:
-        self.now = now
+    def tick(self, now: float, wall: float | None = None) -> None:
+        self._clock(now, wall)
         if now >= self.next_gossip:
             self.next_gossip = now + self.config.gossip_interval * (0.9 + 0.2 * self.rng.random())
             self._gossip_round()
@@ -177,9 +195,10 @@ class Replica(ClientCalls):
         self.now = now
         self.stability.set_members(members, alive, now)
 
-    def submit(self, request_id: int, request: Request, token: str | None, now: float) -> None:
+    def submit(self, request_id: int, request: Request, token: str | None, now: float,
+               wall: float | None = None) -> None:
         """Queue a client request; its answer comes in ``Ready.replies``."""
-        self.now = now
+        self._clock(now, wall)
         reason = invalid(request)
         if reason is not None:
             self._reply(request_id, BadRequest(reason))
@@ -252,7 +271,7 @@ class Replica(ClientCalls):
 
     def _local_event(self, key: Key, value: bytes | None, covers: Mapping[str, int]) -> Event:
         vv = self.vv
-        self.hlc = hlc_send(self.hlc, self.now)
+        self.hlc = hlc_send(self.hlc, self.wall)
         clamped = {a: min(n, vv.get(a, 0)) for a, n in covers.items()}
         e = Event((self.replica, vv.get(self.replica, 0) + 1), key, value, self.hlc,
                   vv_to_wire(clamped), vv_to_wire(vv))
@@ -267,11 +286,13 @@ class Replica(ClientCalls):
     # ------------------------------------------------------------------ applying
 
     def _apply(self, e: Event) -> None:
-        change = self.store.apply_event(e, ignore_seen=self.bugs.non_idempotent_merge)
+        change = self.store.apply_event(
+            e, ignore_seen=self.bugs.non_idempotent_merge,
+            drop_siblings=self.bugs.merge_drops_siblings and e.dot[0] != self.replica)
         if change is None:
             return
         self._account(change)
-        self.hlc = hlc_recv(self.hlc, e.hlc, self.now)
+        self.hlc = hlc_recv(self.hlc, e.hlc, self.wall)
         if e.dot[1] > self.log.top(e.dot[0]):
             self.log.append(e)
         self._persist.append(EventRecord(e))
@@ -331,7 +352,7 @@ class Replica(ClientCalls):
 
     def _on_digest(self, src: str, msg: Digest) -> None:
         peer_vv = dict(msg.vv)
-        if self.stability.needs_full_state(src, self.log.floor):
+        if self.stability.needs_full_state(src, self.log.floor) or not self._can_serve(src, peer_vv):
             self._send_full_state(src, reply=False)
         else:
             # Count what we sent this peer moments ago as in flight: answering two
@@ -349,14 +370,26 @@ class Replica(ClientCalls):
         if msg.reply and not vv_leq(peer_vv, self.vv):
             self._send(src, Digest(self.replica, vv_to_wire(self.vv), False))
 
+    def _can_serve(self, src: str, peer_vv: VV) -> bool:
+        """Rule 4: whether deltas from this log can bring ``src`` up to date. What
+        we know of ``src`` (its digests joined, so a stale, reordered digest does
+        not count) is checked against the log floor, not only the rejoining marks:
+        those are not durable, so a replica restarted with a raised floor must
+        still notice a peer (say, a wiped one) that lacks collected events."""
+        if self.bugs.ignore_can_serve:
+            return True
+        view = self.stability.peers.get(src)
+        return self.log.can_serve(vv_join(peer_vv, view.vv) if view is not None else peer_vv)
+
     def _send_full_state(self, dst: str, *, reply: bool) -> None:
         last = self.full_state_sent.get(dst)
         if last is not None and self.now - last < self.config.full_state_cooldown:
             return
         self.full_state_sent[dst] = self.now
-        self._send(dst, FullState(self.replica, vv_to_wire(self.vv), state_entries(self.store),
-                                  self.hlc, reply, tuple(self.log.events()),
-                                  self.stability.rejoining()))
+        whole = FullState(self.replica, vv_to_wire(self.vv), state_entries(self.store), self.hlc,
+                          reply, tuple(self.log.events()), self.stability.rejoining())
+        for chunk in split_full_state(whole, self.config.max_full_state_bytes):
+            self._send(dst, chunk)
 
     def _on_full_state(self, src: str, msg: FullState) -> None:
         other = ORMap.model_construct(
@@ -367,7 +400,7 @@ class Replica(ClientCalls):
         changes = self.store.join_into(other, ignore_seen=self.bugs.non_idempotent_merge)
         for change in changes:
             self._account(change)
-        self.hlc = hlc_recv(self.hlc, msg.hlc, self.now)
+        self.hlc = hlc_recv(self.hlc, msg.hlc, self.wall)
         self.log.absorb(before, self.vv, msg.log)
         self.stability.inherit((n for n in msg.rejoining if n != self.node), self.log.floor)
         if changes or self.vv != before:  # durable before anything that depends on it

@@ -43,6 +43,7 @@ SAMPLES: tuple[Message, ...] = (
     FullState("n1.a", (("n1.a", 2), ("n2.b", 4)),
               ((("cfg", "kv", "k"), ((("n1.a", 1), Sibling(b"v", 7)), (("n2.b", 4), Sibling(b"w", 8)))),),
               12, False, (EVENTS[0],), ("n3",)),
+    FullState("n1.a", (("n1.a", 2),), (), 12, True, (), (), part=2, parts=3),
     RepairProbe("n3.c", (), 2**64 - 1),
 )
 
@@ -120,11 +121,34 @@ def test_tokens_round_trip(vv: dict[str, int]) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(max_size=40) | st.sampled_from(["c1.", "c1.!!", "c1.kZKh", "c2.kZKhYQE"]))
-def test_bad_tokens_raise_bad_token(token: str) -> None:
-    with contextlib.suppress(BadToken):
+@given(st.text(max_size=40))
+def test_any_text_is_a_token_this_store_could_issue_or_raises_bad_token(token: str) -> None:
+    if token and not token.startswith("c1."):
+        with pytest.raises(BadToken):
+            decode_vv(token)
+        return
+    try:
+        vv = decode_vv(token)
+    except BadToken:
+        return
+    assert all(isinstance(a, str) and type(n) is int and n > 0 for a, n in vv.items())
+    assert decode_vv(encode_vv(vv)) == vv
+
+
+@pytest.mark.parametrize("token", ["c1.!!", "c1.kZKh", "c2.kZKhYQE", "nope", "c1." + "A" * 70_000,
+                                   "c1." + encode_vv({"a": 1})[3:] + "gA"])
+def test_known_bad_tokens_raise_bad_token(token: str) -> None:
+    with pytest.raises(BadToken):
         decode_vv(token)
-    assert issubclass(BadToken, ValueError)
+
+
+def test_a_one_piece_full_state_keeps_the_unchunked_wire_form() -> None:
+    whole, chunk = SAMPLES[2], SAMPLES[3]
+    assert len(message_to_wire(whole)) == 8 and len(message_to_wire(chunk)) == 10
+    for part, parts in ((3, 3), (0, 0), (0, 2**21)):
+        wire = [*message_to_wire(chunk)[:8], part, parts]
+        with pytest.raises(MalformedMessage, match="chunk"):
+            decode(msgpack.packb(wire, use_bin_type=True))
 
 
 def test_empty_token_is_the_empty_vector() -> None:

@@ -820,9 +820,10 @@ def test_isolated_node_refutes_after_heal(isolated_for: float, seed: int) -> Non
     c.converge()
     x = c.names[3]
     start = c.world.now
+    dropped = c.world.messages_dropped
     c.world.isolate(x)
     c.world.run_until(start + isolated_for)
-    healed = c.world.now
+    cut_off = c.world.messages_dropped - dropped
     c.world.heal()
 
     def settled() -> bool:
@@ -852,7 +853,7 @@ def test_isolated_node_refutes_after_heal(isolated_for: float, seed: int) -> Non
         f"\n[heal] seed={seed} isolated {isolated_for}s: settled {took:.1f}s after heal;"
         f" suspected={suspected}, x's incarnation {c.nodes[x].incarnation}"
     )
-    assert healed > start
+    assert cut_off > 0  # the isolation was real: messages to or from x were lost
 
 
 # -- a restarted process (same id, new generation) replaces its predecessor
@@ -881,7 +882,11 @@ def test_restart_with_new_generation_takes_over(down_for: float) -> None:
     print(
         f"\n[restart] down {down_for}s: new generation alive everywhere {took:.1f}s after restart"
     )
-    assert all(c.nodes[o].status(c.world.now).conflicts >= 0 for o in c.running)
+    conflicts = [c.nodes[o].status(c.world.now).conflicts for o in c.running]
+    if down_for > 10.0:  # the old generation was dead everywhere first: a clean succession
+        assert conflicts == [0] * len(c.running), conflicts
+    else:  # the old generation still looked alive somewhere: there g2 was a conflict at first
+        assert sum(conflicts) >= 1, conflicts
 
 
 # -- (4) Lifeguard: confirmations make the verdict faster

@@ -156,6 +156,24 @@ def test_lww_a_causally_later_write_wins_even_from_a_slow_clock() -> None:
     assert [(s.value, s.dot) for s in reply.result.siblings] == [(b"slow-but-later", later.dot)]
 
 
+def test_finding8_concurrent_lww_writes_are_ordered_by_wall_time_not_uptime() -> None:
+    # n1's host has been up 10 s, n2's 10,000 s; n1 writes later in wall time.
+    config = {"namespaces": {"flags": "lww"}}
+    young = Replica(ReplicaConfig("n1", ("n1", "n2"), **config), DurableState(), 10.0,  # type: ignore[arg-type]
+                    random.Random(1))
+    old = Replica(ReplicaConfig("n2", ("n1", "n2"), **config), DurableState(), 10_000.0,  # type: ignore[arg-type]
+                  random.Random(2))
+    old.submit(1, Put("flags", "f", b"earlier"), None, 10_000.0, wall=1_700_000_000.0)
+    young.submit(2, Put("flags", "f", b"later"), None, 10.0, wall=1_700_000_005.0)
+    for env in old.ready().messages:
+        young.step("n2", env.message, 10.1, wall=1_700_000_005.1)
+    young.ready()
+    young.submit(3, Get("flags", "f"), None, 10.2, wall=1_700_000_005.2)
+    (reply,) = young.ready().replies
+    assert isinstance(reply.result, ReadResult)
+    assert [s.value for s in reply.result.siblings] == [b"later"]
+
+
 def test_a_request_waits_for_its_token_then_is_served() -> None:
     net = Net(["n1", "n2"], token_wait=0.3, eager_push=False)
     net.isolate("n2")

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from configsvc.http.errors import ApiError
-from eventual.driver import Halted
+from eventual.driver import Halted, OutcomeUnknown
 from eventual.requests import (
     BadRequest,
     CausallyBehind,
@@ -74,6 +74,11 @@ class EventualApi:
             if isinstance(call, Get | List):
                 raise ApiError(503, "unavailable", "no answer in time; safe to retry") from None
             raise ApiError(504, "outcome_unknown", "no answer in time; the write may still apply") from None
+        except OutcomeUnknown as exc:
+            if isinstance(call, Get | List):
+                raise ApiError(503, "unavailable", f"this node's eventual store stopped: {exc}") from None
+            raise ApiError(504, "outcome_unknown", "this node's eventual store stopped after taking "
+                           f"the write; it may still apply: {exc}") from None
         except Halted as exc:
             raise ApiError(503, "unavailable", f"this node's eventual store stopped: {exc}") from None
         match result:

@@ -24,8 +24,9 @@ from typing import Any
 
 from configsvc.sim.eventual_node import ClientRequest, SimEventualNode
 from configsvc.sim.world import World
-from eventual.codec import canonical_state
+from eventual.codec import canonical_state, decode
 from eventual.config import ReplicaConfig
+from eventual.messages import Deltas, FullState
 from eventual.requests import Put
 
 
@@ -39,6 +40,11 @@ class BenchResult:
     bytes: int
     largest_message: int
     wall_s: float
+    #: of those, the Deltas and FullState (chunk) messages: how many, and the largest
+    deltas: int = 0
+    largest_delta: int = 0
+    full_states: int = 0
+    largest_full_state: int = 0
 
 
 class _MeasuredWorld(World):
@@ -47,22 +53,31 @@ class _MeasuredWorld(World):
     measuring = False
     sent_bytes = 0
     largest = 0
+    #: per message type: [count, largest encoding]
+    by_type: dict[type, list[int]]
 
     def send(self, src: str, dst: str, message: Any) -> None:
         if self.measuring and isinstance(message, bytes):
             self.sent_bytes += len(message)
             self.largest = max(self.largest, len(message))
+            seen = self.by_type.setdefault(type(decode(message)), [0, 0])
+            seen[0] += 1
+            seen[1] = max(seen[1], len(message))
         super().send(src, dst, message)
 
 
 def run(keys: int = 10_000, seed: int = 1, beyond_horizon: bool = False,
-        gc_horizon: float = 5.0, bound: float = 30.0) -> BenchResult:
+        gc_horizon: float = 5.0, bound: float = 30.0,
+        max_full_state_bytes: int = 4 * 1024 * 1024) -> BenchResult:
     started = time.perf_counter()
     ids = [f"n{i}" for i in range(1, 6)]
     world = _MeasuredWorld(seed, ids, max_drift=0.01)
+    world.by_type = {}
     nodes = {
         n: SimEventualNode(world, ReplicaConfig(n, tuple(ids), gossip_interval=0.2, fanout=3,
-                                                gc_horizon=gc_horizon), on_event=lambda *_: None)
+                                                gc_horizon=gc_horizon,
+                                                max_full_state_bytes=max_full_state_bytes),
+                                 on_event=lambda *_: None)
         for n in ids
     }
     world.register("bench", lambda src, msg: None)
@@ -99,7 +114,8 @@ def run(keys: int = 10_000, seed: int = 1, beyond_horizon: bool = False,
         raise AssertionError("replicas did not converge to the union of both sides")
     return BenchResult("beyond" if beyond_horizon else "within", keys, round(t - heal_at, 3),
                        world.messages_sent - sent_before, world.sent_bytes, world.largest,
-                       round(time.perf_counter() - started, 2))
+                       round(time.perf_counter() - started, 2),
+                       *world.by_type.get(Deltas, [0, 0]), *world.by_type.get(FullState, [0, 0]))
 
 
 def main() -> int:

@@ -40,6 +40,7 @@ from configsvc.sim.eventual_checks import (
 )
 from configsvc.sim.eventual_client import HistoryOp, SimEventualClient, Workload
 from configsvc.sim.eventual_node import SimEventualNode
+from configsvc.sim.eventual_swarm import draw, fixed
 from configsvc.sim.runner import SeedResult
 from configsvc.sim.world import NetworkFaults, World
 from eventual.codec import canonical_state
@@ -49,7 +50,7 @@ from eventual.messages import Event, FullState
 from eventual.requests import CausallyBehind
 from eventual.storage import recover
 
-__all__ = ["FOLD", "EventualSim", "EventualSimConfig", "run_seed"]
+__all__ = ["CHECKERS", "FOLD", "EventualSim", "EventualSimConfig", "checker_of", "run_seed"]
 
 FOLD = {
     "worst_convergence_s": "max",
@@ -82,6 +83,9 @@ class EventualSimConfig:
     long_absence: float = 0.3
     #: probability that a seed wipes one node's disk
     wipe: float = 0.08
+    #: draw each seed's configuration and fault kinds (``configsvc.sim.eventual_swarm``);
+    #: False: the fixed parameters above and every fault kind but the new ones
+    swarm: bool = True
     bugs: PlantedBugs = field(default_factory=PlantedBugs)
     workload: Workload = field(default_factory=Workload)
 
@@ -91,8 +95,10 @@ class EventualSim:
         self.seed = seed
         self.config = config
         rng = random.Random(seed)
-        n = rng.choice(config.nodes)
-        self.node_ids = [f"n{i + 1}" for i in range(n)]
+        self.sc = sc = (draw(seed, config.nodes, config.clients) if config.swarm else
+                        fixed(rng, config.nodes, config.clients, config.fanout,
+                              config.gossip_interval, config.gc_horizon))
+        self.node_ids = [f"n{i + 1}" for i in range(sc.nodes)]
         self.world = World(seed, self.node_ids, max_drift=config.max_drift)
         self.rng = random.Random(self.world.rng.getrandbits(64))
         self.registry = Registry()
@@ -111,8 +117,11 @@ class EventualSim:
                 self.world,
                 ReplicaConfig(
                     nid, tuple(self.node_ids), namespaces={w.lww_namespace: "lww"},
-                    gossip_interval=config.gossip_interval, fanout=config.fanout,
-                    gc_horizon=config.gc_horizon, bugs=config.bugs,
+                    gossip_interval=sc.gossip_interval, fanout=sc.fanout,
+                    gc_horizon=sc.gc_horizon, max_delta_bytes=sc.max_delta_bytes,
+                    max_delta_events=sc.max_delta_events,
+                    max_full_state_bytes=sc.max_full_state_bytes,
+                    snapshot_every=sc.snapshot_every, eager_push=sc.eager_push, bugs=config.bugs,
                 ),
                 on_event=self._on_event,
                 on_full_state=self._on_full_state,
@@ -123,7 +132,7 @@ class EventualSim:
             SimEventualClient(self.world, f"c{i + 1}", self.node_ids,
                               random.Random(self.rng.getrandbits(64)), self.history,
                               workload=w, stop_at=config.safety_seconds)
-            for i in range(rng.randint(*config.clients))
+            for i in range(sc.clients)
         ]
 
     # ------------------------------------------------------------------ observers
@@ -147,17 +156,29 @@ class EventualSim:
         self.world.at(t, run)
 
     def _schedule_faults(self) -> None:
-        c, rng, world = self.config, self.rng, self.world
+        c, sc, rng, world = self.config, self.sc, self.rng, self.world
+        on = sc.faults.__contains__
         world.faults = NetworkFaults(
-            drop=rng.uniform(0, c.max_drop), duplicate=rng.uniform(0, c.max_duplicate),
-            delay_min=0.0005, delay_mean=0.002, slow=rng.uniform(0, c.max_slow), slow_delay=0.05,
+            drop=rng.uniform(0, c.max_drop) if on("drop") else 0.0,
+            duplicate=rng.uniform(0, c.max_duplicate) if on("duplicate") else 0.0,
+            delay_min=0.0005, delay_mean=0.002,
+            slow=rng.uniform(0, c.max_slow) if on("reorder") else 0.0, slow_delay=0.05,
         )
         self.timeline.append(f"t=0.000 network {world.faults}")
+        if on("latency"):
+            for a in self.node_ids:
+                for b in self.node_ids:
+                    if a != b and rng.random() < 0.5:
+                        world.slow_links[(a, b)] = rng.uniform(0, sc.max_link_latency)
+            slowest = max(world.slow_links.values(), default=0.0)
+            self.timeline.append(f"t=0.000 {len(world.slow_links)} slow links, slowest "
+                                 f"+{slowest * 1000:.0f} ms")
         end = c.safety_seconds - 0.2
-        short = min(2.0, c.gc_horizon * 0.6)
-        if rng.random() < c.long_absence:
-            self._long_absence(rng.uniform(0.3, max(0.4, end - c.gc_horizon * 1.6)))
-        elif c.partitions:
+        short = min(2.0, sc.gc_horizon * 0.6)
+        # Without swarm testing, long absences and wipes happen to some seeds only.
+        if on("long_absence") and (c.swarm or rng.random() < c.long_absence):
+            self._long_absence(rng.uniform(0.3, max(0.4, end - sc.gc_horizon * 1.6)))
+        elif on("partitions"):
             # Partitions come and go; most seeds end the safety phase partitioned,
             # so the convergence phase starts from sides that wrote independently.
             t = rng.uniform(0.2, 1.5)
@@ -168,20 +189,46 @@ class EventualSim:
                 if t + length < end or rng.random() < 0.3:
                     self._at(min(t + length, end), "heal", world.heal)
                 t += length + rng.uniform(0.2, 1.5)
-        if c.crashes:
+        if on("crashes"):
             for _ in range(rng.randint(0, 2)):
                 node = rng.choice([n for n in self.node_ids if n not in self.absent])
                 t = rng.uniform(0.2, end - 0.5)
                 down = rng.uniform(0.1, short)
                 self._at(t, f"crash {node}", self.nodes[node].crash)
                 self._at(min(t + down, end), f"restart {node}", self.nodes[node].restart)
-        if rng.random() < c.wipe:
+        if on("wipe") and (c.swarm or rng.random() < c.wipe):
             node = rng.choice([n for n in self.node_ids if n not in self.absent]
                               or self.node_ids)
             t = rng.uniform(0.5, end - 1.0)
             self._at(t, f"crash {node} (disk lost)", self.nodes[node].crash)
             self._at(t + rng.uniform(0.1, 0.8), f"restart {node} wiped",
                      lambda: self._wipe_restart(node))
+        if on("outage_wipe"):
+            self._outage_wipe(rng.uniform(end * 0.45, end - 1.5))
+
+    def _outage_wipe(self, t: float) -> None:
+        """Every node that is up goes down at once (a power loss); all but one come
+        back with what they synced (so with the log floor of their last snapshot and
+        without the rejoining marks, which are not durable); the last one comes
+        back wiped, with a new identity that nobody has heard of."""
+        rng = self.rng
+        back = t + rng.uniform(0.05, 0.3)
+        wiped_at = back + rng.uniform(0.05, 0.5)
+
+        def power_loss() -> None:
+            up = [n for n in self.node_ids if self.nodes[n].up and n not in self.absent]
+            if not up:
+                return
+            victim = rng.choice(up)
+            for n in up:
+                self.nodes[n].crash()
+            for n in up:
+                if n != victim:
+                    self.world.at(back, self.nodes[n].restart)
+            self._at(wiped_at, f"restart {victim} wiped", lambda: self._wipe_restart(victim))
+
+        self._at(t, "power loss: every node down, all but one back with their disks",
+                 power_loss)
 
     def _partitioner(self, kind: str) -> Callable[[], None]:
         return lambda: self._partition(kind)
@@ -203,8 +250,8 @@ class EventualSim:
         """One node (or, sometimes, all but one) away beyond the horizon: isolated,
         split off, or down; restarts are staggered so the survivors' full states
         travel on through nodes that came back first."""
-        c, rng = self.config, self.rng
-        length = c.gc_horizon * rng.uniform(1.3, 1.5)
+        rng = self.rng
+        length = self.sc.gc_horizon * rng.uniform(1.3, 1.5)
         many = len(self.node_ids) > 2 and rng.random() < 0.3
         away = (rng.sample(self.node_ids, len(self.node_ids) - 1) if many
                 else [rng.choice(self.node_ids)])
@@ -220,7 +267,7 @@ class EventualSim:
             self._at(t + length + 0.4 * i, f"restart {node}", self.nodes[node].restart)
 
     def _wipe_restart(self, node: str) -> None:
-        self.wiped[node] = self.world.now
+        self.wiped.setdefault(node, self.world.now)  # the first wipe: full states are due from then on
         # Writes acknowledged by the lost disk and not yet on any other replica are
         # lost with it (durability is local before the ack): the checker exempts them.
         old = self.nodes[node].identities[-1]
@@ -260,8 +307,17 @@ class EventualSim:
         if self.world.now < self.config.safety_seconds:
             self.world.after(0.25, self._sample_states)
 
+    def convergence_bound(self) -> float:
+        """Simulated seconds after the heal within which every replica must be identical:
+        the configured bound, plus room for slow links and small catch-up messages."""
+        sc = self.sc
+        small_deltas = sc.max_delta_events < 5 or sc.max_delta_bytes < 8 * 1024
+        return (self.config.convergence_bound + 20 * sc.max_link_latency
+                + (10 * sc.gossip_interval if small_deltas else 0.0))
+
     def run(self) -> SeedResult:
         c = self.config
+        bound = self.convergence_bound()
         self._schedule_faults()
         for client in self.clients:
             client.start()
@@ -275,7 +331,7 @@ class EventualSim:
         self.timeline.append(f"t={heal_at:.3f} heal, restart all, clients stop")
         converged_at: float | None = None
         t = heal_at
-        while t < heal_at + c.convergence_bound:
+        while t < heal_at + bound:
             t += 0.02
             self.world.run_until(t)
             if self._converged():
@@ -283,9 +339,10 @@ class EventualSim:
                 break
         result = SeedResult(self.seed, ok=True, ops=len(self.history),
                             ops_checked=sum(1 for op in self.history if op.result is not None))
+        result.config = self.sc.describe()
         result.stats = {
             "worst_convergence_s": (converged_at - heal_at) if converged_at is not None
-            else c.convergence_bound,
+            else bound,
             "full_states": float(len(self.full_states)),
             "causally_behind": float(sum(isinstance(op.result, CausallyBehind)
                                          for op in self.history)),
@@ -294,39 +351,66 @@ class EventualSim:
             "lost_with_disk": float(len(self.lost_with_disk)),
         }
         if self.divergence is not None:
-            return self._fail(result, self.divergence, [])
+            return self._fail(result, "convergence", self.divergence, [])
         if converged_at is None:
             lines = [f"{n.id}: up={n.up} vv={n.replica.vv} pending={len(n.replica.buffer)} "
                      f"hash={n.replica.state_hash:x}" for n in self.nodes.values()]
-            return self._fail(result, f"no convergence within {c.convergence_bound}s of the heal",
-                              lines)
-        found = (
-            check_sessions(self.history, self.registry, self.merge_of)
-            or check_causal(self.history, self.registry)
-            or check_reads(self.history, self.registry, self.merge_of)
-            or check_final({n: node.replica.store for n, node in self.nodes.items()},
-                           {n: canonical_state(node.replica.store)
-                            for n, node in self.nodes.items()},
-                           self.history, self.registry, self.merge_of, self.lost_with_disk)
-            or check_full_states(self.full_states, self.wiped,
-                                 c.gc_horizon / (1 + c.max_drift) - 0.01)
-        )
+            return self._fail(result, "convergence",
+                              f"no convergence within {bound:.2f}s of the heal", lines)
+        checks: list[tuple[str, Callable[[], tuple[str, list[str]] | None]]] = [
+            ("session", lambda: check_sessions(self.history, self.registry, self.merge_of)),
+            ("causal", lambda: check_causal(self.history, self.registry)),
+            ("reads", lambda: check_reads(self.history, self.registry, self.merge_of)),
+            ("final", lambda: check_final(
+                {n: node.replica.store for n, node in self.nodes.items()},
+                {n: canonical_state(node.replica.store) for n, node in self.nodes.items()},
+                self.history, self.registry, self.merge_of, self.lost_with_disk)),
+            ("full_state", lambda: check_full_states(
+                self.full_states, self.wiped, self.sc.gc_horizon / (1 + c.max_drift) - 0.01)),
+        ]
         result.stats["lww_overwritten"] = float(
             lww_overwritten(self.history, self.registry, self.merge_of))
-        if found is not None:
-            return self._fail(result, *found)
+        for checker, check in checks:
+            found = check()
+            if found is not None:
+                return self._fail(result, _final_kind(found[0]) if checker == "final" else checker,
+                                  *found)
         return result
 
-    def _fail(self, result: SeedResult, violation: str, lines: list[str]) -> SeedResult:
+    def _fail(self, result: SeedResult, checker: str, violation: str,
+              lines: list[str]) -> SeedResult:
         result.ok = False
-        result.violation = violation
+        result.checker = checker
+        result.violation = f"[{checker}] {violation}"
         result.excerpt = [*lines[:12], "faults:", *self.timeline[:12]]
         return result
+
+
+#: the checkers a violation can come from (the ``[name]`` that starts it)
+CHECKERS = ("session", "causal", "reads", "convergence", "lost_write", "resurrection",
+            "full_state", "harness")
+
+
+def _final_kind(violation: str) -> str:
+    """Which property the final-state checker found broken."""
+    if violation.startswith("resurrection"):
+        return "resurrection"
+    if violation.startswith("acknowledged write"):
+        return "lost_write"
+    return "convergence"
+
+
+def checker_of(result: SeedResult) -> str:
+    """The checker that failed ``result`` (``CHECKERS``), or "" if it passed."""
+    if result.ok:
+        return ""
+    return result.violation[1:result.violation.index("]")] if result.violation.startswith(
+        "[") else "harness"
 
 
 def run_seed(seed: int, config: EventualSimConfig | None = None) -> SeedResult:
     try:
         return EventualSim(seed, config or EventualSimConfig()).run()
     except Exception as exc:  # a crash of the simulation is a failure of the seed
-        return SeedResult(seed, ok=False, violation=f"simulation raised {exc!r}",
+        return SeedResult(seed, ok=False, violation=f"[harness] simulation raised {exc!r}",
                           excerpt=traceback.format_exc().splitlines()[-8:])
