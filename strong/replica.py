@@ -244,7 +244,7 @@ class Replica:
             case CatchUpRequest():
                 self._on_catchup_request(src, message)
             case CatchUpReply():
-                self._on_catchup_reply(message)
+                self._on_catchup_reply(src, message)
             case InstallSnapshot():
                 self._on_install_snapshot(message)
 
@@ -511,7 +511,7 @@ class Replica:
             return self.accepted[slot][1]
         return None
 
-    def _on_catchup_reply(self, msg: CatchUpReply) -> None:
+    def _on_catchup_reply(self, src: str, msg: CatchUpReply) -> None:
         for offset, value in enumerate(msg.values):
             slot = msg.from_slot + offset
             if slot > self.commit_index and slot not in self.chosen:
@@ -521,6 +521,10 @@ class Replica:
             self.leader_commit = max(self.leader_commit, msg.commit_index)
         self._advance_commit_over_chosen()
         self.catchup_sent_at = float("-inf")
+        if self.commit_index < max(self.leader_commit, msg.commit_index):
+            # Still behind: ask the same replica for the next part at once, so a
+            # catch-up runs at one round trip per reply, not one per heartbeat.
+            self._request_catchup(src)
 
     def _on_install_snapshot(self, msg: InstallSnapshot) -> None:
         if msg.index <= self.commit_index:

@@ -25,6 +25,7 @@ from typing import TextIO
 
 from configsvc.sim.runner import SeedResult, _results, default_jobs
 from configsvc.sim.strong_sim import StrongSimConfig, run_seed
+from configsvc.sim.world import NetworkFaults
 from strong.config import PlantedBugs
 
 SAFETY = frozenset({"linearizability", "agreement", "lost_write"})
@@ -53,11 +54,76 @@ POWER = StrongSimConfig(
     fault_weights=(("heal", 1), ("power_loss", 6), ("crash_after_send", 2)),
 )
 
+#: the leader's heartbeats stop while acknowledgements of sent rounds reach it late
+LEASE_OVERLAP = StrongSimConfig(
+    swarm=False,
+    network=NetworkFaults(drop=0.01, delay_min=0.0002, delay_mean=0.001),
+    fault_weights=(("heal", 1), ("lease_overlap", 4)),
+)
+
+#: finding 1's schedule: a lagging follower's old catch-up requests answered
+#: after its leader followed a successor (5 replicas, 1-slot replies, and a
+#: window wider than a reply, so unchosen slots lie beyond what a reply carries)
+CATCHUP = StrongSimConfig(
+    nodes=(5,),
+    catchup_max_slots=1,
+    window=32,
+    # no compaction: A catches up by log, so it answers C by log, not snapshot
+    snapshot_every=1_000_000,
+    pinned=("nodes", "catchup_max_slots", "window", "snapshot_every"),
+    fault_weights=(("heal", 1), ("stale_catchup", 6)),
+    # the schedule takes about 4 s: one fault at a time
+    fault_interval=(4.0, 5.0),
+    safety_seconds=10.0,
+)
+
+#: leaders come and go fast, often reaching only part of the group: slots
+#: with different values accepted at different ballots
+CHURN = StrongSimConfig(
+    nodes=(5,),
+    pinned=("nodes",),
+    fault_interval=(0.1, 0.6),
+    fault_weights=(("heal", 1), ("crash_leader", 3), ("leader_partial", 3),
+                   ("isolate_leader", 2), ("gray_leader", 2)),
+)
+
+#: large values: batches outgrow the frame cap unless bounded in bytes
+BULK = StrongSimConfig(
+    value_padding=(4096, 16384),
+    clients=32,
+    keys=8,
+    pinned=("value_padding", "clients", "keys"),
+)
+
+#: slow links, no leases, mostly linearizable reads from many clients: more
+#: read-driven heartbeat rounds in flight than a leader used to remember
+SLOW_READS = StrongSimConfig(
+    swarm=False,
+    network=NetworkFaults(drop=0.01, delay_min=0.05, delay_mean=0.1),
+    heartbeat_interval=0.3,
+    election_timeout=1.5,
+    lease_duration=0.0,
+    retransmit_interval=0.3,
+    attempt_timeout=1.5,
+    give_up_after=6.0,
+    liveness_bound=12.0,
+    clients=96,
+    keys=24,
+    read_fraction=0.9,
+    think=0.0,
+    fault_weights=(("heal", 3), ("crash", 1)),
+)
+
 PROFILES: dict[str, StrongSimConfig | None] = {
     "swarm": None,
     "gray": GRAY,
     "lease": LEASE,
     "power": POWER,
+    "overlap": LEASE_OVERLAP,
+    "catchup": CATCHUP,
+    "churn": CHURN,
+    "bulk": BULK,
+    "reads": SLOW_READS,
 }
 
 
@@ -90,7 +156,7 @@ STRONG: tuple[Planted, ...] = (
     Planted("phase1_ignores_accepted", "phase 1 fills other acceptors' values with no-ops",
             "swarm", SAFETY, PlantedBugs(phase1_ignores_accepted=True)),
     Planted("phase1_lowest_ballot", "phase 1 adopts the lowest accepted ballot's value",
-            "swarm", SAFETY, PlantedBugs(phase1_lowest_ballot=True)),
+            "churn", SAFETY, PlantedBugs(phase1_lowest_ballot=True)),
     Planted("half_quorum", "a quorum of n // 2", "swarm", SAFETY, PlantedBugs(half_quorum=True)),
     Planted("follower_local_reads", "followers answer linearizable reads locally",
             "swarm", SAFETY, PlantedBugs(follower_local_reads=True)),
@@ -104,16 +170,16 @@ STRONG: tuple[Planted, ...] = (
             PlantedBugs(skip_lease_wait=True, no_prevote=True),
             tolerated=frozenset({"disruption"})),
     Planted("lease_from_ack", "a lease runs from the acknowledgement, not the send",
-            "gray", SAFETY, PlantedBugs(lease_from_ack=True)),
+            "overlap", SAFETY, PlantedBugs(lease_from_ack=True)),
     Planted("catchup_commits_uncarried",
             "finding 1: a catch-up reply's commit index commits the receiver's own entries",
-            "swarm", SAFETY, PlantedBugs(catchup_commits_uncarried=True)),
+            "catchup", SAFETY, PlantedBugs(catchup_commits_uncarried=True)),
     Planted("unbounded_bytes",
             "finding 2: batches and catch-up replies without a byte bound",
-            "swarm", frozenset({"liveness"}), PlantedBugs(unbounded_bytes=True)),
+            "bulk", frozenset({"liveness"}), PlantedBugs(unbounded_bytes=True)),
     Planted("exact_round_acks",
             "finding 3: a heartbeat round per read pass, only the last 64 remembered",
-            "swarm", frozenset({"liveness"}), PlantedBugs(exact_round_acks=True)),
+            "reads", frozenset({"liveness"}), PlantedBugs(exact_round_acks=True)),
     Planted("no_prevote", "finding 4: elections without pre-vote",
             "swarm", frozenset({"disruption"}), PlantedBugs(no_prevote=True)),
 )

@@ -72,6 +72,7 @@ class SimStrongClient:
         give_up_after: float = 2.0,
         think: float = 0.01,
         value_padding: tuple[int, int] = (0, 0),
+        read_fraction: float = 0.40,
     ) -> None:
         self.world = world
         self.index = index
@@ -88,6 +89,7 @@ class SimStrongClient:
         self.give_up_after = give_up_after
         self.think = think
         self.value_padding = value_padding
+        self.read_fraction = read_fraction
         self.seq = 0
         self.next_value = 0
         self.last_seen: dict[str, bytes | None] = {}
@@ -98,6 +100,9 @@ class SimStrongClient:
         self.timer_at: float | None = None
         self.completed = 0
         self.gave_up = 0
+        #: call times of reads given up (no effect, so not in the history, but
+        #: the liveness checker must see them)
+        self.gave_up_reads: list[float] = []
         self.max_latency = 0.0
         #: operations to run before random ones (the audit uses it)
         self.script: list[tuple[str, tuple[Any, ...]]] = []
@@ -130,8 +135,10 @@ class SimStrongClient:
             return self.script.pop(0)
         key = self.rng.choice(self.keys)
         roll = self.rng.random()
-        if roll < 0.40:
+        if roll < self.read_fraction:
             return key, ("get",)
+        # writes keep their old proportions among themselves
+        roll = 0.40 + (roll - self.read_fraction) / (1 - self.read_fraction) * 0.60
         if roll < 0.72:
             return key, ("put", self._value())
         if roll < 0.90:
@@ -211,6 +218,8 @@ class SimStrongClient:
         self.gave_up += 1
         if p.op.input[0] != "get":
             self.history.append(p.op)  # unknown outcome
+        else:
+            self.gave_up_reads.append(p.op.call)
         self._schedule_next()
 
     def _receive(self, src: str, response: Any) -> None:

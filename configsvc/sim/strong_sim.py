@@ -31,7 +31,7 @@ from configsvc.sim.strong_swarm import swarm
 from configsvc.sim.world import NetworkFaults, World
 from strong.commands import Command, encode_command
 from strong.config import PlantedBugs, ReplicaConfig
-from strong.messages import Accepted, Promise
+from strong.messages import Accept, Accepted, Promise
 from strong.ops import CreateNamespace
 from strong.ready import Role
 from strong.state_machine import StateMachine
@@ -89,8 +89,14 @@ class StrongSimConfig:
     #: a client's attempt times out after this long; it gives up after ``give_up_after``
     attempt_timeout: float = 0.25
     give_up_after: float = 2.0
+    #: fraction of client operations that are linearizable reads
+    read_fraction: float = 0.40
+    #: seconds between two faults, drawn uniformly from this range
+    fault_interval: tuple[float, float] = (0.3, 2.0)
     #: draw the fields above (and a subset of fault kinds) from the seed: swarm testing
     swarm: bool = True
+    #: fields a profile pins: the swarm leaves them as they are
+    pinned: tuple[str, ...] = ()
     #: what the swarm drew, printed with the replay line ("" when not randomised)
     description: str = ""
 
@@ -154,6 +160,7 @@ class StrongSim:
                 give_up_after=config.give_up_after,
                 think=config.think,
                 value_padding=config.value_padding,
+                read_fraction=config.read_fraction,
             )
             for i in range(config.clients)
         ]
@@ -224,7 +231,7 @@ class StrongSim:
 
     def _schedule_fault(self) -> None:
         if self.faults_on:
-            self.world.after(self.rng.uniform(0.3, 2.0), self._fault)
+            self.world.after(self.rng.uniform(*self.config.fault_interval), self._fault)
 
     def _leader(self) -> str | None:
         leaders = [n.id for n in self.nodes.values() if n.up and n.replica.role is Role.LEADER]
@@ -278,6 +285,10 @@ class StrongSim:
                     # after voting for the challenger.
                     voter = rng.choice([p for p in others if p not in lost])
                     self.nodes[voter].crash_after_send[Promise] = rng.uniform(0.05, 0.3)
+        elif kind == "lease_overlap":
+            self._lease_overlap()
+        elif kind == "stale_catchup":
+            self._stale_catchup()
         elif kind == "bridge":
             world.bridge(rng.choice(self.node_ids))
         elif kind == "one_way":
@@ -305,6 +316,75 @@ class StrongSim:
             for node in self.nodes.values():
                 node.restart()
         self._schedule_fault()
+
+    def _lease_overlap(self) -> None:
+        """The leader's heartbeats stop reaching anyone while acknowledgements of
+        rounds already sent still reach it, late: its lease must end by the
+        round's send time plus the lease, whatever the ack's arrival, before
+        the successor the others elect serves anything."""
+        leader = self._leader()
+        if leader is None:
+            return
+        world, rng = self.world, self.rng
+        lag = rng.uniform(0.5, 0.9) * self.config.election_timeout
+        for peer in self.node_ids:
+            if peer != leader:
+                world.slow_links[(peer, leader)] = lag
+
+        def cut() -> None:
+            for peer in self.node_ids:
+                if peer != leader:
+                    world.cut.add((leader, peer))
+
+        world.after(rng.uniform(0.02, 0.2), cut)
+
+    def _stale_catchup(self) -> None:
+        """Finding 1's schedule. A follower C misses some Accepts of leader A and
+        its catch-up requests to A travel slowly; {A, C} is cut from the rest,
+        which elects B; A rejoins B (and catches up) while C stays cut off, so
+        C's old requests reach A only after A follows B: A's replies carry B's
+        commit index while C still follows A's ballot."""
+        a = self._leader()
+        if a is None or len(self.node_ids) < 3:
+            return
+        world, rng = self.world, self.rng
+        c = rng.choice([n for n in self.node_ids if n != a])
+        rest = [n for n in self.node_ids if n not in (a, c)]
+        timeout = self.config.election_timeout
+        # C misses exactly one Accept (a one-slot hole below A's commit index,
+        # which one catch-up slot fills) and its catch-up requests travel slowly.
+        hole: list[int] = []
+
+        def drop(src: str, dst: str, message: object) -> bool:
+            if src == a and dst == c and isinstance(message, Accept):
+                hole.append(message.slot)
+                return True
+            return False
+
+        world.drop_once.append(drop)
+        world.slow_links[(c, a)] = rng.uniform(5.0, 8.0) * timeout
+
+        def partition(tries: int) -> None:
+            # once A has committed the hole: C, still connected to A, learns
+            # that it lags and asks A (slowly)
+            replica = self.nodes[a].replica
+            if not hole or replica.commit_index < hole[0]:
+                if tries:
+                    world.after(0.005, partition, tries - 1)
+                return
+            for x in (a, c):
+                for y in rest:
+                    world.cut.update({(x, y), (y, x)})
+            # after the rest elected B (pre-vote needs [t, 2t) of silence),
+            # before C's slow requests arrive
+            world.after(rng.uniform(3.0, 4.0) * timeout, rejoin_a)
+
+        def rejoin_a() -> None:
+            for y in rest:
+                world.cut.discard((a, y))
+                world.cut.discard((y, a))
+
+        world.after(0.005, partition, 200)
 
     def _restart_all(self) -> None:
         for node in self.nodes.values():
@@ -399,6 +479,10 @@ class StrongSim:
             for op in self.history
             if op.call >= live_from and (op.ret is None or op.ret - op.call > cfg.liveness_bound)
         ]
+        late_reads = sum(1 for c in self.clients for t in c.gave_up_reads if t >= live_from)
+        if late_reads:
+            return _fail(result, "liveness",
+                         f"liveness: {late_reads} read(s) after the heal never completed", [])
         if late:
             return _fail(
                 result,

@@ -47,6 +47,8 @@ FAULT_KINDS: dict[str, int] = {
     "crash_after_send": 3,
     "power_loss": 1,
     "restart": 1,
+    "lease_overlap": 1,
+    "stale_catchup": 1,
 }
 
 #: one-way link latency profiles: (name, delay_min range, extra mean delay range)
@@ -120,6 +122,10 @@ def swarm(seed: int, base: StrongSimConfig) -> StrongSimConfig:
         # wait), a client's give-up-and-retry, and a catch-up of the backlog.
         "liveness_bound": max(base.liveness_bound, round(6 * election + give_up_after, 3)),
     }
+    for name in base.pinned:
+        drawn.pop(name, None)
+    if "network" in base.pinned:
+        network = base.network
     if base.fault_weights is None:
         kinds = [k for k in FAULT_KINDS if rng.random() < 0.5] or [rng.choice(list(FAULT_KINDS))]
         weights = (("heal", rng.randint(1, 3)), *((k, FAULT_KINDS[k] * rng.randint(1, 3)) for k in kinds))
@@ -127,7 +133,7 @@ def swarm(seed: int, base: StrongSimConfig) -> StrongSimConfig:
         fault_text = "+".join(kinds)
     else:
         fault_text = "profile"
-    description = (
+    description = ("pinned=" + ",".join(base.pinned) + " " if base.pinned else "") + (
         f"link={link} delay={delay_min * 1000:.2f}..{delay_mean * 1000:.2f}ms drop={network.drop} "
         f"dup={network.duplicate} slow={slow} "
         + " ".join(f"{k}={v}" for k, v in drawn.items() if k != "fault_weights")

@@ -72,6 +72,8 @@ class World:
         #: extra delay on a directed link (congestion, bufferbloat)
         self.slow_links: dict[tuple[str, str], float] = {}
         self.down: set[str] = set()
+        #: one-shot drops: each returns True to drop a message (and is then removed)
+        self.drop_once: list[Callable[[str, str, Any], bool]] = []
         #: (time, sequence, function, arguments): the sequence breaks ties deterministically
         self._queue: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
         self._seq = 0
@@ -125,6 +127,7 @@ class World:
             (self.cut and (src, dst) in self.cut)
             or src in self.down
             or (f.drop and rng.random() < f.drop)
+            or (self.drop_once and self._dropped_once(src, dst, message))
         ):
             self.messages_dropped += 1
             return
@@ -140,6 +143,13 @@ class World:
             self._seq += 1
             heapq.heappush(queue, (now + delay, self._seq, self._deliver, (src, dst, message)))
 
+    def _dropped_once(self, src: str, dst: str, message: Any) -> bool:
+        for i, matches in enumerate(self.drop_once):
+            if matches(src, dst, message):
+                del self.drop_once[i]
+                return True
+        return False
+
     def _deliver(self, src: str, dst: str, message: Any) -> None:
         # A link cut while the message was in flight loses it too.
         if dst in self.down or (self.cut and (src, dst) in self.cut):
@@ -154,6 +164,7 @@ class World:
     def heal(self) -> None:
         self.cut.clear()
         self.slow_links.clear()
+        self.drop_once.clear()
 
     def split(self, groups: list[list[str]], others: Iterable[str] = ()) -> None:
         """Cut every link between different groups. ``others`` (clients) reach
