@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from strong.ballot import Ballot
 from strong.commands import MalformedCommand, decode_command
 from strong.config import ReplicaConfig
 from strong.ops import Get, Range
@@ -64,6 +65,8 @@ class DriverStats:
     fsyncs: int = 0
     malformed_messages: int = 0
     applied_slots: int = 0
+    #: retries that joined a proposal their leadership already held
+    retries_joined: int = 0
 
 
 class StrongDriver:
@@ -100,6 +103,12 @@ class StrongDriver:
         #: request ids of writes handed to the replica: from then on they may be in a slot
         self._handed: set[int] = set()
         self._by_command: dict[tuple[str, int], set[int]] = {}
+        #: retry dedup, valid for one leadership: (client_id, seq) -> the request id
+        #: whose proposal this leadership holds; that request id -> retries joined to it
+        self._proposed: dict[tuple[str, int], int] = {}
+        self._held: dict[int, tuple[str, int]] = {}
+        self._proposed_ballot: Ballot | None = None
+        self._joined: dict[int, set[int]] = {}
         self._reads: dict[int, asyncio.Future[Any]] = {}
         self._read_waits: list[tuple[int, asyncio.Future[None]]] = []
         self._applied = asyncio.Condition()
@@ -155,7 +164,7 @@ class StrongDriver:
         rid = self._next_request
         self._writes[rid] = fut
         self._by_command.setdefault(key, set()).add(rid)
-        self._inbox.put_nowait(lambda: self._hand(rid, command))
+        self._inbox.put_nowait(lambda: self._hand(rid, key, command))
         try:
             return await asyncio.wait_for(asyncio.shield(fut), timeout)
         except TimeoutError:
@@ -219,9 +228,29 @@ class StrongDriver:
     def is_leader(self) -> bool:
         return self.replica.role is Role.LEADER
 
-    def _hand(self, rid: int, command: bytes) -> None:
-        """Give a write to the replica: from here on it may be placed in a slot."""
+    def _hand(self, rid: int, key: tuple[str, int], command: bytes) -> None:
+        """Give a write to the replica: from here on it may be placed in a slot.
+
+        A retry of a command (same client_id and seq > 0) that this leadership
+        already holds joins that proposal instead of queueing a copy behind it:
+        within one leadership a held command is applied or rejected, and under
+        load copies only lengthen the queue (a retry storm). A new leadership
+        forgets every hold (its predecessor's slots may have become no-ops)."""
         self._handed.add(rid)
+        lead = self.replica.leadership
+        if lead is None or self._proposed_ballot != lead.ballot:
+            self._proposed.clear()
+            self._held.clear()
+            self._joined.clear()
+            self._proposed_ballot = lead.ballot if lead is not None else None
+        if key[1] and lead is not None:
+            holder = self._proposed.get(key)
+            if holder is not None:
+                self._joined.setdefault(holder, set()).add(rid)
+                self.stats.retries_joined += 1
+                return
+            self._proposed[key] = rid
+            self._held[rid] = key
         self.replica.propose(rid, command, self.clock())
 
     def _check_running(self) -> None:
@@ -306,6 +335,10 @@ class StrongDriver:
                 break
             self.stats.applied_slots += 1
             for a in applied:
+                holder = self._proposed.pop((a.client_id, a.seq), None)
+                if holder is not None:
+                    self._held.pop(holder, None)
+                    self._joined.pop(holder, None)
                 for rid in self._by_command.get((a.client_id, a.seq), ()):
                     fut = self._writes.get(rid)
                     if fut is not None and not fut.done():
@@ -350,6 +383,13 @@ class StrongDriver:
         self.storage.sync()
 
     def _reject(self, rid: int, reason: RejectReason, hint: str | None) -> None:
+        for joined in self._joined.pop(rid, ()):  # they were never proposed on their own
+            fut = self._writes.get(joined)
+            if fut is not None and not fut.done():
+                fut.set_exception(NotLeader(hint))
+        held = self._held.pop(rid, None)
+        if held is not None:
+            self._proposed.pop(held, None)
         fut = self._writes.get(rid) or self._reads.get(rid)
         if fut is not None and not fut.done():
             fut.set_exception(NotLeader(hint))

@@ -11,7 +11,7 @@ from strong.commands import Command, encode_command
 from strong.config import ReplicaConfig
 from strong.driver import Halted, OutcomeUnknown, StrongDriver
 from strong.ops import CreateNamespace, Get, Put
-from strong.records import Record
+from strong.records import AcceptRecord, Record
 from strong.results import GetResult, PutResult
 
 
@@ -83,6 +83,32 @@ def test_a_failing_disk_halts_the_replica_and_every_waiter_learns_why() -> None:
                 await driver.propose(cmd(3, Put("ns", b"k", b"w")), timeout=10)
             with pytest.raises(Halted):
                 await driver.read(Get("ns", b"k"), timeout=10)
+        finally:
+            await driver.close()
+
+    asyncio.run(main())
+
+
+def test_a_retry_joins_the_proposal_its_leadership_already_holds() -> None:
+    """The retry storm the simulator found: a client retrying a slow write must
+    not queue a second copy behind the first (both answers come from one slot)."""
+
+    async def main() -> None:
+        storage = MemoryStorage()
+        driver = await started(storage)
+        try:
+            await driver.propose(cmd(1, CreateNamespace("ns", "strong", ())), timeout=10)
+            put = cmd(2, Put("ns", b"k", b"v"))
+            first, retry = await asyncio.gather(
+                driver.propose(put, timeout=10), driver.propose(put, timeout=10)
+            )
+            assert first == retry and isinstance(first, PutResult)
+            copies = [r for r in storage.records if isinstance(r, AcceptRecord) and put in r.value]
+            assert len(copies) == 1
+            assert driver.stats.retries_joined == 1
+            # a new seq is a new command, proposed on its own
+            await driver.propose(cmd(3, Put("ns", b"k", b"w")), timeout=10)
+            assert driver.stats.retries_joined == 1
         finally:
             await driver.close()
 

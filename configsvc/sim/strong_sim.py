@@ -326,7 +326,7 @@ class StrongSim:
         if leader is None:
             return
         world, rng = self.world, self.rng
-        lag = rng.uniform(0.5, 0.9) * self.config.election_timeout
+        lag = rng.uniform(0.8, 1.6) * self.config.election_timeout
         for peer in self.node_ids:
             if peer != leader:
                 world.slow_links[(peer, leader)] = lag
