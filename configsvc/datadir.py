@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from configsvc.disklog import ensure_dir
+from configsvc.disklog import ensure_dir, fsync_dir
 
 __all__ = [
     "MARKER",
@@ -111,7 +111,7 @@ def write_marker(data_dir: Path, member: Member) -> None:
     finally:
         os.close(fd)
     os.rename(tmp, data_dir / MARKER)
-    _fsync_dir(data_dir)
+    fsync_dir(data_dir)
 
 
 def open_data_dir(
@@ -184,7 +184,7 @@ def reset(data_dir: Path, cluster_id: str, node_id: str) -> None:
         for store in STORES:
             if (data_dir / store).exists():
                 shutil.rmtree(data_dir / store)
-        _fsync_dir(data_dir)
+        fsync_dir(data_dir)
     finally:
         for fd in locks:
             os.close(fd)
@@ -197,11 +197,3 @@ def _holds_strong_records(data_dir: Path) -> bool:
     return strong.is_dir() and any(
         p.suffix == ".seg" and p.stat().st_size > 0 for p in strong.iterdir()
     )
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -177,7 +177,8 @@ def _segment_name(kind: str, first_seq: int) -> str:
     return f"{kind}-{first_seq:020d}.seg"
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a directory's entries (files created, renamed, removed in it) durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -202,7 +203,7 @@ def ensure_dir(path: str | os.PathLike[str]) -> None:
         except FileExistsError:
             if not directory.is_dir():
                 raise
-        _fsync_dir(directory.parent)
+        fsync_dir(directory.parent)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -336,13 +337,13 @@ class DiskLog:
                 raise CorruptLog(bases[first], 0, "segments newer than an unfinished rewrite")
             for stale in [*logs.values(), *(p for s, p in bases.items() if s != first)]:
                 stale.unlink()
-            _fsync_dir(self.path)
+            fsync_dir(self.path)
             target = self.path / _segment_name("log", first)
             os.rename(bases[first], target)
             logs = {first: target}
             changed = True
         if changed:
-            _fsync_dir(self.path)
+            fsync_dir(self.path)
 
         torn: TornTail | None = None
         order = sorted(logs)
@@ -476,7 +477,7 @@ class DiskLog:
         self._segments.append(segment)
         if old is not None:
             os.close(old)
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
         self._step("segment_created")
         return segment
 
@@ -521,7 +522,7 @@ class DiskLog:
             os.close(fd)
         os.rename(tmp, base)
         self._step("base_renamed")
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
         self._step("dir_synced")
         if self._fd is not None:
             os.close(self._fd)
@@ -530,12 +531,12 @@ class DiskLog:
         for segment in old:
             segment.path.unlink()
             self._step("remove_old")
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
         self._step("old_removed")
         target = self.path / _segment_name("log", first)
         os.rename(base, target)
         self._step("base_to_log")
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
         self._segments = [_Segment(target, first, len(frames), len(data))]
         self._fd = os.open(target, os.O_WRONLY | os.O_APPEND)
         self._step("done")

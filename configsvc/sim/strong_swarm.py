@@ -90,10 +90,12 @@ def swarm(seed: int, base: StrongSimConfig) -> StrongSimConfig:
     attempt_timeout = max(0.25, round(4 * rtt + 2 * heartbeat, 3))
     give_up_after = max(2.0, round(3 * election, 3))
     padding_hi = rng.choice((0, 0, 64, 1024, 8192))
+    if "value_padding" in base.pinned:
+        padding_hi = base.value_padding[1]
     # Contention per key stays within what the linearizability search decides
     # (an inconclusive search fails the seed): at most four clients per key.
     keys = rng.randint(2, 16)
-    window = rng.choice((1, 2, 4, 8, 32, 64))
+    window = base.window if "window" in base.pinned else rng.choice((1, 2, 4, 8, 32, 64))
     # The receivers' frame cap, as tight as an operator may set it: a Promise
     # reports up to a window of slots, so the cap must hold a window of
     # batches; batches and catch-up replies must stay under it (finding 2).
