@@ -92,11 +92,16 @@ BULK = StrongSimConfig(
     value_padding=(4096, 16384),
     clients=32,
     keys=8,
-    pinned=("value_padding", "clients", "keys"),
+    # a narrow window and wide batches: commands queue, and a batch packs many
+    window=2,
+    max_batch=256,
+    think=0.0,
+    pinned=("value_padding", "clients", "keys", "window", "max_batch", "think"),
 )
 
-#: slow links, no leases, mostly linearizable reads from many clients: more
-#: read-driven heartbeat rounds in flight than a leader used to remember
+#: slow links, no leases, and 600 linearizable reads a second from independent
+#: clients: more read-driven heartbeat rounds in flight than a leader used to
+#: remember
 SLOW_READS = StrongSimConfig(
     swarm=False,
     network=NetworkFaults(drop=0.01, delay_min=0.05, delay_mean=0.1),
@@ -106,10 +111,11 @@ SLOW_READS = StrongSimConfig(
     retransmit_interval=0.3,
     attempt_timeout=1.5,
     give_up_after=6.0,
-    liveness_bound=12.0,
-    clients=200,
-    keys=50,
-    read_fraction=0.9,
+    liveness_bound=5.0,
+    clients=16,
+    keys=8,
+    read_fraction=0.5,
+    open_loop_reads=1500.0,
     think=0.0,
     fault_weights=(("heal", 3), ("crash", 1)),
 )

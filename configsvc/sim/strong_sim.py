@@ -27,6 +27,7 @@ from configsvc.sim.runner import SeedResult
 from configsvc.sim.strong_checks import Observer, check_history, lost_writes
 from configsvc.sim.strong_client import HistoryOp, SimStrongClient
 from configsvc.sim.strong_node import SimStrongNode
+from configsvc.sim.strong_readers import OpenLoopReaders
 from configsvc.sim.strong_swarm import swarm
 from configsvc.sim.world import NetworkFaults, World
 from strong.commands import Command, encode_command
@@ -91,6 +92,8 @@ class StrongSimConfig:
     give_up_after: float = 2.0
     #: fraction of client operations that are linearizable reads
     read_fraction: float = 0.40
+    #: linearizable reads per second from independent (open-loop) clients; 0 = none
+    open_loop_reads: float = 0.0
     #: seconds between two faults, drawn uniformly from this range
     fault_interval: tuple[float, float] = (0.3, 2.0)
     #: draw the fields above (and a subset of fault kinds) from the seed: swarm testing
@@ -164,6 +167,11 @@ class StrongSim:
             )
             for i in range(config.clients)
         ]
+        self.readers = (
+            OpenLoopReaders(self.world, self.node_ids, config.open_loop_reads, NAMESPACE,
+                            random.Random(self.rng.getrandbits(64)))
+            if config.open_loop_reads else None
+        )
         self.faults_on = False
         self.flapping = False
 
@@ -178,6 +186,8 @@ class StrongSim:
         self.world.faults = cfg.network
         for client in self.clients:
             client.start()
+        if self.readers is not None:
+            self.readers.start()
         self._schedule_fault()
         self.world.run_until(heal_at)
         self._heal()
@@ -187,6 +197,8 @@ class StrongSim:
         self.world.run_until(live_from + cfg.liveness_seconds)
         for client in self.clients:
             client.stop()
+        if self.readers is not None:
+            self.readers.stop()
         self.world.run_until(
             self.world.now + cfg.liveness_bound * 3, stop=lambda: all(c.idle for c in self.clients)
         )
@@ -480,6 +492,8 @@ class StrongSim:
             if op.call >= live_from and (op.ret is None or op.ret - op.call > cfg.liveness_bound)
         ]
         late_reads = sum(1 for c in self.clients for t in c.gave_up_reads if t >= live_from)
+        if self.readers is not None:
+            late_reads += self.readers.late(live_from, cfg.liveness_bound)
         if late_reads:
             return _fail(result, "liveness",
                          f"liveness: {late_reads} read(s) after the heal never completed", [])
