@@ -301,6 +301,8 @@ class StrongSim:
             self._lease_overlap()
         elif kind == "stale_catchup":
             self._stale_catchup()
+        elif kind == "ballot_split":
+            self._ballot_split()
         elif kind == "bridge":
             world.bridge(rng.choice(self.node_ids))
         elif kind == "one_way":
@@ -397,6 +399,62 @@ class StrongSim:
                 world.cut.discard((y, a))
 
         world.after(0.005, partition, 200)
+
+    def _ballot_split(self) -> None:
+        """Two values for the same slots at two ballots, the higher one chosen
+        and nobody told: leader A's Accepts reach only C, then A crashes; B is
+        elected without C (B and C cannot talk), chooses its values for those
+        slots and crashes the moment it has; the next quorum holds A's values
+        (at C) beside B's (at the others), none known chosen. Phase 1 must take
+        the highest ballot's."""
+        a = self._leader()
+        if a is None or len(self.node_ids) < 5:
+            return
+        world, rng, nodes = self.world, self.rng, self.nodes
+        c = rng.choice([n for n in self.node_ids if n != a])
+        for p in self.node_ids:
+            if p not in (a, c):
+                world.cut.add((a, p))
+        lead_a = nodes[a].replica.leadership
+        # Slots up to here may have reached everyone; A's later ones reach only C.
+        cut_top = lead_a.next_slot - 1 if lead_a is not None else nodes[a].replica.commit_index
+        top = [cut_top]
+
+        def untold(src: str, dst: str, message: object) -> bool:
+            # nobody learns that B chose A's slots (B's commit index stays with B)
+            return src not in (a, c) and getattr(message, "commit_index", 0) > cut_top
+
+        def crash_a() -> None:
+            lead = nodes[a].replica.leadership
+            if lead is not None:
+                top[0] = lead.next_slot - 1  # the last slot A proposed (to C only)
+            nodes[a].crash()
+            world.after(rng.uniform(2.0, 4.0) * self.config.election_timeout, nodes[a].restart)
+            world.drop_if.append(untold)
+            for p in self.node_ids:
+                if p != c:
+                    world.cut.update({(c, p), (p, c)})  # C hears nobody but A (down)
+            watch_for_b(5000)
+
+        def watch_for_b(tries: int) -> None:
+            leaders = [n for n in self.node_ids if n not in (a, c) and nodes[n].up
+                       and nodes[n].replica.role is Role.LEADER]
+            if leaders and nodes[leaders[0]].replica.commit_index >= top[0]:
+                b = leaders[0]
+                nodes[b].crash()  # its commit index never reached anyone
+                if untold in world.drop_if:
+                    world.drop_if.remove(untold)
+                world.after(rng.uniform(2.0, 4.0) * self.config.election_timeout,
+                            nodes[b].restart)
+                for p in self.node_ids:  # C rejoins the survivors
+                    if p != b:
+                        world.cut.discard((c, p))
+                        world.cut.discard((p, c))
+                return
+            if tries:
+                world.after(0.001, watch_for_b, tries - 1)
+
+        world.after(rng.uniform(0.05, 0.2), crash_a)
 
     def _restart_all(self) -> None:
         for node in self.nodes.values():

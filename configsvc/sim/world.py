@@ -74,6 +74,8 @@ class World:
         self.down: set[str] = set()
         #: one-shot drops: each returns True to drop a message (and is then removed)
         self.drop_once: list[Callable[[str, str, Any], bool]] = []
+        #: standing drops: each returns True to drop a message (until ``heal``)
+        self.drop_if: list[Callable[[str, str, Any], bool]] = []
         #: (time, sequence, function, arguments): the sequence breaks ties deterministically
         self._queue: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
         self._seq = 0
@@ -128,6 +130,7 @@ class World:
             or src in self.down
             or (f.drop and rng.random() < f.drop)
             or (self.drop_once and self._dropped_once(src, dst, message))
+            or (self.drop_if and any(f(src, dst, message) for f in self.drop_if))
         ):
             self.messages_dropped += 1
             return
@@ -165,6 +168,7 @@ class World:
         self.cut.clear()
         self.slow_links.clear()
         self.drop_once.clear()
+        self.drop_if.clear()
 
     def split(self, groups: list[list[str]], others: Iterable[str] = ()) -> None:
         """Cut every link between different groups. ``others`` (clients) reach
