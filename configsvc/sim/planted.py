@@ -209,28 +209,34 @@ def detection(
 
 
 def table(seeds: list[int], only: list[str] | None = None, out: TextIO = sys.stdout) -> int:
-    """Print the detection table over ``seeds`` (and the control); 1 if the
-    control failed any seed or a bug was never caught, else 0."""
-    control = Planted("control (no bug)", "", "swarm", SAFETY)
-    rows = [control] + [p for p in STRONG if not only or p.name in only]
+    """Print the detection table over ``seeds``: for each profile used, a control
+    run without bugs, then each planted bug. Returns 1 if a control failed any
+    seed or a bug was never caught, else 0. The last line is the table as JSON."""
+    bugs = [p for p in STRONG if not only or p.name in only]
+    controls = [Planted(f"control ({name})", "no bug", name, SAFETY)
+                for name in dict.fromkeys(p.profile for p in bugs)]
     jobs = default_jobs()
     report = []
     code = 0
-    print(f"{'planted bug':32} {'profile':8} {'caught':>8}  failures by checker", file=out)
-    for planted in rows:
+    print(f"{'planted bug':30} {'profile':8} {'caught':>8} {'first':>5}  failures by checker",
+          file=out)
+    for planted in [*controls, *bugs]:
         results = list(_results(planted.run, seeds, jobs))
-        caught = sum(planted.caught(r) for r in results)
+        is_control = planted.what == "no bug"
+        caught = [r.seed for r in results if planted.caught(r)]
         by: dict[str, int] = {}
         for r in results:
             if not r.ok:
                 by[r.checker] = by.get(r.checker, 0) + 1
         failed = sum(by.values())
-        shown = f"{failed}/{len(seeds)} failed" if planted is control else f"{caught}/{len(seeds)}"
-        print(f"{planted.name:32} {planted.profile:8} {shown:>8}  "
+        shown = f"{failed} fail" if is_control else f"{len(caught)}/{len(seeds)}"
+        first = "" if is_control or not caught else str(caught[0])
+        print(f"{planted.name:30} {planted.profile:8} {shown:>8} {first:>5}  "
               + ", ".join(f"{k} {v}" for k, v in sorted(by.items())), file=out, flush=True)
         report.append({"bug": planted.name, "profile": planted.profile, "seeds": len(seeds),
-                       "caught": caught, "failures_by_checker": by})
-        if (planted is control and failed) or (planted is not control and not caught):
+                       "caught": len(caught), "first": caught[0] if caught else None,
+                       "failures_by_checker": by})
+        if (is_control and failed) or (not is_control and not caught):
             code = 1
     print(json.dumps(report), file=out)
     return code
