@@ -88,7 +88,7 @@ from strong.records import (
     Record,
     SnapshotRecord,
 )
-from strong.snapshot_transfer import Offer, SnapshotReceiver, checksum, chunk_at
+from strong.snapshot_transfer import Offer, SnapshotReceiver, SnapshotSender, checksum, chunk_at
 from strong.storage import DurableState
 
 
@@ -207,6 +207,8 @@ class Replica:
         self.snapshot_crc = checksum(self.snapshot) if self.snapshot is not None else 0
         #: the snapshot transfer in progress (volatile: a restart starts over)
         self.receiver = SnapshotReceiver()
+        #: the snapshot each peer's transfer from us is pinned to (volatile)
+        self.sender = SnapshotSender(idle=config.election_timeout)
         self.commit_index = durable.commit_index
         #: rule 7: False after a reset; ``rejoin_target`` is the commit index to reach first
         self.voting = voting
@@ -531,12 +533,14 @@ class Replica:
 
     def _on_catchup_request(self, src: str, msg: CatchUpRequest) -> None:
         if msg.from_slot <= self.snapshot_index:
-            if self.snapshot is not None:
-                whole = self.config.bugs.unchunked_snapshots
-                offset = msg.snapshot_offset if msg.snapshot_index == self.snapshot_index else 0
-                size = len(self.snapshot) if whole else self.config.snapshot_chunk
-                self._send(src, chunk_at(self.promised, self.snapshot_index, self.snapshot,
-                                         self.snapshot_crc, 0 if whole else offset, size))
+            if self.snapshot is None:
+                return
+            current = (self.snapshot_index, self.snapshot, self.snapshot_crc)
+            if self.config.bugs.unchunked_snapshots:
+                self._send(src, chunk_at(self.promised, *current, 0, len(self.snapshot)))
+            else:
+                self._send(src, self.sender.answer(src, msg, self.promised, current,
+                                                   self.config.snapshot_chunk, self.now))
             return
         values: list[Batch] = []
         slot = msg.from_slot

@@ -8,8 +8,12 @@ in flight per request, the receiver's pace is the flow control):
 
 - the receiver's ``CatchUpRequest`` names the transfer it has in progress
   (``snapshot_index``) and how many bytes it holds (``snapshot_offset``);
-- the sender answers with the chunk at that offset if its snapshot is at that
-  index, else with the first chunk of the snapshot it has;
+- the sender answers with the chunk at that offset if it still holds that
+  snapshot, else with the first chunk of the snapshot it has now;
+- the sender pins, per receiver, the snapshot a transfer started on
+  (``SnapshotSender``): a sender that compacts faster than a transfer
+  completes would otherwise restart it forever (starvation); with the pin
+  every transfer completes, and the receiver then fetches a newer one;
 - each chunk names the snapshot it belongs to: ``(index, total, crc)``, the
   CRC32C of the whole snapshot (the checksum the records use);
 - after appending a chunk the receiver asks at once for the next one; a lost
@@ -25,11 +29,17 @@ Invariants (``SnapshotReceiver``):
    by ``(index, total, crc)``; a chunk with another identity is never
    appended. Only a chunk at offset 0 may replace the transfer (a newer
    snapshot, or the one another sender holds), and the old bytes are dropped.
+   A later chunk of the same index but another identity (a sender whose
+   snapshot at that index has other bytes) drops the transfer, so the next
+   request asks from offset 0 instead of for a chunk that can never fit.
 3. In order: only the chunk at exactly the held offset is appended;
    duplicates and reordered chunks are ignored.
 4. Bounded memory: at most one incomplete transfer, of at most ``total``
    bytes (one snapshot); it is volatile (a restart starts over) and dropped
    once the receiver's commit index reaches its index.
+
+The sender holds at most one pinned snapshot per receiver (the bytes are
+shared, not copied), dropped after ``idle`` seconds without a request.
 
 Pure: no IO; the checksum is computed with the library the records use.
 """
@@ -42,7 +52,7 @@ from enum import Enum
 import crc32c
 
 from strong.ballot import Ballot
-from strong.messages import InstallSnapshot
+from strong.messages import CatchUpRequest, InstallSnapshot
 
 
 def checksum(snapshot: bytes) -> int:
@@ -104,6 +114,8 @@ class SnapshotReceiver:
         same = t is not None and (t.index, t.total, t.crc) == (chunk.index, chunk.total, chunk.crc)
         if not same:
             if chunk.offset != 0:
+                if t is not None and t.index == chunk.index:
+                    self._transfer = None
                 return Offer.IGNORED, b""
             t = self._transfer = _Transfer(chunk.index, chunk.total, chunk.crc, bytearray())
         assert t is not None
@@ -117,3 +129,42 @@ class SnapshotReceiver:
         if checksum(data) != t.crc:
             return Offer.CORRUPT, b""
         return Offer.COMPLETE, data
+
+
+@dataclass(slots=True)
+class _Pin:
+    index: int
+    data: bytes
+    crc: int
+    asked_at: float
+
+
+class SnapshotSender:
+    """The sending side: the snapshot each receiver's transfer is pinned to."""
+
+    def __init__(self, idle: float) -> None:
+        self.idle = idle
+        self._pins: dict[str, _Pin] = {}
+
+    def answer(
+        self,
+        dst: str,
+        request: CatchUpRequest,
+        ballot: Ballot,
+        current: tuple[int, bytes, int],
+        size: int,
+        now: float,
+    ) -> InstallSnapshot:
+        """The chunk answering ``request`` from ``dst``, whose log we compacted
+        away: from its pinned snapshot if the request continues that transfer,
+        else the first chunk of ``current`` (index, data, crc), pinned anew."""
+        for peer in [p for p, pin in self._pins.items() if now - pin.asked_at > self.idle]:
+            del self._pins[peer]
+        pin = self._pins.get(dst)
+        index, offset = request.snapshot_index, request.snapshot_offset
+        if pin is None or pin.index != index or not 0 < offset < len(pin.data):
+            pin = self._pins[dst] = _Pin(*current, now)
+            if index != pin.index:
+                offset = 0
+        pin.asked_at = now
+        return chunk_at(ballot, pin.index, pin.data, pin.crc, offset, size)

@@ -27,6 +27,7 @@ from strong.messages import (
 )
 from strong.ready import Role
 from strong.replica import Replica
+from strong.snapshot_transfer import Offer, SnapshotReceiver, SnapshotSender
 from strong.storage import DurableState
 from tests.strong_network import Network
 
@@ -394,3 +395,43 @@ def test_finding2_a_promise_is_bounded_in_bytes() -> None:
     # Re-planted: the whole report in one Promise, refused by the frame cap.
     net, candidate, _, _ = _candidate_behind(PlantedBugs(unbounded_bytes=True))
     assert net.replicas[candidate].leadership is None
+
+
+def test_finding2_a_snapshot_of_the_same_index_with_other_bytes_restarts_the_transfer() -> None:
+    """Two senders whose snapshots at one index differ in bytes: a chunk of the
+    other one mid-transfer drops the transfer (asking it for our offset again
+    would loop forever), and the next request starts at offset 0."""
+    a, other = b"A" * 2500, b"a" * 2500
+    r = _replica("n3", ("n1", "n2", "n3"))
+    r.step("n1", _chunks(10, a, 1000)[0], 1.0)
+    r.ready()
+    r.step("n2", _chunks(10, other, 1000)[1], 1.0)
+    assert r.receiver.position(r.commit_index) == (0, 0)
+    for c in _chunks(10, other, 1000):
+        r.step("n2", c, 1.0)
+    assert _installed(r) == other
+
+
+def test_finding2_a_transfer_completes_while_the_sender_compacts() -> None:
+    """The sender compacts after every chunk it sends (a newer snapshot each
+    time): the receiver's transfer stays pinned to the snapshot it started on
+    and completes, instead of restarting forever; an idle pin is dropped."""
+    sender = SnapshotSender(idle=1.0)
+    receiver = SnapshotReceiver()
+    snapshots = {i: bytes([i]) * 2500 for i in range(10, 20)}
+    ballot = Ballot(1, "n1")
+    outcome, got, now, index = Offer.APPENDED, b"", 0.0, 10
+    while outcome is Offer.APPENDED:
+        assert index in snapshots, "the transfer never completed"
+        at, offset = receiver.position(0)
+        current = (index, snapshots[index], crc32c.crc32c(snapshots[index]))
+        outcome, got = receiver.offer(
+            sender.answer("n3", CatchUpRequest(ballot, 1, at, offset), ballot, current, 1000, now)
+        )
+        index += 1  # compacted again
+        now += 0.1
+    assert outcome is Offer.COMPLETE and got == snapshots[10]
+    # idle for longer than ``idle``: the pin is gone, a request starts on the current snapshot
+    current = (19, snapshots[19], crc32c.crc32c(snapshots[19]))
+    chunk = sender.answer("n3", CatchUpRequest(ballot, 1, 10, 1000), ballot, current, 1000, now + 2)
+    assert (chunk.index, chunk.offset) == (19, 0)
