@@ -8,6 +8,7 @@ simulator reaches the same paths with randomised configurations
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable
 
@@ -15,6 +16,7 @@ import crc32c
 
 from strong.ballot import Ballot
 from strong.config import PlantedBugs, ReplicaConfig
+from strong.driver import StrongDriver
 from strong.messages import (
     Accept,
     CatchUpReply,
@@ -30,6 +32,7 @@ from strong.replica import Replica
 from strong.snapshot_transfer import Offer, SnapshotReceiver, SnapshotSender
 from strong.storage import DurableState
 from tests.strong_network import Network
+from tests.test_strong_driver import MemoryStorage
 
 FIVE = ("n1", "n2", "n3", "n4", "n5")
 
@@ -435,3 +438,32 @@ def test_finding2_a_transfer_completes_while_the_sender_compacts() -> None:
     current = (19, snapshots[19], crc32c.crc32c(snapshots[19]))
     chunk = sender.answer("n3", CatchUpRequest(ballot, 1, 10, 1000), ballot, current, 1000, now + 2)
     assert (chunk.index, chunk.offset) == (19, 0)
+
+
+def test_finding2_a_send_the_transport_refuses_is_counted() -> None:
+    """The transport's ``send`` returns False when it cannot queue a message;
+    the driver counted nothing before. The core resends whatever matters (see
+    ``strong.driver``), so the driver only counts it: here a replica of three
+    whose every send is refused campaigns (pre-votes) and counts each refusal."""
+    async def main() -> tuple[int, int]:
+        offered: list[str] = []
+
+        def refuse(dst: str, payload: bytes) -> bool:
+            offered.append(dst)
+            return False
+
+        config = ReplicaConfig("n1", ("n1", "n2", "n3"), election_timeout=0.2,
+                               heartbeat_interval=0.05, lease_duration=0.1)
+        driver = StrongDriver(config, MemoryStorage(), refuse, rng=random.Random(1))
+        await driver.start()
+        try:
+            deadline = asyncio.get_running_loop().time() + 10
+            while len(offered) < 4:
+                assert asyncio.get_running_loop().time() < deadline, "nothing was sent"
+                await asyncio.sleep(0.01)  # polling an in-process condition with a deadline
+            return len(offered), driver.stats.send_failures
+        finally:
+            await driver.close()
+
+    offered, refused = asyncio.run(main())
+    assert refused == offered >= 4
