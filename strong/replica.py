@@ -693,6 +693,9 @@ class Replica:
         else:
             got.accepted.extend(msg.accepted)
             got.behind = got.behind or msg.log_start > msg.from_slot
+            # Phase 1 is progressing: the candidacy lives one more election
+            # timeout (a report in many parts may take longer than one).
+            cand.deadline = self.election_deadline = self.now + self._election_timeout()
         got.next_part = msg.accepted[-1].slot + 1 if msg.truncated and msg.accepted else None
         if got.next_part is not None:
             cand.parts_sent_at = self.now

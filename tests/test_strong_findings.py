@@ -357,7 +357,9 @@ def test_finding2_a_partial_corrupted_or_mixed_snapshot_is_never_installed() -> 
     assert asks == [CatchUpRequest(r.promised, 1, 10, 1000)]
 
 
-def _candidate_behind(bugs: PlantedBugs) -> tuple[Network, str, int, list[Message]]:
+def _candidate_behind(
+    bugs: PlantedBugs, drop: Callable[[Message], bool] = lambda m: False
+) -> tuple[Network, str, int, list[Message]]:
     """n3 is away while n1 commits 40 slots of 4 KiB (no compaction); then n1
     is cut off and n3 campaigns: n2's Promise reports all 40 slots (160 KiB)
     over links that refuse more than 32 KiB per message. Returns (the network,
@@ -378,7 +380,7 @@ def _candidate_behind(bugs: PlantedBugs) -> tuple[Network, str, int, list[Messag
     net.isolate(leader)
     net.replicas[helper].election_deadline = float("inf")  # only the candidate campaigns
     net.replicas[helper].campaigning = False
-    _tick_capped(net, 5.0, cap, sent)
+    _tick_capped(net, 5.0, cap, sent, drop)
     return net, candidate, committed, sent
 
 
@@ -467,3 +469,23 @@ def test_finding2_a_send_the_transport_refuses_is_counted() -> None:
 
     offered, refused = asyncio.run(main())
     assert refused == offered >= 4
+
+
+def test_finding2_a_lost_promise_part_is_asked_for_again() -> None:
+    """The first copy of every continuation Prepare and every Promise part
+    after the first is lost, in every election: the candidate asks again
+    (every ``retransmit_interval``) and still wins with a complete phase 1."""
+    seen: set[tuple[str, Ballot, int]] = set()
+
+    def lose_first_copy(m: Message) -> bool:
+        if isinstance(m, Prepare | Promise) and m.from_slot > 1:
+            key = (type(m).__name__, m.ballot, m.from_slot)
+            if key not in seen:
+                seen.add(key)
+                return True
+        return False
+
+    net, candidate, committed, _ = _candidate_behind(PlantedBugs(), lose_first_copy)
+    r = net.replicas[candidate]
+    assert seen and r.leadership is not None and r.leadership.active
+    assert r.commit_index >= committed
