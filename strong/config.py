@@ -73,6 +73,9 @@ class ReplicaConfig:
     #: command bytes in one catch-up reply and in one part of a Promise (at
     #: least one slot is always sent); no catch-up message carries more
     catchup_max_bytes: int = 8 << 20
+    #: slots in one part of a Promise (no-ops weigh no bytes; receivers refuse
+    #: more than ``WireLimits.max_slots``, 65536 by default)
+    promise_max_slots: int = 4096
     #: snapshot bytes in one InstallSnapshot chunk; capped by ``catchup_max_bytes``
     #: (see ``snapshot_chunk``)
     snapshot_chunk_bytes: int = 4 << 20
@@ -93,8 +96,8 @@ class ReplicaConfig:
             raise ValueError("window, max_batch and catchup_max_slots must be >= 1")
         if self.max_batch_bytes < 1 or self.catchup_max_bytes < self.max_batch_bytes:
             raise ValueError("need 1 <= max_batch_bytes <= catchup_max_bytes")
-        if self.snapshot_chunk_bytes < 1:
-            raise ValueError("snapshot_chunk_bytes must be >= 1")
+        if self.snapshot_chunk_bytes < 1 or self.promise_max_slots < 1:
+            raise ValueError("snapshot_chunk_bytes and promise_max_slots must be >= 1")
 
     @property
     def snapshot_chunk(self) -> int:

@@ -424,12 +424,18 @@ class Replica:
         if msg.ballot > self.promised:
             self._raise_promise(msg.ballot)
         self.election_deadline = self.now + self._election_timeout()
-        budget = None if self.config.bugs.unbounded_bytes else self.config.catchup_max_bytes
+        if self.config.bugs.unbounded_bytes:
+            budget = None
+        else:
+            budget = (self.config.catchup_max_bytes, self.config.promise_max_slots)
         self._send(src, self._promise_for(msg.ballot, msg.from_slot, budget))
 
-    def _promise_for(self, ballot: Ballot, from_slot: int, budget: int | None) -> Promise:
+    def _promise_for(
+        self, ballot: Ballot, from_slot: int, budget: tuple[int, int] | None
+    ) -> Promise:
         """Every accepted or chosen slot ``>= from_slot``, in slot order, up to
-        ``budget`` command bytes (at least one slot): ``truncated`` if cut short."""
+        ``budget`` (command bytes, slots; at least one slot): ``truncated`` if
+        cut short."""
         reported: dict[int, SlotValue] = {}
         for slot, (b, value) in self.accepted.items():
             if slot >= from_slot:
@@ -443,7 +449,7 @@ class Replica:
         truncated = False
         for s in sorted(reported):
             size += sum(map(len, reported[s].value))
-            if part and budget is not None and size > budget:
+            if part and budget is not None and (size > budget[0] or len(part) >= budget[1]):
                 truncated = True
                 break
             part.append(reported[s])

@@ -39,7 +39,8 @@ Invariants (``SnapshotReceiver``):
    once the receiver's commit index reaches its index.
 
 The sender holds at most one pinned snapshot per receiver (the bytes are
-shared, not copied), dropped after ``idle`` seconds without a request.
+shared, not copied); a pin idle for ``idle`` seconds is dropped at the next
+request, so an abandoned transfer does not pin an old snapshot for long.
 
 Pure: no IO; the checksum is computed with the library the records use.
 """

@@ -489,3 +489,18 @@ def test_finding2_a_lost_promise_part_is_asked_for_again() -> None:
     r = net.replicas[candidate]
     assert seen and r.leadership is not None and r.leadership.active
     assert r.commit_index >= committed
+
+
+def test_finding2_a_promise_part_is_bounded_in_slots_too() -> None:
+    """No-ops weigh no bytes: a report of many no-op slots is still cut at
+    ``promise_max_slots`` (receivers refuse more than ``WireLimits.max_slots``)."""
+    r = _replica("n2", ("n1", "n2", "n3"), promise_max_slots=3)
+    for slot in range(1, 11):
+        r.step("n1", Accept(Ballot(1, "n1"), slot, (), 0), 0.1)
+    r.ready()
+    r.step("n3", Prepare(Ballot(2, "n3"), 1), 0.2)
+    [promise] = [e.message for e in r.ready().messages if isinstance(e.message, Promise)]
+    assert [v.slot for v in promise.accepted] == [1, 2, 3] and promise.truncated
+    r.step("n3", Prepare(Ballot(2, "n3"), 10), 0.3)
+    [promise] = [e.message for e in r.ready().messages if isinstance(e.message, Promise)]
+    assert [v.slot for v in promise.accepted] == [10] and not promise.truncated
