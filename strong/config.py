@@ -31,8 +31,10 @@ class PlantedBugs:
     #: finding 3: a heartbeat round per read pass, acknowledgements count only for
     #: the round they name, and only the last 64 rounds are remembered
     exact_round_acks: bool = False
-    #: finding 2: batches and catch-up replies have no byte bound
+    #: finding 2: batches, catch-up replies and promises have no byte bound
     unbounded_bytes: bool = False
+    #: finding 2: a snapshot travels whole, in one InstallSnapshot
+    unchunked_snapshots: bool = False
     #: finding 4: an election starts without a pre-vote (a returning node deposes the leader)
     no_prevote: bool = False
     #: a lease runs from the quorum's acknowledgement instead of the round's send time
@@ -68,8 +70,15 @@ class ReplicaConfig:
     #: command bytes packed into one slot (a larger single command goes alone);
     #: with ``window`` it bounds an Accept and a Promise in bytes (finding 2)
     max_batch_bytes: int = 1 << 20
-    #: command bytes in one catch-up reply (at least one slot is always sent)
+    #: command bytes in one catch-up reply and in one part of a Promise (at
+    #: least one slot is always sent); no catch-up message carries more
     catchup_max_bytes: int = 8 << 20
+    #: slots in one part of a Promise (no-ops weigh no bytes; receivers refuse
+    #: more than ``WireLimits.max_slots``, 65536 by default)
+    promise_max_slots: int = 4096
+    #: snapshot bytes in one InstallSnapshot chunk; capped by ``catchup_max_bytes``
+    #: (see ``snapshot_chunk``)
+    snapshot_chunk_bytes: int = 4 << 20
     bugs: PlantedBugs = field(default_factory=PlantedBugs)
 
     def __post_init__(self) -> None:
@@ -87,6 +96,15 @@ class ReplicaConfig:
             raise ValueError("window, max_batch and catchup_max_slots must be >= 1")
         if self.max_batch_bytes < 1 or self.catchup_max_bytes < self.max_batch_bytes:
             raise ValueError("need 1 <= max_batch_bytes <= catchup_max_bytes")
+        if self.snapshot_chunk_bytes < 1 or self.promise_max_slots < 1:
+            raise ValueError("snapshot_chunk_bytes and promise_max_slots must be >= 1")
+
+    @property
+    def snapshot_chunk(self) -> int:
+        """Bytes per snapshot chunk: ``snapshot_chunk_bytes``, never more than
+        ``catchup_max_bytes`` (the bound on every message of the catch-up path,
+        which an operator sets below the receivers' frame cap)."""
+        return min(self.snapshot_chunk_bytes, self.catchup_max_bytes)
 
     @property
     def quorum(self) -> int:

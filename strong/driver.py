@@ -9,6 +9,19 @@ all handed to the core before the next Ready, so one fsync covers them all
 
 Only the loop task touches the replica and the state machine's mutating
 methods; client coroutines enqueue inputs and await futures.
+
+A send the transport refuses (``send`` returns False: queue full, frame too
+large, peer unknown) is counted in ``DriverStats.send_failures`` and dropped,
+like a message lost on the network: the core already survives every loss,
+because every message whose loss matters is resent by the core itself --
+Accept every ``retransmit_interval`` until acknowledged (which re-sends the
+Accepted too); Heartbeat every ``heartbeat_interval`` (and a read's round
+again after ``retransmit_interval``); a missing Promise part every
+``retransmit_interval``; Prepare/Promise and PreVote/PreVoteReply by the next
+election; CatchUpRequest on the next Accept or Heartbeat that shows the gap
+(at most once per ``retransmit_interval``), which re-asks a lost CatchUpReply
+or snapshot chunk from the offset held; a Nack again on the next outranked
+message.
 """
 
 from __future__ import annotations
@@ -67,6 +80,8 @@ class DriverStats:
     applied_slots: int = 0
     #: retries that joined a proposal their leadership already held
     retries_joined: int = 0
+    #: messages the transport refused to queue (``send`` returned False)
+    send_failures: int = 0
 
 
 class StrongDriver:
@@ -74,7 +89,7 @@ class StrongDriver:
         self,
         config: ReplicaConfig,
         storage: Storage,
-        send: Callable[[str, bytes], object],
+        send: Callable[[str, bytes], bool | None],
         *,
         tick_interval: float = 0.01,
         snapshot_every: int = 10_000,
@@ -322,7 +337,8 @@ class StrongDriver:
                 await asyncio.to_thread(self._persist, records)
                 self.stats.fsyncs += 1
         for env in ready.messages:
-            self._send(env.dst, encode_message(env.message))
+            if self._send(env.dst, encode_message(env.message)) is False:
+                self.stats.send_failures += 1
         if ready.snapshot is not None and ready.snapshot.index > self.sm.applied_index:
             self.sm = StateMachine.restore(ready.snapshot.data)
         for slot, batch in ready.committed:

@@ -5,6 +5,12 @@ Accept/Accepted is phase 2 (2a/2b). Everything else is Multi-Paxos plumbing:
 heartbeats (commit propagation, leases, read confirmation), catch-up of chosen
 slots, and snapshot transfer for replicas that fell behind compaction.
 
+Every message is bounded in bytes by its sender (issue 7, finding 2): a batch
+by ``ReplicaConfig.max_batch_bytes``, a catch-up reply, a Promise and a
+snapshot chunk by ``catchup_max_bytes`` (at least one slot per reply or
+Promise part, so each always progresses). A receiver refuses a frame above
+its cap, so an unbounded message would be refused and resent forever.
+
 A slot's value is a batch of opaque command bytes; the empty batch is a no-op.
 """
 
@@ -42,7 +48,12 @@ class Promise:
     (everything below is chosen and compacted into its snapshot).
     ``since_leader_contact`` is the local time elapsed since this acceptor last
     acknowledged any leader (or since it booted): the new leader uses it to wait
-    out the old leader's lease."""
+    out the old leader's lease.
+
+    ``truncated``: the report reached the acceptor's byte budget and stops at
+    ``accepted[-1].slot`` (never empty then); the candidate asks for the rest
+    with another Prepare of the same ballot from the next slot, and is not
+    done with phase 1 until every part arrived."""
 
     ballot: Ballot
     from_slot: int
@@ -50,6 +61,7 @@ class Promise:
     log_start: int
     commit_index: int
     since_leader_contact: float
+    truncated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,10 +125,17 @@ class PreVoteReply:
 
 @dataclass(frozen=True, slots=True)
 class CatchUpRequest:
-    """A replica asks for chosen values of slots ``>= from_slot``."""
+    """A replica asks for chosen values of slots ``>= from_slot``.
+
+    ``snapshot_index``/``snapshot_offset``: the snapshot transfer it has in
+    progress and how many of its bytes it holds (0, 0 for none). A sender
+    whose snapshot is at that index resumes there; otherwise it starts its
+    own snapshot at offset 0."""
 
     ballot: Ballot
     from_slot: int
+    snapshot_index: int = 0
+    snapshot_offset: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,10 +150,15 @@ class CatchUpReply:
 
 @dataclass(frozen=True, slots=True)
 class InstallSnapshot:
-    """The whole applied state at ``index`` (every slot ``<= index`` is chosen)."""
+    """One chunk of the applied state at ``index`` (every slot ``<= index`` is
+    chosen): ``data`` is bytes ``offset .. offset + len(data)`` of a snapshot
+    of ``total`` bytes whose CRC32C is ``crc`` (``strong.snapshot_transfer``)."""
 
     ballot: Ballot
     index: int
+    offset: int
+    total: int
+    crc: int
     data: bytes
 
 
@@ -167,7 +191,7 @@ def payload_bytes(message: Message) -> int:
     """Command bytes a message carries (what its encoded size grows with).
 
     Senders bound this (``ReplicaConfig.max_batch_bytes``,
-    ``catchup_max_bytes``) because receivers refuse frames above their cap: an
+    ``catchup_max_bytes``, ``snapshot_chunk``) because receivers refuse frames above their cap: an
     unbounded message would be refused forever and retried forever."""
     match message:
         case Accept():

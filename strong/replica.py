@@ -12,7 +12,11 @@ Rules this module obeys (each one is what safety rests on):
    record in the *same* Ready as the reply, so the driver persists it first.
 2. Phase 1 runs once per leadership over every slot above the candidate's
    commit index. For each slot the leader re-proposes a value reported chosen,
-   else the value with the highest accepted ballot, else a no-op.
+   else the value with the highest accepted ballot, else a no-op. A Promise
+   larger than the acceptor's byte budget comes in parts (``truncated``); an
+   acceptor's promise counts toward the quorum only once every part arrived,
+   so the report still covers every slot (parts are disjoint slot ranges, and
+   after promising the acceptor accepts nothing at a lower ballot).
 3. A leader proposes at most one value per slot per ballot. Therefore an
    acceptor that accepted at ballot ``b`` holds the chosen value of every slot
    at or below the commit index announced by the leader of ``b`` -- and only
@@ -27,7 +31,8 @@ Rules this module obeys (each one is what safety rests on):
    it waits for a heartbeat round sent after the request to be acknowledged by
    a quorum (ReadIndex). Followers never answer linearizable reads.
 6. Chosen values learned from any replica (catch-up, snapshots) are chosen:
-   they never disagree with what a leader would propose.
+   they never disagree with what a leader would propose. A snapshot is
+   installed only whole and verified (``strong.snapshot_transfer``).
 7. A replica that lost its durable state (``voting=False``) answers no Prepare
    and no Accept and starts no election (its forgotten promises and accepts
    may be part of a quorum); it learns by catch-up and votes again once its
@@ -83,6 +88,7 @@ from strong.records import (
     Record,
     SnapshotRecord,
 )
+from strong.snapshot_transfer import Offer, SnapshotReceiver, SnapshotSender, checksum, chunk_at
 from strong.storage import DurableState
 
 
@@ -143,10 +149,25 @@ class _PreVote:
 
 
 @dataclass(slots=True)
+class _Promised:
+    """One acceptor's promise of the candidacy's ballot, reported in parts."""
+
+    first: Promise
+    received: float
+    accepted: list[SlotValue]
+    #: the slot the next part starts at; None once the report is complete
+    next_part: int | None
+    #: a later part's acceptor had compacted slots it had not reported yet
+    behind: bool = False
+
+
+@dataclass(slots=True)
 class _Candidacy:
     ballot: Ballot
-    promises: dict[str, tuple[Promise, float]] = field(default_factory=dict)
+    from_slot: int
+    promises: dict[str, _Promised] = field(default_factory=dict)
     deadline: float = 0.0
+    parts_sent_at: float = float("-inf")
 
 
 @dataclass(frozen=True)
@@ -183,6 +204,11 @@ class Replica:
         self.chosen = dict(durable.chosen)
         self.snapshot_index = durable.snapshot_index
         self.snapshot = durable.snapshot
+        self.snapshot_crc = checksum(self.snapshot) if self.snapshot is not None else 0
+        #: the snapshot transfer in progress (volatile: a restart starts over)
+        self.receiver = SnapshotReceiver()
+        #: the snapshot each peer's transfer from us is pinned to (volatile)
+        self.sender = SnapshotSender(idle=config.election_timeout)
         self.commit_index = durable.commit_index
         #: rule 7: False after a reset; ``rejoin_target`` is the commit index to reach first
         self.voting = voting
@@ -246,12 +272,14 @@ class Replica:
             case CatchUpReply():
                 self._on_catchup_reply(src, message)
             case InstallSnapshot():
-                self._on_install_snapshot(message)
+                self._on_install_snapshot(src, message)
 
     def tick(self, now: float) -> None:
         self.now = now
         lead = self.leadership
         if lead is None:
+            if self.candidacy is not None:
+                self._resend_parts(self.candidacy)
             if now >= self.election_deadline:
                 if not self.campaigning or not self.voting:
                     self.election_deadline = now + self._election_timeout()
@@ -310,6 +338,7 @@ class Replica:
             return
         self.snapshot_index = index
         self.snapshot = snapshot
+        self.snapshot_crc = checksum(snapshot)
         self.accepted = {s: v for s, v in self.accepted.items() if s > index}
         self.chosen = {s: v for s, v in self.chosen.items() if s > index}
         self._persist.append(SnapshotRecord(index, snapshot))
@@ -395,9 +424,18 @@ class Replica:
         if msg.ballot > self.promised:
             self._raise_promise(msg.ballot)
         self.election_deadline = self.now + self._election_timeout()
-        self._send(src, self._promise_for(msg.ballot, msg.from_slot))
+        if self.config.bugs.unbounded_bytes:
+            budget = None
+        else:
+            budget = (self.config.catchup_max_bytes, self.config.promise_max_slots)
+        self._send(src, self._promise_for(msg.ballot, msg.from_slot, budget))
 
-    def _promise_for(self, ballot: Ballot, from_slot: int) -> Promise:
+    def _promise_for(
+        self, ballot: Ballot, from_slot: int, budget: tuple[int, int] | None
+    ) -> Promise:
+        """Every accepted or chosen slot ``>= from_slot``, in slot order, up to
+        ``budget`` (command bytes, slots; at least one slot): ``truncated`` if
+        cut short."""
         reported: dict[int, SlotValue] = {}
         for slot, (b, value) in self.accepted.items():
             if slot >= from_slot:
@@ -406,13 +444,23 @@ class Replica:
             if slot >= from_slot:
                 b = self.accepted.get(slot, (ZERO, NOOP))[0]
                 reported[slot] = SlotValue(slot, b, value, True)
+        part: list[SlotValue] = []
+        size = 0
+        truncated = False
+        for s in sorted(reported):
+            size += sum(map(len, reported[s].value))
+            if part and budget is not None and (size > budget[0] or len(part) >= budget[1]):
+                truncated = True
+                break
+            part.append(reported[s])
         return Promise(
             ballot=ballot,
             from_slot=from_slot,
-            accepted=tuple(reported[s] for s in sorted(reported)),
+            accepted=tuple(part),
             log_start=self.snapshot_index + 1,
             commit_index=self.commit_index,
             since_leader_contact=self.now - self.last_leader_contact,
+            truncated=truncated,
         )
 
     def _follow(self, src: str, ballot: Ballot) -> bool:
@@ -480,13 +528,25 @@ class Replica:
 
     def _request_catchup(self, src: str) -> None:
         if self.now - self.catchup_sent_at >= self.config.retransmit_interval:
-            self.catchup_sent_at = self.now
-            self._send(src, CatchUpRequest(self.promised, self.commit_index + 1))
+            self._send_catchup_request(src, self.promised)
+
+    def _send_catchup_request(self, dst: str, ballot: Ballot) -> None:
+        """Ask ``dst`` for what follows our commit index, naming the snapshot
+        transfer in progress so that it resumes where it stopped."""
+        self.catchup_sent_at = self.now
+        index, offset = self.receiver.position(self.commit_index)
+        self._send(dst, CatchUpRequest(ballot, self.commit_index + 1, index, offset))
 
     def _on_catchup_request(self, src: str, msg: CatchUpRequest) -> None:
         if msg.from_slot <= self.snapshot_index:
-            if self.snapshot is not None:
-                self._send(src, InstallSnapshot(self.promised, self.snapshot_index, self.snapshot))
+            if self.snapshot is None:
+                return
+            current = (self.snapshot_index, self.snapshot, self.snapshot_crc)
+            if self.config.bugs.unchunked_snapshots:
+                self._send(src, chunk_at(self.promised, *current, 0, len(self.snapshot)))
+            else:
+                self._send(src, self.sender.answer(src, msg, self.promised, current,
+                                                   self.config.snapshot_chunk, self.now))
             return
         values: list[Batch] = []
         slot = msg.from_slot
@@ -526,17 +586,26 @@ class Replica:
             # catch-up runs at one round trip per reply, not one per heartbeat.
             self._request_catchup(src)
 
-    def _on_install_snapshot(self, msg: InstallSnapshot) -> None:
+    def _on_install_snapshot(self, src: str, msg: InstallSnapshot) -> None:
+        """One chunk; the snapshot is installed only once complete and verified."""
         if msg.index <= self.commit_index:
             return
-        self.snapshot_index = msg.index
-        self.snapshot = msg.data
-        self.commit_index = msg.index
-        self.accepted = {s: v for s, v in self.accepted.items() if s > msg.index}
-        self.chosen = {s: v for s, v in self.chosen.items() if s > msg.index}
-        self._persist.append(SnapshotRecord(msg.index, msg.data))
-        self._install = SnapshotInstall(msg.index, msg.data)
-        self._emitted = msg.index
+        outcome, data = self.receiver.offer(msg)
+        if outcome is Offer.APPENDED:
+            self._send_catchup_request(src, self.promised)  # the next chunk, at once
+        elif outcome is Offer.COMPLETE:
+            self._install_snapshot(msg.index, data)
+
+    def _install_snapshot(self, index: int, data: bytes) -> None:
+        self.snapshot_index = index
+        self.snapshot = data
+        self.snapshot_crc = checksum(data)
+        self.commit_index = index
+        self.accepted = {s: v for s, v in self.accepted.items() if s > index}
+        self.chosen = {s: v for s, v in self.chosen.items() if s > index}
+        self._persist.append(SnapshotRecord(index, data))
+        self._install = SnapshotInstall(index, data)
+        self._emitted = index
         self.catchup_sent_at = float("-inf")
         self._advance_commit_over_chosen()
 
@@ -609,43 +678,72 @@ class Replica:
         self.prevote = None
         self.role = Role.CANDIDATE
         self.leader = None
-        self.candidacy = _Candidacy(ballot, deadline=self.now + self._election_timeout())
+        from_slot = self.commit_index + 1
+        self.candidacy = _Candidacy(ballot, from_slot, deadline=self.now + self._election_timeout())
         self.election_deadline = self.candidacy.deadline
         self._raise_promise(ballot)
-        from_slot = self.commit_index + 1
-        own = self._promise_for(ballot, from_slot)
-        self.candidacy.promises[self.id] = (own, self.now)
+        own = self._promise_for(ballot, from_slot, None)
+        self.candidacy.promises[self.id] = _Promised(own, self.now, list(own.accepted), None)
         self._broadcast(Prepare(ballot, from_slot))
         self._maybe_win()
 
     def _on_promise(self, src: str, msg: Promise) -> None:
+        """A promise, or the next part of one (rule 2): parts are taken in slot
+        order only; a duplicate or a part not asked for is ignored."""
         cand = self.candidacy
         if cand is None or msg.ballot != cand.ballot:
             return
-        cand.promises[src] = (msg, self.now)
+        got = cand.promises.get(src)
+        if got is None:
+            if msg.from_slot != cand.from_slot:
+                return
+            got = cand.promises[src] = _Promised(msg, self.now, list(msg.accepted), None)
+        elif got.next_part is None or msg.from_slot != got.next_part:
+            return
+        else:
+            got.accepted.extend(msg.accepted)
+            got.behind = got.behind or msg.log_start > msg.from_slot
+            # Phase 1 is progressing: the candidacy lives one more election
+            # timeout (a report in many parts may take longer than one).
+            cand.deadline = self.election_deadline = self.now + self._election_timeout()
+        got.next_part = msg.accepted[-1].slot + 1 if msg.truncated and msg.accepted else None
+        if got.next_part is not None:
+            cand.parts_sent_at = self.now
+            self._send(src, Prepare(cand.ballot, got.next_part))
         self._maybe_win()
+
+    def _resend_parts(self, cand: _Candidacy) -> None:
+        """Ask again for promise parts that did not arrive (a lost Prepare or Promise)."""
+        if self.now - cand.parts_sent_at < self.config.retransmit_interval:
+            return
+        for src, got in cand.promises.items():
+            if got.next_part is not None:
+                cand.parts_sent_at = self.now
+                self._send(src, Prepare(cand.ballot, got.next_part))
 
     def _maybe_win(self) -> None:
         cand = self.candidacy
-        if cand is None or len(cand.promises) < self.quorum:
+        if cand is None:
             return
-        promises = [p for p, _ in cand.promises.values()]
+        complete = {src: p for src, p in cand.promises.items() if p.next_part is None}
+        if len(complete) < self.quorum:
+            return
         behind = [
-            (src, p) for src, (p, _) in cand.promises.items() if p.log_start > self.commit_index + 1
+            src for src, p in complete.items()
+            if p.behind or p.first.log_start > self.commit_index + 1
         ]
         if behind:
             # Slots we lack were compacted away there: fetch its snapshot, retry later.
-            src, _ = behind[0]
             self.candidacy = None
             self.role = Role.FOLLOWER
-            self._send(src, CatchUpRequest(cand.ballot, self.commit_index + 1))
+            self._send_catchup_request(behind[0], cand.ballot)
             return
         start = self.commit_index + 1
-        end = max([start - 1] + [v.slot for p in promises for v in p.accepted])
+        end = max([start - 1] + [v.slot for p in complete.values() for v in p.accepted])
         ignore_others = self.config.bugs.phase1_ignores_accepted
         lowest = self.config.bugs.phase1_lowest_ballot
         best: dict[int, SlotValue] = {}
-        for src, (p, _) in cand.promises.items():
+        for src, p in complete.items():
             for v in p.accepted:
                 if ignore_others and src != self.id and not v.chosen:
                     continue
@@ -659,12 +757,12 @@ class Replica:
         else:
             active_at = max(
                 old_leases_expired_at(
-                    received,
-                    p.since_leader_contact,
+                    p.received,
+                    p.first.since_leader_contact,
                     self.config.lease_duration,
                     self.config.max_drift,
                 )
-                for p, received in cand.promises.values()
+                for p in cand.promises.values()
             )
         lead = _Leadership(
             ballot=cand.ballot, next_slot=end + 1, recovery_end=end, active_at=active_at

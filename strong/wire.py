@@ -21,11 +21,16 @@ Rules:
      empty only in ``ZERO`` (round 0): real node ids are non-empty;
    - ``Promise.accepted`` slots are strictly increasing and ``>= from_slot``;
      ``since_leader_contact`` is a finite float ``>= 0`` (a peer must not be
-     able to make a new leader skip the lease wait with ``inf``);
+     able to make a new leader skip the lease wait with ``inf``); a
+     ``truncated`` Promise reports at least one slot (it says where it stopped);
+   - an ``InstallSnapshot`` chunk lies within its snapshot
+     (``offset + len(data) <= total``), is non-empty unless the snapshot is,
+     and names a 32-bit ``crc``; ``total`` is at most ``max_snapshot_total``;
    - ``CatchUpReply`` names slots ``from_slot .. from_slot + len - 1``, all
      within 64 bits;
    - sizes stay within ``WireLimits``: the whole message, commands per batch,
-     bytes per command and per batch, slots per message, snapshot bytes.
+     bytes per command and per batch, slots per message, snapshot bytes per
+     chunk and per snapshot.
 
 3. ``encode_message`` does not enforce the limits: the sender's configuration
    (``ReplicaConfig.max_batch``, ``catchup_max_slots``) must fit within the
@@ -89,7 +94,10 @@ class WireLimits:
     max_batch_bytes: int = 16 * _MIB
     #: entries of ``Promise.accepted`` and of ``CatchUpReply.values``
     max_slots: int = 65536
+    #: snapshot bytes in one ``InstallSnapshot`` chunk
     max_snapshot_bytes: int = 60 * _MIB
+    #: a whole snapshot (what a receiver may assemble in memory for one transfer)
+    max_snapshot_total: int = 4096 * _MIB
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -148,6 +156,7 @@ def encode_message(message: Message) -> bytes:
                 message.log_start,
                 message.commit_index,
                 float(message.since_leader_contact),
+                message.truncated,
             ]
         case Accept():
             obj = [
@@ -171,7 +180,13 @@ def encode_message(message: Message) -> bytes:
                 message.commit_index,
             ]
         case CatchUpRequest():
-            obj = [_CATCH_UP_REQUEST, _ballot_out(message.ballot), message.from_slot]
+            obj = [
+                _CATCH_UP_REQUEST,
+                _ballot_out(message.ballot),
+                message.from_slot,
+                message.snapshot_index,
+                message.snapshot_offset,
+            ]
         case CatchUpReply():
             obj = [
                 _CATCH_UP_REPLY,
@@ -181,7 +196,15 @@ def encode_message(message: Message) -> bytes:
                 message.commit_index,
             ]
         case InstallSnapshot():
-            obj = [_INSTALL_SNAPSHOT, _ballot_out(message.ballot), message.index, message.data]
+            obj = [
+                _INSTALL_SNAPSHOT,
+                _ballot_out(message.ballot),
+                message.index,
+                message.offset,
+                message.total,
+                message.crc,
+                message.data,
+            ]
         case PreVote():
             obj = [_PRE_VOTE, _ballot_out(message.ballot), message.commit_index]
         case PreVoteReply():
@@ -225,15 +248,22 @@ class _Reader:
             _arity(body, 2, "Prepare")
             return Prepare(self.ballot(body[0], "ballot"), _uint(body[1], "from_slot"))
         if tag == _PROMISE:
-            _arity(body, 6, "Promise")
+            _arity(body, 7, "Promise")
             from_slot = _uint(body[1], "from_slot")
+            accepted = self.slot_values(body[2], from_slot)
+            truncated = body[6]
+            if type(truncated) is not bool:
+                raise MalformedMessage("Promise.truncated: expected a bool")
+            if truncated and not accepted:
+                raise MalformedMessage("Promise: truncated without a reported slot")
             return Promise(
                 ballot=self.ballot(body[0], "ballot"),
                 from_slot=from_slot,
-                accepted=self.slot_values(body[2], from_slot),
+                accepted=accepted,
                 log_start=_uint(body[3], "log_start"),
                 commit_index=_uint(body[4], "commit_index"),
                 since_leader_contact=_duration(body[5], "since_leader_contact"),
+                truncated=truncated,
             )
         if tag == _ACCEPT:
             _arity(body, 4, "Accept")
@@ -258,8 +288,13 @@ class _Reader:
                 _uint(body[2], "commit_index"),
             )
         if tag == _CATCH_UP_REQUEST:
-            _arity(body, 2, "CatchUpRequest")
-            return CatchUpRequest(self.ballot(body[0], "ballot"), _uint(body[1], "from_slot"))
+            _arity(body, 4, "CatchUpRequest")
+            return CatchUpRequest(
+                self.ballot(body[0], "ballot"),
+                _uint(body[1], "from_slot"),
+                _uint(body[2], "snapshot_index"),
+                _uint(body[3], "snapshot_offset"),
+            )
         if tag == _CATCH_UP_REPLY:
             _arity(body, 4, "CatchUpReply")
             from_slot = _uint(body[1], "from_slot")
@@ -273,15 +308,7 @@ class _Reader:
                 _uint(body[3], "commit_index"),
             )
         if tag == _INSTALL_SNAPSHOT:
-            _arity(body, 3, "InstallSnapshot")
-            data = body[2]
-            if type(data) is not bytes:
-                raise MalformedMessage("InstallSnapshot.data: expected bytes")
-            if len(data) > self.limits.max_snapshot_bytes:
-                raise MalformedMessage(
-                    f"snapshot of {len(data)} bytes exceeds {self.limits.max_snapshot_bytes}"
-                )
-            return InstallSnapshot(self.ballot(body[0], "ballot"), _uint(body[1], "index"), data)
+            return self.install_snapshot(body)
         if tag == _PRE_VOTE:
             _arity(body, 2, "PreVote")
             return PreVote(self.ballot(body[0], "ballot"), _uint(body[1], "commit_index"))
@@ -291,6 +318,30 @@ class _Reader:
                 raise MalformedMessage("PreVoteReply.granted: expected a bool")
             return PreVoteReply(self.ballot(body[0], "ballot"), body[1])
         raise MalformedMessage(f"unknown message tag {tag}")
+
+    def install_snapshot(self, body: list[object]) -> InstallSnapshot:
+        _arity(body, 6, "InstallSnapshot")
+        offset = _uint(body[2], "offset")
+        total = _uint(body[3], "total")
+        crc = _uint(body[4], "crc")
+        data = body[5]
+        if type(data) is not bytes:
+            raise MalformedMessage("InstallSnapshot.data: expected bytes")
+        if len(data) > self.limits.max_snapshot_bytes:
+            raise MalformedMessage(
+                f"snapshot chunk of {len(data)} bytes exceeds {self.limits.max_snapshot_bytes}"
+            )
+        if total > self.limits.max_snapshot_total:
+            raise MalformedMessage(
+                f"snapshot of {total} bytes exceeds {self.limits.max_snapshot_total}"
+            )
+        if crc > 0xFFFFFFFF:
+            raise MalformedMessage("InstallSnapshot.crc: expected a 32-bit checksum")
+        if offset + len(data) > total or (not data and total):
+            raise MalformedMessage("InstallSnapshot: the chunk is empty or outside its snapshot")
+        return InstallSnapshot(
+            self.ballot(body[0], "ballot"), _uint(body[1], "index"), offset, total, crc, data
+        )
 
     def ballot(self, obj: object, what: str) -> Ballot:
         pair = _list(obj, what, 2)

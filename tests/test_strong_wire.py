@@ -47,6 +47,7 @@ SAMPLES: tuple[Message, ...] = (
         commit_index=4,
         since_leader_contact=0.25,
     ),
+    Promise(B1, 5, (SlotValue(6, B1, (b"a",), True),), 1, 5, 0.5, truncated=True),
     Accept(B1, 7, (b"cmd1", b"cmd2"), 6),
     Accept(B1, 8, (), 6),  # a no-op
     Accepted(B1, 7),
@@ -54,8 +55,11 @@ SAMPLES: tuple[Message, ...] = (
     Heartbeat(B1, 12, 7),
     HeartbeatAck(B1, 12, 7),
     CatchUpRequest(ZERO, 1),
+    CatchUpRequest(B1, 3, snapshot_index=40, snapshot_offset=4096),
     CatchUpReply(B1, 1, ((b"x",), (), (b"y", b"z")), 3),
-    InstallSnapshot(B1, MAX_UINT, b"\x00snapshot"),
+    InstallSnapshot(B1, MAX_UINT, 0, 9, 0xFFFFFFFF, b"\x00snapshot"),
+    InstallSnapshot(B1, 40, 4, 9, 7, b"shot"),  # the last chunk
+    InstallSnapshot(B1, 40, 0, 0, 0, b""),  # an empty snapshot
     PreVote(B1, 3),
     PreVoteReply(B1, True),
     PreVoteReply(B1, False),
@@ -132,18 +136,29 @@ def _pack(obj: object) -> bytes:
         ([3, [1, "n1"], 1, ["a"], 0], "str command"),
         ([3, [1, "n1"], 1, b"a", 0], "batch not a list"),
         ([3, [1, "n1"], 1, [None], 0], "None command"),
-        ([2, [1, "n1"], 5, [[4, [1, "n1"], [], True]], 1, 4, 0.0], "slot below from_slot"),
+        ([2, [1, "n1"], 5, [[4, [1, "n1"], [], True]], 1, 4, 0.0, False], "slot below from_slot"),
         (
-            [2, [1, "n1"], 1, [[4, [1, "n1"], [], True], [4, [1, "n1"], [], True]], 1, 4, 0.0],
+            [2, [1, "n1"], 1, [[4, [1, "n1"], [], True], [4, [1, "n1"], [], True]], 1, 4, 0.0,
+             False],
             "duplicate slots",
         ),
-        ([2, [1, "n1"], 1, [[4, [1, "n1"], [], 1]], 1, 4, 0.0], "int chosen"),
-        ([2, [1, "n1"], 1, [], 1, 4, math.inf], "infinite contact"),
-        ([2, [1, "n1"], 1, [], 1, 4, math.nan], "nan contact"),
-        ([2, [1, "n1"], 1, [], 1, 4, -0.5], "negative contact"),
-        ([2, [1, "n1"], 1, [], 1, 4, 1], "int contact"),
+        ([2, [1, "n1"], 1, [[4, [1, "n1"], [], 1]], 1, 4, 0.0, False], "int chosen"),
+        ([2, [1, "n1"], 1, [], 1, 4, math.inf, False], "infinite contact"),
+        ([2, [1, "n1"], 1, [], 1, 4, math.nan, False], "nan contact"),
+        ([2, [1, "n1"], 1, [], 1, 4, -0.5, False], "negative contact"),
+        ([2, [1, "n1"], 1, [], 1, 4, 1, False], "int contact"),
+        ([2, [1, "n1"], 1, [], 1, 4, 0.0], "promise without truncated"),
+        ([2, [1, "n1"], 1, [], 1, 4, 0.0, 1], "int truncated"),
+        ([2, [1, "n1"], 1, [], 1, 4, 0.0, True], "truncated with no slot"),
         ([9, [1, "n1"], MAX_UINT, [[], []], 0], "catch-up slots beyond 64 bits"),
-        ([10, [1, "n1"], 3, "data"], "str snapshot"),
+        ([8, [1, "n1"], 1], "catch-up request without snapshot position"),
+        ([8, [1, "n1"], 1, 3, -1], "negative snapshot offset"),
+        ([10, [1, "n1"], 3, 0, 4, 0, "data"], "str snapshot"),
+        ([10, [1, "n1"], 3, b"data"], "snapshot without offset, total, crc"),
+        ([10, [1, "n1"], 3, 2, 4, 0, b"abc"], "chunk past the snapshot's end"),
+        ([10, [1, "n1"], 3, 0, 4, 0, b""], "empty chunk of a non-empty snapshot"),
+        ([10, [1, "n1"], 3, 0, 4, 2**32, b"abcd"], "crc beyond 32 bits"),
+        ([10, [1, "n1"], 3, True, 4, 0, b"abcd"], "bool offset"),
     ],
     ids=lambda x: x if isinstance(x, str) else "",
 )
@@ -173,6 +188,7 @@ SMALL = WireLimits(
     max_batch_bytes=250,
     max_slots=3,
     max_snapshot_bytes=1000,
+    max_snapshot_total=3000,
 )
 
 
@@ -182,7 +198,14 @@ SMALL = WireLimits(
         (Accept(B1, 1, (b"x",) * 4, 0), Accept(B1, 1, (b"x",) * 5, 0)),
         (Accept(B1, 1, (b"x" * 100,), 0), Accept(B1, 1, (b"x" * 101,), 0)),
         (Accept(B1, 1, (b"x" * 100,) * 2 + (b"x" * 50,), 0), Accept(B1, 1, (b"x" * 100,) * 3, 0)),
-        (InstallSnapshot(B1, 9, b"s" * 1000), InstallSnapshot(B1, 9, b"s" * 1001)),
+        (
+            InstallSnapshot(B1, 9, 0, 1000, 1, b"s" * 1000),
+            InstallSnapshot(B1, 9, 0, 1001, 1, b"s" * 1001),
+        ),
+        (
+            InstallSnapshot(B1, 9, 2000, 3000, 1, b"s" * 1000),
+            InstallSnapshot(B1, 9, 2001, 3001, 1, b"s" * 1000),
+        ),
         (CatchUpReply(B1, 1, ((),) * 3, 3), CatchUpReply(B1, 1, ((),) * 4, 4)),
         (Prepare(Ballot(1, "n" * 8), 1), Prepare(Ballot(1, "n" * 9), 1)),
         (
@@ -198,7 +221,8 @@ SMALL = WireLimits(
         "batch-commands",
         "command-bytes",
         "batch-bytes",
-        "snapshot",
+        "snapshot-chunk",
+        "snapshot-total",
         "catchup-slots",
         "node-id",
         "promise-slots",
@@ -213,7 +237,7 @@ def test_size_limits(ok: Message, too_big: Message) -> None:
 
 
 def test_whole_message_limit_is_checked_before_unpacking() -> None:
-    data = encode_message(InstallSnapshot(B1, 9, b"s" * 5000))
+    data = encode_message(InstallSnapshot(B1, 9, 0, 5000, 1, b"s" * 5000))
     with pytest.raises(MalformedMessage, match="exceeds 4096"):
         decode_message(data, SMALL)
 
@@ -239,7 +263,19 @@ def promises(draw: st.DrawFn) -> Promise:
         draw(st.sets(st.integers(min_value=from_slot, max_value=from_slot + 100), max_size=5))
     )
     accepted = tuple(SlotValue(s, draw(ballots), draw(batches), draw(st.booleans())) for s in slots)
-    return Promise(draw(ballots), from_slot, accepted, draw(uints), draw(uints), draw(durations))
+    truncated = bool(accepted) and draw(st.booleans())
+    return Promise(
+        draw(ballots), from_slot, accepted, draw(uints), draw(uints), draw(durations), truncated
+    )
+
+
+@st.composite
+def snapshot_chunks(draw: st.DrawFn) -> InstallSnapshot:
+    data = draw(st.binary(min_size=1, max_size=200))
+    offset = draw(st.integers(min_value=0, max_value=1000))
+    total = offset + len(data) + draw(st.integers(min_value=0, max_value=1000))
+    crc = draw(st.integers(min_value=0, max_value=0xFFFFFFFF))
+    return InstallSnapshot(draw(ballots), draw(uints), offset, total, crc, data)
 
 
 messages: st.SearchStrategy[Message] = st.one_of(
@@ -250,7 +286,7 @@ messages: st.SearchStrategy[Message] = st.one_of(
     st.builds(Nack, ballots, ballots),
     st.builds(Heartbeat, ballots, uints, uints),
     st.builds(HeartbeatAck, ballots, uints, uints),
-    st.builds(CatchUpRequest, ballots, uints),
+    st.builds(CatchUpRequest, ballots, uints, uints, uints),
     st.builds(
         CatchUpReply,
         ballots,
@@ -258,7 +294,9 @@ messages: st.SearchStrategy[Message] = st.one_of(
         st.lists(batches, max_size=4).map(tuple),
         uints,
     ),
-    st.builds(InstallSnapshot, ballots, uints, st.binary(max_size=200)),
+    snapshot_chunks(),
+    st.builds(PreVote, ballots, uints),
+    st.builds(PreVoteReply, ballots, st.booleans()),
 )
 
 

@@ -189,6 +189,8 @@ STRONG: tuple[Planted, ...] = (
             "reads", frozenset({"liveness"}), PlantedBugs(exact_round_acks=True)),
     Planted("no_prevote", "finding 4: elections without pre-vote",
             "swarm", frozenset({"disruption"}), PlantedBugs(no_prevote=True)),
+    Planted("unchunked_snapshots", "finding 2: a snapshot travels whole, over the frame cap",
+            "swarm", frozenset({"liveness"}), PlantedBugs(unchunked_snapshots=True)),
 )
 
 CATALOGUE: dict[str, Planted] = {p.name: p for p in STRONG}
