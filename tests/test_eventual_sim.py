@@ -12,6 +12,9 @@ CI runs 20.
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -53,6 +56,17 @@ def test_a_seed_replays_exactly() -> None:
     a, b = run_seed(3), run_seed(3)
     assert (a.ok, a.ops, a.ops_checked, a.stats, a.config) == (
         b.ok, b.ops, b.ops_checked, b.stats, b.config)
+
+
+def test_a_seed_replays_exactly_in_another_process_with_another_hash_seed() -> None:
+    # The replay line is run in a new process: nothing may depend on set order. Seed 21
+    # once did (full-state log order followed a set of origins).
+    script = ("from configsvc.sim.eventual_sim import run_seed; r = run_seed(21); "
+              "print(r.ok, r.ops, r.ops_checked, sorted(r.stats.items()))")
+    outs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           check=True, env={**os.environ, "PYTHONHASHSEED": h}).stdout
+            for h in ("1", "2")}
+    assert len(outs) == 1, outs
 
 
 def test_without_swarm_a_seed_runs_the_fixed_configuration() -> None:
