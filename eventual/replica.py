@@ -98,7 +98,8 @@ class _Parked:
 
 class Replica(ClientCalls):
     def __init__(
-        self, config: ReplicaConfig, durable: DurableState, now: float, rng: RandomSource
+        self, config: ReplicaConfig, durable: DurableState, now: float, rng: RandomSource,
+        wall: float | None = None,
     ) -> None:
         self.config = config
         self.node = config.node_id
@@ -107,7 +108,7 @@ class Replica(ClientCalls):
         self.now = now
         #: wall-clock seconds: only the hybrid logical clock reads it (never host uptime,
         #: or LWW winners would depend on how long each host has been up)
-        self.wall = now
+        self.wall = now if wall is None else wall
         self._persist: list[Record] = []
         self._messages: list[Envelope] = []
         self._replies: list[Reply] = []
