@@ -202,10 +202,14 @@ def test_final_checker_rejects_divergence_lost_writes_and_resurrection() -> None
 
 
 def test_full_state_checker_rejects_a_transfer_to_a_replica_that_was_around() -> None:
-    assert check_full_states([(5.0, "n1", "n2", False, 3.5)], {}, 2.97) is None
-    assert check_full_states([(5.0, "n1", "n2", False, 0.4)], {"n2": 4.0}, 2.97) is None
-    found = check_full_states([(5.0, "n1", "n2", False, 0.4)], {}, 2.97)
-    assert found is not None and "full state sent n1 -> n2" in found[0]
+    assert check_full_states([(5.0, "n1", "n2", False, 3.5, True)], {}, 2.97) is None
+    assert check_full_states([(5.0, "n1", "n2", False, 0.4, True)], {"n2": 4.0}, 2.97) is None
+    found = check_full_states([(5.0, "n1", "n2", False, 0.4, True)], {}, 2.97)
+    assert found is not None and "full state sent n1 -> n2" in found[0]  # collected too early
+    found = check_full_states([(5.0, "n1", "n2", True, 0.4, False)], {}, 2.97)
+    assert found is not None  # a repair: equal vectors, different states
+    # not needed (n2 had everything below n1's floor; a stale digest misled n1): no bug
+    assert check_full_states([(5.0, "n1", "n2", False, 0.4, False)], {}, 2.97) is None
 
 
 def test_lww_overwritten_counts_only_concurrent_losers() -> None:

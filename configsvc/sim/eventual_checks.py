@@ -29,7 +29,8 @@ Checks (each returns a violation text or None):
 - ``check_full_states``: a full state goes only to a replica that was away
   (some node went the collection horizon without hearing from it) or came
   back with a new identity — never in place of deltas to a replica that was
-  around, and never as a repair (equal version vectors must mean equal states).
+  around and lacked collected events, and never as a repair (equal version
+  vectors must mean equal states).
 """
 
 from __future__ import annotations
@@ -274,16 +275,25 @@ def lww_overwritten(history: Iterable[HistoryOp], reg: Registry,
     return count
 
 
-def check_full_states(sent: Iterable[tuple[float, str, str, bool, float]],
+def check_full_states(sent: Iterable[tuple[float, str, str, bool, float, bool]],
                       wiped: Mapping[str, float], horizon_real: float
                       ) -> tuple[str, list[str]] | None:
     """``sent``: (time, src, dst, reply flag, the longest stretch any node had
-    gone, while up, without any message from dst)."""
-    for t, src, dst, _reply, away in sent:  # away: how long src had not heard from dst
+    gone, while up, without any message from dst, whether dst then lacked an
+    event below src's log floor).
+
+    A full state to a replica that was around (and not wiped) means either a
+    repair (``reply``: equal version vectors, different states) or a collection
+    bug (src collected events dst lacked, so deltas cannot serve it). One that
+    dst did not need (it had everything below src's floor; src judged by a stale,
+    reordered digest) costs bandwidth but hides no bug: it passes."""
+    for t, src, dst, reply, away, needed in sent:
         if away >= horizon_real or wiped.get(dst, float("inf")) <= t:
             continue
         if wiped.get(src, float("inf")) <= t:
             continue  # a wiped node may push its (fresh) state back in reply
+        if not reply and not needed:
+            continue
         return (f"full state sent {src} -> {dst} at t={t:.3f} although no node ever went "
                 f"{horizon_real:.3f}s without hearing from {dst} (longest silence "
                 f"{away:.3f}s): a peer within the horizon must be caught up by deltas, and "

@@ -45,7 +45,7 @@ from configsvc.sim.runner import SeedResult
 from configsvc.sim.world import NetworkFaults, World
 from eventual.codec import canonical_state
 from eventual.config import PlantedBugs, ReplicaConfig
-from eventual.dots import Dot, vv_covers
+from eventual.dots import Dot, vv_covers, vv_leq
 from eventual.messages import Event, FullState
 from eventual.requests import CausallyBehind
 from eventual.storage import recover
@@ -104,7 +104,7 @@ class EventualSim:
         self.registry = Registry()
         self.history: list[HistoryOp] = []
         self.timeline: list[str] = []
-        self.full_states: list[tuple[float, str, str, bool, float]] = []
+        self.full_states: list[tuple[float, str, str, bool, float, bool]] = []
         self.wiped: dict[str, float] = {}
         self.lost_with_disk: set[Dot] = set()
         self.long_absences = 0
@@ -121,7 +121,9 @@ class EventualSim:
                     gc_horizon=sc.gc_horizon, max_delta_bytes=sc.max_delta_bytes,
                     max_delta_events=sc.max_delta_events,
                     max_full_state_bytes=sc.max_full_state_bytes,
-                    snapshot_every=sc.snapshot_every, eager_push=sc.eager_push, bugs=config.bugs,
+                    snapshot_every=sc.snapshot_every, eager_push=sc.eager_push,
+                    full_state_cooldown=sc.full_state_cooldown,
+                    repair_interval=sc.repair_interval, bugs=config.bugs,
                 ),
                 on_event=self._on_event,
                 on_full_state=self._on_full_state,
@@ -144,7 +146,11 @@ class EventualSim:
         # Justified if any node (the sender, or one whose state reached it) went
         # the horizon without hearing from dst.
         away = max(n.silence(dst) for n in self.nodes.values() if n.id != dst)
-        self.full_states.append((t, src, dst, msg.reply, away))
+        receiver = self.nodes[dst]
+        has = (receiver.replica.vv if receiver.up
+               else recover(receiver.storage.load()).store.context.vv)
+        needed = not vv_leq(self.nodes[src].replica.log.floor, has)
+        self.full_states.append((t, src, dst, msg.reply, away, needed))
 
     # ------------------------------------------------------------------ faults
 
@@ -268,13 +274,14 @@ class EventualSim:
 
     def _wipe_restart(self, node: str) -> None:
         self.wiped.setdefault(node, self.world.now)  # the first wipe: full states are due from then on
-        # Writes acknowledged by the lost disk and not yet on any other replica are
-        # lost with it (durability is local before the ack): the checker exempts them.
-        old = self.nodes[node].identities[-1]
+        # Writes on the lost disk and on no other replica are lost with it (durability
+        # is local before the ack): the checker exempts them. Not only this disk's own
+        # writes: after an earlier wipe, this disk may have held the last copy of
+        # another node's write (two disks lost; found by seeds 248 and 328).
         held = [recover(n.storage.load()).store.context.vv if not n.up else n.replica.vv
                 for n in self.nodes.values() if n.id != node]
-        self.lost_with_disk |= {d for d in self.registry.events if d[0] == old
-                                and not any(vv_covers(vv, d) for vv in held)}
+        self.lost_with_disk |= {d for d in self.registry.events
+                                if not any(vv_covers(vv, d) for vv in held)}
         self.nodes[node].restart(wipe=True)
 
     # ------------------------------------------------------------------ run

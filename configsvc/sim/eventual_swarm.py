@@ -50,6 +50,8 @@ class SeedConfig:
     #: the extra one-way delay of the slowest link (seconds); 0 without "latency"
     max_link_latency: float
     faults: frozenset[str]
+    full_state_cooldown: float = 1.0
+    repair_interval: float = 5.0
 
     def describe(self) -> str:
         faults = ",".join(k for k in FAULT_KINDS if k in self.faults) or "none"
@@ -58,7 +60,8 @@ class SeedConfig:
                 f"delta_cap={self.max_delta_bytes}B/{self.max_delta_events}ev "
                 f"full_state_cap={self.max_full_state_bytes}B snapshot_every={self.snapshot_every} "
                 f"eager_push={self.eager_push} max_link_latency={self.max_link_latency:.3f}s "
-                f"faults={faults}")
+                f"full_state_cooldown={self.full_state_cooldown}s "
+                f"repair_interval={self.repair_interval}s faults={faults}")
 
 
 def fixed(rng: random.Random, nodes: tuple[int, ...], clients: tuple[int, int], fanout: int,
@@ -90,4 +93,6 @@ def draw(seed: int, nodes: tuple[int, ...], clients: tuple[int, int]) -> SeedCon
         eager_push=rng.random() < 0.7,
         max_link_latency=rng.choice([0.05, 0.15, 0.4]) if "latency" in faults else 0.0,
         faults=faults,
+        full_state_cooldown=rng.choice([0.25, 1.0, 2.0]),
+        repair_interval=rng.choice([0.5, 2.0, 5.0]),
     )
