@@ -1,6 +1,7 @@
 """Seeded simulation of the eventual store: faults, then heal, then checks.
 
-One seed = one run:
+One seed = one run, with its own configuration and subset of fault kinds
+(swarm testing, ``configsvc.sim.eventual_swarm``; printed with the replay line):
 
 1. **Safety phase.** Clients (sessions that move between nodes) read,
    write with and without contexts, delete, list, and register/heartbeat/
@@ -10,7 +11,8 @@ One seed = one run:
    crash (losing unsynced records) and restart, and clocks drift within the
    bound. Some seeds keep one node away (isolated or down) beyond the
    collection horizon; some wipe a node's disk (it returns with a new
-   identity).
+   identity); some lose power everywhere at once, and every node comes back
+   with its disk (and log floor) but one, which comes back wiped.
 2. **Convergence phase.** Every fault stops, every node restarts, clients
    stop. All replicas must hold identical state (same canonical encoding)
    within ``convergence_bound`` simulated seconds of the heal.
@@ -19,7 +21,7 @@ One seed = one run:
    acknowledged write lost, no resurrection, convergence, and full state
    transfers only to replicas that were away beyond the horizon; and, sampled
    every 0.25 s during the faults, replicas with equal version vectors hold
-   identical states.
+   identical states. A violation starts with its checker's name (``CHECKERS``).
 """
 
 from __future__ import annotations
