@@ -41,6 +41,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from configsvc.sim.eventual_client import HistoryOp
+from configsvc.sim.runner import SeedResult
 from eventual.dots import VV, Dot, Key, Sibling, vv_covers, vv_leq, vv_missing
 from eventual.instances import decode_info, instance_key
 from eventual.lww import resolve
@@ -299,3 +300,25 @@ def check_full_states(sent: Iterable[tuple[float, str, str, bool, float, bool]],
                 f"{away:.3f}s): a peer within the horizon must be caught up by deltas, and "
                 f"equal version vectors must mean equal states (no repair needed)", [])
     return None
+
+
+#: the checkers a violation can come from (the ``[name]`` that starts it)
+CHECKERS = ("session", "causal", "reads", "convergence", "lost_write", "resurrection",
+            "full_state", "harness")
+
+
+def final_kind(violation: str) -> str:
+    """Which property the final-state checker found broken."""
+    if violation.startswith("resurrection"):
+        return "resurrection"
+    if violation.startswith("acknowledged write"):
+        return "lost_write"
+    return "convergence"
+
+
+def checker_of(result: SeedResult) -> str:
+    """The checker that failed ``result`` (``CHECKERS``), or "" if it passed."""
+    if result.ok:
+        return ""
+    return result.violation[1:result.violation.index("]")] if result.violation.startswith(
+        "[") else "harness"

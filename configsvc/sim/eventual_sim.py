@@ -32,12 +32,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from configsvc.sim.eventual_checks import (
+    CHECKERS,
     Registry,
     check_causal,
     check_final,
     check_full_states,
     check_reads,
     check_sessions,
+    checker_of,
+    final_kind,
     lww_overwritten,
 )
 from configsvc.sim.eventual_client import HistoryOp, SimEventualClient, Workload
@@ -382,7 +385,7 @@ class EventualSim:
         for checker, check in checks:
             found = check()
             if found is not None:
-                return self._fail(result, _final_kind(found[0]) if checker == "final" else checker,
+                return self._fail(result, final_kind(found[0]) if checker == "final" else checker,
                                   *found)
         return result
 
@@ -392,28 +395,6 @@ class EventualSim:
         result.violation = f"[{checker}] {violation}"
         result.excerpt = [*lines[:12], "faults:", *self.timeline[:12]]
         return result
-
-
-#: the checkers a violation can come from (the ``[name]`` that starts it)
-CHECKERS = ("session", "causal", "reads", "convergence", "lost_write", "resurrection",
-            "full_state", "harness")
-
-
-def _final_kind(violation: str) -> str:
-    """Which property the final-state checker found broken."""
-    if violation.startswith("resurrection"):
-        return "resurrection"
-    if violation.startswith("acknowledged write"):
-        return "lost_write"
-    return "convergence"
-
-
-def checker_of(result: SeedResult) -> str:
-    """The checker that failed ``result`` (``CHECKERS``), or "" if it passed."""
-    if result.ok:
-        return ""
-    return result.violation[1:result.violation.index("]")] if result.violation.startswith(
-        "[") else "harness"
 
 
 def run_seed(seed: int, config: EventualSimConfig | None = None) -> SeedResult:
