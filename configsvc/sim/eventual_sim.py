@@ -82,6 +82,7 @@ class EventualSimConfig:
     max_drop: float = 0.1
     max_duplicate: float = 0.1
     max_slow: float = 0.1
+    #: without swarm testing: whether partitions and crashes happen
     partitions: bool = True
     crashes: bool = True
     #: probability that a seed keeps one node away beyond the horizon
@@ -102,7 +103,8 @@ class EventualSim:
         rng = random.Random(seed)
         self.sc = sc = (draw(seed, config.nodes, config.clients) if config.swarm else
                         fixed(rng, config.nodes, config.clients, config.fanout,
-                              config.gossip_interval, config.gc_horizon))
+                              config.gossip_interval, config.gc_horizon,
+                              partitions=config.partitions, crashes=config.crashes))
         self.node_ids = [f"n{i + 1}" for i in range(sc.nodes)]
         self.world = World(seed, self.node_ids, max_drift=config.max_drift)
         self.rng = random.Random(self.world.rng.getrandbits(64))

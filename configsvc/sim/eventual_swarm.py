@@ -65,12 +65,15 @@ class SeedConfig:
 
 
 def fixed(rng: random.Random, nodes: tuple[int, ...], clients: tuple[int, int], fanout: int,
-          gossip_interval: float, gc_horizon: float) -> SeedConfig:
-    """The configuration before swarm testing: defaults, every fault kind but the new ones."""
+          gossip_interval: float, gc_horizon: float, *, partitions: bool = True,
+          crashes: bool = True) -> SeedConfig:
+    """The configuration before swarm testing: defaults, every fault kind but the new
+    ones (and but partitions or crashes if those are switched off)."""
+    off = {"latency", "outage_wipe"} | ({"partitions"} if not partitions else set()) | (
+        {"crashes"} if not crashes else set())
     return SeedConfig(
         rng.choice(nodes), rng.randint(*clients), fanout, gossip_interval, gc_horizon,
-        128 * 1024, 4096, 4 * 1024 * 1024, 20_000, True, 0.0,
-        frozenset(FAULT_KINDS) - {"latency", "outage_wipe"})
+        128 * 1024, 4096, 4 * 1024 * 1024, 20_000, True, 0.0, frozenset(FAULT_KINDS) - off)
 
 
 def draw(seed: int, nodes: tuple[int, ...], clients: tuple[int, int]) -> SeedConfig:
