@@ -69,8 +69,8 @@ class EventualDriver:
         self.wall_clock = wall_clock
         self.stats = DriverStats()
         self.halted: str | None = None
-        self.replica = Replica(config, recover(storage.load()), clock(), rng or random.Random())
-        self.replica.wall = wall_clock()
+        self.replica = Replica(config, recover(storage.load()), clock(), rng or random.Random(),
+                               wall_clock())
         self._inbox: asyncio.Queue[Callable[[], None]] = asyncio.Queue()
         self._next_request = 0
         self._replies: dict[int, asyncio.Future[Result]] = {}

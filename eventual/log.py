@@ -122,7 +122,9 @@ class EventLog:
         with its full state) hold together; the floor rises below that run.
         Carrying the sender's log keeps every not-yet-stable event servable
         by every replica that holds it, whichever way it arrived."""
-        advanced = {o for o, n in after.items() if n > before.get(o, 0)}
+        # sorted, never a set's order: sequence numbers decide what ``missing`` and a
+        # full state's log offer first, and a replay must not depend on the hash seed
+        advanced = sorted(o for o, n in after.items() if n > before.get(o, 0))
         if not advanced:
             return
         pool: dict[str, dict[int, Event]] = {o: {} for o in advanced}

@@ -83,7 +83,10 @@ class ORMap(BaseModel):
     def join_into(self, other: ORMap, *, ignore_seen: bool = False) -> list[Change]:
         """``self := self ⊔ other`` in place; returns the changed keys."""
         changes: list[Change] = []
-        for key in set(self.entries) | set(other.entries):
+        # In a deterministic order (never a set's): the changes drive instance expiry
+        # timers, so a hash-seed-dependent order would break replay across processes.
+        keys = [*self.entries, *(k for k in other.entries if k not in self.entries)]
+        for key in keys:
             mine = self.entries.get(key, {})
             theirs = other.entries.get(key, {})
             merged = dotfun_join(

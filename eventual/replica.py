@@ -8,8 +8,7 @@ optionally ``wall`` (its wall clock, the physical part of the hybrid logical
 clock; defaults to ``now``, which suits a simulator whose clocks are both).
 Output: ``ready()`` -> ``Ready`` (see ``eventual.ready`` for the driver's
 contract: persist and sync, then send, then reply). Time enters only as
-``now`` (this node's local clock); randomness only through the injected
-random source.
+``now`` and ``wall``; randomness only through the injected random source.
 
 Rules this module obeys (each one is what a guarantee rests on):
 
@@ -26,8 +25,11 @@ Rules this module obeys (each one is what a guarantee rests on):
    are applied after its earlier writes and reads everywhere.
 4. Garbage collection. The log drops an event only once it is causally
    stable among members heard from within ``gc_horizon``
-   (``eventual.stability``). A peer that was away beyond it, or comes back
-   with a new identity, is sent the full state, never deltas it cannot use.
+   (``eventual.stability``). A peer that was away beyond it, comes back with
+   a new identity, or is simply below the log floor (``log.can_serve``: the
+   rejoining marks are not durable) is sent the full state, never deltas it
+   cannot use. A full state travels in byte-bounded chunks and is merged
+   only whole (``eventual.full_state``).
 5. Identity. A replica without a durable identity (new or wiped) takes a
    fresh random one, so its dots never collide with an earlier life's.
 """
@@ -98,7 +100,8 @@ class _Parked:
 
 class Replica(ClientCalls):
     def __init__(
-        self, config: ReplicaConfig, durable: DurableState, now: float, rng: RandomSource
+        self, config: ReplicaConfig, durable: DurableState, now: float, rng: RandomSource,
+        wall: float | None = None,
     ) -> None:
         self.config = config
         self.node = config.node_id
@@ -107,7 +110,7 @@ class Replica(ClientCalls):
         self.now = now
         #: wall-clock seconds: only the hybrid logical clock reads it (never host uptime,
         #: or LWW winners would depend on how long each host has been up)
-        self.wall = now
+        self.wall = now if wall is None else wall
         self._persist: list[Record] = []
         self._messages: list[Envelope] = []
         self._replies: list[Reply] = []

@@ -62,9 +62,9 @@ class Stability:
         """The roster (new members are added, removed ones forgotten) and the
         members the failure detector currently reports alive."""
         roster = {m for m in members if m != self.me}
-        for gone in set(self.peers) - roster:
+        for gone in sorted(set(self.peers) - roster):
             del self.peers[gone]
-        for m in roster - set(self.peers):
+        for m in sorted(roster - set(self.peers)):
             # A member added later starts empty: what it lacks may already be collected.
             self.peers[m] = PeerView(last_heard=now, rejoining=True)
         for m in alive:

@@ -29,7 +29,8 @@ Checks (each returns a violation text or None):
 - ``check_full_states``: a full state goes only to a replica that was away
   (some node went the collection horizon without hearing from it) or came
   back with a new identity — never in place of deltas to a replica that was
-  around, and never as a repair (equal version vectors must mean equal states).
+  around and lacked collected events, and never as a repair (equal version
+  vectors must mean equal states).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from configsvc.sim.eventual_client import HistoryOp
+from configsvc.sim.runner import SeedResult
 from eventual.dots import VV, Dot, Key, Sibling, vv_covers, vv_leq, vv_missing
 from eventual.instances import decode_info, instance_key
 from eventual.lww import resolve
@@ -274,18 +276,49 @@ def lww_overwritten(history: Iterable[HistoryOp], reg: Registry,
     return count
 
 
-def check_full_states(sent: Iterable[tuple[float, str, str, bool, float]],
+def check_full_states(sent: Iterable[tuple[float, str, str, bool, float, bool]],
                       wiped: Mapping[str, float], horizon_real: float
                       ) -> tuple[str, list[str]] | None:
     """``sent``: (time, src, dst, reply flag, the longest stretch any node had
-    gone, while up, without any message from dst)."""
-    for t, src, dst, _reply, away in sent:  # away: how long src had not heard from dst
+    gone, while up, without any message from dst, whether dst then lacked an
+    event below src's log floor).
+
+    A full state to a replica that was around (and not wiped) means either a
+    repair (``reply``: equal version vectors, different states) or a collection
+    bug (src collected events dst lacked, so deltas cannot serve it). One that
+    dst did not need (it had everything below src's floor; src judged by a stale,
+    reordered digest) costs bandwidth but hides no bug: it passes."""
+    for t, src, dst, reply, away, needed in sent:
         if away >= horizon_real or wiped.get(dst, float("inf")) <= t:
             continue
         if wiped.get(src, float("inf")) <= t:
             continue  # a wiped node may push its (fresh) state back in reply
+        if not reply and not needed:
+            continue
         return (f"full state sent {src} -> {dst} at t={t:.3f} although no node ever went "
                 f"{horizon_real:.3f}s without hearing from {dst} (longest silence "
                 f"{away:.3f}s): a peer within the horizon must be caught up by deltas, and "
                 f"equal version vectors must mean equal states (no repair needed)", [])
     return None
+
+
+#: the checkers a violation can come from (the ``[name]`` that starts it)
+CHECKERS = ("session", "causal", "reads", "convergence", "lost_write", "resurrection",
+            "full_state", "harness")
+
+
+def final_kind(violation: str) -> str:
+    """Which property the final-state checker found broken."""
+    if violation.startswith("resurrection"):
+        return "resurrection"
+    if violation.startswith("acknowledged write"):
+        return "lost_write"
+    return "convergence"
+
+
+def checker_of(result: SeedResult) -> str:
+    """The checker that failed ``result`` (``CHECKERS``), or "" if it passed."""
+    if result.ok:
+        return ""
+    return result.violation[1:result.violation.index("]")] if result.violation.startswith(
+        "[") else "harness"

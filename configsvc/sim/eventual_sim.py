@@ -1,6 +1,7 @@
 """Seeded simulation of the eventual store: faults, then heal, then checks.
 
-One seed = one run:
+One seed = one run, with its own configuration and subset of fault kinds
+(swarm testing, ``configsvc.sim.eventual_swarm``; printed with the replay line):
 
 1. **Safety phase.** Clients (sessions that move between nodes) read,
    write with and without contexts, delete, list, and register/heartbeat/
@@ -10,7 +11,8 @@ One seed = one run:
    crash (losing unsynced records) and restart, and clocks drift within the
    bound. Some seeds keep one node away (isolated or down) beyond the
    collection horizon; some wipe a node's disk (it returns with a new
-   identity).
+   identity); some lose power everywhere at once, and every node comes back
+   with its disk (and log floor) but one, which comes back wiped.
 2. **Convergence phase.** Every fault stops, every node restarts, clients
    stop. All replicas must hold identical state (same canonical encoding)
    within ``convergence_bound`` simulated seconds of the heal.
@@ -19,7 +21,7 @@ One seed = one run:
    acknowledged write lost, no resurrection, convergence, and full state
    transfers only to replicas that were away beyond the horizon; and, sampled
    every 0.25 s during the faults, replicas with equal version vectors hold
-   identical states.
+   identical states. A violation starts with its checker's name (``CHECKERS``).
 """
 
 from __future__ import annotations
@@ -30,12 +32,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from configsvc.sim.eventual_checks import (
+    CHECKERS,
     Registry,
     check_causal,
     check_final,
     check_full_states,
     check_reads,
     check_sessions,
+    checker_of,
+    final_kind,
     lww_overwritten,
 )
 from configsvc.sim.eventual_client import HistoryOp, SimEventualClient, Workload
@@ -45,7 +50,7 @@ from configsvc.sim.runner import SeedResult
 from configsvc.sim.world import NetworkFaults, World
 from eventual.codec import canonical_state
 from eventual.config import PlantedBugs, ReplicaConfig
-from eventual.dots import Dot, vv_covers
+from eventual.dots import Dot, vv_covers, vv_leq
 from eventual.messages import Event, FullState
 from eventual.requests import CausallyBehind
 from eventual.storage import recover
@@ -77,6 +82,7 @@ class EventualSimConfig:
     max_drop: float = 0.1
     max_duplicate: float = 0.1
     max_slow: float = 0.1
+    #: without swarm testing: whether partitions and crashes happen
     partitions: bool = True
     crashes: bool = True
     #: probability that a seed keeps one node away beyond the horizon
@@ -97,14 +103,15 @@ class EventualSim:
         rng = random.Random(seed)
         self.sc = sc = (draw(seed, config.nodes, config.clients) if config.swarm else
                         fixed(rng, config.nodes, config.clients, config.fanout,
-                              config.gossip_interval, config.gc_horizon))
+                              config.gossip_interval, config.gc_horizon,
+                              partitions=config.partitions, crashes=config.crashes))
         self.node_ids = [f"n{i + 1}" for i in range(sc.nodes)]
         self.world = World(seed, self.node_ids, max_drift=config.max_drift)
         self.rng = random.Random(self.world.rng.getrandbits(64))
         self.registry = Registry()
         self.history: list[HistoryOp] = []
         self.timeline: list[str] = []
-        self.full_states: list[tuple[float, str, str, bool, float]] = []
+        self.full_states: list[tuple[float, str, str, bool, float, bool]] = []
         self.wiped: dict[str, float] = {}
         self.lost_with_disk: set[Dot] = set()
         self.long_absences = 0
@@ -121,7 +128,9 @@ class EventualSim:
                     gc_horizon=sc.gc_horizon, max_delta_bytes=sc.max_delta_bytes,
                     max_delta_events=sc.max_delta_events,
                     max_full_state_bytes=sc.max_full_state_bytes,
-                    snapshot_every=sc.snapshot_every, eager_push=sc.eager_push, bugs=config.bugs,
+                    snapshot_every=sc.snapshot_every, eager_push=sc.eager_push,
+                    full_state_cooldown=sc.full_state_cooldown,
+                    repair_interval=sc.repair_interval, bugs=config.bugs,
                 ),
                 on_event=self._on_event,
                 on_full_state=self._on_full_state,
@@ -144,7 +153,11 @@ class EventualSim:
         # Justified if any node (the sender, or one whose state reached it) went
         # the horizon without hearing from dst.
         away = max(n.silence(dst) for n in self.nodes.values() if n.id != dst)
-        self.full_states.append((t, src, dst, msg.reply, away))
+        receiver = self.nodes[dst]
+        has = (receiver.replica.vv if receiver.up
+               else recover(receiver.storage.load()).store.context.vv)
+        needed = not vv_leq(self.nodes[src].replica.log.floor, has)
+        self.full_states.append((t, src, dst, msg.reply, away, needed))
 
     # ------------------------------------------------------------------ faults
 
@@ -268,13 +281,14 @@ class EventualSim:
 
     def _wipe_restart(self, node: str) -> None:
         self.wiped.setdefault(node, self.world.now)  # the first wipe: full states are due from then on
-        # Writes acknowledged by the lost disk and not yet on any other replica are
-        # lost with it (durability is local before the ack): the checker exempts them.
-        old = self.nodes[node].identities[-1]
+        # Writes on the lost disk and on no other replica are lost with it (durability
+        # is local before the ack): the checker exempts them. Not only this disk's own
+        # writes: after an earlier wipe, this disk may have held the last copy of
+        # another node's write (two disks lost; found by seeds 248 and 328).
         held = [recover(n.storage.load()).store.context.vv if not n.up else n.replica.vv
                 for n in self.nodes.values() if n.id != node]
-        self.lost_with_disk |= {d for d in self.registry.events if d[0] == old
-                                and not any(vv_covers(vv, d) for vv in held)}
+        self.lost_with_disk |= {d for d in self.registry.events
+                                if not any(vv_covers(vv, d) for vv in held)}
         self.nodes[node].restart(wipe=True)
 
     # ------------------------------------------------------------------ run
@@ -373,7 +387,7 @@ class EventualSim:
         for checker, check in checks:
             found = check()
             if found is not None:
-                return self._fail(result, _final_kind(found[0]) if checker == "final" else checker,
+                return self._fail(result, final_kind(found[0]) if checker == "final" else checker,
                                   *found)
         return result
 
@@ -384,28 +398,6 @@ class EventualSim:
         result.violation = f"[{checker}] {violation}"
         result.excerpt = [*lines[:12], "faults:", *self.timeline[:12]]
         return result
-
-
-#: the checkers a violation can come from (the ``[name]`` that starts it)
-CHECKERS = ("session", "causal", "reads", "convergence", "lost_write", "resurrection",
-            "full_state", "harness")
-
-
-def _final_kind(violation: str) -> str:
-    """Which property the final-state checker found broken."""
-    if violation.startswith("resurrection"):
-        return "resurrection"
-    if violation.startswith("acknowledged write"):
-        return "lost_write"
-    return "convergence"
-
-
-def checker_of(result: SeedResult) -> str:
-    """The checker that failed ``result`` (``CHECKERS``), or "" if it passed."""
-    if result.ok:
-        return ""
-    return result.violation[1:result.violation.index("]")] if result.violation.startswith(
-        "[") else "harness"
 
 
 def run_seed(seed: int, config: EventualSimConfig | None = None) -> SeedResult:

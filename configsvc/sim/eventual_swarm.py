@@ -50,6 +50,8 @@ class SeedConfig:
     #: the extra one-way delay of the slowest link (seconds); 0 without "latency"
     max_link_latency: float
     faults: frozenset[str]
+    full_state_cooldown: float = 1.0
+    repair_interval: float = 5.0
 
     def describe(self) -> str:
         faults = ",".join(k for k in FAULT_KINDS if k in self.faults) or "none"
@@ -58,16 +60,20 @@ class SeedConfig:
                 f"delta_cap={self.max_delta_bytes}B/{self.max_delta_events}ev "
                 f"full_state_cap={self.max_full_state_bytes}B snapshot_every={self.snapshot_every} "
                 f"eager_push={self.eager_push} max_link_latency={self.max_link_latency:.3f}s "
-                f"faults={faults}")
+                f"full_state_cooldown={self.full_state_cooldown}s "
+                f"repair_interval={self.repair_interval}s faults={faults}")
 
 
 def fixed(rng: random.Random, nodes: tuple[int, ...], clients: tuple[int, int], fanout: int,
-          gossip_interval: float, gc_horizon: float) -> SeedConfig:
-    """The configuration before swarm testing: defaults, every fault kind but the new ones."""
+          gossip_interval: float, gc_horizon: float, *, partitions: bool = True,
+          crashes: bool = True) -> SeedConfig:
+    """The configuration before swarm testing: defaults, every fault kind but the new
+    ones (and but partitions or crashes if those are switched off)."""
+    off = {"latency", "outage_wipe"} | ({"partitions"} if not partitions else set()) | (
+        {"crashes"} if not crashes else set())
     return SeedConfig(
         rng.choice(nodes), rng.randint(*clients), fanout, gossip_interval, gc_horizon,
-        128 * 1024, 4096, 4 * 1024 * 1024, 20_000, True, 0.0,
-        frozenset(FAULT_KINDS) - {"latency", "outage_wipe"})
+        128 * 1024, 4096, 4 * 1024 * 1024, 20_000, True, 0.0, frozenset(FAULT_KINDS) - off)
 
 
 def draw(seed: int, nodes: tuple[int, ...], clients: tuple[int, int]) -> SeedConfig:
@@ -90,4 +96,6 @@ def draw(seed: int, nodes: tuple[int, ...], clients: tuple[int, int]) -> SeedCon
         eager_push=rng.random() < 0.7,
         max_link_latency=rng.choice([0.05, 0.15, 0.4]) if "latency" in faults else 0.0,
         faults=faults,
+        full_state_cooldown=rng.choice([0.25, 1.0, 2.0]),
+        repair_interval=rng.choice([0.5, 2.0, 5.0]),
     )
