@@ -47,7 +47,7 @@ machine cannot apply the log) never campaigns again in this process.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from strong.ballot import ZERO, Ballot
@@ -72,6 +72,7 @@ from strong.messages import (
     Promise,
     SlotValue,
 )
+from strong.phase1 import recovery_values
 from strong.ready import (
     ReadState,
     Ready,
@@ -88,6 +89,8 @@ from strong.records import (
     Record,
     SnapshotRecord,
 )
+from strong.roles import Candidacy, InFlight, Leadership, PendingRead, PreCandidacy, Promised
+from strong.rounds import HeartbeatRounds
 from strong.snapshot_transfer import Offer, SnapshotReceiver, SnapshotSender, checksum, chunk_at
 from strong.storage import DurableState
 
@@ -96,78 +99,6 @@ class Rng(Protocol):
     """The randomness a replica needs (a ``random.Random`` is one); injected, never global."""
 
     def random(self) -> float: ...
-
-
-@dataclass(slots=True)
-class _InFlight:
-    value: Batch
-    acks: set[str]
-    sent_at: float
-
-
-@dataclass(slots=True)
-class _PendingRead:
-    request_id: int
-    index: int
-    #: a heartbeat round at least this high must be acknowledged by a quorum
-    round: int
-
-
-@dataclass(slots=True)
-class _Leadership:
-    """Volatile state of a leader (phase 2)."""
-
-    ballot: Ballot
-    next_slot: int
-    recovery_end: int
-    active_at: float
-    active: bool = False
-    inflight: dict[int, _InFlight] = field(default_factory=dict)
-    pending: list[tuple[int, bytes]] = field(default_factory=list)
-    #: heartbeat rounds: the latest sent, the send time of each not yet superseded
-    #: by a confirmed one, the highest each peer acknowledged, the highest
-    #: acknowledged by a quorum
-    round: int = 0
-    rounds: dict[int, float] = field(default_factory=dict)
-    acked_round: dict[str, int] = field(default_factory=dict)
-    confirmed_round: int = 0
-    #: planted bug ``exact_round_acks`` only: who acknowledged each remembered round
-    round_acks: dict[int, set[str]] = field(default_factory=dict)
-    lease_until: float = float("-inf")
-    reads: list[_PendingRead] = field(default_factory=list)
-    round_wanted: bool = False
-    last_ack: dict[str, float] = field(default_factory=dict)
-    peer_commit: dict[str, int] = field(default_factory=dict)
-    next_heartbeat: float = float("-inf")
-    quorum_check_at: float = 0.0
-
-
-@dataclass(slots=True)
-class _PreVote:
-    ballot: Ballot
-    grants: set[str] = field(default_factory=set)
-
-
-@dataclass(slots=True)
-class _Promised:
-    """One acceptor's promise of the candidacy's ballot, reported in parts."""
-
-    first: Promise
-    received: float
-    accepted: list[SlotValue]
-    #: the slot the next part starts at; None once the report is complete
-    next_part: int | None
-    #: a later part's acceptor had compacted slots it had not reported yet
-    behind: bool = False
-
-
-@dataclass(slots=True)
-class _Candidacy:
-    ballot: Ballot
-    from_slot: int
-    promises: dict[str, _Promised] = field(default_factory=dict)
-    deadline: float = 0.0
-    parts_sent_at: float = float("-inf")
 
 
 @dataclass(frozen=True)
@@ -224,9 +155,9 @@ class Replica:
         self.election_deadline = now + self._election_timeout()
         self.catchup_sent_at = float("-inf")
         self.now = now
-        self.leadership: _Leadership | None = None
-        self.candidacy: _Candidacy | None = None
-        self.prevote: _PreVote | None = None
+        self.leadership: Leadership | None = None
+        self.candidacy: Candidacy | None = None
+        self.prevote: PreCandidacy | None = None
         #: False once told to stand down: it stays an acceptor but never campaigns
         self.campaigning = True
         # Output accumulators.
@@ -319,7 +250,7 @@ class Replica:
             self._rejected.append(Rejection(request_id, RejectReason.NOT_LEADER, self.leader))
             return
         index = max(self.commit_index, lead.recovery_end)
-        lead.reads.append(_PendingRead(request_id, index, lead.round + 1))
+        lead.reads.append(PendingRead(request_id, index, lead.rounds.round + 1))
         lead.round_wanted = True
         self._release_reads(lead)
 
@@ -385,7 +316,7 @@ class Replica:
             commit_index=self.commit_index,
             snapshot_index=self.snapshot_index,
             since_leader_contact=contact,
-            lease_valid=bool(lead and lead.active and now < lead.lease_until),
+            lease_valid=bool(lead and lead.active and lead.rounds.lease_valid(now)),
             peer_commit=dict(lead.peer_commit) if lead else {},
             peer_silence={p: now - t for p, t in lead.last_ack.items()} if lead else {},
         )
@@ -640,7 +571,7 @@ class Replica:
 
     def _start_prevote(self) -> None:
         ballot = Ballot(max(self.max_round, self.promised.round) + 1, self.id)
-        self.prevote = _PreVote(ballot, {self.id})
+        self.prevote = PreCandidacy(ballot, {self.id})
         self.candidacy = None  # an election that found no quorum starts over here
         self.role = Role.FOLLOWER
         self.leader = None
@@ -679,11 +610,11 @@ class Replica:
         self.role = Role.CANDIDATE
         self.leader = None
         from_slot = self.commit_index + 1
-        self.candidacy = _Candidacy(ballot, from_slot, deadline=self.now + self._election_timeout())
+        self.candidacy = Candidacy(ballot, from_slot, deadline=self.now + self._election_timeout())
         self.election_deadline = self.candidacy.deadline
         self._raise_promise(ballot)
         own = self._promise_for(ballot, from_slot, None)
-        self.candidacy.promises[self.id] = _Promised(own, self.now, list(own.accepted), None)
+        self.candidacy.promises[self.id] = Promised(own, self.now, list(own.accepted), None)
         self._broadcast(Prepare(ballot, from_slot))
         self._maybe_win()
 
@@ -697,7 +628,7 @@ class Replica:
         if got is None:
             if msg.from_slot != cand.from_slot:
                 return
-            got = cand.promises[src] = _Promised(msg, self.now, list(msg.accepted), None)
+            got = cand.promises[src] = Promised(msg, self.now, list(msg.accepted), None)
         elif got.next_part is None or msg.from_slot != got.next_part:
             return
         else:
@@ -712,7 +643,7 @@ class Replica:
             self._send(src, Prepare(cand.ballot, got.next_part))
         self._maybe_win()
 
-    def _resend_parts(self, cand: _Candidacy) -> None:
+    def _resend_parts(self, cand: Candidacy) -> None:
         """Ask again for promise parts that did not arrive (a lost Prepare or Promise)."""
         if self.now - cand.parts_sent_at < self.config.retransmit_interval:
             return
@@ -738,20 +669,13 @@ class Replica:
             self.role = Role.FOLLOWER
             self._send_catchup_request(behind[0], cand.ballot)
             return
-        start = self.commit_index + 1
-        end = max([start - 1] + [v.slot for p in complete.values() for v in p.accepted])
-        ignore_others = self.config.bugs.phase1_ignores_accepted
-        lowest = self.config.bugs.phase1_lowest_ballot
-        best: dict[int, SlotValue] = {}
-        for src, p in complete.items():
-            for v in p.accepted:
-                if ignore_others and src != self.id and not v.chosen:
-                    continue
-                cur = best.get(v.slot)
-                if cur is None or (v.chosen and not cur.chosen) or (
-                    not cur.chosen and (v.ballot < cur.ballot if lowest else v.ballot > cur.ballot)
-                ):
-                    best[v.slot] = v
+        end, values = recovery_values(
+            ((src, p.accepted) for src, p in complete.items()),
+            self.id,
+            self.commit_index + 1,
+            ignore_others=self.config.bugs.phase1_ignores_accepted,
+            lowest_ballot=self.config.bugs.phase1_lowest_ballot,
+        )
         if self.config.bugs.skip_lease_wait:
             active_at = self.now
         else:
@@ -764,12 +688,15 @@ class Replica:
                 )
                 for p in cand.promises.values()
             )
-        lead = _Leadership(
-            ballot=cand.ballot, next_slot=end + 1, recovery_end=end, active_at=active_at
+        cfg = self.config
+        lead = Leadership(
+            ballot=cand.ballot, next_slot=end + 1, recovery_end=end, active_at=active_at,
+            rounds=HeartbeatRounds(self.id, self.quorum, cfg.lease_duration,
+                                   exact_round_acks=cfg.bugs.exact_round_acks,
+                                   lease_from_ack=cfg.bugs.lease_from_ack),
         )
-        for slot in range(start, end + 1):
-            value = best[slot].value if slot in best else NOOP
-            lead.inflight[slot] = _InFlight(value, set(), float("-inf"))
+        for slot, value in values.items():
+            lead.inflight[slot] = InFlight(value, set(), float("-inf"))
         self.candidacy = None
         self.leadership = lead
         self.role = Role.LEADER
@@ -805,21 +732,21 @@ class Replica:
 
     # ------------------------------------------------------------------ leader (phase 2)
 
-    def _activate(self, lead: _Leadership) -> None:
+    def _activate(self, lead: Leadership) -> None:
         """The old leases have expired: start proposing (recovery first)."""
         lead.active = True
         for slot in sorted(lead.inflight):
             self._propose_slot(lead, slot, lead.inflight[slot].value)
 
-    def _propose_slot(self, lead: _Leadership, slot: int, value: Batch) -> None:
-        entry = _InFlight(value, {self.id}, self.now)
+    def _propose_slot(self, lead: Leadership, slot: int, value: Batch) -> None:
+        entry = InFlight(value, {self.id}, self.now)
         lead.inflight[slot] = entry
         self.accepted[slot] = (lead.ballot, value)
         self._durable(AcceptRecord(slot, lead.ballot, value))
         self._broadcast(Accept(lead.ballot, slot, value, self.commit_index))
         self._maybe_chosen(lead, slot)
 
-    def _fill_window(self, lead: _Leadership) -> None:
+    def _fill_window(self, lead: Leadership) -> None:
         if not lead.active:
             return
         cfg = self.config
@@ -847,7 +774,7 @@ class Replica:
             entry.acks.add(src)
             self._maybe_chosen(lead, msg.slot)
 
-    def _maybe_chosen(self, lead: _Leadership, slot: int) -> None:
+    def _maybe_chosen(self, lead: Leadership, slot: int) -> None:
         entry = lead.inflight.get(slot)
         if entry is None or len(entry.acks) < self.quorum:
             return
@@ -862,7 +789,7 @@ class Replica:
             self._persist.append(CommitRecord(self.commit_index))
             self._release_reads(lead)
 
-    def _retransmit(self, lead: _Leadership) -> None:
+    def _retransmit(self, lead: Leadership) -> None:
         for slot, entry in lead.inflight.items():
             if self.now - entry.sent_at >= self.config.retransmit_interval:
                 entry.sent_at = self.now
@@ -871,28 +798,18 @@ class Replica:
                     if peer not in entry.acks:
                         self._send(peer, message)
 
-    def _heartbeat_round(self, lead: _Leadership) -> None:
-        lead.round += 1
-        lead.rounds[lead.round] = self.now
+    def _heartbeat_round(self, lead: Leadership) -> None:
+        number = lead.rounds.start(self.now)
         lead.round_wanted = False
         lead.next_heartbeat = self.now + self.config.heartbeat_interval
-        self._broadcast(Heartbeat(lead.ballot, lead.round, self.commit_index))
-        if self.config.bugs.exact_round_acks:
-            lead.round_acks[lead.round] = {self.id}
-            for old in [r for r in lead.rounds if r < lead.round - 64]:
-                del lead.rounds[old]
-                lead.round_acks.pop(old, None)
-        self._confirm_rounds(lead)  # a group of one is its own quorum
+        self._broadcast(Heartbeat(lead.ballot, number, self.commit_index))
+        self._confirm_reads(lead)
 
-    def _read_round_due(self, lead: _Leadership) -> bool:
-        """Coalescing: a read waits for the round in flight to be acknowledged and
-        then shares the next one, so at most one read-driven round is
-        outstanding per retransmit interval, however many reads arrive."""
+    def _read_round_due(self, lead: Leadership) -> bool:
+        """Reads waiting for a round get one, coalesced (``strong.rounds`` rule 3)."""
         if not lead.round_wanted or not lead.active:
             return False
-        if self.config.bugs.exact_round_acks or lead.confirmed_round == lead.round:
-            return True
-        return self.now - lead.rounds[lead.round] >= self.config.retransmit_interval
+        return lead.rounds.read_round_due(self.now, self.config.retransmit_interval)
 
     def _on_heartbeat_ack(self, src: str, msg: HeartbeatAck) -> None:
         lead = self.leadership
@@ -900,46 +817,24 @@ class Replica:
             return
         lead.last_ack[src] = self.now
         lead.peer_commit[src] = msg.commit_index
-        if msg.round > lead.round:
-            return  # not a round this leadership sent: ignore it
-        if self.config.bugs.exact_round_acks:
-            acks = lead.round_acks.get(msg.round)
-            if acks is None:
-                return
-            acks.add(src)
-            if len(acks) >= self.quorum:
-                lead.acked_round = {p: max(lead.acked_round.get(p, 0), msg.round) for p in acks}
-        elif msg.round > lead.acked_round.get(src, 0):
-            lead.acked_round[src] = msg.round
-        self._confirm_rounds(lead)
+        if lead.rounds.ack(src, msg.round, self.now):
+            self._confirm_reads(lead)
         if self._read_round_due(lead):
             self._heartbeat_round(lead)
         self._release_reads(lead)
 
-    def _confirm_rounds(self, lead: _Leadership) -> None:
-        """Round ``r`` is confirmed once a quorum acknowledged ``r`` or a later round:
-        a peer that answers round ``r' >= r`` still followed this ballot after
-        ``r`` was sent. Confirmation extends the lease from ``r``'s *send* time
-        and releases the reads that waited for a round at or below ``r``."""
-        acked = sorted(lead.acked_round.values(), reverse=True)
-        need = self.quorum - 1  # this node acknowledges every round it sends
-        confirmed = lead.round if need == 0 else (acked[need - 1] if len(acked) >= need else 0)
-        if confirmed <= lead.confirmed_round:
-            return
-        lead.confirmed_round = confirmed
-        sent_at = self.now if self.config.bugs.lease_from_ack else lead.rounds[confirmed]
-        lead.lease_until = max(lead.lease_until, sent_at + self.config.lease_duration)
+    def _confirm_reads(self, lead: Leadership) -> None:
+        """Reads that waited for a round at or below the confirmed one may be answered."""
+        confirmed = lead.rounds.confirmed
         for read in lead.reads:
             if read.round <= confirmed:
                 read.round = 0  # confirmed
-        for old in [r for r in lead.rounds if r < confirmed]:
-            del lead.rounds[old]
 
-    def _release_reads(self, lead: _Leadership) -> None:
+    def _release_reads(self, lead: Leadership) -> None:
         if not lead.active or not lead.reads:
             return
-        lease = self.now < lead.lease_until
-        keep: list[_PendingRead] = []
+        lease = lead.rounds.lease_valid(self.now)
+        keep: list[PendingRead] = []
         for read in lead.reads:
             if read.round == 0 or lease:
                 self._reads.append(ReadState(read.request_id, read.index))
@@ -947,7 +842,7 @@ class Replica:
                 keep.append(read)
         lead.reads = keep
 
-    def _check_quorum(self, lead: _Leadership) -> None:
+    def _check_quorum(self, lead: Leadership) -> None:
         """Step down if a quorum has been silent for an election timeout (check quorum)."""
         horizon = self.now - self.config.election_timeout
         heard = 1 + sum(1 for t in lead.last_ack.values() if t >= horizon)
