@@ -37,6 +37,13 @@ def test_seeds_pass_with_every_fault_on() -> None:
     assert failures == []
 
 
+def test_regression_seed_30_no_fault_step_outlives_the_heal() -> None:
+    """Seed 30 once failed liveness: a ballot_split fault's later step installed a
+    standing message drop after the heal, so no leader was ever heard again."""
+    result = run_seed(30)
+    assert result.ok, (result.checker, result.violation)
+
+
 def test_same_seed_same_run() -> None:
     a, b = run_seed(11), run_seed(11)
     assert (a.ok, a.ops, a.stats) == (b.ok, b.ops, b.stats)

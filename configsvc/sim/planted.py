@@ -231,6 +231,9 @@ def table(seeds: list[int], only: list[str] | None = None, out: TextIO = sys.std
             if not r.ok:
                 by[r.checker] = by.get(r.checker, 0) + 1
         failed = sum(by.values())
+        if is_control and failed:
+            print(f"    control failures at seeds {[r.seed for r in results if not r.ok]}",
+                  file=out)
         shown = f"{failed} fail" if is_control else f"{len(caught)}/{len(seeds)}"
         first = "" if is_control or not caught else str(caught[0])
         print(f"{planted.name:30} {planted.profile:8} {shown:>8} {first:>5}  "

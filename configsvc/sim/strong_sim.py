@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import random
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from configsvc.sim.runner import SeedResult
 from configsvc.sim.strong_checks import Observer, check_history, lost_writes
@@ -245,6 +247,16 @@ class StrongSim:
         if self.faults_on:
             self.world.after(self.rng.uniform(*self.config.fault_interval), self._fault)
 
+    def _while_faulty(self, delay: float, action: Callable[..., None], *args: Any) -> None:
+        """Run a fault's later step only if the faults are still on: nothing a
+        fault scheduled may cut, drop or crash after the heal."""
+
+        def step() -> None:
+            if self.faults_on:
+                action(*args)
+
+        self.world.after(delay, step)
+
     def _leader(self) -> str | None:
         leaders = [n.id for n in self.nodes.values() if n.up and n.replica.role is Role.LEADER]
         return self.rng.choice(leaders) if leaders else None
@@ -350,7 +362,7 @@ class StrongSim:
                 if peer != leader:
                     world.cut.add((leader, peer))
 
-        world.after(rng.uniform(0.02, 0.2), cut)
+        self._while_faulty(rng.uniform(0.02, 0.2), cut)
 
     def _stale_catchup(self) -> None:
         """Finding 1's schedule. A follower C misses some Accepts of leader A and
@@ -384,21 +396,21 @@ class StrongSim:
             replica = self.nodes[a].replica
             if not hole or replica.commit_index < hole[0]:
                 if tries:
-                    world.after(0.005, partition, tries - 1)
+                    self._while_faulty(0.005, partition, tries - 1)
                 return
             for x in (a, c):
                 for y in rest:
                     world.cut.update({(x, y), (y, x)})
             # after the rest elected B (pre-vote needs [t, 2t) of silence),
             # before C's slow requests arrive
-            world.after(rng.uniform(3.0, 4.0) * timeout, rejoin_a)
+            self._while_faulty(rng.uniform(3.0, 4.0) * timeout, rejoin_a)
 
         def rejoin_a() -> None:
             for y in rest:
                 world.cut.discard((a, y))
                 world.cut.discard((y, a))
 
-        world.after(0.005, partition, 200)
+        self._while_faulty(0.005, partition, 200)
 
     def _ballot_split(self) -> None:
         """Two values for the same slots at two ballots, the higher one chosen
@@ -452,9 +464,9 @@ class StrongSim:
                         world.cut.discard((p, c))
                 return
             if tries:
-                world.after(0.001, watch_for_b, tries - 1)
+                self._while_faulty(0.001, watch_for_b, tries - 1)
 
-        world.after(rng.uniform(0.05, 0.2), crash_a)
+        self._while_faulty(rng.uniform(0.05, 0.2), crash_a)
 
     def _restart_all(self) -> None:
         for node in self.nodes.values():

@@ -121,6 +121,9 @@ def swarm(seed: int, base: StrongSimConfig) -> StrongSimConfig:
         "give_up_after": give_up_after,
         "value_padding": (0, padding_hi),
         "fsync_latency": rng.choice(((0.0005, 0.005), (0.00005, 0.0005), (0.005, 0.03))),
+        # Slow links need longer phases for the same number of elections.
+        "safety_seconds": max(base.safety_seconds, round(10 * election, 1)),
+        "liveness_seconds": max(base.liveness_seconds, round(4 * election, 1)),
         # Every op after the heal waits at most: an election (with its lease
         # wait), a client's give-up-and-retry, and a catch-up of the backlog.
         "liveness_bound": max(base.liveness_bound, round(6 * election + give_up_after, 3)),
