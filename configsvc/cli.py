@@ -44,7 +44,7 @@ def _node_reset(args: argparse.Namespace) -> int:
     data_dir = config.data_dir(args.node)
     reset(data_dir, config.cluster_id, args.node)
     print(f"reset {args.node}: store data removed from {data_dir}; on its next start it "
-          "rejoins as a non-voting learner and votes again once caught up")
+          "rejoins as a non-voting learner (it votes again only through a membership change)")
     return 0
 
 
@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     node = sub.add_parser("node", help="operations on one node's data directory")
     nodesub = node.add_subparsers(dest="node_command", required=True)
     node_reset = nodesub.add_parser(
-        "reset", help="wipe a stopped node's data; it rejoins as a learner and votes once caught up"
+        "reset", help="wipe a stopped node's data; it rejoins as a non-voting learner"
     )
     node_reset.add_argument("--config", required=True)
     node_reset.add_argument("--node", required=True)

@@ -14,7 +14,7 @@ tell "the first start of a new cluster" from "a member that lost its disk",
 so the operator says which, as with etcd's ``--initial-cluster-state``:
 
 - the marker exists: the node starts as the marker says (``voting`` true, or
-  false for a node that was reset and has not yet caught up); the
+  false for a node that was reset: a learner); the
   ``initial_cluster_state`` argument is ignored;
 - no marker, no data, ``initial_cluster_state="new"``: the first start of a
   new cluster; the marker is written (voting) before the node can vote;
@@ -26,7 +26,8 @@ so the operator says which, as with etcd's ``--initial-cluster-state``:
 
 ``reset`` is the deliberate rejoin path: it removes the node's store data and
 writes a marker with ``voting: false``; the node then starts as a non-voting
-learner (``strong.replica`` rule 7) and votes again once caught up.
+learner (``strong.replica`` rule 7): it catches up, and votes again only
+through a membership change.
 
 Durability: every directory created here or by ``configsvc.disklog`` is
 followed by an fsync of its parent (``ensure_dir``); the marker is written to
@@ -146,7 +147,7 @@ def open_data_dir(
             f"of cluster {cluster_id!r}. If this is the first start of a new cluster, start every "
             "node once with --initial-cluster-state new. If this node was a member and lost its "
             f"data, run `configsvc node reset --config <cluster.yaml> --node {node_id}`: it rejoins "
-            "as a non-voting learner that catches up from the others before it votes again."
+            "as a non-voting learner that catches up from the others."
         )
     for store in STORES:
         ensure_dir(data_dir / store)

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from configsvc.config import ClusterConfig
-from configsvc.datadir import InitialState, Member, open_data_dir, write_marker
+from configsvc.datadir import InitialState, Member, open_data_dir
 from configsvc.disklog import CorruptLog
 from configsvc.forwarding import CHANNEL as RPC_CHANNEL
 from configsvc.forwarding import FORWARDED, Forwarder
@@ -181,8 +181,6 @@ class Node:
         await self.membership.start()
         self._tasks.append(asyncio.create_task(self._bootstrap_namespaces()))
         self._tasks.append(asyncio.create_task(self._maintain_sessions()))
-        if not self.member.voting:
-            self._tasks.append(asyncio.create_task(self._await_voting(self.member)))
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -257,17 +255,6 @@ class Node:
             else:
                 wait = min(wait, 0.2)
             await asyncio.sleep(wait)  # period of a background task, not a test wait
-
-    async def _await_voting(self, learner: Member) -> None:
-        """A reset node: once the replica votes again, record it in the marker.
-
-        Only an optimisation: a learner marker left behind after a crash makes the
-        node catch up once more before voting, which is always safe."""
-        while not self.strong.replica.voting:
-            await asyncio.sleep(0.2)  # poll period of a background task, not a test wait
-        self.member = Member(learner.cluster_id, learner.node_id, voting=True)
-        await asyncio.to_thread(write_marker, self.data_dir, self.member)
-        log.info("caught up after a reset: node %s votes again", self.id)
 
     # ------------------------------------------------------------------ request helpers
 

@@ -48,6 +48,11 @@ class PlantedBugs:
         return any(vars(self).values())
 
 
+#: the widest window a leader may use; an acceptor refuses an Accept further than
+#: this above the commit index it carries (a slot no honest leader proposes)
+MAX_WINDOW = 1 << 16
+
+
 @dataclass(frozen=True)
 class ReplicaConfig:
     node_id: str
@@ -94,6 +99,8 @@ class ReplicaConfig:
             raise ValueError("lease_duration must be < election_timeout * (1 - max_drift)")
         if self.window < 1 or self.max_batch < 1 or self.catchup_max_slots < 1:
             raise ValueError("window, max_batch and catchup_max_slots must be >= 1")
+        if self.window > MAX_WINDOW:
+            raise ValueError(f"window must be <= {MAX_WINDOW}")
         if self.max_batch_bytes < 1 or self.catchup_max_bytes < self.max_batch_bytes:
             raise ValueError("need 1 <= max_batch_bytes <= catchup_max_bytes")
         if self.snapshot_chunk_bytes < 1 or self.promise_max_slots < 1:

@@ -98,7 +98,7 @@ class StrongDriver:
         voting: bool = True,
     ) -> None:
         """``voting=False``: this node lost its disk and was reset; it learns but does not
-        vote until caught up (``strong.replica`` rule 7)."""
+        vote (``strong.replica`` rule 7)."""
         self.config = config
         self.storage = storage
         self._send = send

@@ -33,10 +33,17 @@ Rules this module obeys (each one is what safety rests on):
 6. Chosen values learned from any replica (catch-up, snapshots) are chosen:
    they never disagree with what a leader would propose. A snapshot is
    installed only whole and verified (``strong.snapshot_transfer``).
-7. A replica that lost its durable state (``voting=False``) answers no Prepare
-   and no Accept and starts no election (its forgotten promises and accepts
-   may be part of a quorum); it learns by catch-up and votes again once its
-   commit index reaches the first one a leader announced to it.
+7. A replica that lost its durable state (``voting=False``) answers no Prepare,
+   no Accept and no Heartbeat, grants no pre-vote and starts no election (its
+   forgotten promises and accepts may be part of a quorum, and an
+   acknowledgement from it cannot vouch for a lease); it learns by catch-up.
+   It never becomes a voter by itself: knowing when its forgotten votes can
+   no longer matter needs the other replicas' promises and accepted slots,
+   which is the job of a membership change, not of a timer or a commit index.
+8. Only a follower learns from catch-up replies and snapshots. A leader's (or
+   candidate's) commit index grows only with values its own ballot chose or
+   recovered in phase 1, because it announces that index under its ballot and
+   rule 3 lets followers commit their own entries of that ballot up to it.
 
 Liveness (not safety) rests on two more: an election starts only after a
 pre-vote that a quorum granted, and a replica grants one only if it has not
@@ -51,7 +58,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from strong.ballot import ZERO, Ballot
-from strong.config import ReplicaConfig
+from strong.config import MAX_WINDOW, ReplicaConfig
 from strong.lease import old_leases_expired_at
 from strong.messages import (
     NOOP,
@@ -141,9 +148,8 @@ class Replica:
         #: the snapshot each peer's transfer from us is pinned to (volatile)
         self.sender = SnapshotSender(idle=config.election_timeout)
         self.commit_index = durable.commit_index
-        #: rule 7: False after a reset; ``rejoin_target`` is the commit index to reach first
+        #: rule 7: False after a reset (until a membership change makes it a voter again)
         self.voting = voting
-        self.rejoin_target: int | None = None
         # Volatile.
         self.role = Role.FOLLOWER
         self.leader: str | None = None
@@ -282,9 +288,6 @@ class Replica:
                 self._fill_window(lead)
             if self._read_round_due(lead):
                 self._heartbeat_round(lead)
-        target = self.rejoin_target
-        if not self.voting and target is not None and self.commit_index >= target:
-            self.voting = True  # rule 7: caught up to what a leader announced after the reset
         committed = self._take_committed() if self._emitted < self.commit_index else []
         ready = Ready(
             persist=self._persist,
@@ -414,6 +417,8 @@ class Replica:
         return True
 
     def _on_accept(self, src: str, msg: Accept) -> None:
+        if msg.slot > msg.commit_index + MAX_WINDOW:
+            return  # no leader proposes beyond its window: a broken peer; ignore it
         if not self._follow(src, msg.ballot):
             return
         if not self.voting:  # rule 7: learn the commit index, accept nothing
@@ -430,7 +435,8 @@ class Replica:
         if not self._follow(src, msg.ballot):
             return
         self._learn_commit(src, msg.ballot, msg.commit_index)
-        self._send(src, HeartbeatAck(msg.ballot, msg.round, self.commit_index))
+        if self.voting:  # rule 7: a non-voter's ack would vouch for a lease it cannot
+            self._send(src, HeartbeatAck(msg.ballot, msg.round, self.commit_index))
 
     # ------------------------------------------------------------------ learner
 
@@ -444,8 +450,6 @@ class Replica:
         return None
 
     def _learn_commit(self, src: str, ballot: Ballot, leader_commit: int) -> None:
-        if not self.voting and self.rejoin_target is None:
-            self.rejoin_target = leader_commit
         self.leader_commit = max(self.leader_commit, leader_commit)
         start = self.commit_index
         while self.commit_index < leader_commit:
@@ -502,7 +506,20 @@ class Replica:
             return self.accepted[slot][1]
         return None
 
+    def _learns_from_others(self, ballot: Ballot) -> bool:
+        """Rule 8: only a follower takes catch-up replies and snapshots. A leader or
+        candidate that meets a higher ballot steps down and then takes them."""
+        if self.leadership is None and self.candidacy is None:
+            return True
+        if ballot > self.promised:
+            self.max_round = max(self.max_round, ballot.round)
+            self._step_down()
+            return True
+        return False
+
     def _on_catchup_reply(self, src: str, msg: CatchUpReply) -> None:
+        if not self._learns_from_others(msg.ballot):
+            return
         for offset, value in enumerate(msg.values):
             slot = msg.from_slot + offset
             if slot > self.commit_index and slot not in self.chosen:
@@ -519,7 +536,7 @@ class Replica:
 
     def _on_install_snapshot(self, src: str, msg: InstallSnapshot) -> None:
         """One chunk; the snapshot is installed only once complete and verified."""
-        if msg.index <= self.commit_index:
+        if msg.index <= self.commit_index or not self._learns_from_others(msg.ballot):
             return
         outcome, data = self.receiver.offer(msg)
         if outcome is Offer.APPENDED:

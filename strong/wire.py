@@ -65,6 +65,7 @@ from strong.messages import (
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "MAX_ROUND",
     "MAX_UINT",
     "MalformedMessage",
     "WireLimits",
@@ -73,6 +74,10 @@ __all__ = [
 ]
 
 MAX_UINT = 2**64 - 1
+#: the highest ballot round a peer may send: far beyond any real election count,
+#: and low enough that ``round + 1`` always encodes (a round of 2**64 - 1 would
+#: make every replica that promised it fail to encode its next ballot)
+MAX_ROUND = 2**62
 _MIB = 2**20
 
 
@@ -347,6 +352,8 @@ class _Reader:
         pair = _list(obj, what, 2)
         _arity(pair, 2, what)
         rnd = _uint(pair[0], f"{what}.round")
+        if rnd > MAX_ROUND:
+            raise MalformedMessage(f"{what}.round: above {MAX_ROUND}")
         node = pair[1]
         if type(node) is not str or len(node) > self.limits.max_node_id:
             raise MalformedMessage(

@@ -42,12 +42,14 @@ def test_finding7_a_wiped_node_refuses_to_start_until_reset_then_rejoins_as_a_le
         )
         assert reset.returncode == 0, reset.stderr
         c.start(victim)
+        # It catches up as a learner and serves stale reads, but never votes by
+        # itself (replica rule 7): only a membership change may make it a voter.
         health = wait_for(
-            lambda: (h := c.health(victim))["strong"]["voting"] and h, 30, "the reset node to vote"
+            lambda: (h := c.health(victim))["strong"]["applied_index"] >= 10 and h, 30,
+            "the reset node to catch up",
         )
-        assert health["strong"]["applied_index"] >= 10
-        wait_for(lambda: '"voting": true' in (tmp_path / "data" / victim / "cluster-member").read_text(),
-                 10, "the marker to record the vote")
+        assert health["strong"]["voting"] is False
+        assert '"voting": false' in (tmp_path / "data" / victim / "cluster-member").read_text()
         with Client(c.url(victim)) as client:
             assert client.get("app", "k9", stale=True) == b"v9"
     finally:

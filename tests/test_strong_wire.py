@@ -34,7 +34,14 @@ from strong.messages import (
     Promise,
     SlotValue,
 )
-from strong.wire import MAX_UINT, MalformedMessage, WireLimits, decode_message, encode_message
+from strong.wire import (
+    MAX_ROUND,
+    MAX_UINT,
+    MalformedMessage,
+    WireLimits,
+    decode_message,
+    encode_message,
+)
 
 B1 = Ballot(3, "n1")
 SAMPLES: tuple[Message, ...] = (
@@ -69,6 +76,7 @@ SAMPLES: tuple[Message, ...] = (
 def test_public_surface() -> None:
     assert set(strong.wire.__all__) == {
         "DEFAULT_LIMITS",
+        "MAX_ROUND",
         "MAX_UINT",
         "MalformedMessage",
         "WireLimits",
@@ -126,6 +134,7 @@ def _pack(obj: object) -> bytes:
         ([1, [1, "n1"]], "too few fields"),
         ([1, [1, "n1"], 1, 2], "too many fields"),
         ([1, [-1, "n1"], 1], "negative round"),
+        ([1, [MAX_ROUND + 1, "n1"], 1], "round above MAX_ROUND (its successor must encode)"),
         ([1, [True, "n1"], 1], "bool round"),
         ([1, [1, ""], 1], "empty node id in a real ballot"),
         ([1, [1, b"n1"], 1], "bytes node id"),
@@ -251,7 +260,8 @@ def test_limits_must_be_positive() -> None:
 
 uints = st.integers(min_value=0, max_value=MAX_UINT)
 node_ids = st.text(min_size=1, max_size=12)
-ballots = st.one_of(st.just(ZERO), st.builds(Ballot, uints, node_ids))
+rounds = st.integers(min_value=1, max_value=MAX_ROUND)
+ballots = st.one_of(st.just(ZERO), st.builds(Ballot, rounds, node_ids))
 batches = st.lists(st.binary(max_size=40), max_size=5).map(tuple)
 durations = st.floats(min_value=0, allow_nan=False, allow_infinity=False)
 
