@@ -43,6 +43,10 @@ class PlantedBugs:
     phase1_lowest_ballot: bool = False
     #: a quorum is n // 2 replicas instead of n // 2 + 1
     half_quorum: bool = False
+    #: review S1 (rule 8): a leader or candidate takes catch-up replies and snapshots
+    leader_takes_catchup: bool = False
+    #: review S3 (rule 7): a non-voter acknowledges heartbeats
+    nonvoter_acks: bool = False
 
     def any(self) -> bool:
         return any(vars(self).values())

@@ -435,7 +435,8 @@ class Replica:
         if not self._follow(src, msg.ballot):
             return
         self._learn_commit(src, msg.ballot, msg.commit_index)
-        if self.voting:  # rule 7: a non-voter's ack would vouch for a lease it cannot
+        if self.voting or self.config.bugs.nonvoter_acks:  # rule 7: a non-voter's ack
+            # would vouch for a lease it cannot
             self._send(src, HeartbeatAck(msg.ballot, msg.round, self.commit_index))
 
     # ------------------------------------------------------------------ learner
@@ -510,6 +511,8 @@ class Replica:
         """Rule 8: only a follower takes catch-up replies and snapshots. A leader or
         candidate that meets a higher ballot steps down and then takes them."""
         if self.leadership is None and self.candidacy is None:
+            return True
+        if self.config.bugs.leader_takes_catchup:
             return True
         if ballot > self.promised:
             self.max_round = max(self.max_round, ballot.round)

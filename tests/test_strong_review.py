@@ -11,19 +11,20 @@ from __future__ import annotations
 import pytest
 
 from strong.ballot import Ballot
-from strong.config import MAX_WINDOW
+from strong.config import MAX_WINDOW, PlantedBugs
 from strong.messages import Accept, Accepted, CatchUpRequest, Prepare, PreVote
 from strong.ready import Role
 from strong.wire import MAX_ROUND, MalformedMessage, decode_message, encode_message
 from tests.strong_scripted import Scripted
 
 
-def test_review_s1_a_leader_takes_no_catchup_reply_from_another_ballot() -> None:
+@pytest.mark.parametrize("planted", [False, True], ids=["fixed", "replanted"])
+def test_review_s1_a_leader_takes_no_catchup_reply_from_another_ballot(planted: bool) -> None:
     """n1 leads at (2,n1) with v accepted by n2 at slot 2, while n5 chose w there at
     (3,n5). A delayed catch-up reply carrying w reached n1, still leader, and
     raised its commit index; n1's next heartbeat under (2,n1) then made n2
     commit v (rule 3 covers only what n1's own ballot chose)."""
-    s = Scripted(5)
+    s = Scripted(5, bugs=PlantedBugs(leader_takes_catchup=planted))
     assert s.elect("n4", 1.0) is Role.LEADER
     s.hold = lambda e: (
         ((e.src, e.dst) == ("n4", "n1") and isinstance(e.message, Accept))
@@ -54,7 +55,10 @@ def test_review_s1_a_leader_takes_no_catchup_reply_from_another_ballot() -> None
     s.blocked.add(("n4", "n1"))
     s.tick("n1", 2.11)  # a heartbeat from n1, if it still leads
     assert s.applied["n4"].get(2) == (b"w",)
-    assert s.applied["n2"].get(2) in (None, (b"w",)), "n2 committed a value nobody chose"
+    if planted:
+        assert s.applied["n2"].get(2) == (b"v",)  # the finding, re-planted
+    else:
+        assert s.applied["n2"].get(2) in (None, (b"w",)), "n2 committed a value nobody chose"
 
 
 def test_review_s2_a_wiped_replica_never_votes_again_by_itself() -> None:
@@ -86,11 +90,12 @@ def test_review_s2_a_wiped_replica_never_votes_again_by_itself() -> None:
     assert s.applied["n3"].get(1) in (None, (b"v",))
 
 
-def test_review_s3_a_non_voter_does_not_acknowledge_heartbeats() -> None:
+@pytest.mark.parametrize("planted", [False, True], ids=["fixed", "replanted"])
+def test_review_s3_a_non_voter_does_not_acknowledge_heartbeats(planted: bool) -> None:
     """n1 is cut off and deposed by n3, which commits w. n2 loses its disk and
     reaches only n1: its acknowledgements used to confirm n1's read round, so
     n1 answered a linearizable read at an index missing w."""
-    s = Scripted(3)
+    s = Scripted(3, bugs=PlantedBugs(nonvoter_acks=planted))
     assert s.elect("n1", 1.0) is Role.LEADER
     s.r["n1"].propose(1, b"a", 1.0)
     s.pump(1.0)
@@ -110,7 +115,11 @@ def test_review_s3_a_non_voter_does_not_acknowledge_heartbeats() -> None:
     s.pump(1.73)
     for t in (1.75, 1.9, 2.1, 2.4):
         s.tick("n1", t)
-    assert [r for r in s.reads["n1"] if r.request_id == 99] == [], "a stale read was answered"
+    answered = [r for r in s.reads["n1"] if r.request_id == 99]
+    if planted:
+        assert answered and answered[0].index < 2  # the finding: a read that misses w
+        return
+    assert answered == [], "a stale read was answered"
     assert s.r["n1"].role is not Role.LEADER  # check-quorum: a non-voter is not heard
 
 

@@ -121,6 +121,15 @@ SLOW_READS = StrongSimConfig(
     fault_weights=(("heal", 3), ("crash", 1)),
 )
 
+#: lost disks (one per seed) among crashes and partitions, 3 replicas: a wiped
+#: node that votes can complete a quorum that forgets a chosen value
+WIPE = StrongSimConfig(
+    nodes=(3,),
+    pinned=("nodes",),
+    fault_weights=(("heal", 1), ("wipe", 3), ("crash_after_send", 3), ("isolate_leader", 2),
+                   ("leader_partial", 2), ("crash", 1)),
+)
+
 PROFILES: dict[str, StrongSimConfig | None] = {
     "swarm": None,
     "gray": GRAY,
@@ -131,6 +140,7 @@ PROFILES: dict[str, StrongSimConfig | None] = {
     "churn": CHURN,
     "bulk": BULK,
     "reads": SLOW_READS,
+    "wipe": WIPE,
 }
 
 
@@ -144,13 +154,15 @@ class Planted:
     caught_by: frozenset[str]
     bugs: PlantedBugs = field(default_factory=PlantedBugs)
     skip_dedup: bool = False
+    wiped_votes: bool = False
     #: checkers that may fail a seed because of a second bug this entry needs
     #: (never counted as catching it)
     tolerated: frozenset[str] = frozenset()
 
     def config(self) -> StrongSimConfig:
         base = PROFILES[self.profile] or StrongSimConfig()
-        return replace(base, bugs=self.bugs, skip_dedup=self.skip_dedup)
+        return replace(base, bugs=self.bugs, skip_dedup=self.skip_dedup,
+                       wiped_votes=self.wiped_votes)
 
     def run(self, seed: int) -> SeedResult:
         return run_seed(seed, self.config())
@@ -191,6 +203,13 @@ STRONG: tuple[Planted, ...] = (
             "swarm", frozenset({"disruption"}), PlantedBugs(no_prevote=True)),
     Planted("unchunked_snapshots", "finding 2: a snapshot travels whole, over the frame cap",
             "swarm", frozenset({"liveness"}), PlantedBugs(unchunked_snapshots=True)),
+    Planted("wiped_votes", "finding 7: a node whose disk was wiped comes back as a voter",
+            "wipe", SAFETY, wiped_votes=True),
+    Planted("leader_takes_catchup",
+            "review S1: a leader takes catch-up replies (its commit index from another ballot)",
+            "swarm", SAFETY, PlantedBugs(leader_takes_catchup=True)),
+    Planted("nonvoter_acks", "review S3: a wiped learner acknowledges heartbeats",
+            "wipe", SAFETY, PlantedBugs(nonvoter_acks=True)),
 )
 
 CATALOGUE: dict[str, Planted] = {p.name: p for p in STRONG}

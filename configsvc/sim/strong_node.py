@@ -70,6 +70,10 @@ class SimStrongNode:
         self.id = config.node_id
         self.config = config
         self.storage = SimStorage()
+        #: False once the disk was wiped (the runtime's reset: a learner from then on)
+        self.voting = True
+        #: planted bug: a wiped node comes back as a voter with empty state
+        self.wiped_votes = False
         self.fsync_latency = fsync_latency
         self.max_message_bytes = max_message_bytes
         #: messages the receiver would refuse for their size (never sent)
@@ -98,7 +102,7 @@ class SimStrongNode:
         self.world.down.discard(self.id)
         durable = recover(self.storage.load())
         rng = random.Random(self.world.rng.getrandbits(64))
-        self.replica = Replica(self.config, durable, self._now(), rng)
+        self.replica = Replica(self.config, durable, self._now(), rng, voting=self.voting)
         self.sm = self.make_state_machine()
         self.busy = False
         self.inbox: list[tuple[str, Any]] = []
@@ -120,6 +124,13 @@ class SimStrongNode:
         self.world.down.add(self.id)
         self.storage.crash()
         self.inbox = []
+
+    def wipe(self) -> None:
+        """The disk is lost: crash, and come back empty as a learner (replica rule 7),
+        as ``configsvc node reset`` makes it (or, planted bug, as a voter)."""
+        self.crash()
+        self.storage = SimStorage()
+        self.voting = self.wiped_votes
 
     def restart(self) -> None:
         if self.up:

@@ -64,6 +64,8 @@ class StrongSimConfig:
     bugs: PlantedBugs = field(default_factory=PlantedBugs)
     #: planted bug: the state machine forgets its client table
     skip_dedup: bool = False
+    #: planted bug (finding 7): a node whose disk was wiped comes back as a voter
+    wiped_votes: bool = False
     snapshot_every: int = 40
     #: every replica hashes its state at applied indexes divisible by this
     hash_every: int = 20
@@ -152,6 +154,8 @@ class StrongSim:
             )
             for nid in self.node_ids
         }
+        for node in self.nodes.values():
+            node.wiped_votes = config.wiped_votes
         self.clients = [
             SimStrongClient(
                 self.world,
@@ -315,6 +319,13 @@ class StrongSim:
             self._stale_catchup()
         elif kind == "ballot_split":
             self._ballot_split()
+        elif kind == "wipe":
+            # One disk lost per seed: the learner never votes again, and a
+            # second would leave a 3-replica group without a quorum for good.
+            if all(n.voting for n in self.nodes.values()):
+                node = self.nodes[rng.choice(self.node_ids)]
+                node.wipe()
+                world.after(rng.uniform(0.05, 1.0), node.restart)
         elif kind == "bridge":
             world.bridge(rng.choice(self.node_ids))
         elif kind == "one_way":
@@ -507,7 +518,13 @@ class StrongSim:
             return ""
         leader = leaders[0]
         ballot = leader.replica.promised
-        follower = self.rng.choice([n for n in self.node_ids if n != leader.id])
+        voters = sum(1 for n in self.nodes.values() if n.voting)
+        followers = [n for n in self.node_ids if n != leader.id]
+        if voters - 1 < leader.replica.quorum:  # cutting a voter off loses the quorum
+            followers = [n for n in followers if not self.nodes[n].voting]
+        if not followers:
+            return ""
+        follower = self.rng.choice(followers)
         timeout = self.config.election_timeout
         self.world.isolate(follower)
         self.world.run_until(self.world.now + 6 * timeout)

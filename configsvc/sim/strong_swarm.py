@@ -50,6 +50,7 @@ FAULT_KINDS: dict[str, int] = {
     "lease_overlap": 1,
     "stale_catchup": 1,
     "ballot_split": 1,
+    "wipe": 1,
 }
 
 #: one-way link latency profiles: (name, delay_min range, extra mean delay range)
