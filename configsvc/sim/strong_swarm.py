@@ -110,7 +110,8 @@ def swarm(seed: int, base: StrongSimConfig) -> StrongSimConfig:
         "max_batch": rng.choice((1, 2, 8, 32, 128, 256)),
         "catchup_max_slots": rng.choice((1, 2, 3, 8, 128)),
         "snapshot_every": rng.choice((2, 3, 5, 10, 40, 200)),
-        "clients": rng.randint(2, min(48, 4 * keys)),
+        # (on WAN links operations overlap longer: half the contention)
+        "clients": rng.randint(2, min(48, (2 if link == "wan" else 4) * keys)),
         "keys": keys,
         "think": rng.choice((0.0, 0.002, 0.01, 0.05)),
         "nodes": rng.choice(((3,), (4,), (5,), (3, 5))),
@@ -123,8 +124,8 @@ def swarm(seed: int, base: StrongSimConfig) -> StrongSimConfig:
         "value_padding": (0, padding_hi),
         "fsync_latency": rng.choice(((0.0005, 0.005), (0.00005, 0.0005), (0.005, 0.03))),
         # Slow links need longer phases for the same number of elections.
-        "safety_seconds": max(base.safety_seconds, round(10 * election, 1)),
-        "liveness_seconds": max(base.liveness_seconds, round(4 * election, 1)),
+        "safety_seconds": max(base.safety_seconds, min(30.0, round(8 * election, 1))),
+        "liveness_seconds": max(base.liveness_seconds, min(12.0, round(3 * election, 1))),
         # Every op after the heal waits at most: an election (with its lease
         # wait), a client's give-up-and-retry, and a catch-up of the backlog.
         "liveness_bound": max(base.liveness_bound, round(6 * election + give_up_after, 3)),
