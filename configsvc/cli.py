@@ -18,7 +18,7 @@ def _sim(args: argparse.Namespace) -> int:
     if args.store == "planted":
         from configsvc.sim.planted import table
 
-        return table(seeds, args.only or None)
+        return table(seeds, args.only or None, skip_controls=args.skip_control)
     module = importlib.import_module(f"configsvc.sim.{args.store}_sim")
     summary = run_seeds(args.store, module.run_seed, seeds, as_json=args.json, fold=module.FOLD)
     return 1 if summary.failures else 0
@@ -194,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="planted: the detection table of the planted-bug catalogue")
     sim.add_argument("--only", action="append", default=[],
                      help="planted: only this bug (repeatable)")
+    sim.add_argument("--skip-control", action="append", default=[], metavar="PROFILE",
+                     help="planted: do not run this profile's control (measured already)")
     sim.add_argument("--seeds", type=int, default=100, help="how many seeds to run")
     sim.add_argument("--start", type=int, default=0, help="first seed")
     sim.add_argument("--seed", type=int, default=None, help="replay exactly this seed")
