@@ -91,7 +91,7 @@ CHURN = StrongSimConfig(
 #: large values: batches outgrow the frame cap unless bounded in bytes
 BULK = StrongSimConfig(
     value_padding=(4096, 16384),
-    clients=32,
+    clients=16,
     keys=8,
     # a narrow window and wide batches: commands queue, and a batch packs many
     window=2,
