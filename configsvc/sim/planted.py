@@ -173,7 +173,7 @@ class Planted:
 
 STRONG: tuple[Planted, ...] = (
     Planted("phase1_ignores_accepted", "phase 1 fills other acceptors' values with no-ops",
-            "swarm", SAFETY, PlantedBugs(phase1_ignores_accepted=True)),
+            "churn", SAFETY, PlantedBugs(phase1_ignores_accepted=True)),
     Planted("phase1_lowest_ballot", "phase 1 adopts the lowest accepted ballot's value",
             "churn", SAFETY, PlantedBugs(phase1_lowest_ballot=True)),
     Planted("half_quorum", "a quorum of n // 2", "swarm", SAFETY, PlantedBugs(half_quorum=True)),
