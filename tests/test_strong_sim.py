@@ -32,6 +32,7 @@ PLANTED = [
     ("unbounded_bytes", 3),
     ("phase1_lowest_ballot", 10),
     ("phase1_ignores_accepted", 5),
+    ("wiped_votes", 3),
     ("skip_lease_wait+no_prevote", 25),
 ]
 
