@@ -7,15 +7,12 @@ simulator, never loosen the bound to hide it.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from configsvc.sim.planted import CATALOGUE, PROFILES
 from configsvc.sim.strong_checks import Observer, check_history, lost_writes
 from configsvc.sim.strong_client import HistoryOp
 from configsvc.sim.strong_sim import run_seed
-from strong.config import PlantedBugs
 
 #: (planted bug, caught within this many seeds): the first catching seed, as
 #: measured 2026-11-30 by ``configsvc sim planted --seeds 100`` (docs/simulation.md),
@@ -64,8 +61,7 @@ def test_planted_bug_is_caught_by_its_own_checker(bug: str, within: int) -> None
     for seed in range(within):
         result = planted.run(seed)
         if planted.caught(result):
-            control = run_seed(seed, replace(planted.config(), bugs=PlantedBugs(),
-                                             skip_dedup=False))
+            control = run_seed(seed, planted.control())
             assert control.ok, f"control seed {seed} failed: {control.violation}"
             return
         assert result.ok or result.checker in planted.tolerated, (

@@ -164,6 +164,10 @@ class Planted:
         return replace(base, bugs=self.bugs, skip_dedup=self.skip_dedup,
                        wiped_votes=self.wiped_votes)
 
+    def control(self) -> StrongSimConfig:
+        """The same profile with no defect at all."""
+        return PROFILES[self.profile] or StrongSimConfig()
+
     def run(self, seed: int) -> SeedResult:
         return run_seed(seed, self.config())
 
