@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from configsvc.sim import strong_schedules as schedules
 from configsvc.sim.runner import SeedResult
 from configsvc.sim.strong_checks import Observer, check_history, lost_writes
 from configsvc.sim.strong_client import HistoryOp, SimStrongClient
@@ -34,7 +35,7 @@ from configsvc.sim.strong_swarm import swarm
 from configsvc.sim.world import NetworkFaults, World
 from strong.commands import Command, encode_command
 from strong.config import PlantedBugs, ReplicaConfig
-from strong.messages import Accept, Accepted, Promise
+from strong.messages import Accepted, Promise
 from strong.ops import CreateNamespace
 from strong.ready import Role
 from strong.state_machine import StateMachine
@@ -251,7 +252,7 @@ class StrongSim:
         if self.faults_on:
             self.world.after(self.rng.uniform(*self.config.fault_interval), self._fault)
 
-    def _while_faulty(self, delay: float, action: Callable[..., None], *args: Any) -> None:
+    def while_faulty(self, delay: float, action: Callable[..., None], *args: Any) -> None:
         """Run a fault's later step only if the faults are still on: nothing a
         fault scheduled may cut, drop or crash after the heal."""
 
@@ -261,7 +262,7 @@ class StrongSim:
 
         self.world.after(delay, step)
 
-    def _leader(self) -> str | None:
+    def leader(self) -> str | None:
         leaders = [n.id for n in self.nodes.values() if n.up and n.replica.role is Role.LEADER]
         return self.rng.choice(leaders) if leaders else None
 
@@ -286,12 +287,12 @@ class StrongSim:
         elif kind == "split":
             world.random_split()
         elif kind == "isolate_leader":
-            leader = self._leader()
+            leader = self.leader()
             if leader:
                 world.isolate(leader)
         elif kind == "leader_partial":
             # The leader loses a minority of followers, who elect through the rest.
-            leader = self._leader()
+            leader = self.leader()
             if leader:
                 others = [n for n in self.node_ids if n != leader]
                 for peer in rng.sample(others, max(1, (len(others) - 1) // 2)):
@@ -299,7 +300,7 @@ class StrongSim:
         elif kind == "gray_leader":
             # A gray failure: a minority loses the leader entirely, and the
             # others' replies reach it late, so it learns of a successor late.
-            leader = self._leader()
+            leader = self.leader()
             if leader:
                 others = [n for n in self.node_ids if n != leader]
                 lost = rng.sample(others, max(1, (len(others) - 1) // 2))
@@ -314,11 +315,11 @@ class StrongSim:
                     voter = rng.choice([p for p in others if p not in lost])
                     self.nodes[voter].crash_after_send[Promise] = rng.uniform(0.05, 0.3)
         elif kind == "lease_overlap":
-            self._lease_overlap()
+            schedules.lease_overlap(self)
         elif kind == "stale_catchup":
-            self._stale_catchup()
+            schedules.stale_catchup(self)
         elif kind == "ballot_split":
-            self._ballot_split()
+            schedules.ballot_split(self)
         elif kind == "wipe":
             # One disk lost per seed: the learner never votes again, and a
             # second would leave a 3-replica group without a quorum for good.
@@ -335,7 +336,7 @@ class StrongSim:
             self.flapping = True
             self._flap(rng.choice(self.node_ids), 6)
         elif kind in ("crash", "crash_leader"):
-            target = self._leader() if kind == "crash_leader" else rng.choice(self.node_ids)
+            target = self.leader() if kind == "crash_leader" else rng.choice(self.node_ids)
             if target:
                 self.nodes[target].crash()
                 world.after(rng.uniform(0.05, 1.5), self.nodes[target].restart)
@@ -353,131 +354,6 @@ class StrongSim:
             for node in self.nodes.values():
                 node.restart()
         self._schedule_fault()
-
-    def _lease_overlap(self) -> None:
-        """The leader's heartbeats stop reaching anyone while acknowledgements of
-        rounds already sent still reach it, late: its lease must end by the
-        round's send time plus the lease, whatever the ack's arrival, before
-        the successor the others elect serves anything."""
-        leader = self._leader()
-        if leader is None:
-            return
-        world, rng = self.world, self.rng
-        lag = rng.uniform(0.8, 1.6) * self.config.election_timeout
-        for peer in self.node_ids:
-            if peer != leader:
-                world.slow_links[(peer, leader)] = lag
-
-        def cut() -> None:
-            for peer in self.node_ids:
-                if peer != leader:
-                    world.cut.add((leader, peer))
-
-        self._while_faulty(rng.uniform(0.02, 0.2), cut)
-
-    def _stale_catchup(self) -> None:
-        """Finding 1's schedule. A follower C misses some Accepts of leader A and
-        its catch-up requests to A travel slowly; {A, C} is cut from the rest,
-        which elects B; A rejoins B (and catches up) while C stays cut off, so
-        C's old requests reach A only after A follows B: A's replies carry B's
-        commit index while C still follows A's ballot."""
-        a = self._leader()
-        if a is None or len(self.node_ids) < 3:
-            return
-        world, rng = self.world, self.rng
-        c = rng.choice([n for n in self.node_ids if n != a])
-        rest = [n for n in self.node_ids if n not in (a, c)]
-        timeout = self.config.election_timeout
-        # C misses exactly one Accept (a one-slot hole below A's commit index,
-        # which one catch-up slot fills) and its catch-up requests travel slowly.
-        hole: list[int] = []
-
-        def drop(src: str, dst: str, message: object) -> bool:
-            if src == a and dst == c and isinstance(message, Accept):
-                hole.append(message.slot)
-                return True
-            return False
-
-        world.drop_once.append(drop)
-        world.slow_links[(c, a)] = rng.uniform(5.0, 8.0) * timeout
-
-        def partition(tries: int) -> None:
-            # once A has committed the hole: C, still connected to A, learns
-            # that it lags and asks A (slowly)
-            replica = self.nodes[a].replica
-            if not hole or replica.commit_index < hole[0]:
-                if tries:
-                    self._while_faulty(0.005, partition, tries - 1)
-                return
-            for x in (a, c):
-                for y in rest:
-                    world.cut.update({(x, y), (y, x)})
-            # after the rest elected B (pre-vote needs [t, 2t) of silence),
-            # before C's slow requests arrive
-            self._while_faulty(rng.uniform(3.0, 4.0) * timeout, rejoin_a)
-
-        def rejoin_a() -> None:
-            for y in rest:
-                world.cut.discard((a, y))
-                world.cut.discard((y, a))
-
-        self._while_faulty(0.005, partition, 200)
-
-    def _ballot_split(self) -> None:
-        """Two values for the same slots at two ballots, the higher one chosen
-        and nobody told: leader A's Accepts reach only C, then A crashes; B is
-        elected without C (B and C cannot talk), chooses its values for those
-        slots and crashes the moment it has; the next quorum holds A's values
-        (at C) beside B's (at the others), none known chosen. Phase 1 must take
-        the highest ballot's."""
-        a = self._leader()
-        if a is None or len(self.node_ids) < 5:
-            return
-        world, rng, nodes = self.world, self.rng, self.nodes
-        c = rng.choice([n for n in self.node_ids if n != a])
-        for p in self.node_ids:
-            if p not in (a, c):
-                world.cut.add((a, p))
-        lead_a = nodes[a].replica.leadership
-        # Slots up to here may have reached everyone; A's later ones reach only C.
-        cut_top = lead_a.next_slot - 1 if lead_a is not None else nodes[a].replica.commit_index
-        top = [cut_top]
-
-        def untold(src: str, dst: str, message: object) -> bool:
-            # nobody learns that B chose A's slots (B's commit index stays with B)
-            return src not in (a, c) and getattr(message, "commit_index", 0) > cut_top
-
-        def crash_a() -> None:
-            lead = nodes[a].replica.leadership
-            if lead is not None:
-                top[0] = lead.next_slot - 1  # the last slot A proposed (to C only)
-            nodes[a].crash()
-            world.after(rng.uniform(2.0, 4.0) * self.config.election_timeout, nodes[a].restart)
-            world.drop_if.append(untold)
-            for p in self.node_ids:
-                if p != c:
-                    world.cut.update({(c, p), (p, c)})  # C hears nobody but A (down)
-            watch_for_b(5000)
-
-        def watch_for_b(tries: int) -> None:
-            leaders = [n for n in self.node_ids if n not in (a, c) and nodes[n].up
-                       and nodes[n].replica.role is Role.LEADER]
-            if leaders and nodes[leaders[0]].replica.commit_index >= top[0]:
-                b = leaders[0]
-                nodes[b].crash()  # its commit index never reached anyone
-                if untold in world.drop_if:
-                    world.drop_if.remove(untold)
-                world.after(rng.uniform(2.0, 4.0) * self.config.election_timeout,
-                            nodes[b].restart)
-                for p in self.node_ids:  # C rejoins the survivors
-                    if p != b:
-                        world.cut.discard((c, p))
-                        world.cut.discard((p, c))
-                return
-            if tries:
-                self._while_faulty(0.001, watch_for_b, tries - 1)
-
-        self._while_faulty(rng.uniform(0.05, 0.2), crash_a)
 
     def _restart_all(self) -> None:
         for node in self.nodes.values():
