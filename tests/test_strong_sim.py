@@ -46,6 +46,13 @@ def test_regression_seed_30_no_fault_step_outlives_the_heal() -> None:
     assert result.ok, (result.checker, result.violation)
 
 
+def test_regression_seed_1420_the_search_decides_a_contended_history() -> None:
+    """Seed 1420 (48 clients on 12 keys, lossy LAN) ran the linearizability search
+    out of a 2,000,000-step budget; it decides within 10,000,000 (in about a second)."""
+    result = run_seed(1420)
+    assert result.ok, (result.checker, result.violation)
+
+
 def test_same_seed_same_run() -> None:
     a, b = run_seed(11), run_seed(11)
     assert (a.ok, a.ops, a.stats) == (b.ok, b.ops, b.stats)

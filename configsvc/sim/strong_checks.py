@@ -19,7 +19,7 @@ from strong.commands import MalformedCommand, decode_command
 from strong.messages import Batch
 
 #: steps the linearizability search may take per seed before it says "inconclusive"
-SEARCH_BUDGET = 2_000_000
+SEARCH_BUDGET = 10_000_000
 
 
 class Observer:
