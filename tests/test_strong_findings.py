@@ -191,27 +191,15 @@ def _finding2(bugs: PlantedBugs) -> tuple[int, int]:
     net = Network(3, bugs=bugs)
     leader = net.elect()
     away = next(n for n in net.ids if n != leader)
-    largest = 0
-
+    sent: list[Message] = []
     net.isolate(away)
     for i in range(40):
         net.replicas[leader].propose(100 + i, bytes([i]) * (512 << 10), net.now)
     for _ in range(60):
-        net.now = round(net.now + 0.05, 6)
-        for nid in net.ids:
-            net.replicas[nid].tick(net.now)
-        for nid in net.ids:
-            net.collect(nid)
-        while net.queue:
-            env = net.queue.popleft()
-            size = payload_bytes(env.message)
-            largest = max(largest, size)
-            if (env.src, env.dst) in net.cut_links or size > cap:
-                continue
-            net.replicas[env.dst].step(env.src, env.message, net.now)
-            net.collect(env.dst)
+        _tick_capped(net, 0.05, cap, sent)
         if net.cut_links and net.replicas[leader].commit_index >= 20:
             net.heal()
+    largest = max(map(payload_bytes, sent))
     applied = min(sum(len(b) for _, b in net.applied[n]) for n in net.ids)
     return applied, largest
 
