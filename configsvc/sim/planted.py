@@ -46,12 +46,13 @@ GRAY = StrongSimConfig(
 #: leader learns of it late
 LEASE = StrongSimConfig(swarm=False, fault_weights=(("heal", 1), ("gray_leader", 6)))
 
-#: whole-cluster power losses of a 3-replica group: an acknowledged slot whose
-#: only durable copy is the old leader's is lost if the next quorum excludes it
+#: whole-cluster power losses of a 3-replica group, the leader rebooting last:
+#: an acknowledged slot whose only durable copy is the old leader's is lost if
+#: the next quorum excludes it
 POWER = StrongSimConfig(
     swarm=False,
     nodes=(3,),
-    fault_weights=(("heal", 1), ("power_loss", 6), ("crash_after_send", 2)),
+    fault_weights=(("heal", 1), ("staggered_power_loss", 6), ("crash_after_send", 2)),
 )
 
 #: the leader's heartbeats stop while acknowledgements of sent rounds reach it late

@@ -350,6 +350,15 @@ class StrongSim:
             for node in self.nodes.values():
                 node.crash()
             world.after(rng.uniform(0.05, 0.5), self._restart_all)
+        elif kind == "staggered_power_loss":
+            # Hosts reboot at different speeds: the leader (or a random node) comes
+            # back last, after the others may have elected without it.
+            late = self.leader() or rng.choice(self.node_ids)
+            for node in self.nodes.values():
+                node.crash()
+            early = [self.nodes[n] for n in self.node_ids if n != late]
+            world.after(rng.uniform(0.05, 0.5), lambda: [n.restart() for n in early])
+            world.after(rng.uniform(1.0, 3.0), self.nodes[late].restart)
         elif kind == "restart":
             for node in self.nodes.values():
                 node.restart()
