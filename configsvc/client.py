@@ -5,12 +5,18 @@
 - Writes carry ``X-Client-Id``/``X-Client-Seq``: a retried write is applied at
   most once, so retrying after a timeout is safe. ``504 outcome_unknown`` is
   retried with the same sequence number too, which settles the outcome.
+  Puts and deletes also carry an ``Idempotency-Key``, one per logical write,
+  reused on its retries: in an eventual namespace a retry on another node
+  then never shows a second sibling (strong namespaces ignore it).
 - When no attempt succeeds, the error is the most uncertain outcome seen: a
   write that may have been proposed (a ``504``, or an answer lost after the
   request was sent) stays ``504 outcome_unknown`` even if later attempts only
   saw ``503`` or refused connections; ``503`` is raised only if every attempt
   was surely not done.
 - ``watch`` yields a key's (or prefix's) new state each time it changes.
+- ``config_get`` fetches the keys under a prefix as one document (JSON or YAML,
+  parsed), with its ``ETag`` and index; ``config_watch`` yields it again each
+  time it changes (blocking fetches: docs/config-documents.md).
 
 Errors: ``ClientError`` with ``status`` and the server's stable ``code``.
 """
@@ -20,18 +26,27 @@ from __future__ import annotations
 import base64
 import builtins
 import itertools
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+import yaml
 
 from eventual.token import decode_vv, encode_vv
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:7501"
 _RETRY_STATUS = {503, 504}
 TOKEN = "X-Configsvc-Token"
+IDEMPOTENCY_KEY = "Idempotency-Key"
+
+
+def _idempotent() -> dict[str, str]:
+    """Headers of one logical write: a fresh idempotency key its retries reuse."""
+    return {IDEMPOTENCY_KEY: uuid.uuid4().hex}
 
 
 class ClientError(Exception):
@@ -165,6 +180,10 @@ class Client(_Base):
         self.close()
 
     def request(self, method: str, path: str, *, write: bool = False, **kw: Any) -> dict[str, Any]:
+        return _raise_for(self._exchange(method, path, write=write, **kw))
+
+    def _exchange(self, method: str, path: str, *, write: bool = False, **kw: Any) -> httpx.Response:
+        """Send with failover and retries; the first answer not to retry elsewhere."""
         headers = dict(kw.pop("headers", {}) or {})
         if write:
             headers.update({"X-Client-Id": self.client_id, "X-Client-Seq": str(next(self._seq))})
@@ -183,7 +202,7 @@ class Client(_Base):
                 self._rotate()
                 continue
             self._remember(response)
-            return _raise_for(response)
+            return response
         raise seen.error()
 
     # namespaces
@@ -198,7 +217,8 @@ class Client(_Base):
     def put(self, ns: str, key: str, value: bytes | str, cas: int | None = None) -> dict[str, Any]:
         data = value.encode() if isinstance(value, str) else value
         params = {"cas": cas} if cas is not None else None
-        return self.request("PUT", self._kv_path(ns, key), write=True, content=data, params=params)
+        return self.request("PUT", self._kv_path(ns, key), write=True, content=data, params=params,
+                            headers=_idempotent())
 
     def get(self, ns: str, key: str, stale: bool = False) -> bytes | None:
         """The value, or None if the key does not exist.
@@ -229,7 +249,8 @@ class Client(_Base):
 
     def delete(self, ns: str, key: str, cas: int | None = None) -> dict[str, Any]:
         params = {"cas": cas} if cas is not None else None
-        return self.request("DELETE", self._kv_path(ns, key), write=True, params=params)
+        return self.request("DELETE", self._kv_path(ns, key), write=True, params=params,
+                            headers=_idempotent())
 
     def list(self, ns: str, prefix: str = "", limit: int = 0) -> builtins.list[dict[str, Any]]:
         """Keys under ``prefix``: strong ``kvs`` (with revisions), eventual ``items`` (with siblings)."""
@@ -247,6 +268,31 @@ class Client(_Base):
 
     def health(self) -> dict[str, Any]:
         return self.request("GET", "/v1/cluster/health")
+
+    # config documents
+    def config_get(self, ns: str, prefix: str = "", format: str = "json", *,
+                   etag: str | None = None, index: str | None = None,
+                   wait: float | None = None) -> ConfigDocument | None:
+        """The keys under ``prefix`` as one document; None if it still has ``etag``
+        (``304``). With ``index`` (a previous document's), block up to ``wait``
+        seconds for a change. Raises ClientError (``409 document_conflict``, ...)."""
+        return self._config(ns, prefix, format, etag, index, wait)[0]
+
+    def _config(self, ns: str, prefix: str, fmt: str, etag: str | None, index: str | None,
+                wait: float | None) -> tuple[ConfigDocument | None, str]:
+        path, params, headers = _config_request(ns, prefix, fmt, etag, index, wait)
+        timeout = None if wait is None else wait + 10
+        return _config_document(self._exchange("GET", path, params=params, headers=headers,
+                                                timeout=timeout), fmt)
+
+    def config_watch(self, ns: str, prefix: str = "", format: str = "json",
+                     wait: float = 30.0) -> Iterator[ConfigDocument]:
+        """Yield the document now and again each time it changes."""
+        watch = _ConfigWatch()
+        while True:
+            doc = watch.step(*self._config(ns, prefix, format, *watch.params(wait)))
+            if doc is not None:
+                yield doc
 
 
 class AsyncClient(_Base):
@@ -267,21 +313,27 @@ class AsyncClient(_Base):
         await self.aclose()
 
     async def request(self, method: str, path: str, *, write: bool = False, **kw: Any) -> dict[str, Any]:
+        extra = dict(kw.pop("headers", None) or {})
         if not write:
-            return await self._request(method, path, {}, **kw)
+            return await self._request(method, path, extra, **kw)
         # Concurrent writes each take a lane: a session id with its own sequence,
         # so the server's one-entry-per-session dedup table stays correct.
         lane: list[Any] = self._lanes.pop() if self._lanes else [f"{self.client_id}-{len(self._all_lanes)}", 0]
         if lane not in self._all_lanes:
             self._all_lanes.append(lane)
         lane[1] = int(lane[1]) + 1
-        headers = {"X-Client-Id": str(lane[0]), "X-Client-Seq": str(lane[1])}
+        headers = {**extra, "X-Client-Id": str(lane[0]), "X-Client-Seq": str(lane[1])}
         try:
             return await self._request(method, path, headers, **kw)
         finally:
             self._lanes.append(lane)
 
     async def _request(self, method: str, path: str, headers: dict[str, str], **kw: Any) -> dict[str, Any]:
+        return _raise_for(await self._exchange(method, path, headers, **kw))
+
+    async def _exchange(self, method: str, path: str, headers: dict[str, str],
+                        **kw: Any) -> httpx.Response:
+        """Send with failover and retries; the first answer not to retry elsewhere."""
         seen = _Attempts("X-Client-Id" in headers)
         for _ in range(self.attempts):
             if self.token:
@@ -297,7 +349,7 @@ class AsyncClient(_Base):
                 self._rotate()
                 continue
             self._remember(response)
-            return _raise_for(response)
+            return response
         raise seen.error()
 
     # namespaces
@@ -312,7 +364,8 @@ class AsyncClient(_Base):
     async def put(self, ns: str, key: str, value: bytes | str, cas: int | None = None) -> dict[str, Any]:
         data = value.encode() if isinstance(value, str) else value
         params = {"cas": cas} if cas is not None else None
-        return await self.request("PUT", self._kv_path(ns, key), write=True, content=data, params=params)
+        return await self.request("PUT", self._kv_path(ns, key), write=True, content=data,
+                                  params=params, headers=_idempotent())
 
     async def get(self, ns: str, key: str, stale: bool = False) -> bytes | None:
         """The value, or None if the key does not exist (or, eventual, has siblings)."""
@@ -339,7 +392,8 @@ class AsyncClient(_Base):
 
     async def delete(self, ns: str, key: str, cas: int | None = None) -> dict[str, Any]:
         params = {"cas": cas} if cas is not None else None
-        return await self.request("DELETE", self._kv_path(ns, key), write=True, params=params)
+        return await self.request("DELETE", self._kv_path(ns, key), write=True, params=params,
+                                  headers=_idempotent())
 
     async def list(self, ns: str, prefix: str = "", limit: int = 0) -> builtins.list[dict[str, Any]]:
         """Keys under ``prefix``, as ``Client.list``."""
@@ -356,6 +410,89 @@ class AsyncClient(_Base):
 
     async def health(self) -> dict[str, Any]:
         return await self.request("GET", "/v1/cluster/health")
+
+    # config documents
+    async def config_get(self, ns: str, prefix: str = "", format: str = "json", *,
+                         etag: str | None = None, index: str | None = None,
+                         wait: float | None = None) -> ConfigDocument | None:
+        """As ``Client.config_get``."""
+        return (await self._config(ns, prefix, format, etag, index, wait))[0]
+
+    async def _config(self, ns: str, prefix: str, fmt: str, etag: str | None, index: str | None,
+                      wait: float | None) -> tuple[ConfigDocument | None, str]:
+        path, params, headers = _config_request(ns, prefix, fmt, etag, index, wait)
+        timeout = None if wait is None else wait + 10
+        response = await self._exchange("GET", path, headers, params=params, timeout=timeout)
+        return _config_document(response, fmt)
+
+    async def config_watch(self, ns: str, prefix: str = "", format: str = "json",
+                           wait: float = 30.0) -> AsyncIterator[ConfigDocument]:
+        """As ``Client.config_watch``."""
+        watch = _ConfigWatch()
+        while True:
+            doc = watch.step(*await self._config(ns, prefix, format, *watch.params(wait)))
+            if doc is not None:
+                yield doc
+
+
+@dataclass(frozen=True)
+class ConfigDocument:
+    """A config document as fetched: parsed ``data``, the ``text`` as served, its
+    ``etag`` and the ``index`` to block on for the next change."""
+
+    data: Any
+    text: str
+    etag: str
+    index: str
+    format: str
+
+
+def _config_request(ns: str, prefix: str, fmt: str, etag: str | None, index: str | None,
+                    wait: float | None) -> tuple[str, dict[str, Any], dict[str, str]]:
+    if fmt not in ("json", "yaml"):
+        raise ValueError("format must be 'json' or 'yaml'")
+    path = f"/v1/config/{quote(ns, safe='')}/{quote(prefix, safe='/')}"
+    params: dict[str, Any] = {"format": fmt}
+    if index is not None:
+        params["index"] = index
+    if wait is not None:
+        params["wait"] = wait
+    return path, params, {"If-None-Match": etag} if etag else {}
+
+
+def _config_document(response: httpx.Response, fmt: str) -> tuple[ConfigDocument | None, str]:
+    """The document (None: ``304``, unchanged) and the index to block on next."""
+    index = response.headers.get("X-Configsvc-Index", "")
+    if response.status_code == 304:
+        return None, index
+    if response.status_code >= 400:
+        _raise_for(response)
+    text = response.text
+    data = yaml.safe_load(text) if fmt == "yaml" else json.loads(text)
+    return ConfigDocument(data, text, response.headers.get("ETag", ""), index, fmt), index
+
+
+class _ConfigWatch:
+    """Where a document watch stands: the last document yielded and the index to
+    block on (taken from every answer, ``304`` included, so a wake-up that changed
+    nothing in the document does not leave the next request answering at once)."""
+
+    def __init__(self) -> None:
+        self.last: ConfigDocument | None = None
+        self.index: str | None = None
+
+    def params(self, wait: float) -> tuple[str | None, str | None, float | None]:
+        if self.last is None:
+            return None, None, None
+        return self.last.etag, self.index, wait
+
+    def step(self, doc: ConfigDocument | None, index: str) -> ConfigDocument | None:
+        """The document to yield, or None if it did not change."""
+        self.index = index or self.index
+        if doc is None or (self.last is not None and doc.etag == self.last.etag):
+            return None
+        self.last = doc
+        return doc
 
 
 def _siblings(data: dict[str, Any]) -> list[bytes]:

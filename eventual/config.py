@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from eventual.health import SelfPreservation
+
 __all__ = ["LWW", "MVR", "Merge", "PlantedBugs", "ReplicaConfig"]
 
 Merge = Literal["mvr", "lww"]
@@ -88,6 +90,14 @@ class ReplicaConfig:
     max_pending: int = 100_000
     #: write a snapshot record after this many event records
     snapshot_every: int = 20_000
+    #: change-index values reserved per ``IndexRecord`` (``eventual.change_index``)
+    index_block: int = 1024
+    #: how long (local seconds) and how many keyed writes a replica remembers for
+    #: idempotent retries (``eventual.recent_writes``)
+    idempotency_horizon: float = 600.0
+    idempotency_limit: int = 100_000
+    #: when silence stops removing instances (``eventual.health`` rule 4)
+    self_preservation: SelfPreservation = field(default_factory=SelfPreservation)
     bugs: PlantedBugs = field(default_factory=PlantedBugs)
 
     def __post_init__(self) -> None:
@@ -97,6 +107,8 @@ class ReplicaConfig:
             raise ValueError("members must be distinct")
         if self.fanout < 1 or self.max_delta_events < 1 or self.max_delta_bytes < 1024:
             raise ValueError("fanout, max_delta_events and max_delta_bytes must be positive")
+        if self.index_block < 1:
+            raise ValueError("index_block must be positive")
         if self.max_full_state_bytes < 1024:
             raise ValueError("max_full_state_bytes must be at least 1024")
         if self.gc_horizon <= 4 * self.gossip_interval:

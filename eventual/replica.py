@@ -32,6 +32,10 @@ Rules this module obeys (each one is what a guarantee rests on):
    only whole (``eventual.full_state``).
 5. Identity. A replica without a durable identity (new or wiped) takes a
    fresh random one, so its dots never collide with an earlier life's.
+6. Change index. Every visible change (``_account``, ``_silence``) bumps the
+   per-node change index (``eventual.change_index``), whose reservation
+   record goes into the same Ready as the change: the index never goes
+   backwards on this node, across restarts too.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from eventual.change_index import ChangeIndex
 from eventual.client import ClientCalls
 from eventual.codec import state_entries
 from eventual.config import RandomSource, ReplicaConfig
@@ -55,9 +60,11 @@ from eventual.dots import (
     vv_to_wire,
 )
 from eventual.full_state import FullStateAssembly, split_full_state
+from eventual.health import InstanceHealth
 from eventual.hlc import hlc_recv, hlc_send
-from eventual.instances import resolve_instance
+from eventual.instances import InstanceInfo, decode_info, resolve_instance
 from eventual.log import EventLog
+from eventual.lww import resolve
 from eventual.messages import (
     Deltas,
     Digest,
@@ -69,6 +76,7 @@ from eventual.messages import (
 )
 from eventual.ormap import Change, ORMap, sibling_hash
 from eventual.ready import EventualStatus, Ready
+from eventual.recent_writes import RecentWrites
 from eventual.records import EventRecord, IdentityRecord, Record, Snapshot, SnapshotRecord
 from eventual.requests import (
     BadRequest,
@@ -82,7 +90,7 @@ from eventual.requests import (
     WriteResult,
     invalid,
 )
-from eventual.serve import answer_read, plan_write
+from eventual.serve import Replayed, answer_read, plan_write
 from eventual.stability import Stability
 from eventual.storage import DurableState
 from eventual.token import BadToken, decode_vv, encode_vv
@@ -125,12 +133,17 @@ class Replica(ClientCalls):
         self.buffer = CausalBuffer(config.max_pending)
         self.stability = Stability(self.node, config.peers, config.gc_horizon, now)
         self.state_hash = 0
-        self.last_seen: dict[Key, float] = {}
+        #: local instance health (``eventual.health``): a restart counts as hearing them all
+        self.health = InstanceHealth(config.self_preservation)
         for key, sibs in self.store.entries.items():
             for dot, sib in sibs.items():
                 self.state_hash ^= sibling_hash(key, dot, sib)
-            if key[1] == SVC_SPACE:
-                self.last_seen[key] = now
+            current = resolve_instance(sibs) if key[1] == SVC_SPACE else None
+            if current is not None:
+                self.health.update(key, current[0], now, heard=True)
+        self.index = ChangeIndex(durable.change_limit, config.index_block)
+        #: keyed writes applied recently (idempotent retries: ``eventual.recent_writes``)
+        self.recent = RecentWrites(config.idempotency_horizon, config.idempotency_limit)
         self.parked: list[_Parked] = []
         self.full_state_sent: dict[str, float] = {}
         self.assembly = FullStateAssembly()
@@ -145,6 +158,21 @@ class Replica(ClientCalls):
     @property
     def vv(self) -> VV:
         return self.store.context.vv
+
+    @property
+    def change_index(self) -> int:
+        """The per-node change index (``eventual.change_index``; not yet durable:
+        the driver shows at most its durable reservation)."""
+        return self.index.value
+
+    @property
+    def change_limit(self) -> int:
+        """The highest change-index reservation this replica has emitted."""
+        return self.index.limit
+
+    def namespace_index(self, namespace: str) -> int:
+        """The change index of the last visible change in ``namespace``."""
+        return self.index.of(namespace)
 
     @property
     def roster(self) -> list[str]:
@@ -230,7 +258,7 @@ class Replica(ClientCalls):
 
     def snapshot(self) -> Snapshot:
         return Snapshot(vv_to_wire(self.vv), state_entries(self.store), self.hlc,
-                        vv_to_wire(self.log.floor), tuple(self.log.events()))
+                        vv_to_wire(self.log.floor), tuple(self.log.events()), self.index.limit)
 
     def status(self, now: float) -> EventualStatus:
         return EventualStatus(
@@ -240,6 +268,7 @@ class Replica(ClientCalls):
             rejoining=self.stability.rejoining(),
             state_hash=self.state_hash,
             divergences=self.divergences,
+            self_preservation=self.health.report(now),
         )
 
     # ------------------------------------------------------------------ clients
@@ -261,23 +290,26 @@ class Replica(ClientCalls):
         self.parked = waiting
 
     def _execute(self, request_id: int, request: Request) -> None:
-        result: Result | None = answer_read(self.store, self.config, request, self.last_seen,
-                                            self.now)
+        result: Result | None = answer_read(self.store, self.config, request, self.health,
+                                            self.now, self.index.of(request.namespace))
         if result is None:
-            plan = plan_write(self.store, self.config, request)
+            plan = plan_write(self.store, self.config, request, self.recent, self.log)
             if isinstance(plan, NotFound):
                 result = plan
+            elif isinstance(plan, Replayed):
+                result = WriteResult(plan.dot, encode_vv(self.vv), replayed=True)
             else:
-                e = self._local_event(*plan)
+                e = self._local_event(plan.key, plan.value, plan.covers, plan.idem)
                 result = WriteResult(e.dot, encode_vv(self.vv))
         self._reply(request_id, result)
 
-    def _local_event(self, key: Key, value: bytes | None, covers: Mapping[str, int]) -> Event:
+    def _local_event(self, key: Key, value: bytes | None, covers: Mapping[str, int],
+                     idem: str | None = None) -> Event:
         vv = self.vv
         self.hlc = hlc_send(self.hlc, self.wall)
         clamped = {a: min(n, vv.get(a, 0)) for a, n in covers.items()}
         e = Event((self.replica, vv.get(self.replica, 0) + 1), key, value, self.hlc,
-                  vv_to_wire(clamped), vv_to_wire(vv))
+                  vv_to_wire(clamped), vv_to_wire(vv), idem)
         self._apply(e)
         roster = self.roster
         if self.config.eager_push and roster:
@@ -295,6 +327,8 @@ class Replica(ClientCalls):
         if change is None:
             return
         self._account(change)
+        if e.idem is not None:
+            self.recent.note(e.key, e.idem, e.dot, self.now)
         self.hlc = hlc_recv(self.hlc, e.hlc, self.wall)
         if e.dot[1] > self.log.top(e.dot[0]):
             self.log.append(e)
@@ -306,11 +340,30 @@ class Replica(ClientCalls):
             self.state_hash ^= sibling_hash(change.key, dot, sib)
         for dot, sib in change.added:
             self.state_hash ^= sibling_hash(change.key, dot, sib)
-        if change.key[1] == SVC_SPACE:
-            if change.key not in self.store.entries:
-                self.last_seen.pop(change.key, None)
-            elif change.added:
-                self.last_seen[change.key] = self.now
+        key = change.key
+        if key[1] != SVC_SPACE:
+            if change.added or change.removed:
+                self._bump(key[0])
+            return
+        # An instance shows its current record (the last writer) and its health: a
+        # heartbeat that only moves the heartbeat time is no visible change.
+        after = self.store.siblings(key)
+        added = {d for d, _ in change.added}
+        before = {d: s for d, s in after.items() if d not in added} | dict(change.removed)
+        was, now = resolve(before), resolve(after)
+        visible = (None if was is None else was[1].value) != (None if now is None else now[1].value)
+        if now is None:
+            self.health.forget(key)
+        elif self.health.update(key, decode_info(now[1].value), self.now,
+                                heard=bool(change.added)):
+            visible = True  # heard again after going silent
+        if visible:
+            self._bump(key[0])
+
+    def _bump(self, namespace: str) -> None:
+        reservation = self.index.bump(namespace)
+        if reservation is not None:
+            self._persist.append(reservation)
 
     def _receive(self, events: Iterable[Event]) -> None:
         ignore_deps = self.bugs.deliver_before_causal_past
@@ -338,6 +391,7 @@ class Replica(ClientCalls):
         stable = dict(self.vv) if self.bugs.gc_before_stability else self.stability.stable(self.vv)
         self.log.prune(stable)
         self.buffer.expire(self.now, self.config.gc_horizon)
+        self.recent.expire(self.now)
         self._expire_instances()
 
     def _gossip_targets(self) -> list[str]:
@@ -403,6 +457,9 @@ class Replica(ClientCalls):
         changes = self.store.join_into(other, ignore_seen=self.bugs.non_idempotent_merge)
         for change in changes:
             self._account(change)
+            for dot, sib in change.added:
+                if sib.idem is not None:
+                    self.recent.note(change.key, sib.idem, dot, self.now)
         self.hlc = hlc_recv(self.hlc, msg.hlc, self.wall)
         self.log.absorb(before, self.vv, msg.log)
         self.stability.inherit((n for n in msg.rejoining if n != self.node), self.log.floor)
@@ -425,11 +482,15 @@ class Replica(ClientCalls):
         self._on_digest(src, Digest(msg.replica, msg.vv, True))
 
     def _expire_instances(self) -> None:
-        for key, seen in list(self.last_seen.items()):
-            silent = self.now - seen
-            current = resolve_instance(self.store.siblings(key)) if silent > 0 else None
-            if current is None:
-                continue
-            info = current[0]
-            if info.deregister_after > 0 and silent > info.deregister_after:
-                self._local_event(key, None, self.store.key_vv(key))
+        """Local health (``eventual.health``): an instance going silent is a visible
+        change; one critical beyond ``deregister_after`` is removed by a local event,
+        unless self-preservation holds and it is only silent."""
+        def current(key: Key) -> InstanceInfo | None:
+            found = resolve_instance(self.store.siblings(key))
+            return None if found is None else found[0]
+
+        newly_silent, remove = self.health.evaluate(current, self.now)
+        for key in newly_silent:
+            self._bump(key[0])
+        for key in remove:
+            self._local_event(key, None, self.store.key_vv(key))

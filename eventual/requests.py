@@ -3,14 +3,19 @@
 Every client call carries a ``request_id`` and optionally a session
 ``token``; its answer arrives in ``Ready.replies`` as ``Reply(request_id,
 result)``. Every successful result carries the new session token (the
-replica's version vector when it answered). Results:
+replica's version vector when it answered); every read result carries the
+``index`` of its namespace when it answered (``eventual.change_index``: the
+per-node change index of the namespace's last visible change). Results:
 
 - ``ReadResult``: a key's siblings (all of them under ``merge: mvr``; the one
   last writer under ``merge: lww``) and the read ``context`` to hand back with
   a write or delete that should supersede exactly what this read saw;
 - ``ListResult``: the keys under a prefix, with their siblings;
 - ``WriteResult``: the dot of the new event (put, delete, register, heartbeat,
-  deregister); sent only after its record is durable;
+  deregister); sent only after its record is durable. A put or delete
+  retried under an idempotency key this replica already holds (as a sibling
+  or in its event log) is answered with the first attempt's dot
+  (``replayed``) and writes nothing;
 - ``InstancesResult``: the instances of a service with local health;
 - ``CausallyBehind``: this replica did not cover the token (or context)
   within ``token_wait``; nothing happened, try another replica;
@@ -22,8 +27,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from eventual.codec import MAX_IDEMPOTENCY_KEY
 from eventual.dots import Dot
-from eventual.instances import InstanceInfo, InstanceView
+from eventual.instances import MAX_OUTPUT, PASSING, STATUSES, InstanceInfo, InstanceView, Status
 
 __all__ = [
     "BadRequest",
@@ -62,6 +68,9 @@ class Put:
     value: bytes
     #: read context (``eventual.token``) of what this write supersedes; None: blind write
     context: str | None = None
+    #: the client's key for this logical write: its retries, on any node, are the same
+    #: write (a replica that has it answers its dot; siblings with it show as one)
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +79,8 @@ class Delete:
     key: str
     #: read context of what to remove; None: everything this replica has seen of the key
     context: str | None = None
+    #: as ``Put.idempotency_key``: a retry of a delete this replica has logged does nothing
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +99,14 @@ class Register:
 
 @dataclass(frozen=True, slots=True)
 class Heartbeat:
+    """A TTL heartbeat or a check result: the instance is alive and reports
+    ``status`` (``output``: the check's text); it supersedes its current record."""
+
     namespace: str
     service: str
     instance_id: str
+    status: Status = PASSING
+    output: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +137,8 @@ class ReadResult:
     siblings: tuple[SiblingView, ...]
     context: str
     token: str
+    #: the namespace's change index as of this answer (``eventual.change_index``)
+    index: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,18 +146,23 @@ class ListResult:
     #: (key, siblings), sorted by key
     items: tuple[tuple[str, tuple[SiblingView, ...]], ...]
     token: str
+    index: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class WriteResult:
     dot: Dot
     token: str
+    #: True: a retry under an idempotency key this replica already had; ``dot`` is
+    #: that of the first attempt, and nothing new was written
+    replayed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class InstancesResult:
     instances: tuple[InstanceView, ...]
     token: str
+    index: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,4 +221,13 @@ def invalid(request: Request) -> str | None:
     if isinstance(request, Put) and (not isinstance(request.value, bytes)
                                      or len(request.value) > MAX_VALUE):
         return f"value must be bytes of at most {MAX_VALUE} bytes"
+    if isinstance(request, Put | Delete) and request.idempotency_key is not None:
+        idem = request.idempotency_key
+        if not isinstance(idem, str) or not 0 < len(idem) <= MAX_IDEMPOTENCY_KEY:
+            return f"idempotency key must be 1-{MAX_IDEMPOTENCY_KEY} characters"
+    if isinstance(request, Heartbeat):
+        if request.status not in STATUSES:
+            return f"status must be one of {', '.join(STATUSES)}"
+        if not isinstance(request.output, str) or len(request.output) > MAX_OUTPUT:
+            return f"output must be a string of at most {MAX_OUTPUT} characters"
     return None
