@@ -243,6 +243,8 @@ class Node:
                         result = await self.strong.propose(cmd, self.config.timing.request_timeout)
                     except (NotLeader, OutcomeUnknown, Halted):
                         break
+                    finally:
+                        _stop_if_cancelled()
                     if isinstance(result, ErrorResult):
                         log.warning("configured namespace %s not created: %s", spec.name, result.message)
                     settled.add(spec.name)
