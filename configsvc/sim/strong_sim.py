@@ -357,15 +357,15 @@ class StrongSim:
             for node in self.nodes.values():
                 node.crash()
             early = [self.nodes[n] for n in self.node_ids if n != late]
-            world.after(rng.uniform(0.05, 0.5), lambda: [n.restart() for n in early])
+            world.after(rng.uniform(0.05, 0.5), self._restart_all, early)
             world.after(rng.uniform(1.0, 3.0), self.nodes[late].restart)
         elif kind == "restart":
             for node in self.nodes.values():
                 node.restart()
         self._schedule_fault()
 
-    def _restart_all(self) -> None:
-        for node in self.nodes.values():
+    def _restart_all(self, nodes: list[SimStrongNode] | None = None) -> None:
+        for node in self.nodes.values() if nodes is None else nodes:
             node.restart()
 
     def _flap(self, node: str, times: int) -> None:
