@@ -72,6 +72,10 @@ def statuses(url: str) -> dict[str, str]:
         return {i["instance_id"]: i["status"] for i in c.instances("disc", "part")}
 
 
+def sees(c: LocalCluster, nid: str, expected: dict[str, str], timeout: float = 15) -> None:
+    wait_for(lambda: statuses(c.url(nid)) == expected, timeout, f"{nid} to see {expected}")
+
+
 def test_each_side_serves_the_instances_it_can_hear(cluster: LocalCluster) -> None:
     beats = [Heartbeats(cluster.url(n), f"at-{n}") for n in cluster.ids]
     for b in beats:
@@ -79,12 +83,12 @@ def test_each_side_serves_the_instances_it_can_hear(cluster: LocalCluster) -> No
     try:
         everyone = {f"at-{n}": "passing" for n in cluster.ids}
         for n in cluster.ids:
-            wait_for(lambda n=n: statuses(cluster.url(n)) == everyone, 15, f"{n} to see every instance")
+            sees(cluster, n, everyone)
         cut(cluster, "n3")
         # The majority side hears n1's and n2's instances; n3's heartbeats no longer reach it.
         majority = {"at-n1": "passing", "at-n2": "passing", "at-n3": "critical"}
         for n in ("n1", "n2"):
-            wait_for(lambda n=n: statuses(cluster.url(n)) == majority, 15, f"{n}: its side passing")
+            sees(cluster, n, majority)
         # The minority side still serves the one it hears, and keeps accepting registrations.
         wait_for(lambda: statuses(cluster.url("n3")).get("at-n3") == "passing"
                  and statuses(cluster.url("n3"))["at-n1"] == "critical", 15, "n3: its own instance passing")
@@ -97,7 +101,7 @@ def test_each_side_serves_the_instances_it_can_hear(cluster: LocalCluster) -> No
         heal(cluster)
         after = {**everyone, "late": "passing"}
         for n in cluster.ids:
-            wait_for(lambda n=n: statuses(cluster.url(n)) == after, 20, f"{n} to see every instance again")
+            sees(cluster, n, after, 20)
     finally:
         for b in beats:
             b.close()
