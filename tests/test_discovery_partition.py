@@ -17,7 +17,8 @@ import pytest
 
 from configsvc.client import Client, ClientError
 from tests.cluster import LocalCluster, wait_for
-from tests.discovery_support import ADMIN, running_cluster, wait_status
+from tests.discovery_support import running_cluster, wait_status
+from tests.test_client_surface import heal, isolate
 
 pytestmark = pytest.mark.slow
 
@@ -28,22 +29,6 @@ TTL = 1.5
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     with running_cluster(tmp_path_factory.mktemp("partition")) as c:
         yield c
-
-
-def cut(c: LocalCluster, nid: str) -> None:
-    """Cut every link of ``nid``, both directions, on both ends."""
-    for peer in c.ids:
-        if peer != nid:
-            for a, b in ((nid, peer), (peer, nid)):
-                r = c.http.put(f"{c.url(a)}/v1/admin/faults/{b}", json={"drop_out": True, "drop_in": True},
-                               headers={"Authorization": f"Bearer {ADMIN}"})
-                assert r.status_code == 200, r.text
-
-
-def heal(c: LocalCluster) -> None:
-    for nid in c.ids:
-        r = c.http.delete(f"{c.url(nid)}/v1/admin/faults", headers={"Authorization": f"Bearer {ADMIN}"})
-        assert r.status_code == 200, r.text
 
 
 class Heartbeats(threading.Thread):
@@ -84,7 +69,7 @@ def test_each_side_serves_the_instances_it_can_hear(cluster: LocalCluster) -> No
         everyone = {f"at-{n}": "passing" for n in cluster.ids}
         for n in cluster.ids:
             sees(cluster, n, everyone)
-        cut(cluster, "n3")
+        isolate(cluster, "n3")
         # The majority side hears n1's and n2's instances; n3's heartbeats no longer reach it.
         majority = {"at-n1": "passing", "at-n2": "passing", "at-n3": "critical"}
         for n in ("n1", "n2"):
