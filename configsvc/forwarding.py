@@ -36,7 +36,7 @@ log = logging.getLogger("configsvc.forwarding")
 CHANNEL = "rpc"
 FORWARDED = "x-configsvc-forwarded"
 _KEEP_HEADERS = ("content-type", "x-client-id", "x-client-seq", "x-configsvc-token", "x-configsvc-context")
-_PASS_BACK = ("content-type", "retry-after")
+_PASS_BACK = ("content-type", "retry-after", "etag")
 
 
 class Forwarder:
