@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from configsvc.sim.lin_search import dfs, sweep
 from configsvc.sim.linearizability import (
     DFS_STEPS_PER_OP,
     UNKNOWN,
@@ -20,6 +21,7 @@ from configsvc.sim.linearizability import (
     Operation,
     Result,
     check,
+    make_problem,
 )
 
 
@@ -249,3 +251,147 @@ def test_a_violation_deep_in_two_thousand_ops_is_found_and_located() -> None:
     result = verdict(history)
     assert not result.ok and result.blocking == history[victim]
     assert history[victim] in result.excerpt and len(result.excerpt) < 40
+
+
+# The sweep's shortcuts (configsvc/sim/lin_search.py): each history below
+# needs the shortcut done right to be accepted, or to be rejected. ``check``
+# runs the depth-first search first, which finds most witnesses alone: these
+# tests run each search on its own.
+
+
+def searched(history: list[Operation], model: Model[Any] | None = None) -> bool:
+    """Whether ``history`` is linearizable; both searches and ``check`` must agree."""
+    model = model or KVModel()
+    problem = make_problem(model, history)
+    found = sweep(problem, None).status
+    assert found == dfs(problem, None).status, "the searches disagree"
+    result = check(model, history)
+    assert result.linearizable == (found == "ok")
+    return found == "ok"
+
+
+def test_a_failing_cas_needs_a_moment_when_the_state_differs() -> None:
+    """``cas(a, ...) -> False`` over [3, 4] needs ``put(b)`` (open over [2, 10])
+    before it; so a later read of ``a`` with nothing writing ``a`` again is not."""
+    start = [put(1, "a", (0, 1)), put(2, "b", (2, 10)), cas(3, "a", "c", False, (3, 4))]
+    assert searched([*start, get(4, "b", (5, 6))])
+    late_read = get(4, "a", (5, 6))
+    assert not searched([*start, late_read])
+    assert verdict([*start, late_read]).blocking == late_read
+
+
+def test_a_read_can_see_a_state_that_lasts_only_between_two_concurrent_writes() -> None:
+    """Both puts are open over [2, 8]; the first read sees ``b``, the second ``c``:
+    ``b`` then ``c``. A third read of ``b`` after that has no ``b`` left to see."""
+    history = [
+        put(1, "a", (0, 1)),
+        put(2, "b", (2, 8)),
+        put(3, "c", (2, 8)),
+        get(4, "b", (3, 5)),
+        get(4, "c", (6, 7)),
+    ]
+    assert searched(history)
+    late_read = get(4, "b", (9, 10))
+    assert not searched([*history, late_read])
+    assert verdict([*history, late_read]).blocking == late_read
+
+
+def test_equal_deletes_are_used_in_the_order_they_must_return() -> None:
+    """Two equal deletes: the one returning at 5 must be the one before the read
+    at [3, 4]; the one returning at 20 is left for the read at [21, 22]. A search
+    that took the later one first (both are interchangeable) would need the
+    other before 5 as well, and have none left for the end."""
+    history = [
+        put(1, "a", (0, 1)),
+        op(2, "delete", at=(2, 20)),
+        op(3, "delete", at=(2, 5)),
+        get(4, None, (3, 4)),
+        put(1, "a", (6, 7)),
+        get(4, "a", (8, 9)),
+        get(4, None, (21, 22)),
+    ]
+    assert searched(history)
+    both_early = [*history[:1], op(2, "delete", at=(2, 5.5)), *history[2:]]
+    assert not searched(both_early)
+    assert verdict(both_early).blocking == history[-1]
+
+
+def test_puts_of_values_nobody_reads_are_used_in_the_order_they_must_return() -> None:
+    """As with the deletes: ``x`` and ``y`` are never read, so either can be the
+    write that makes the first cas fail; only ``x`` can still be there for the
+    last one."""
+    history = [
+        put(1, "a", (0, 1)),
+        put(2, "x", (2, 20)),
+        put(3, "y", (2, 5)),
+        cas(4, "a", "z", False, (3, 4)),
+        put(1, "a", (6, 7)),
+        get(4, "a", (8, 9)),
+        cas(4, "a", "w", False, (21, 22)),
+    ]
+    assert searched(history)
+    both_early = [*history[:1], put(2, "x", (2, 5.5)), *history[2:]]
+    assert not searched(both_early)
+    assert verdict(both_early).blocking == history[-1]
+
+
+def test_a_value_somebody_reads_is_not_interchangeable_with_one_nobody_reads() -> None:
+    history = [put(1, "x", (0, 1)), put(2, "a", (2, 3)), put(3, "y", (4, 5)), get(4, "a", (6, 7))]
+    assert not searched(history)
+    assert verdict(history).blocking == history[-1]
+    assert searched([*history[:2], get(4, "a", (6, 7))])
+
+
+def test_kv_model_reads_and_unobserved_values() -> None:
+    model = KVModel()
+    assert model.read_only(("k", ("get",)), 1) and model.read_only(("k", ("get",)), UNKNOWN)
+    assert model.read_only(("k", ("cas", 1, 2)), False)
+    assert model.read_only(("k", ("cas", 1, 1)), True)
+    assert not model.read_only(("k", ("cas", 1, 2)), True)
+    assert not model.read_only(("k", ("cas", 1, 2)), UNKNOWN)
+    assert not model.read_only(("k", ("put", 1)), "ok")
+    assert not model.read_only(("k", ("delete",)), "ok")
+    history = [
+        put(1, "read", (0, 1)),
+        put(1, "expected", (0, 1)),
+        put(1, "unread", (0, 1)),
+        put(1, "read-by-a-timed-out-get", (0, 1)),
+        get(2, "read", (2, 3)),
+        get(2, "read-by-a-timed-out-get", (2, None)),
+        cas(3, "expected", "new", True, (4, 5)),
+    ]
+    observation = model.observation(history)
+    assert observation is not None
+    state_key, input_key = observation
+    assert [state_key(v) == v for v in ("read", "expected", None)] == [True, True, False]
+    assert state_key("unread") == state_key("new") == state_key("read-by-a-timed-out-get")
+    assert input_key(("k", ("put", "unread"))) == input_key(("k", ("put", "new")))
+    assert input_key(("k", ("put", "read"))) != input_key(("k", ("put", "expected")))
+    assert input_key(("k", ("cas", "read", "x"))) == input_key(("k", ("cas", "read", "y")))
+    assert input_key(("k", ("cas", "x", "y"))) != input_key(("k", ("cas", "read", "y")))
+
+
+class Tickets(Model[int]):
+    """``("take",) -> n``: hands out 1, 2, 3, ... Equal inputs, different outputs."""
+
+    def init(self) -> int:
+        return 0
+
+    def step(self, state: int, op_input: Any, op_output: Any) -> tuple[bool, int]:
+        out = op_output[0] if isinstance(op_output, list) else op_output
+        return out is UNKNOWN or out == state + 1, state + 1
+
+
+@pytest.mark.parametrize("boxed", [False, True], ids=["hashable", "unhashable"])
+def test_ops_with_equal_inputs_and_different_outputs_are_not_interchangeable(
+    boxed: bool,
+) -> None:
+    """Ticket 2 returns first, but ticket 1 must be taken before it."""
+    take = ("take",)
+
+    def out(n: int) -> Any:
+        return [n] if boxed else n
+
+    history = [Operation(1, take, out(1), 0, 10), Operation(2, take, out(2), 0, 5)]
+    assert searched(history, Tickets())
+    assert not searched([*history, Operation(3, take, out(2), 11, 12)], Tickets())

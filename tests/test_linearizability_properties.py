@@ -5,7 +5,14 @@
   always accepted; changing one completed read to a value never written makes
   them rejected, at exactly that read.
 - On tiny random histories, both searches and ``check`` agree with a brute
-  force over every order of every admissible subset of ops.
+  force over every order of every admissible subset of ops — on the bare
+  problem and on the one ``make_problem`` builds with what ``KVModel`` says of
+  its ops (reads, values nobody observes).
+- What ``KVModel`` says of a history's ops holds: reads never change the
+  state; states and inputs it calls indistinguishable behave alike.
+- On denser histories (an execution with a few outputs or intervals
+  perturbed, so often just not linearizable), the sweep with every shortcut
+  agrees with the plain depth-first search.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from configsvc.sim.lin_search import Problem, dfs, sweep
-from configsvc.sim.linearizability import UNKNOWN, KVModel, Operation, check
+from configsvc.sim.linearizability import UNKNOWN, KVModel, Operation, check, make_problem
 
 MODEL = KVModel()
 
@@ -115,32 +122,33 @@ def _legal(history: list[Operation], order: tuple[int, ...]) -> bool:
     return True
 
 
+VALUES = [1, 2, 3]
+
+
 @st.composite
-def tiny_histories(draw: st.DrawFn) -> list[Operation]:
-    """Up to 5 ops on one key with arbitrary (often impossible) outputs."""
+def tiny_histories(draw: st.DrawFn, max_ops: int = 5) -> list[Operation]:
+    """Up to ``max_ops`` ops on one key with arbitrary (often impossible) outputs."""
     history = []
-    for i in range(draw(st.integers(min_value=1, max_value=5))):
+    for i in range(draw(st.integers(min_value=1, max_value=max_ops))):
         call = draw(st.integers(min_value=0, max_value=6))
         ret = draw(st.none() | st.integers(min_value=call, max_value=call + 4))
-        verb = draw(st.sampled_from(["put", "get", "delete", "cas"]))
+        verb = draw(st.sampled_from(["put", "put", "get", "delete", "cas"]))
         args: tuple[Any, ...] = ()
         out: Any = "ok"
         if verb == "put":
-            args = (draw(st.sampled_from([1, 2])),)
+            args = (draw(st.sampled_from(VALUES)),)
         elif verb == "get":
-            out = draw(st.sampled_from([None, 1, 2]))
+            out = draw(st.sampled_from([None, *VALUES]))
         elif verb == "cas":
-            args = (draw(st.sampled_from([None, 1, 2])), draw(st.sampled_from([1, 2])))
+            args = (draw(st.sampled_from([None, *VALUES])), draw(st.sampled_from(VALUES)))
             out = draw(st.booleans())
         history.append(Operation(i, ("k", (verb, *args)), out, call, ret))
     return history
 
 
-@given(tiny_histories())
-@settings(max_examples=500)
-def test_both_searches_agree_with_brute_force(history: list[Operation]) -> None:
-    expected = brute_force(history)
-    problem = Problem(
+def bare_problem(history: list[Operation]) -> Problem:
+    """The problem with nothing known of its ops: no reads, every value its own."""
+    return Problem(
         init=MODEL.init(),
         step=MODEL.step,
         inputs=[o.input for o in history],
@@ -148,6 +156,76 @@ def test_both_searches_agree_with_brute_force(history: list[Operation]) -> None:
         calls=[o.call for o in history],
         rets=[o.ret for o in history],
     )
-    assert (dfs(problem, None).status == "ok") == expected
-    assert (sweep(problem, None).status == "ok") == expected
+
+
+@given(tiny_histories())
+@settings(max_examples=1000)
+def test_both_searches_agree_with_brute_force(history: list[Operation]) -> None:
+    expected = brute_force(history)
+    for problem in (bare_problem(history), make_problem(MODEL, history)):
+        assert (dfs(problem, None).status == "ok") == expected
+        assert (sweep(problem, None).status == "ok") == expected
+    assert check(MODEL, history).linearizable == expected
+
+
+STATES: list[Any] = [None, *VALUES, 4]  # 4: a value no tiny history mentions
+
+
+@given(tiny_histories(max_ops=8))
+@settings(max_examples=300)
+def test_what_the_model_says_of_a_history_holds(history: list[Operation]) -> None:
+    """Reads never change the state; states (inputs) of equal key are accepted
+    by the same ops, leading to states of equal key."""
+    observation = MODEL.observation(history)
+    assert observation is not None
+    state_key, input_key = observation
+    ops = [(o.input, UNKNOWN if o.ret is None else o.output) for o in history]
+    for op_input, out in ops:
+        for s in STATES:
+            legal, after = MODEL.step(s, op_input, out)
+            if MODEL.read_only(op_input, out) and legal:
+                assert after == s
+            for t in STATES:
+                if state_key(s) == state_key(t):
+                    legal_t, after_t = MODEL.step(t, op_input, out)
+                    assert legal == legal_t and state_key(after) == state_key(after_t)
+        for other_input, other_out in ops:
+            if input_key(op_input) == input_key(other_input) and out == other_out:
+                for s in STATES:
+                    legal, after = MODEL.step(s, op_input, out)
+                    legal_o, after_o = MODEL.step(s, other_input, other_out)
+                    assert legal == legal_o and state_key(after) == state_key(after_o)
+
+
+@st.composite
+def perturbed_executions(draw: st.DrawFn) -> list[Operation]:
+    """A real execution on one key by many overlapping clients, then a few ops
+    changed (an output, an interval): often just not linearizable any more."""
+    history = [o for o in draw(executions(max_ops=20)) if o.input[0] == "x"]
+    if not history:
+        return history
+    for _ in range(draw(st.integers(min_value=1, max_value=3))):
+        k = draw(st.integers(min_value=0, max_value=len(history) - 1))
+        o = history[k]
+        verb = o.input[1][0]
+        if o.ret is None or draw(st.integers(min_value=0, max_value=3)) == 0:  # move it
+            call = o.call + draw(st.integers(min_value=-3, max_value=3))
+            ret = None if o.ret is None else max(call, o.ret + draw(st.integers(-3, 3)))
+            history[k] = Operation(o.client, o.input, o.output, call, ret)
+        elif verb == "get":
+            written = [None, *(p.input[1][-1] for p in history if p.input[1][0] != "get")]
+            history[k] = Operation(o.client, o.input, draw(st.sampled_from(written)), o.call, o.ret)
+        elif verb == "cas":
+            history[k] = Operation(o.client, o.input, not o.output, o.call, o.ret)
+    return history
+
+
+@given(perturbed_executions())
+@settings(max_examples=1000)
+def test_the_sweep_with_every_shortcut_agrees_with_the_plain_search(
+    history: list[Operation],
+) -> None:
+    expected = dfs(bare_problem(history), None).status == "ok"
+    assert (sweep(make_problem(MODEL, history), None).status == "ok") == expected
+    assert (dfs(make_problem(MODEL, history), None).status == "ok") == expected
     assert check(MODEL, history).linearizable == expected

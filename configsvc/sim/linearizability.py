@@ -23,6 +23,11 @@ linearized after everything else, where its effect is observed by nobody.
 P-compositionality: ``Model.partition`` splits a history into independent
 sub-histories (one per key for ``KVModel``), each searched alone.
 
+What a model knows of a sub-history's ops lets the searches skip work without
+changing a verdict: ``Model.read_only`` names the ops that never change the
+state (a read), ``Model.observation`` the states and inputs no op of the
+sub-history tells apart (for ``KVModel``: values nobody reads).
+
 Verdicts: ``Result.ok`` is False only for a violation the search proved. When
 the step ``budget`` runs out first, the result is ``ok=True, unknown=True``:
 inconclusive, never a false alarm.
@@ -32,7 +37,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -45,6 +50,7 @@ __all__ = [
     "Operation",
     "Result",
     "check",
+    "make_problem",
 ]
 
 S = TypeVar("S", bound=Hashable)
@@ -59,6 +65,16 @@ class _Unknown:
 
 UNKNOWN: Any = _Unknown()
 """The output the checker gives an op with ``ret is None``; models must accept it."""
+
+
+class _Unobserved:
+    """``KVModel``'s stand-in for every value a sub-history never observes."""
+
+    def __repr__(self) -> str:
+        return "<a value never read>"
+
+
+_UNOBSERVED = _Unobserved()
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +111,27 @@ class Model(ABC, Generic[S]):
     def partition(self, history: Sequence[Operation]) -> list[list[Operation]]:
         """Independent sub-histories (default: the whole history)."""
         return [list(history)]
+
+    def read_only(self, op_input: Any, op_output: Any) -> bool:
+        """True if ``step`` never changes the state where it accepts this op.
+
+        The sweep then places the op wherever it is first accepted instead of
+        trying every place. Default ``False``: always correct, never faster.
+        """
+        return False
+
+    def observation(
+        self, sub_history: Sequence[Operation]
+    ) -> tuple[Callable[[S], Hashable], Callable[[Any], Hashable]] | None:
+        """``(state_key, input_key)`` under which ``sub_history`` sees no difference.
+
+        Two states of equal ``state_key`` must be accepted by the same ops of
+        ``sub_history``, leading to states of equal keys; two inputs of equal
+        ``input_key`` must, with equal outputs, be accepted in the same states,
+        leading to states of equal keys. The searches then treat them as one.
+        Default ``None``: every state and input is its own.
+        """
+        return None
 
     def partition_key(self, sub_history: Sequence[Operation]) -> Any:
         """What names a sub-history in a report (default: nothing)."""
@@ -138,6 +175,42 @@ class KVModel(Model[Hashable]):
                 return unknown or op_output is False, state
         raise ValueError(f"not a KVModel op: {op!r}")
 
+    def read_only(self, op_input: Any, op_output: Any) -> bool:
+        match op_input[1]:
+            case ("get",):
+                return True
+            case ("cas", expected, new):
+                return op_output is False or expected == new
+        return False
+
+    def observation(
+        self, sub_history: Sequence[Operation]
+    ) -> tuple[Callable[[Hashable], Hashable], Callable[[Any], Hashable]]:
+        """A value that no completed get returns and no cas expects is never
+        observed: every op accepts or refuses all such values alike, so they
+        are one state, and puts of them are one put (it is overwritten unseen)."""
+        observed: set[Hashable] = set()
+        for op in sub_history:
+            match op.input[1]:
+                case ("get",) if op.ret is not None:
+                    observed.add(op.output)
+                case ("cas", expected, _):
+                    observed.add(expected)
+
+        def state_key(state: Hashable) -> Hashable:
+            return state if state in observed else _UNOBSERVED
+
+        def input_key(op_input: Any) -> Hashable:
+            key, op = op_input
+            match op:
+                case ("put", value) if value not in observed:
+                    return key, ("put", _UNOBSERVED)
+                case ("cas", expected, new) if new not in observed:
+                    return key, ("cas", expected, _UNOBSERVED)
+            return op_input  # type: ignore[no-any-return]
+
+        return state_key, input_key
+
     def partition(self, history: Sequence[Operation]) -> list[list[Operation]]:
         by_key: dict[Any, list[Operation]] = {}
         for op in history:
@@ -159,8 +232,8 @@ class Result:
 
     For a violation, the history is linearizable up to the return of
     ``blocking`` and not beyond: ``linearized`` (the ops that returned before it,
-    in return order) can be ordered, leaving the model in one of ``states``,
-    but no order of ``pending`` (the ops open then, ``blocking`` and timed-out
+    in return order) can be ordered, leaving the model in one of ``states``
+    (states the history cannot tell apart shown once), but no order of ``pending`` (the ops open then, ``blocking`` and timed-out
     ops included) lets ``blocking`` be accepted. ``excerpt`` is the stretch of
     ops around it to read first, sorted by call; ``explanation`` says all that
     in words.
@@ -209,14 +282,7 @@ def check(model: Model[Any], history: Sequence[Operation], budget: int | None = 
         if remaining is not None and remaining <= 0:
             inconclusive = True
             break
-        problem = Problem(
-            init=model.init(),
-            step=model.step,
-            inputs=[op.input for op in sub],
-            outputs=[UNKNOWN if op.ret is None else op.output for op in sub],
-            calls=[op.call for op in sub],
-            rets=[op.ret for op in sub],
-        )
+        problem = make_problem(model, sub)
         cap = DFS_STEPS_PER_OP * len(sub) + DFS_MIN_STEPS
         first = dfs(problem, cap if remaining is None else min(cap, remaining))
         steps += first.steps
@@ -233,6 +299,24 @@ def check(model: Model[Any], history: Sequence[Operation], budget: int | None = 
             raise AssertionError(f"checker bug: the searches disagree on {sub!r:.2000}")
         inconclusive = inconclusive or second.status == "exhausted"
     return Result(ok=True, unknown=inconclusive, steps=steps)
+
+
+def make_problem(model: Model[Any], sub: Sequence[Operation]) -> Problem:
+    """The search problem of one sub-history, with what ``model`` says of its ops."""
+    outputs = [UNKNOWN if op.ret is None else op.output for op in sub]
+    observation = model.observation(sub)
+    state_key, input_key = observation if observation is not None else (None, None)
+    return Problem(
+        init=model.init(),
+        step=model.step,
+        inputs=[op.input for op in sub],
+        outputs=outputs,
+        calls=[op.call for op in sub],
+        rets=[op.ret for op in sub],
+        read_only=[model.read_only(op.input, out) for op, out in zip(sub, outputs, strict=True)],
+        input_keys=[input_key(op.input) for op in sub] if input_key is not None else (),
+        state_key=state_key,
+    )
 
 
 def _violation(model: Model[Any], sub: Sequence[Operation], found: Verdict, steps: int) -> Result:
