@@ -162,9 +162,9 @@ def bare_problem(history: list[Operation]) -> Problem:
 @settings(max_examples=1000)
 def test_both_searches_agree_with_brute_force(history: list[Operation]) -> None:
     expected = brute_force(history)
-    for problem in (bare_problem(history), make_problem(MODEL, history)):
-        assert (dfs(problem, None).status == "ok") == expected
-        assert (sweep(problem, None).status == "ok") == expected
+    assert (dfs(bare_problem(history), None).status == "ok") == expected
+    assert (sweep(bare_problem(history), None).status == "ok") == expected
+    assert (sweep(make_problem(MODEL, history), None).status == "ok") == expected
     assert check(MODEL, history).linearizable == expected
 
 
@@ -227,5 +227,4 @@ def test_the_sweep_with_every_shortcut_agrees_with_the_plain_search(
 ) -> None:
     expected = dfs(bare_problem(history), None).status == "ok"
     assert (sweep(make_problem(MODEL, history), None).status == "ok") == expected
-    assert (dfs(make_problem(MODEL, history), None).status == "ok") == expected
     assert check(MODEL, history).linearizable == expected

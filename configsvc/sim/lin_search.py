@@ -37,7 +37,7 @@ Exact shortcuts, each replacing a configuration by one that can do all it can
   step reaches such a state — because taking it then changes nothing that
   follows. A read whose return finds it not linearized kills the
   configuration. Unknown reads (accepted anywhere) are left out.
-- *Interchangeable ops* (equal ``Problem.input_keys`` and outputs, e.g. two
+- *Interchangeable ops* (equal ``Problem.input_key`` and outputs, e.g. two
   deletes): a configuration takes the open one that must return first
   (earliest deadline first; having taken any other, it could swap them).
   Unknown ops all return never: the first called.
@@ -73,15 +73,15 @@ class Problem:
     outputs: Sequence[Any]  # UNKNOWN where ``rets[i] is None``
     calls: Sequence[float]
     rets: Sequence[float | None]
-    #: per op: ``step`` never changes the state where it accepts the op (a read);
-    #: empty: no op is known to be one
-    read_only: Sequence[bool] = ()
-    #: per op: ops with equal keys (and equal outputs) are interchangeable — they
-    #: are accepted in the same states, leading to states of equal ``state_key``;
-    #: empty: the inputs themselves
-    input_keys: Sequence[Hashable] = ()
-    #: states with equal keys are accepted by the same ops leading to states of
-    #: equal keys (no op of this history tells them apart); None: the states
+    # What is known of the ops (None: nothing), for ``sweep``; ``dfs`` uses none of it.
+    #: (input, output) -> True if ``step`` never changes the state where it
+    #: accepts the op (a read)
+    read_only: Callable[[Any, Any], bool] | None = None
+    #: ops with equal input keys (and equal outputs) are interchangeable: they
+    #: are accepted in the same states, leading to states of equal ``state_key``
+    input_key: Callable[[Any], Hashable] | None = None
+    #: states with equal keys are accepted by the same ops, leading to states
+    #: of equal keys (no op of this history tells them apart)
     state_key: Callable[[Any], Hashable] | None = None
 
     def events(self) -> list[tuple[float, int, int]]:
@@ -207,7 +207,7 @@ def sweep(p: Problem, budget: int | None) -> Verdict:
     """Just-in-time breadth-first search (see the module doc)."""
     step, inputs, outputs, rets = p.step, p.inputs, p.outputs, p.rets
     n = len(inputs)
-    read_only = p.read_only or [False] * n
+    read_only = [p.read_only(inputs[j], outputs[j]) for j in range(n)] if p.read_only else [False] * n
     state_key = p.state_key or _same
     classes = _classes(p)
     slot_of: dict[int, int] = {}  # open known-outcome op -> its bit in ``known``
@@ -321,7 +321,7 @@ def sweep(p: Problem, budget: int | None) -> Verdict:
 
 def _classes(p: Problem) -> list[Hashable]:
     """Per op, what it is interchangeable with: equal key and equal output."""
-    keys = p.input_keys or p.inputs
+    keys = [p.input_key(x) for x in p.inputs] if p.input_key else p.inputs
     classes: list[Hashable] = []
     for i, (key, output) in enumerate(zip(keys, p.outputs, strict=True)):
         try:

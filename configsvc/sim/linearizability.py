@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
 from configsvc.sim.lin_search import Problem, Verdict, dfs, sweep
@@ -75,6 +75,20 @@ class _Unobserved:
 
 
 _UNOBSERVED = _Unobserved()
+
+
+class _StateKeys(dict[Hashable, Hashable]):
+    """A value -> itself if observed, else ``_UNOBSERVED``; learnt on first use
+    (so that later look-ups cost one dict access)."""
+
+    def __init__(self, observed: set[Hashable]) -> None:
+        super().__init__()
+        self._observed = observed
+
+    def __missing__(self, value: Hashable) -> Hashable:
+        key = value if value in self._observed else _UNOBSERVED
+        self[value] = key
+        return key
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,14 +205,12 @@ class KVModel(Model[Hashable]):
         are one state, and puts of them are one put (it is overwritten unseen)."""
         observed: set[Hashable] = set()
         for op in sub_history:
-            match op.input[1]:
-                case ("get",) if op.ret is not None:
+            verb = op.input[1]
+            if verb[0] == "get":
+                if op.ret is not None:
                     observed.add(op.output)
-                case ("cas", expected, _):
-                    observed.add(expected)
-
-        def state_key(state: Hashable) -> Hashable:
-            return state if state in observed else _UNOBSERVED
+            elif verb[0] == "cas":
+                observed.add(verb[1])
 
         def input_key(op_input: Any) -> Hashable:
             key, op = op_input
@@ -209,7 +221,7 @@ class KVModel(Model[Hashable]):
                     return key, ("cas", expected, _UNOBSERVED)
             return op_input  # type: ignore[no-any-return]
 
-        return state_key, input_key
+        return _StateKeys(observed).__getitem__, input_key
 
     def partition(self, history: Sequence[Operation]) -> list[list[Operation]]:
         by_key: dict[Any, list[Operation]] = {}
@@ -282,7 +294,7 @@ def check(model: Model[Any], history: Sequence[Operation], budget: int | None = 
         if remaining is not None and remaining <= 0:
             inconclusive = True
             break
-        problem = make_problem(model, sub)
+        problem = make_problem(model, sub, informed=False)
         cap = DFS_STEPS_PER_OP * len(sub) + DFS_MIN_STEPS
         first = dfs(problem, cap if remaining is None else min(cap, remaining))
         steps += first.steps
@@ -291,7 +303,7 @@ def check(model: Model[Any], history: Sequence[Operation], budget: int | None = 
         # A proven violation is only located (sweeps cost about what the DFS
         # already spent); otherwise the sweep decides within what is left.
         left = None if budget is None or first.status == "violation" else budget - steps
-        second = sweep(problem, left)
+        second = sweep(_informed(model, sub, problem), left)
         steps += second.steps
         if second.status == "violation":
             return _violation(model, sub, second, steps)
@@ -301,22 +313,24 @@ def check(model: Model[Any], history: Sequence[Operation], budget: int | None = 
     return Result(ok=True, unknown=inconclusive, steps=steps)
 
 
-def make_problem(model: Model[Any], sub: Sequence[Operation]) -> Problem:
-    """The search problem of one sub-history, with what ``model`` says of its ops."""
-    outputs = [UNKNOWN if op.ret is None else op.output for op in sub]
-    observation = model.observation(sub)
-    state_key, input_key = observation if observation is not None else (None, None)
-    return Problem(
+def make_problem(model: Model[Any], sub: Sequence[Operation], informed: bool = True) -> Problem:
+    """The search problem of one sub-history; ``informed``: with what ``model``
+    says of its ops (reads, states and inputs the sub-history cannot tell apart)."""
+    problem = Problem(
         init=model.init(),
         step=model.step,
         inputs=[op.input for op in sub],
-        outputs=outputs,
+        outputs=[UNKNOWN if op.ret is None else op.output for op in sub],
         calls=[op.call for op in sub],
         rets=[op.ret for op in sub],
-        read_only=[model.read_only(op.input, out) for op, out in zip(sub, outputs, strict=True)],
-        input_keys=[input_key(op.input) for op in sub] if input_key is not None else (),
-        state_key=state_key,
     )
+    return _informed(model, sub, problem) if informed else problem
+
+
+def _informed(model: Model[Any], sub: Sequence[Operation], problem: Problem) -> Problem:
+    observation = model.observation(sub)
+    state_key, input_key = observation if observation is not None else (None, None)
+    return replace(problem, read_only=model.read_only, input_key=input_key, state_key=state_key)
 
 
 def _violation(model: Model[Any], sub: Sequence[Operation], found: Verdict, steps: int) -> Result:
