@@ -30,16 +30,18 @@ COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "config
 
 
 def _free_base(nodes: int) -> int:
-    """A port P with P..P+n-1 (APIs) and P+100..P+100+n-1 (peers) free on loopback."""
+    """A port P with P..P+n-1 (APIs), P+100..P+100+n-1 (peers) and P+200..P+200+n-1
+    (Consul-compatible APIs) free on loopback."""
     for _ in range(50):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             base = s.getsockname()[1]
-        if base + 100 + nodes > 65535:
+        if base + 200 + nodes > 65535:
             continue
         socks = []
         try:
-            for port in [*range(base, base + nodes), *range(base + 100, base + 100 + nodes)]:
+            for port in [*range(base, base + nodes), *range(base + 100, base + 100 + nodes),
+                         *range(base + 200, base + 200 + nodes)]:
                 sock = socket.socket()
                 socks.append(sock)
                 sock.bind(("127.0.0.1", port))
@@ -111,6 +113,8 @@ def endpoints(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
         printed = out.until(lambda line: line.startswith("ready"), 60, "'ready' line")
         urls = [f"http://127.0.0.1:{base + i}" for i in range(3)]
         assert printed[-1].startswith(f"ready: 3 nodes at {', '.join(urls)}"), printed
+        consul = out.until(lambda line: line.startswith("consul-compatible API"), 10, "Consul ports")
+        assert consul[-1].endswith(", ".join(f"http://127.0.0.1:{base + 200 + i}" for i in range(3))), consul
         yield urls
     finally:
         code = stop(proc)

@@ -147,21 +147,28 @@ class StrongApi:
 
     async def write(self, request: Request, op: Any) -> Response:
         """Propose ``op``; forward to the leader when not leading."""
+        outcome = await self.propose(request, op)
+        if isinstance(outcome, Response):
+            return outcome  # forwarded to the leader, answered there
+        status, body = result_json(outcome)
+        return JSONResponse(body, status_code=status)
+
+    async def propose(self, request: Request, op: Any) -> Result | Response:
+        """Propose ``op``: its result, or — not leading — the leader's answer to the
+        whole request (forwarded to the same face of the leader's node)."""
         node = self.node
         try:
             command = self._command(request, op)
         except ValueError as exc:
             raise bad_request(str(exc)) from None
         try:
-            result = await node.strong.propose(command, node.config.timing.request_timeout)
+            return await node.strong.propose(command, node.config.timing.request_timeout)
         except NotLeader as exc:
             return await node.forward(request, exc.leader_hint)
         except OutcomeUnknown as exc:
             raise ApiError(504, "outcome_unknown", f"the write was proposed; {exc}") from None
         except Halted as exc:
             raise ApiError(503, "unavailable", str(exc)) from None
-        status, body = result_json(result)
-        return JSONResponse(body, status_code=status)
 
     async def read(self, request: Request, op: Get | Range) -> Response:
         """Answer a read; a Get of a missing key is ``404 key_not_found``."""
@@ -177,10 +184,16 @@ class StrongApi:
         return JSONResponse(body, status_code=status, headers=headers)
 
     async def _read_result(
-        self, request: Request, op: Get | Range
+        self, request: Request, op: Get | Range, mode: str | None = None
     ) -> Response | tuple[Result, dict[str, str]]:
+        """Read in ``mode`` (default: the ``consistency`` query parameter):
+        ``linearizable`` (the lease, else a quorum round), ``quorum`` (a quorum
+        round even under a lease) or ``stale`` (this replica's applied state)."""
         node = self.node
-        mode = request.query_params.get("consistency", "linearizable")
+        if mode is None:
+            mode = request.query_params.get("consistency", "linearizable")
+            if mode not in ("linearizable", "stale"):
+                raise bad_request("consistency must be 'linearizable' or 'stale'")
         if mode == "stale":
             status = node.strong.status()
             headers = {
@@ -189,9 +202,10 @@ class StrongApi:
                 "X-Configsvc-Applied-Index": str(node.strong.sm.applied_index),
             }
             return node.strong.read_stale(op), headers
-        if mode != "linearizable":
-            raise bad_request("consistency must be 'linearizable' or 'stale'")
         try:
+            if mode == "quorum":
+                await node.strong.barrier(node.config.timing.request_timeout, quorum=True)
+                return node.strong.read_stale(op), {}
             return await node.strong.read(op, node.config.timing.request_timeout), {}
         except NotLeader as exc:
             return await node.forward(request, exc.leader_hint)

@@ -1,0 +1,89 @@
+"""Blocking queries (``?index=I&wait=D``) of the Consul face, for both stores.
+
+A blocking query returns when something under it changed since ``I``, or when
+the wait ends (an answer without a change is allowed, as in Consul; a missed
+change is not). Both stores follow one rule:
+
+- if this node's index has already passed ``I`` when the query arrives,
+  something may have changed since the client's answer: answer at once;
+- otherwise the content under the query now is what the client saw (or,
+  on a replica still behind the client's answer, older): wait until that
+  content differs — any write to a key under the query changes it (a strong
+  key's mod revision, an eventual key's dots), a delete removes it.
+
+The wait happens on the node the request arrived at (a read that must go to
+the leader is forwarded once the wait is over, as in the native API).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from configsvc.http.consul.consistency import eventual_index
+from strong.ops import Get, Range
+from strong.results import GetResult, RangeResult
+
+if TYPE_CHECKING:
+    from configsvc.node import Node
+
+T = TypeVar("T")
+
+
+def _strong_state(node: Node, op: Get | Range) -> tuple[int, Hashable] | None:
+    """(revision, content) of ``op`` in this replica's applied state; None: the
+    namespace is gone (wake the query: it will answer the error)."""
+    result = node.strong.read_stale(op)
+    if isinstance(result, GetResult):
+        return result.revision, result.kv.mod_revision if result.kv else 0
+    if isinstance(result, RangeResult):
+        return result.revision, tuple((kv.key, kv.mod_revision) for kv in result.kvs)
+    return None
+
+
+async def block_strong(node: Node, op: Get | Range, index: int, wait: float) -> None:
+    """Return once ``op``'s content changed after revision ``index`` (or the wait ends)."""
+    first = _strong_state(node, op)
+    if not index or first is None or first[0] > index:
+        return
+    seen = first[1]
+
+    def changed() -> bool:
+        now = _strong_state(node, op)
+        return now is None or now[1] != seen
+
+    await node.strong.wait_for_change(changed, wait)
+
+
+class EventualRead(Generic[T]):
+    """One local read of an eventual namespace and the namespace's change index
+    taken just before it (so the index never claims more than the read saw)."""
+
+    def __init__(self, index: int, answer: T, token: str) -> None:
+        self.index = index
+        self.answer = answer
+        self.token = token
+
+
+async def block_eventual(
+    node: Node, ns: str, index: int, wait: float,
+    read: Callable[[], Awaitable[EventualRead[T]]], content: Callable[[T], Hashable],
+) -> EventualRead[T]:
+    """Read; with ``index``, read again until the content differs from the first
+    read's (or the wait ends) unless the namespace's index had passed ``index``."""
+    current = await read()
+    if not index or current.index > index:
+        return current
+    seen = content(current.answer)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while (remaining := deadline - loop.time()) > 0:
+        # No await between this check and the wait: a change cannot slip between.
+        if eventual_index(node, ns) == current.index:
+            await node.eventual.wait_for_change(remaining)
+            continue
+        current = await read()
+        if content(current.answer) != seen:
+            break
+    return current
