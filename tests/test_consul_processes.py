@@ -1,0 +1,166 @@
+"""The real ``py-consul`` client against a running cluster of real node processes.
+
+Unchanged Consul client code, pointed at a node's ``consul_port``: KV CRUD,
+CAS, recurse, keys with a separator, a blocking query that wakes on a change
+made through another node, transactions — in a strong namespace (``app``)
+and an eventual one (``disc``). Then a partition: on the minority side a
+strong namespace refuses writes (503) while an eventual one keeps taking
+them, and after the heal every node shows both sides' eventual writes.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import consul
+import pytest
+import yaml
+
+from tests.cluster import LocalCluster, wait_for
+
+pytestmark = pytest.mark.slow
+
+STRONG, EVENTUAL = "app", "disc"
+ADMIN = "consul-admin-token-0123"
+
+
+def client(cluster: LocalCluster, nid: str) -> consul.Consul:
+    return consul.Consul(host="127.0.0.1", port=cluster.consul_ports[nid], connections_timeout=10)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    c = LocalCluster(tmp_path_factory.mktemp("consul"), nodes=3)
+    try:
+        c.start_all()
+        yield c
+    finally:
+        c.stop_all()
+
+
+def value(entry: dict[str, Any] | None) -> bytes | None:
+    return None if entry is None else entry["Value"]
+
+
+@pytest.mark.parametrize("ns", [STRONG, EVENTUAL])
+def test_kv_crud_cas_recurse_and_keys(cluster: LocalCluster, ns: str) -> None:
+    c = client(cluster, "n1")
+    assert c.kv.put(f"{ns}/crud/db/url", "pg://a") is True
+    index, entry = c.kv.get(f"{ns}/crud/db/url")
+    assert value(entry) == b"pg://a" and int(index) >= 1
+    # cas=0 creates only; cas=ModifyIndex swaps exactly the version read
+    assert c.kv.put(f"{ns}/crud/db/url", "pg://x", cas=0) is False
+    assert c.kv.put(f"{ns}/crud/db/url", "pg://b", cas=entry["ModifyIndex"]) is True
+    assert c.kv.put(f"{ns}/crud/db/url", "pg://c", cas=entry["ModifyIndex"]) is False
+    assert value(c.kv.get(f"{ns}/crud/db/url")[1]) == b"pg://b"
+    assert c.kv.put(f"{ns}/crud/new", "1", cas=0) is True
+    for key in ("crud/web/a", "crud/web/sub/b", "crud/web/sub/c"):
+        c.kv.put(f"{ns}/{key}", key)
+    _, listed = c.kv.get(f"{ns}/crud/web/", recurse=True)
+    assert [e["Key"] for e in listed] == [f"{ns}/crud/web/a", f"{ns}/crud/web/sub/b", f"{ns}/crud/web/sub/c"]
+    _, keys = c.kv.get(f"{ns}/crud/", keys=True, separator="/")
+    assert keys == [f"{ns}/crud/db/", f"{ns}/crud/new", f"{ns}/crud/web/"]
+    assert c.kv.delete(f"{ns}/crud/web/", recurse=True) is True
+    assert c.kv.get(f"{ns}/crud/web/", recurse=True)[1] is None
+    assert c.kv.delete(f"{ns}/crud/new") is True
+    assert c.kv.get(f"{ns}/crud/new")[1] is None
+
+
+@pytest.mark.parametrize("ns", [STRONG, EVENTUAL])
+def test_a_blocking_query_wakes_on_a_change_made_through_another_node(cluster: LocalCluster, ns: str) -> None:
+    watcher, writer = client(cluster, "n1"), client(cluster, "n3")
+    writer.kv.put(f"{ns}/watch/a", "1")
+    index = wait_for(lambda: (r := watcher.kv.get(f"{ns}/watch/", recurse=True))[1] and r[0], 10,
+                     "the first value through the watching node")
+    started = time.monotonic()
+    idle_index, _ = watcher.kv.get(f"{ns}/watch/", recurse=True, index=index, wait="300ms")
+    assert time.monotonic() - started >= 0.25 and idle_index == index  # nothing changed: it waited
+    woke: dict[str, Any] = {}
+
+    def block() -> None:
+        woke["index"], woke["entries"] = watcher.kv.get(f"{ns}/watch/", recurse=True, index=index, wait="30s")
+        woke["at"] = time.monotonic()
+
+    thread = threading.Thread(target=block, daemon=True)
+    thread.start()
+    writer.kv.put(f"{ns}/watch/b", "2")
+    wrote = time.monotonic()
+    thread.join(timeout=15)
+    assert not thread.is_alive(), "the blocking query did not wake on the change"
+    assert [e["Key"] for e in woke["entries"]] == [f"{ns}/watch/a", f"{ns}/watch/b"]
+    assert int(woke["index"]) > int(index) and woke["at"] - wrote < 10
+
+
+def test_txn_in_a_strong_namespace_is_all_or_nothing(cluster: LocalCluster) -> None:
+    c = client(cluster, "n2")
+    b64 = lambda text: base64.b64encode(text.encode()).decode()  # noqa: E731
+    done = c.txn.put([
+        {"KV": {"Verb": "set", "Key": f"{STRONG}/txn/a", "Value": b64("1")}},
+        {"KV": {"Verb": "cas", "Key": f"{STRONG}/txn/b", "Value": b64("2"), "Index": 0}},
+    ])
+    assert [r["KV"]["Key"] for r in done["Results"]] == [f"{STRONG}/txn/a", f"{STRONG}/txn/b"]
+    with pytest.raises(consul.ConsulException, match="409"):
+        c.txn.put([
+            {"KV": {"Verb": "set", "Key": f"{STRONG}/txn/a", "Value": b64("changed")}},
+            {"KV": {"Verb": "cas", "Key": f"{STRONG}/txn/b", "Value": b64("x"), "Index": 0}},
+        ])
+    assert value(c.kv.get(f"{STRONG}/txn/a")[1]) == b"1"  # the set was rolled back
+
+
+def test_txn_in_an_eventual_namespace_is_refused_and_says_why(cluster: LocalCluster) -> None:
+    with pytest.raises(consul.ConsulException, match="eventual"):
+        client(cluster, "n1").txn.put([{"KV": {"Verb": "set", "Key": f"{EVENTUAL}/txn/a", "Value": ""}}])
+
+
+def test_consistency_modes_and_status(cluster: LocalCluster) -> None:
+    c = client(cluster, "n3")
+    c.kv.put(f"{STRONG}/modes", "v")
+    for mode in ("default", "consistent", "stale"):
+        stale_ok = consul.Consul(host="127.0.0.1", port=cluster.consul_ports["n3"], consistency=mode)
+        assert value(wait_for(lambda s=stale_ok: s.kv.get(f"{STRONG}/modes")[1], 10, mode)) == b"v"
+    peers = {n["id"]: f"127.0.0.1:{n['peer_port']}"
+             for n in yaml.safe_load(cluster.config_path.read_text())["nodes"]}
+    leader = cluster.leader()
+    assert leader is not None and c.status.leader() == peers[leader]
+    assert c.status.peers() == [peers[n] for n in cluster.ids]
+    assert c.agent.self()["Config"]["NodeName"] == "n3"
+
+
+def test_partition_minority_refuses_strong_writes_and_keeps_eventual_ones(tmp_path: Path) -> None:
+    c = LocalCluster(tmp_path, nodes=3, admin_token=ADMIN)
+    try:
+        c.start_all()
+        auth = {"Authorization": f"Bearer {ADMIN}"}
+        lonely, majority = c.ids[0], c.ids[1]
+        for peer in c.ids[1:]:
+            for a, b in ((lonely, peer), (peer, lonely)):
+                c.http.put(c.url(a) + f"/v1/admin/faults/{b}", headers=auth,
+                           json={"drop_out": True, "drop_in": True}).raise_for_status()
+        wait_for(lambda: c.health(lonely)["status"] == "unavailable", 10, "the cut-off node to say so")
+        minority, rest = client(c, lonely), client(c, majority)
+        with pytest.raises(consul.ConsulException, match=r"^503"):
+            minority.kv.put(f"{STRONG}/cut", "x")
+        assert minority.kv.put(f"{EVENTUAL}/side/minority", "m") is True
+        assert rest.kv.put(f"{EVENTUAL}/side/majority", "M") is True
+        assert rest.kv.put(f"{STRONG}/cut", "majority") is True
+        for nid in c.ids:
+            c.http.delete(c.url(nid) + "/v1/admin/faults", headers=auth).raise_for_status()
+
+        def both_sides_everywhere() -> bool:
+            for nid in c.ids:
+                _, entries = client(c, nid).kv.get(f"{EVENTUAL}/side/", recurse=True)
+                if [(e["Key"], e["Value"]) for e in entries or []] != [
+                    (f"{EVENTUAL}/side/majority", b"M"), (f"{EVENTUAL}/side/minority", b"m")
+                ]:
+                    return False
+            return True
+
+        wait_for(both_sides_everywhere, 15, "both sides' eventual writes on every node after the heal")
+        assert value(client(c, lonely).kv.get(f"{STRONG}/cut")[1]) == b"majority"
+    finally:
+        c.stop_all()
