@@ -88,6 +88,8 @@ class ReplicaConfig:
     max_pending: int = 100_000
     #: write a snapshot record after this many event records
     snapshot_every: int = 20_000
+    #: change-index values reserved per ``IndexRecord`` (``eventual.change_index``)
+    index_block: int = 1024
     bugs: PlantedBugs = field(default_factory=PlantedBugs)
 
     def __post_init__(self) -> None:
@@ -97,6 +99,8 @@ class ReplicaConfig:
             raise ValueError("members must be distinct")
         if self.fanout < 1 or self.max_delta_events < 1 or self.max_delta_bytes < 1024:
             raise ValueError("fanout, max_delta_events and max_delta_bytes must be positive")
+        if self.index_block < 1:
+            raise ValueError("index_block must be positive")
         if self.max_full_state_bytes < 1024:
             raise ValueError("max_full_state_bytes must be at least 1024")
         if self.gc_horizon <= 4 * self.gossip_interval:

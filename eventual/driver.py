@@ -5,6 +5,10 @@ thread, off the event loop), then send ``messages``, then deliver
 ``replies`` — so "acknowledged" means "durable", and peers never count on
 events this replica could still lose. Inputs arriving during an fsync are all
 handed to the core before the next Ready (group commit).
+
+The change index it shows (``change_index``, ``namespace_index``) is the
+core's, but never above the reservation already fsynced
+(``eventual.change_index`` rule 3), so no crash can make it go backwards.
 """
 
 from __future__ import annotations
@@ -79,6 +83,9 @@ class EventualDriver:
         self._task: asyncio.Task[None] | None = None
         #: notified after every Ready that changed anything (blocking reads wait on it)
         self._changed = asyncio.Condition()
+        #: the change-index reservation known durable (recovered, or fsynced since)
+        self._durable_limit = self.replica.change_limit
+        self._announced = self.change_index
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"eventual-driver-{self.config.node_id}")
@@ -134,13 +141,25 @@ class EventualDriver:
     def status(self) -> EventualStatus:
         return self.replica.status(self.clock())
 
+    @property
+    def change_index(self) -> int:
+        """This node's change index (``eventual.change_index``): never backwards,
+        across restarts too. Read it before the content it should describe."""
+        return min(self.replica.change_index, self._durable_limit)
+
+    def namespace_index(self, namespace: str) -> int:
+        """The change index of ``namespace``'s last visible change on this node
+        (at most ``change_index``; after a restart, at least the restart's base)."""
+        return min(self.replica.namespace_index(namespace), self._durable_limit)
+
     def set_alive(self, alive: list[str]) -> None:
         """The failure detector's view: which configured members are alive now."""
         members = list(self.config.nodes)
         self._inbox.put_nowait(lambda: self.replica.set_members(members, alive, self.clock()))
 
     async def wait_for_change(self, timeout: float) -> bool:
-        """Wait until the replica next handles a Ready (a local or remote change); False on timeout."""
+        """Wait until the replica next persists something or its change index moves
+        (a local or remote change, an instance going silent); False on timeout."""
         async with self._changed:
             try:
                 await asyncio.wait_for(self._changed.wait(), timeout)
@@ -177,23 +196,27 @@ class EventualDriver:
                 self.replica.tick(now, self.wall_clock())
                 next_tick = now + self.tick_interval
             ready = self.replica.ready()
+            # every reservation up to this limit is in ``ready.persist`` or already durable
+            limit = self.replica.change_limit
             if not ready.empty():
-                await self._handle(ready)
+                await self._handle(ready, limit)
+            if ready.persist or self.change_index != self._announced:
+                self._announced = self.change_index
+                async with self._changed:
+                    self._changed.notify_all()
 
-    async def _handle(self, ready: Ready) -> None:
+    async def _handle(self, ready: Ready, limit: int) -> None:
         self.stats.readies += 1
         if ready.persist:
             await asyncio.to_thread(self._persist, ready.persist)
             self.stats.fsyncs += 1
+        self._durable_limit = limit
         for env in ready.messages:
             self._send(env.dst, encode(env.message))
         for reply in ready.replies:
             fut = self._replies.get(reply.request_id)
             if fut is not None and not fut.done():
                 fut.set_result(reply.result)
-        if ready.persist:
-            async with self._changed:
-                self._changed.notify_all()
 
     def _persist(self, records: list[Record]) -> None:
         self.storage.append(records)

@@ -13,7 +13,12 @@ Records:
   local write's record is in the same ``Ready`` as its acknowledgement, so
   it is durable before the client hears "ok".
 - ``SnapshotRecord``: the whole state (dot store, context, clock, the
-  not-yet-collected event log and its floor); every earlier record is obsolete.
+  not-yet-collected event log and its floor, the change-index reservation);
+  every earlier record is obsolete.
+- ``IndexRecord``: a reservation of the per-node change index
+  (``eventual.change_index``): the index may reach ``limit`` before the next
+  one. Replay takes the highest reservation, so a restarted replica resumes
+  above every index it can have shown.
 
 Framing invariants (as ``strong.records``): a frame running past the end of
 the buffer is a torn tail (``decode_frames`` returns the valid prefix length);
@@ -43,6 +48,7 @@ __all__ = [
     "CorruptRecord",
     "EventRecord",
     "IdentityRecord",
+    "IndexRecord",
     "Record",
     "Snapshot",
     "SnapshotRecord",
@@ -61,6 +67,8 @@ class Snapshot:
     floor: WireVV
     #: events not yet causally stable, in apply order
     log: tuple[Event, ...]
+    #: the change-index reservation when the snapshot was taken (``IndexRecord``)
+    change_limit: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +86,12 @@ class SnapshotRecord:
     snapshot: Snapshot
 
 
-Record = IdentityRecord | EventRecord | SnapshotRecord
+@dataclass(frozen=True, slots=True)
+class IndexRecord:
+    limit: int
+
+
+Record = IdentityRecord | EventRecord | SnapshotRecord | IndexRecord
 
 
 def _payload(record: Record) -> list[object]:
@@ -89,7 +102,10 @@ def _payload(record: Record) -> list[object]:
             return ["E", event_to_wire(event)]
         case SnapshotRecord(s):
             return ["S", [list(p) for p in s.vv], entries_to_wire(s.entries), s.hlc,
-                    [list(p) for p in s.floor], [event_to_wire(e) for e in s.log]]
+                    [list(p) for p in s.floor], [event_to_wire(e) for e in s.log],
+                    s.change_limit]
+        case IndexRecord(limit):
+            return ["C", limit]
 
 
 def _from_payload(obj: object) -> Record:
@@ -99,13 +115,17 @@ def _from_payload(obj: object) -> Record:
             return IdentityRecord(read_str(replica, "replica", nonempty=True))
         case ["E", event]:
             return EventRecord(event_from_wire(event))
-        case ["S", vv, entries, hlc, floor, log]:
+        case ["S", vv, entries, hlc, floor, log, *rest] if len(rest) <= 1:
+            # six items: a snapshot written before the change index existed
             wvv = read_vv(vv, "snapshot vv")
             return SnapshotRecord(Snapshot(
                 wvv, entries_from_wire(entries, wvv), read_uint(hlc, "snapshot hlc"),
                 read_vv(floor, "snapshot floor"),
                 tuple(event_from_wire(e) for e in read_list(log, "snapshot log")),
+                read_uint(rest[0], "snapshot change limit") if rest else 0,
             ))
+        case ["C", limit]:
+            return IndexRecord(read_uint(limit, "change index limit"))
     raise MalformedMessage("unknown record")
 
 

@@ -32,6 +32,10 @@ Rules this module obeys (each one is what a guarantee rests on):
    only whole (``eventual.full_state``).
 5. Identity. A replica without a durable identity (new or wiped) takes a
    fresh random one, so its dots never collide with an earlier life's.
+6. Change index. Every visible change (``_account``, ``_silence``) bumps the
+   per-node change index (``eventual.change_index``), whose reservation
+   record goes into the same Ready as the change: the index never goes
+   backwards on this node, across restarts too.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from eventual.change_index import ChangeIndex
 from eventual.client import ClientCalls
 from eventual.codec import state_entries
 from eventual.config import RandomSource, ReplicaConfig
@@ -58,6 +63,7 @@ from eventual.full_state import FullStateAssembly, split_full_state
 from eventual.hlc import hlc_recv, hlc_send
 from eventual.instances import resolve_instance
 from eventual.log import EventLog
+from eventual.lww import resolve
 from eventual.messages import (
     Deltas,
     Digest,
@@ -131,6 +137,9 @@ class Replica(ClientCalls):
                 self.state_hash ^= sibling_hash(key, dot, sib)
             if key[1] == SVC_SPACE:
                 self.last_seen[key] = now
+        #: instances heard from within their ttl before, silent now (counted once)
+        self.silent: set[Key] = set()
+        self.index = ChangeIndex(durable.change_limit, config.index_block)
         self.parked: list[_Parked] = []
         self.full_state_sent: dict[str, float] = {}
         self.assembly = FullStateAssembly()
@@ -145,6 +154,21 @@ class Replica(ClientCalls):
     @property
     def vv(self) -> VV:
         return self.store.context.vv
+
+    @property
+    def change_index(self) -> int:
+        """The per-node change index (``eventual.change_index``; not yet durable:
+        the driver shows at most its durable reservation)."""
+        return self.index.value
+
+    @property
+    def change_limit(self) -> int:
+        """The highest change-index reservation this replica has emitted."""
+        return self.index.limit
+
+    def namespace_index(self, namespace: str) -> int:
+        """The change index of the last visible change in ``namespace``."""
+        return self.index.of(namespace)
 
     @property
     def roster(self) -> list[str]:
@@ -230,7 +254,7 @@ class Replica(ClientCalls):
 
     def snapshot(self) -> Snapshot:
         return Snapshot(vv_to_wire(self.vv), state_entries(self.store), self.hlc,
-                        vv_to_wire(self.log.floor), tuple(self.log.events()))
+                        vv_to_wire(self.log.floor), tuple(self.log.events()), self.index.limit)
 
     def status(self, now: float) -> EventualStatus:
         return EventualStatus(
@@ -262,7 +286,7 @@ class Replica(ClientCalls):
 
     def _execute(self, request_id: int, request: Request) -> None:
         result: Result | None = answer_read(self.store, self.config, request, self.last_seen,
-                                            self.now)
+                                            self.now, self.index.of(request.namespace))
         if result is None:
             plan = plan_write(self.store, self.config, request)
             if isinstance(plan, NotFound):
@@ -306,11 +330,33 @@ class Replica(ClientCalls):
             self.state_hash ^= sibling_hash(change.key, dot, sib)
         for dot, sib in change.added:
             self.state_hash ^= sibling_hash(change.key, dot, sib)
-        if change.key[1] == SVC_SPACE:
-            if change.key not in self.store.entries:
-                self.last_seen.pop(change.key, None)
-            elif change.added:
-                self.last_seen[change.key] = self.now
+        key = change.key
+        if key[1] != SVC_SPACE:
+            if change.added or change.removed:
+                self._bump(key[0])
+            return
+        # An instance shows its current record (the last writer) and its health: a
+        # heartbeat that only moves the heartbeat time is no visible change.
+        after = self.store.siblings(key)
+        added = {d for d, _ in change.added}
+        before = {d: s for d, s in after.items() if d not in added} | dict(change.removed)
+        was, now = resolve(before), resolve(after)
+        visible = (None if was is None else was[1].value) != (None if now is None else now[1].value)
+        if now is None:
+            self.last_seen.pop(key, None)
+            self.silent.discard(key)
+        elif change.added:
+            self.last_seen[key] = self.now
+            if key in self.silent:
+                self.silent.discard(key)
+                visible = True
+        if visible:
+            self._bump(key[0])
+
+    def _bump(self, namespace: str) -> None:
+        reservation = self.index.bump(namespace)
+        if reservation is not None:
+            self._persist.append(reservation)
 
     def _receive(self, events: Iterable[Event]) -> None:
         ignore_deps = self.bugs.deliver_before_causal_past
@@ -431,5 +477,8 @@ class Replica(ClientCalls):
             if current is None:
                 continue
             info = current[0]
+            if silent > info.ttl and key not in self.silent:
+                self.silent.add(key)  # critical now: a visible change
+                self._bump(key[0])
             if info.deregister_after > 0 and silent > info.deregister_after:
                 self._local_event(key, None, self.store.key_vv(key))

@@ -3,7 +3,9 @@
 Every client call carries a ``request_id`` and optionally a session
 ``token``; its answer arrives in ``Ready.replies`` as ``Reply(request_id,
 result)``. Every successful result carries the new session token (the
-replica's version vector when it answered). Results:
+replica's version vector when it answered); every read result carries the
+``index`` of its namespace when it answered (``eventual.change_index``: the
+per-node change index of the namespace's last visible change). Results:
 
 - ``ReadResult``: a key's siblings (all of them under ``merge: mvr``; the one
   last writer under ``merge: lww``) and the read ``context`` to hand back with
@@ -121,6 +123,8 @@ class ReadResult:
     siblings: tuple[SiblingView, ...]
     context: str
     token: str
+    #: the namespace's change index as of this answer (``eventual.change_index``)
+    index: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +132,7 @@ class ListResult:
     #: (key, siblings), sorted by key
     items: tuple[tuple[str, tuple[SiblingView, ...]], ...]
     token: str
+    index: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +145,7 @@ class WriteResult:
 class InstancesResult:
     instances: tuple[InstanceView, ...]
     token: str
+    index: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,18 +95,20 @@ def instance_views(
 
 def answer_read(
     store: ORMap, config: ReplicaConfig, request: Request, last_seen: Mapping[Key, float],
-    now: float,
+    now: float, index: int = 0,
 ) -> Result | None:
-    """The answer to a read request (None if ``request`` is a write)."""
+    """The answer to a read request (None if ``request`` is a write); ``index`` is
+    the namespace's change index now (``eventual.change_index``)."""
     token = encode_vv(store.context.vv)
     match request:
         case Get(ns, name):
             siblings, context = read_key(store, (ns, KV_SPACE, name), config.merge_of(ns))
-            return ReadResult(siblings, context, token)
+            return ReadResult(siblings, context, token, index)
         case List(ns, prefix):
-            return ListResult(list_prefix(store, ns, prefix, config.merge_of(ns)), token)
+            return ListResult(list_prefix(store, ns, prefix, config.merge_of(ns)), token, index)
         case Instances(ns, service):
-            return InstancesResult(instance_views(store, ns, service, last_seen, now), token)
+            return InstancesResult(instance_views(store, ns, service, last_seen, now), token,
+                                   index)
     return None
 
 

@@ -10,6 +10,8 @@ unsynced records on a crash) and the node runtime's on-disk log.
 A ``SnapshotRecord`` replaces everything before it; an ``EventRecord`` is
 applied with the same delta join the replica uses, so replay rebuilds
 exactly the state the replica had when the last synced record was written.
+The change-index reservation is the highest one replayed (``IndexRecord``s
+and snapshots), never lower than any earlier one.
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ from eventual.context import CausalContext
 from eventual.dots import VV
 from eventual.messages import Event
 from eventual.ormap import ORMap
-from eventual.records import EventRecord, IdentityRecord, Record, Snapshot, SnapshotRecord
+from eventual.records import (
+    EventRecord,
+    IdentityRecord,
+    IndexRecord,
+    Record,
+    Snapshot,
+    SnapshotRecord,
+)
 
 __all__ = ["DurableState", "Storage", "recover", "store_from_entries"]
 
@@ -49,6 +58,8 @@ class DurableState:
     #: events not yet collected, in apply order
     log: list[Event] = field(default_factory=list)
     floor: VV = field(default_factory=dict)
+    #: the highest change-index reservation (``eventual.change_index``)
+    change_limit: int = 0
 
 
 def store_from_entries(snapshot: Snapshot) -> ORMap:
@@ -69,6 +80,9 @@ def recover(records: Iterable[Record]) -> DurableState:
                 state.hlc = max(state.hlc, snapshot.hlc)
                 state.log = list(snapshot.log)
                 state.floor = dict(snapshot.floor)
+                state.change_limit = max(state.change_limit, snapshot.change_limit)
+            case IndexRecord(limit):
+                state.change_limit = max(state.change_limit, limit)
             case EventRecord(event):
                 if state.store.apply_event(event) is not None:
                     state.log.append(event)

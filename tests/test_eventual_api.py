@@ -18,7 +18,7 @@ EXPECTED = {
     # session tokens
     "encode_vv", "decode_vv", "BadToken",
     # durability
-    "Record", "IdentityRecord", "EventRecord", "SnapshotRecord", "encode_frame",
+    "Record", "IdentityRecord", "EventRecord", "SnapshotRecord", "IndexRecord", "encode_frame",
     "decode_frames", "CorruptRecord", "DurableState", "Storage", "recover",
     # the CRDTs
     "CausalContext", "MVRegister", "ORMap", "LWWRegister",

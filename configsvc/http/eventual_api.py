@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 
 TOKEN = "X-Configsvc-Token"
 CONTEXT = "X-Configsvc-Context"
+#: this node's change index of the namespace as of the answer (``eventual.change_index``)
+CHANGE_INDEX = "X-Configsvc-Change-Index"
 
 
 def _digest(body: dict[str, Any]) -> str:
@@ -102,7 +104,7 @@ class EventualApi:
                 "siblings": siblings,
                 "context": result.context,
             }
-            return body, {TOKEN: token, CONTEXT: result.context}
+            return body, {TOKEN: token, CONTEXT: result.context, CHANGE_INDEX: str(result.index)}
 
         body, headers = await self._blocking(request, read)
         if not body["siblings"]:
@@ -117,7 +119,7 @@ class EventualApi:
             result, token = await self._call(request, ns, List(ns, prefix))
             assert isinstance(result, ListResult)
             items = [{"key": k, "siblings": [_sibling(s) for s in sibs]} for k, sibs in result.items]
-            return {"items": items}, {TOKEN: token}
+            return {"items": items}, {TOKEN: token, CHANGE_INDEX: str(result.index)}
 
         body, headers = await self._blocking(request, read)
         return JSONResponse(body, headers=headers)
