@@ -106,6 +106,76 @@ def _kv(args: argparse.Namespace) -> int:
     return 0
 
 
+def _svc(args: argparse.Namespace) -> int:
+    """``configsvc svc register|deregister|list|watch`` (docs/discovery.md)."""
+    with _client(args) as client:
+        if args.svc_command == "register":
+            return _svc_register(client, args)
+        if args.svc_command == "deregister":
+            _print(client.deregister(args.ns, args.service, args.id))
+        elif args.svc_command == "list" and args.service is None:
+            for name, s in client.services(args.ns).items():
+                print(f"{name}\t{s['passing']}/{s['instances']} passing\t{','.join(s['tags'])}")
+        elif args.svc_command == "list":
+            for inst in client.instances(args.ns, args.service, passing=args.passing):
+                print(_instance_line(inst))
+        else:
+            for instances in client.watch_instances(args.ns, args.service, passing=args.passing):
+                for inst in instances:
+                    print(_instance_line(inst), flush=True)
+                print("--", flush=True)
+    return 0
+
+
+def _instance_line(inst: dict[str, Any]) -> str:
+    return (f"{inst['instance_id']}\t{inst['address']}:{inst['port']}\t{inst['status']}"
+            f"\t{','.join(inst['tags'])}\t{inst['output']}")
+
+
+def _svc_register(client: Any, args: argparse.Namespace) -> int:
+    """Register; with ``--heartbeat``, heartbeat until Ctrl-C or SIGTERM, then deregister."""
+    import signal
+    import time
+
+    meta = {}
+    for item in args.meta:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            print(f"error: --meta wants KEY=VALUE, got {item!r}", file=sys.stderr)
+            return 2
+        meta[key] = value
+    check = None
+    if args.http:
+        check = {"http": args.http, "interval": args.interval}
+        if args.timeout is not None:
+            check["timeout"] = args.timeout
+    keep_alive = args.heartbeat is not None
+    if keep_alive and args.ttl is None:
+        print("error: --heartbeat needs --ttl", file=sys.stderr)
+        return 2
+    status = args.status or ("passing" if keep_alive else None)
+    _print(client.register(args.ns, args.service, args.id, address=args.address, port=args.port,
+                           tags=args.tag, meta=meta, ttl=args.ttl,
+                           deregister_after=args.deregister_after, check=check, status=status))
+    if not keep_alive:
+        return 0
+    period = args.heartbeat or args.ttl / 3
+
+    def stop(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    print(f"heartbeating every {period:g}s; Ctrl-C deregisters", file=sys.stderr, flush=True)
+    try:
+        while True:
+            time.sleep(period)  # the heartbeat period
+            client.heartbeat(args.ns, args.service, args.id)
+    except KeyboardInterrupt:
+        client.deregister(args.ns, args.service, args.id)
+        print(f"deregistered {args.service}/{args.id}", file=sys.stderr)
+        return 0
+
+
 def _status(args: argparse.Namespace) -> int:
     with _client(args) as client:
         health = client.health()
@@ -185,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
         endpoint(p)
     kv.set_defaults(func=_kv)
 
+    _svc_parser(sub, endpoint)
+
     status = sub.add_parser("status", help="members, roles, health")
     endpoint(status)
     status.set_defaults(func=_status)
@@ -206,6 +278,40 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--simulated", action="store_true", help="a narrated run on the simulator instead")
     demo.set_defaults(func=_demo)
     return parser
+
+
+def _svc_parser(sub: Any, endpoint: Any) -> None:
+    svc = sub.add_parser("svc", help="service discovery: register, deregister, list, watch")
+    ssub = svc.add_subparsers(dest="svc_command", required=True)
+    reg = ssub.add_parser("register", help="register an instance (--heartbeat: keep it alive)")
+    dereg = ssub.add_parser("deregister")
+    for p in (reg, dereg):
+        p.add_argument("ns")
+        p.add_argument("service")
+        p.add_argument("id", help="instance id")
+    reg.add_argument("--address", default=None, help="default: the host of the node reached")
+    reg.add_argument("--port", type=int, default=0)
+    reg.add_argument("--tag", action="append", default=[], help="repeatable")
+    reg.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE", help="repeatable")
+    reg.add_argument("--ttl", type=float, default=None, help="seconds a heartbeat keeps it passing")
+    reg.add_argument("--heartbeat", type=float, nargs="?", const=0.0, default=None, metavar="SECONDS",
+                     help="keep heartbeating (every SECONDS, default ttl/3) until Ctrl-C, then deregister")
+    reg.add_argument("--deregister-after", type=float, default=None, help="seconds critical before removal")
+    reg.add_argument("--http", default=None, help="an HTTP check URL, run by the node reached")
+    reg.add_argument("--interval", type=float, default=10.0, help="HTTP check interval (seconds)")
+    reg.add_argument("--timeout", type=float, default=None, help="HTTP check timeout (seconds)")
+    reg.add_argument("--status", choices=["passing", "warning", "critical"], default=None)
+    listing = ssub.add_parser("list", help="services of NS, or the instances of SERVICE")
+    listing.add_argument("ns")
+    listing.add_argument("service", nargs="?", default=None)
+    watch = ssub.add_parser("watch", help="print the instances of SERVICE on every change")
+    watch.add_argument("ns")
+    watch.add_argument("service")
+    for p in (listing, watch):
+        p.add_argument("--passing", action="store_true", help="only instances passing their checks")
+    for p in (reg, dereg, listing, watch):
+        endpoint(p)
+    svc.set_defaults(func=_svc)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -148,6 +148,10 @@ class _Base:
     def _kv_path(ns: str, key: str) -> str:
         return f"/v1/kv/{quote(ns, safe='')}/{quote(key, safe='/')}"
 
+    @staticmethod
+    def _svc_path(ns: str, *parts: str) -> str:
+        return "/v1/services/" + "/".join(quote(p, safe="") for p in (ns, *parts))
+
 
 class Client(_Base):
     def __init__(self, endpoints: Sequence[str] | str = DEFAULT_ENDPOINT, timeout: float = 10.0,
@@ -247,6 +251,50 @@ class Client(_Base):
 
     def health(self) -> dict[str, Any]:
         return self.request("GET", "/v1/cluster/health")
+
+    # services (docs/discovery.md)
+    def register(self, ns: str, service: str, instance_id: str, *, address: str | None = None,
+                 port: int = 0, tags: Sequence[str] = (), meta: dict[str, str] | None = None,
+                 ttl: float | None = None, deregister_after: float | None = None,
+                 check: dict[str, Any] | None = None, status: str | None = None) -> dict[str, Any]:
+        """Register (upsert) an instance. ``ttl``: heartbeat within it or turn critical;
+        ``check``: ``{"http": url, "interval": s, "timeout": s}`` run by the node it reaches;
+        ``status``: the starting status (default: critical with a TTL or check, else passing)."""
+        body = _registration(address, port, tags, meta, ttl, deregister_after, check, status)
+        return self.request("PUT", self._svc_path(ns, service, instance_id), write=True, json=body)
+
+    def deregister(self, ns: str, service: str, instance_id: str) -> dict[str, Any]:
+        return self.request("DELETE", self._svc_path(ns, service, instance_id), write=True)
+
+    def check(self, ns: str, service: str, instance_id: str, status: str, output: str = "") -> dict[str, Any]:
+        """Report a check result: ``passing``, ``warning`` or ``critical``."""
+        body = {"status": status, "output": output}
+        return self.request("PUT", self._svc_path(ns, service, instance_id, "check"), write=True, json=body)
+
+    def heartbeat(self, ns: str, service: str, instance_id: str, status: str = "passing",
+                  output: str = "") -> dict[str, Any]:
+        """A TTL heartbeat (a check result, passing unless told)."""
+        return self.check(ns, service, instance_id, status, output)
+
+    def instances(self, ns: str, service: str, *, passing: bool = False,
+                  consistency: str | None = None) -> builtins.list[dict[str, Any]]:
+        """The instances of ``service`` (``passing``: only those passing their checks)."""
+        params = _InstanceWatch(passing, consistency, 0.0).params(block=False)
+        return list(self.request("GET", self._svc_path(ns, service), params=params)["instances"])
+
+    def services(self, ns: str) -> dict[str, dict[str, Any]]:
+        """Every service of ``ns``: ``{name: {"tags", "instances", "passing"}}``."""
+        return dict(self.request("GET", self._svc_path(ns))["services"])
+
+    def watch_instances(self, ns: str, service: str, *, passing: bool = False, wait: float = 30.0,
+                        consistency: str | None = None) -> Iterator[builtins.list[dict[str, Any]]]:
+        """Yield the instances now and every time they change (blocking queries on the index)."""
+        state = _InstanceWatch(passing, consistency, wait)
+        while True:
+            data = self.request("GET", self._svc_path(ns, service), params=state.params(), timeout=wait + 10)
+            changed = state.step(data)
+            if changed is not None:
+                yield changed
 
 
 class AsyncClient(_Base):
@@ -357,6 +405,45 @@ class AsyncClient(_Base):
     async def health(self) -> dict[str, Any]:
         return await self.request("GET", "/v1/cluster/health")
 
+    # services (docs/discovery.md), as ``Client``
+    async def register(self, ns: str, service: str, instance_id: str, *, address: str | None = None,
+                       port: int = 0, tags: Sequence[str] = (), meta: dict[str, str] | None = None,
+                       ttl: float | None = None, deregister_after: float | None = None,
+                       check: dict[str, Any] | None = None, status: str | None = None) -> dict[str, Any]:
+        body = _registration(address, port, tags, meta, ttl, deregister_after, check, status)
+        return await self.request("PUT", self._svc_path(ns, service, instance_id), write=True, json=body)
+
+    async def deregister(self, ns: str, service: str, instance_id: str) -> dict[str, Any]:
+        return await self.request("DELETE", self._svc_path(ns, service, instance_id), write=True)
+
+    async def check(self, ns: str, service: str, instance_id: str, status: str,
+                    output: str = "") -> dict[str, Any]:
+        body = {"status": status, "output": output}
+        path = self._svc_path(ns, service, instance_id, "check")
+        return await self.request("PUT", path, write=True, json=body)
+
+    async def heartbeat(self, ns: str, service: str, instance_id: str, status: str = "passing",
+                        output: str = "") -> dict[str, Any]:
+        return await self.check(ns, service, instance_id, status, output)
+
+    async def instances(self, ns: str, service: str, *, passing: bool = False,
+                        consistency: str | None = None) -> builtins.list[dict[str, Any]]:
+        params = _InstanceWatch(passing, consistency, 0.0).params(block=False)
+        return list((await self.request("GET", self._svc_path(ns, service), params=params))["instances"])
+
+    async def services(self, ns: str) -> dict[str, dict[str, Any]]:
+        return dict((await self.request("GET", self._svc_path(ns)))["services"])
+
+    async def watch_instances(self, ns: str, service: str, *, passing: bool = False, wait: float = 30.0,
+                              consistency: str | None = None) -> AsyncIterator[builtins.list[dict[str, Any]]]:
+        state = _InstanceWatch(passing, consistency, wait)
+        while True:
+            data = await self.request("GET", self._svc_path(ns, service), params=state.params(),
+                                      timeout=wait + 10)
+            changed = state.step(data)
+            if changed is not None:
+                yield changed
+
 
 def _siblings(data: dict[str, Any]) -> list[bytes]:
     return [base64.b64decode(s["value"]) for s in data.get("siblings", [])]
@@ -390,6 +477,52 @@ class _Watch:
         """The new content to yield, or None if it did not change."""
         self.index = data["index"] if "items" in data else data["revision"]
         content = _items(data)
+        if content == self.last:
+            return None
+        self.last = content
+        return list(content)
+
+
+def _registration(address: str | None, port: int, tags: Sequence[str], meta: dict[str, str] | None,
+                  ttl: float | None, deregister_after: float | None, check: dict[str, Any] | None,
+                  status: str | None) -> dict[str, Any]:
+    """The native registration body; fields left out take the server's defaults."""
+    body: dict[str, Any] = {"port": port, "tags": list(tags), "meta": dict(meta or {})}
+    optional = {"address": address, "ttl": ttl, "deregister_after": deregister_after,
+                "check": check, "status": status}
+    body.update({k: v for k, v in optional.items() if v is not None})
+    return body
+
+
+class _InstanceWatch:
+    """Where a watch of a service stands: the index to block on, the last answer yielded.
+
+    The index is the answer's ``index`` (strong: a revision; eventual: the serving
+    node's change index). An index that goes backwards means another node (or a
+    restored one) answered: the next query asks without an index (Consul's rule),
+    and only an answer whose content differs is yielded."""
+
+    def __init__(self, passing: bool, consistency: str | None, wait: float) -> None:
+        self.passing = passing
+        self.consistency = consistency
+        self.wait = wait
+        self.index: int | None = None
+        self.last: list[dict[str, Any]] | None = None
+
+    def params(self, block: bool = True) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        if self.passing:
+            params["passing"] = "true"
+        if self.consistency:
+            params["consistency"] = self.consistency
+        if block and self.index is not None:
+            params.update(index=self.index, wait=self.wait)
+        return params
+
+    def step(self, data: dict[str, Any]) -> list[dict[str, Any]] | None:
+        index = int(data["index"])
+        self.index = None if self.index is not None and index < self.index else index
+        content = list(data["instances"])
         if content == self.last:
             return None
         self.last = content

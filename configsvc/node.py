@@ -24,6 +24,7 @@ from configsvc.datadir import InitialState, Member, open_data_dir
 from configsvc.disklog import CorruptLog
 from configsvc.forwarding import CHANNEL as RPC_CHANNEL
 from configsvc.forwarding import FORWARDED, Forwarder
+from configsvc.health_checks import HealthChecks
 from configsvc.http.errors import ApiError
 from configsvc.transport import Transport, TransportConfig
 from eventual.config import LWW, MVR, Merge
@@ -83,6 +84,8 @@ class Node:
         self.merges: dict[str, Merge] = {}
         self.forwarder: Forwarder | None = None
         self.membership: MembershipDriver | None = None
+        #: HTTP checks of the instances registered with this node (configsvc.health_checks)
+        self.health_checks: HealthChecks | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.namespaces_ready = False
         #: set when the data directory cannot be trusted: the node serves nothing
@@ -184,6 +187,8 @@ class Node:
         await self._strong.start()
         await self._eventual.start()
         await self.membership.start()
+        self.health_checks = HealthChecks(self)
+        await self.health_checks.start()
         self._tasks.append(asyncio.create_task(self._bootstrap_namespaces()))
         self._tasks.append(asyncio.create_task(self._maintain_sessions()))
 
@@ -193,6 +198,8 @@ class Node:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.health_checks is not None:
+            await self.health_checks.close()
         if self._strong is not None:
             await self._strong.close()
         if self.membership is not None:

@@ -9,7 +9,8 @@ here. Invariants:
   its target). So a constructed op is always encodable, and a decoded op has
   passed the same checks as a constructed one.
 - ``encode_command`` is canonical: a command has exactly one encoding (tagged
-  lists, no maps; ``CreateNamespace.options`` are normalised to sorted order),
+  lists, no maps; ``CreateNamespace.options`` and ``RegisterInstance.meta``
+  are normalised to sorted order),
   so ``encode_command(decode_command(b)) == b`` for every ``b`` it produced.
 - ``decode_command`` raises ``MalformedCommand`` — and nothing else — for any
   byte string that is not such an encoding.
@@ -42,16 +43,22 @@ from strong.ops import (
     Delete,
     DeleteNamespace,
     DeletePrefix,
+    DeregisterInstance,
+    ExpireInstances,
     ExpireSessions,
     Get,
+    ListInstances,
     Noop,
     Op,
     Put,
     Range,
     ReadOp,
+    RegisterInstance,
+    ServiceOp,
     SetVersion,
     Txn,
     TxnOp,
+    UpdateCheck,
 )
 
 __all__ = [
@@ -65,17 +72,23 @@ __all__ = [
     "Delete",
     "DeleteNamespace",
     "DeletePrefix",
+    "DeregisterInstance",
+    "ExpireInstances",
     "ExpireSessions",
     "Get",
+    "ListInstances",
     "MalformedCommand",
     "Noop",
     "Op",
     "Put",
     "Range",
     "ReadOp",
+    "RegisterInstance",
+    "ServiceOp",
     "SetVersion",
     "Txn",
     "TxnOp",
+    "UpdateCheck",
     "decode_command",
     "encode_command",
 ]
@@ -158,8 +171,34 @@ def encode_op(op: Op) -> list[object]:
             return ["exp", now_ms, ttl_ms]
         case Noop():
             return ["noop"]
+        case (
+            RegisterInstance()
+            | UpdateCheck()
+            | DeregisterInstance()
+            | ExpireInstances()
+            | ListInstances()
+        ):
+            return _encode_service_op(op)
         case _:
             return _encode_txn_op(op)
+
+
+def _encode_service_op(op: ServiceOp) -> list[object]:
+    match op:
+        case RegisterInstance():
+            return [
+                "inst+", op.ns, op.service, op.instance_id, op.address, op.port,
+                list(op.tags), [[k, v] for k, v in op.meta], op.node, op.check, op.ttl_ms,
+                op.deregister_after_ms, op.status, op.output, op.now_ms,
+            ]  # fmt: skip
+        case UpdateCheck(ns, service, instance_id, status, output, now_ms):
+            return ["check", ns, service, instance_id, status, output, now_ms]
+        case DeregisterInstance(ns, service, instance_id):
+            return ["inst-", ns, service, instance_id]
+        case ExpireInstances(now_ms):
+            return ["instx", now_ms]
+        case ListInstances(ns, service):
+            return ["insts", ns, service]
 
 
 def _encode_txn_op(op: TxnOp) -> list[object]:
@@ -209,8 +248,54 @@ def decode_op(obj: object) -> Op:
         case "noop":
             _arity(tag, args, 0)
             return Noop()
+        case "inst+" | "check" | "inst-" | "instx" | "insts":
+            return _decode_service_op(tag, args)
         case _:
             return _decode_txn_op(obj)
+
+
+def _decode_service_op(tag: str, args: list[object]) -> ServiceOp:
+    match tag:
+        case "inst+":
+            (ns, service, instance_id, address, port, tags, meta, node, check, ttl, dereg,
+             status, output, now_ms) = _arity(tag, args, 14)  # fmt: skip
+            return RegisterInstance(
+                read_str(ns, "ns"),
+                read_str(service, "service"),
+                read_str(instance_id, "instance_id"),
+                read_str(address, "address"),
+                read_uint(port, "port"),
+                tuple(read_str(t, "tag") for t in read_list(tags, "tags")),
+                tuple(_option(item) for item in read_list(meta, "meta")),
+                read_str(node, "node"),
+                read_bytes(check, "check"),
+                read_uint(ttl, "ttl_ms"),
+                read_uint(dereg, "deregister_after_ms"),
+                read_str(status, "status"),
+                read_str(output, "output"),
+                read_uint(now_ms, "now_ms"),
+            )
+        case "check":
+            ns, service, instance_id, status, output, now_ms = _arity(tag, args, 6)
+            return UpdateCheck(
+                read_str(ns, "ns"),
+                read_str(service, "service"),
+                read_str(instance_id, "instance_id"),
+                read_str(status, "status"),
+                read_str(output, "output"),
+                read_uint(now_ms, "now_ms"),
+            )
+        case "inst-":
+            ns, service, instance_id = _arity(tag, args, 3)
+            return DeregisterInstance(
+                read_str(ns, "ns"), read_str(service, "service"), read_str(instance_id, "id")
+            )
+        case "instx":
+            (now_ms,) = _arity(tag, args, 1)
+            return ExpireInstances(read_uint(now_ms, "now_ms"))
+        case _:
+            ns, service = _arity(tag, args, 2)
+            return ListInstances(read_str(ns, "ns"), read_str(service, "service"))
 
 
 def _decode_txn_op(obj: object) -> TxnOp:

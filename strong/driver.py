@@ -38,11 +38,11 @@ from typing import Any
 from strong.ballot import Ballot
 from strong.commands import MalformedCommand, decode_command
 from strong.config import ReplicaConfig
-from strong.ops import Get, Range
+from strong.ops import ReadOp
 from strong.ready import Ready, RejectReason, Role
 from strong.records import CommitRecord
 from strong.replica import Replica, ReplicaStatus
-from strong.results import ErrorResult, GetResult, RangeResult, Result
+from strong.results import ErrorResult, GetResult, InstancesResult, RangeResult, Result
 from strong.sm_snapshot import SnapshotState
 from strong.state_machine import StateMachine, UnsupportedVersion
 from strong.storage import Storage, recover
@@ -195,8 +195,10 @@ class StrongDriver:
                 if not rids:
                     del self._by_command[key]
 
-    async def read(self, op: Get | Range, timeout: float) -> Result:
-        """A linearizable read. Raises NotLeader, TimeoutError (safe to retry), Halted."""
+    async def read(self, op: ReadOp, timeout: float) -> Result:
+        """A linearizable read (``Get``, ``Range`` or ``ListInstances``).
+
+        Raises NotLeader, TimeoutError (safe to retry), Halted."""
         await self.barrier(timeout)
         return self.sm.read(op)
 
@@ -217,7 +219,8 @@ class StrongDriver:
         finally:
             self._reads.pop(rid, None)
 
-    def read_stale(self, op: Get | Range) -> GetResult | RangeResult | ErrorResult:
+    def read_stale(self, op: ReadOp) -> GetResult | RangeResult | InstancesResult | ErrorResult:
+        """A read of this replica's applied state, however stale (any ``ReadOp``)."""
         return self.sm.read(op)
 
     async def wait_applied(self, index: int, timeout: float) -> None:

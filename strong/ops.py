@@ -10,11 +10,31 @@ constructor enforces (so a decoded op is as valid as a constructed one):
   so two requests meaning the same namespace compare (and encode) equal;
 - a ``Compare`` on ``"value"`` has a ``bytes`` operand, on any other target an
   ``int`` operand;
-- a ``Txn`` branch holds only ``TxnOp``s (no namespace ops, no nested ``Txn``).
+- a ``Txn`` branch holds only ``TxnOp``s (no namespace ops, no nested ``Txn``);
+- service-instance ops (``RegisterInstance`` and friends) hold bounded values:
+  see "Service instances" below.
 
 ``Put.if_mod_revision`` / ``Delete.if_mod_revision``: ``None`` = unconditional;
 ``n`` = only if the key's current ``mod_revision`` is ``n``, where an absent key
 counts as ``0`` — so ``Put(..., if_mod_revision=0)`` is "create only".
+
+Service instances (state-machine version >= 3; ``strong.services``). The limits
+keep one registration small enough for a slot and a snapshot, and match what
+Consul enforces where it has a limit (meta, check output):
+
+- ``service``, ``instance_id``: non-empty ``str`` of at most ``MAX_NAME_BYTES``
+  UTF-8 bytes; ``address`` and ``node`` the same but may be empty;
+- ``port`` in ``[0, 65535]``;
+- ``tags``: at most ``MAX_TAGS`` strings of at most ``MAX_TAG_BYTES`` bytes, kept
+  in the given order (duplicates too: they are the client's);
+- ``meta``: at most ``MAX_META`` pairs, keys non-empty and at most
+  ``MAX_META_KEY_BYTES``, values at most ``MAX_META_VALUE_BYTES``; stored sorted
+  by key, no duplicate keys (like ``CreateNamespace.options``);
+- ``check``: opaque ``bytes`` (a JSON HTTP-check spec read by configsvc only),
+  at most ``MAX_CHECK_BYTES``; ``output`` at most ``MAX_OUTPUT_BYTES``;
+- ``status`` one of ``STATUSES``; ``ttl_ms`` 0 = no TTL check,
+  ``deregister_after_ms`` 0 = never; ``now_ms`` is the proposing leader's wall
+  time (ms since the epoch) — time enters the state machine only as such data.
 """
 
 from __future__ import annotations
@@ -27,23 +47,42 @@ __all__ = [
     "COMPARE_OPS",
     "COMPARE_TARGETS",
     "CONSISTENCIES",
+    "CRITICAL",
     "EVENTUAL",
+    "MAX_CHECK_BYTES",
+    "MAX_META",
+    "MAX_META_KEY_BYTES",
+    "MAX_META_VALUE_BYTES",
+    "MAX_NAME_BYTES",
+    "MAX_OUTPUT_BYTES",
+    "MAX_TAGS",
+    "MAX_TAG_BYTES",
+    "PASSING",
+    "STATUSES",
     "STRONG",
+    "WARNING",
     "Compare",
     "CreateNamespace",
     "Delete",
     "DeleteNamespace",
     "DeletePrefix",
+    "DeregisterInstance",
+    "ExpireInstances",
     "ExpireSessions",
     "Get",
+    "ListInstances",
     "Noop",
     "Op",
     "Put",
     "Range",
     "ReadOp",
+    "RegisterInstance",
+    "ServiceOp",
     "SetVersion",
     "Txn",
     "TxnOp",
+    "UpdateCheck",
+    "check_instance_fields",
 ]
 
 STRONG = "strong"
@@ -51,6 +90,20 @@ EVENTUAL = "eventual"
 CONSISTENCIES = (STRONG, EVENTUAL)
 COMPARE_TARGETS = ("value", "mod_revision", "create_revision", "version")
 COMPARE_OPS = ("==", "!=", "<", ">")
+PASSING = "passing"
+WARNING = "warning"
+CRITICAL = "critical"
+STATUSES = (PASSING, WARNING, CRITICAL)
+
+MAX_NAME_BYTES = 256
+MAX_TAGS = 64
+MAX_TAG_BYTES = 256
+MAX_META = 64
+MAX_META_KEY_BYTES = 128
+MAX_META_VALUE_BYTES = 512
+MAX_CHECK_BYTES = 4096
+MAX_OUTPUT_BYTES = 4096
+MAX_PORT = 65535
 
 
 def _check_uint(value: object, what: str) -> None:
@@ -71,6 +124,86 @@ def _check_key(value: object, what: str = "key") -> None:
 def _check_bytes(value: object, what: str) -> None:
     if type(value) is not bytes:
         raise ValueError(f"{what} must be bytes, got {type(value).__name__}")
+
+
+def _check_text(value: object, what: str, limit: int, *, empty: bool = True) -> None:
+    """A ``str`` of at most ``limit`` UTF-8 bytes (non-empty unless ``empty``)."""
+    if type(value) is not str or (not empty and not value):
+        kind = "a str" if empty else "a non-empty str"
+        raise ValueError(f"{what} must be {kind}, got {value!r:.60}")
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} is not valid Unicode text") from None
+    if size > limit:
+        raise ValueError(f"{what} is limited to {limit} bytes of UTF-8, got {size}")
+
+
+def _check_status(value: object) -> None:
+    if type(value) is not str or value not in STATUSES:
+        raise ValueError(f"status must be one of {STATUSES}, got {value!r:.60}")
+
+
+def _sorted_meta(meta: object) -> tuple[tuple[str, str], ...]:
+    """``meta`` checked and sorted by key (``RegisterInstance`` stores it so)."""
+    if not isinstance(meta, tuple):
+        raise ValueError("meta must be a tuple of (key, value) pairs")
+    if len(meta) > MAX_META:
+        raise ValueError(f"meta is limited to {MAX_META} pairs, got {len(meta)}")
+    for pair in meta:
+        if not (isinstance(pair, tuple) and len(pair) == 2):
+            raise ValueError(f"meta item {pair!r:.60} is not a (key, value) pair")
+        _check_text(pair[0], "meta key", MAX_META_KEY_BYTES, empty=False)
+        _check_text(pair[1], f"meta value of {pair[0]!r}", MAX_META_VALUE_BYTES)
+    ordered: tuple[tuple[str, str], ...] = tuple(sorted(meta))
+    if len({key for key, _ in ordered}) != len(ordered):
+        raise ValueError("duplicate meta key")
+    return ordered
+
+
+def _check_instance_key(service: object, instance_id: object) -> None:
+    _check_text(service, "service", MAX_NAME_BYTES, empty=False)
+    _check_text(instance_id, "instance_id", MAX_NAME_BYTES, empty=False)
+
+
+def check_instance_fields(
+    service: object,
+    instance_id: object,
+    address: object,
+    port: object,
+    tags: object,
+    meta: object,
+    node: object,
+    check: object,
+    ttl_ms: object,
+    deregister_after_ms: object,
+    status: object,
+    output: object,
+) -> None:
+    """Raise ``ValueError`` unless these are a valid registration (``meta`` sorted).
+
+    Shared by ``RegisterInstance`` and the snapshot decoder, so a restored
+    instance obeys exactly the limits a registered one does.
+    """
+    _check_instance_key(service, instance_id)
+    _check_text(address, "address", MAX_NAME_BYTES)
+    if type(port) is not int or not 0 <= port <= MAX_PORT:
+        raise ValueError(f"port must be an int in [0, {MAX_PORT}], got {port!r:.60}")
+    if not isinstance(tags, tuple):
+        raise ValueError("tags must be a tuple of str")
+    if len(tags) > MAX_TAGS:
+        raise ValueError(f"tags are limited to {MAX_TAGS}, got {len(tags)}")
+    for tag in tags:
+        _check_text(tag, "tag", MAX_TAG_BYTES)
+    if _sorted_meta(meta) != meta:
+        raise ValueError("meta must be sorted by key")
+    _check_text(node, "node", MAX_NAME_BYTES)
+    if type(check) is not bytes or len(check) > MAX_CHECK_BYTES:
+        raise ValueError(f"check must be bytes, at most {MAX_CHECK_BYTES} of them")
+    _check_uint(ttl_ms, "ttl_ms")
+    _check_uint(deregister_after_ms, "deregister_after_ms")
+    _check_status(status)
+    _check_text(output, "output", MAX_OUTPUT_BYTES)
 
 
 @dataclass(frozen=True)
@@ -207,7 +340,6 @@ class Compare:
 
 
 TxnOp = Put | Delete | DeletePrefix | Get | Range
-ReadOp = Get | Range
 _TXN_OP_TYPES = (Put, Delete, DeletePrefix, Get, Range)
 
 
@@ -263,9 +395,107 @@ class ExpireSessions:
 
 
 @dataclass(frozen=True)
+class RegisterInstance:
+    """Upsert one instance of ``service`` in strong namespace ``ns`` (version >= 3).
+
+    Heard at ``now_ms`` (leader wall time): that is its heartbeat time. ``node``
+    is the node the instance registered with (it runs the HTTP check ``check``
+    describes). Limits: the module docstring.
+    """
+
+    ns: str
+    service: str
+    instance_id: str
+    address: str
+    port: int
+    tags: tuple[str, ...]
+    meta: tuple[tuple[str, str], ...]
+    node: str
+    check: bytes
+    ttl_ms: int
+    deregister_after_ms: int
+    status: str
+    output: str
+    now_ms: int
+
+    def __post_init__(self) -> None:
+        _check_name(self.ns, "namespace")
+        object.__setattr__(self, "meta", _sorted_meta(self.meta))
+        check_instance_fields(
+            self.service, self.instance_id, self.address, self.port, self.tags, self.meta,
+            self.node, self.check, self.ttl_ms, self.deregister_after_ms, self.status,
+            self.output,
+        )  # fmt: skip
+        _check_uint(self.now_ms, "now_ms")
+
+
+@dataclass(frozen=True)
+class UpdateCheck:
+    """A TTL heartbeat or check result: set ``status``/``output``, heard at ``now_ms``."""
+
+    ns: str
+    service: str
+    instance_id: str
+    status: str
+    output: str
+    now_ms: int
+
+    def __post_init__(self) -> None:
+        _check_name(self.ns, "namespace")
+        _check_instance_key(self.service, self.instance_id)
+        _check_status(self.status)
+        _check_text(self.output, "output", MAX_OUTPUT_BYTES)
+        _check_uint(self.now_ms, "now_ms")
+
+
+@dataclass(frozen=True)
+class DeregisterInstance:
+    """Remove one instance (absent: changes nothing)."""
+
+    ns: str
+    service: str
+    instance_id: str
+
+    def __post_init__(self) -> None:
+        _check_name(self.ns, "namespace")
+        _check_instance_key(self.service, self.instance_id)
+
+
+@dataclass(frozen=True)
+class ExpireInstances:
+    """Apply TTL expiry and deregister-after to every strong namespace as of ``now_ms``.
+
+    Proposed by the leader with its wall time (``strong.services`` rule 4).
+    """
+
+    now_ms: int
+
+    def __post_init__(self) -> None:
+        _check_uint(self.now_ms, "now_ms")
+        if self.now_ms == 0:
+            raise ValueError("now_ms must be positive")
+
+
+@dataclass(frozen=True)
+class ListInstances:
+    """Read the instances of ``service`` in ``ns`` (``""`` = every service)."""
+
+    ns: str
+    service: str = ""
+
+    def __post_init__(self) -> None:
+        _check_name(self.ns, "namespace")
+        _check_text(self.service, "service", MAX_NAME_BYTES)
+
+
+@dataclass(frozen=True)
 class Noop:
     """Does nothing; still goes through dedup like any command."""
 
+
+ReadOp = Get | Range | ListInstances
+"""What ``StateMachine.read`` (and so a linearizable or stale read) serves."""
+ServiceOp = RegisterInstance | UpdateCheck | DeregisterInstance | ExpireInstances | ListInstances
 
 Op = (
     CreateNamespace
@@ -278,5 +508,10 @@ Op = (
     | Range
     | SetVersion
     | ExpireSessions
+    | RegisterInstance
+    | UpdateCheck
+    | DeregisterInstance
+    | ExpireInstances
+    | ListInstances
     | Noop
 )

@@ -35,6 +35,8 @@ __all__ = [
     "ErrorCode",
     "ErrorResult",
     "GetResult",
+    "InstanceRecord",
+    "InstancesResult",
     "KeyValue",
     "NamespaceDeleted",
     "NamespaceInfo",
@@ -43,10 +45,13 @@ __all__ = [
     "PutResult",
     "RangeResult",
     "Result",
+    "ServiceWriteResult",
     "TxnResponse",
     "TxnResult",
     "VersionResult",
+    "decode_instance",
     "decode_result",
+    "encode_instance",
     "encode_result",
 ]
 
@@ -65,6 +70,8 @@ class ErrorCode:
     SESSION_EXPIRED = "session_expired"
     #: an op the current state-machine version does not apply (changes nothing)
     UNSUPPORTED_IN_VERSION = "unsupported_in_version"
+    #: ``UpdateCheck`` of an instance the namespace does not hold
+    INSTANCE_NOT_FOUND = "instance_not_found"
     ALL = (
         MALFORMED_COMMAND,
         NAMESPACE_NOT_FOUND,
@@ -75,6 +82,7 @@ class ErrorCode:
         VERSION_DOWNGRADE,
         SESSION_EXPIRED,
         UNSUPPORTED_IN_VERSION,
+        INSTANCE_NOT_FOUND,
     )
 
 
@@ -171,6 +179,55 @@ class NamespaceDeleted:
 
 
 @dataclass(frozen=True, slots=True)
+class InstanceRecord:
+    """One service instance of a strong namespace (``strong.services``).
+
+    ``last_heartbeat_ms`` / ``status_since_ms`` are leader wall times carried by
+    commands (never a replica's clock); ``create_revision`` / ``mod_revision``
+    are store revisions of its registration and of its last visible change.
+    """
+
+    service: str
+    instance_id: str
+    address: str
+    port: int
+    tags: tuple[str, ...]
+    meta: tuple[tuple[str, str], ...]
+    node: str
+    check: bytes
+    ttl_ms: int
+    deregister_after_ms: int
+    status: str
+    output: str
+    last_heartbeat_ms: int
+    status_since_ms: int
+    create_revision: int
+    mod_revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class InstancesResult:
+    """``instances`` sorted by (service, instance_id).
+
+    ``index`` is the highest revision at which anything the query covers changed
+    (registration, status or output change, deregistration, expiry): a blocking
+    query "until index > I" wakes exactly on a change.
+    """
+
+    instances: tuple[InstanceRecord, ...]
+    revision: int
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceWriteResult:
+    """``changed``: something visible changed (then ``revision`` is its revision)."""
+
+    revision: int
+    changed: bool
+
+
+@dataclass(frozen=True, slots=True)
 class VersionResult:
     version: int
 
@@ -197,6 +254,8 @@ Result = (
     | NamespaceDeleted
     | VersionResult
     | NoopResult
+    | InstancesResult
+    | ServiceWriteResult
     | ErrorResult
 )
 
@@ -256,6 +315,43 @@ def decode_namespace(obj: object) -> NamespaceInfo:
     return NamespaceInfo(read_str(name, "name"), read_str(consistency, "consistency"), tuple(pairs))
 
 
+def encode_instance(rec: InstanceRecord) -> list[object]:
+    return [
+        rec.service, rec.instance_id, rec.address, rec.port, list(rec.tags),
+        [[k, v] for k, v in rec.meta], rec.node, rec.check, rec.ttl_ms,
+        rec.deregister_after_ms, rec.status, rec.output, rec.last_heartbeat_ms,
+        rec.status_since_ms, rec.create_revision, rec.mod_revision,
+    ]  # fmt: skip
+
+
+def decode_instance(obj: object) -> InstanceRecord:
+    """Inverse of ``encode_instance`` (shape and types; the snapshot checks limits)."""
+    (service, instance_id, address, port, tags, meta, node, check, ttl, dereg, status, output,
+     heartbeat, since, create, mod) = read_list(obj, "instance", 16)  # fmt: skip
+    pairs = []
+    for pair in read_list(meta, "meta"):
+        key, value = read_list(pair, "meta pair", 2)
+        pairs.append((read_str(key, "meta key"), read_str(value, "meta value")))
+    return InstanceRecord(
+        read_str(service, "service"),
+        read_str(instance_id, "instance_id"),
+        read_str(address, "address"),
+        read_uint(port, "port"),
+        tuple(read_str(tag, "tag") for tag in read_list(tags, "tags")),
+        tuple(pairs),
+        read_str(node, "node"),
+        read_bytes(check, "check"),
+        read_uint(ttl, "ttl_ms"),
+        read_uint(dereg, "deregister_after_ms"),
+        read_str(status, "status"),
+        read_str(output, "output"),
+        read_uint(heartbeat, "last_heartbeat_ms"),
+        read_uint(since, "status_since_ms"),
+        read_uint(create, "create_revision"),
+        read_uint(mod, "mod_revision"),
+    )
+
+
 def encode_result(result: Result) -> list[object]:
     """The wire list of ``result`` (first item: its tag)."""
     match result:
@@ -279,6 +375,10 @@ def encode_result(result: Result) -> list[object]:
             return ["ver", version]
         case NoopResult():
             return ["noop"]
+        case InstancesResult(instances, revision, index):
+            return ["insts", [encode_instance(i) for i in instances], revision, index]
+        case ServiceWriteResult(revision, changed):
+            return ["svc", revision, changed]
         case ErrorResult(code, message):
             return ["err", code, message]
 
@@ -326,6 +426,14 @@ def decode_result(obj: object) -> Result:
             return VersionResult(read_uint(version, "version"))
         case "noop", []:
             return NoopResult()
+        case "insts", [instances, revision, index]:
+            return InstancesResult(
+                tuple(decode_instance(i) for i in read_list(instances, "instances")),
+                read_uint(revision, "revision"),
+                read_uint(index, "index"),
+            )
+        case "svc", [revision, changed]:
+            return ServiceWriteResult(read_uint(revision, "revision"), read_bool(changed, "changed"))
         case "err", [code, message]:
             return ErrorResult(read_str(code, "code"), read_str(message, "message"))
         case _:

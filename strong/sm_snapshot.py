@@ -14,14 +14,27 @@ last ``ExpireSessions``, ms) and each session's last activity on that clock::
      [[client_id, seq, result, last_seen], ...],
      [[client_id, expired_at], ...]]    # expired sessions' ids, sorted
 
+Version 3 and later (format 3) add, per strong namespace, its service table
+(``strong.services``)::
+
+    [3, applied_index, version, revision, clock,
+     [[namespace, kvs | nil], ...],
+     [[client_id, seq, result, last_seen], ...],
+     [[client_id, expired_at], ...],
+     [[name, floor, services_clock,    # one per strong namespace, sorted by name
+       [instance, ...],                # sorted by (service, instance_id)
+       [[service, index], ...]], ...]] # sorted by service
+
 with each ``kvs`` a list sorted by key. The format follows the version, so a
-version-1 state encodes exactly as before (old and new code hash it alike).
+version-1 or -2 state encodes exactly as before (old and new code hash it alike).
 Invariants:
 
 - ``encode_snapshot`` emits exactly this canonical form, so equal states give
   equal bytes (the basis of ``state_hash``);
 - ``decode_snapshot`` accepts only that form — unsorted or duplicate names,
-  keys or clients, a strong namespace without a table, garbage of any kind —
+  keys or clients, a strong namespace without a table (or, from format 3,
+  without a service table), an instance breaking a registration limit or
+  ``strong.services``' invariants, garbage of any kind —
   and raises ``MalformedSnapshot`` (and nothing else) otherwise. Hence
   ``encode_snapshot(decode_snapshot(b)) == b`` whenever decoding succeeds.
 
@@ -46,15 +59,20 @@ from strong.results import (
     KeyValue,
     NamespaceInfo,
     Result,
+    decode_instance,
     decode_kv,
     decode_namespace,
     decode_result,
+    encode_instance,
     encode_kv,
     encode_namespace,
     encode_result,
 )
+from strong.services import ServiceTableState, check_table_state
 
 __all__ = [
+    "CLOCK_VERSION",
+    "SERVICES_VERSION",
     "SNAPSHOT_FORMAT",
     "MalformedSnapshot",
     "SnapshotState",
@@ -62,9 +80,11 @@ __all__ = [
     "encode_snapshot",
 ]
 
-SNAPSHOT_FORMAT = 2
+SNAPSHOT_FORMAT = 3
 #: the state-machine version from which snapshots carry the session clock (format 2)
 CLOCK_VERSION = 2
+#: the state-machine version from which snapshots carry service tables (format 3)
+SERVICES_VERSION = 3
 
 
 class MalformedSnapshot(ValueError):
@@ -85,12 +105,23 @@ class SnapshotState:
     clock: int = 0
     #: (client_id, clock at expiry) of expired sessions, sorted; empty below CLOCK_VERSION
     expired: tuple[tuple[str, int], ...] = ()
+    #: (namespace, its service table), sorted: one per strong namespace from
+    #: SERVICES_VERSION, none below
+    services: tuple[tuple[str, ServiceTableState], ...] = ()
+
+
+def _format(version: int) -> int:
+    """The snapshot format a state at state-machine ``version`` encodes as."""
+    if version >= SERVICES_VERSION:
+        return 3
+    return 2 if version >= CLOCK_VERSION else 1
 
 
 def encode_snapshot(state: SnapshotState) -> bytes:
     """Canonical bytes of ``state`` (its tuples must already be sorted).
 
-    Below ``CLOCK_VERSION`` the clock and every ``last_seen`` must be 0 (format 1).
+    Below ``CLOCK_VERSION`` the clock and every ``last_seen`` must be 0 (format 1);
+    below ``SERVICES_VERSION`` there are no service tables.
     """
     namespaces = [
         [encode_namespace(info), None if kvs is None else [encode_kv(kv) for kv in kvs]]
@@ -104,7 +135,21 @@ def encode_snapshot(state: SnapshotState) -> bytes:
         return pack([1, *head, namespaces, sessions])
     sessions = [[c, seq, encode_result(r), seen] for c, seq, r, seen in state.sessions]
     expired = [[client_id, at] for client_id, at in state.expired]
-    return pack([2, *head, state.clock, namespaces, sessions, expired])
+    if state.version < SERVICES_VERSION:
+        if state.services:
+            raise ValueError("service tables below state-machine version 3")
+        return pack([2, *head, state.clock, namespaces, sessions, expired])
+    services = [
+        [
+            name,
+            table.floor,
+            table.clock,
+            [encode_instance(record) for record in table.instances],
+            [[service, index] for service, index in table.indexes],
+        ]
+        for name, table in state.services
+    ]
+    return pack([3, *head, state.clock, namespaces, sessions, expired, services])
 
 
 def decode_snapshot(data: bytes) -> SnapshotState:
@@ -122,13 +167,18 @@ def _decode(data: bytes) -> SnapshotState:
         _, applied_index, version, revision, namespaces, sessions = read_list(fields, "snapshot", 6)
         clock: object = 0
         expired: object = []
+        services: object = []
     elif fmt == 2:
         _, applied_index, version, revision, clock, namespaces, sessions, expired = read_list(
             fields, "snapshot", 8
         )
+        services = []
+    elif fmt == 3:
+        (_, applied_index, version, revision, clock, namespaces, sessions, expired,
+         services) = read_list(fields, "snapshot", 9)  # fmt: skip
     else:
         raise WireError(f"unknown snapshot format {fmt!r}")
-    if (read_uint(version, "version") >= CLOCK_VERSION) != (fmt == 2):
+    if _format(read_uint(version, "version")) != fmt:
         raise WireError(f"snapshot format {fmt} does not match state-machine version {version}")
     decoded_namespaces = []
     for item in read_list(namespaces, "namespaces"):
@@ -166,6 +216,11 @@ def _decode(data: bytes) -> SnapshotState:
         client_obj, at_obj = read_list(item, "expired session", 2)
         decoded_expired.append((read_str(client_obj, "client_id"), read_uint(at_obj, "expired_at")))
     _strictly_increasing([client for client, _ in decoded_expired], "expired client ids")
+    decoded_services = tuple(_service_table(item) for item in read_list(services, "services"))
+    if fmt == 3:
+        strong = [info.name for info, _ in decoded_namespaces if info.consistency == STRONG]
+        if [name for name, _ in decoded_services] != strong:
+            raise WireError("service tables are not exactly one per strong namespace, sorted")
     return SnapshotState(
         read_uint(applied_index, "applied_index"),
         read_uint(version, "version"),
@@ -174,7 +229,27 @@ def _decode(data: bytes) -> SnapshotState:
         tuple(decoded_sessions),
         read_uint(clock, "clock"),
         tuple(decoded_expired),
+        decoded_services,
     )
+
+
+def _service_table(obj: object) -> tuple[str, ServiceTableState]:
+    name, floor, clock, instances, indexes = read_list(obj, "service table", 5)
+    pairs = []
+    for pair in read_list(indexes, "service indexes"):
+        service, index = read_list(pair, "service index", 2)
+        pairs.append((read_str(service, "service"), read_uint(index, "index")))
+    state = ServiceTableState(
+        read_uint(floor, "floor"),
+        read_uint(clock, "services clock"),
+        tuple(decode_instance(item) for item in read_list(instances, "instances")),
+        tuple(pairs),
+    )
+    try:
+        check_table_state(state)
+    except ValueError as exc:
+        raise WireError(f"service table of {name!r:.60}: {exc}") from exc
+    return read_str(name, "namespace name"), state
 
 
 def _kv(obj: object) -> KeyValue:

@@ -22,9 +22,10 @@ Rules (everything that decides what a replica's state becomes lives here):
    without reapplying, a lower one ``ErrorResult("stale_sequence")``;
    ``seq == 0`` always applies and is not remembered.
 6. Revisions. ``revision`` is one counter for the whole group; it grows by one
-   per command that changes the namespace registry or any key (a ``Txn`` is
-   one revision, however many keys it writes); a command that changes nothing
-   (failed CAS, deleting an absent key, a read) leaves it alone.
+   per command that changes the namespace registry, any key, or any service
+   instance visibly (a ``Txn`` is one revision, however many keys it writes);
+   a command that changes nothing (failed CAS, deleting an absent key, a read)
+   leaves it alone.
 7. All or nothing. A ``Txn`` either applies its whole chosen branch or, when an
    op of that branch fails, nothing (its writes are undone).
 8. Session expiry (version >= 2). Time enters only as data:
@@ -33,6 +34,17 @@ Rules (everything that decides what a replica's state becomes lives here):
    command of an expired client id is ``ErrorResult("session_expired")`` and
    applies nothing (``strong.sessions`` rules 2-4). Below version 2 the op is
    ``ErrorResult("unsupported_in_version")`` and changes nothing.
+9. Service instances (version >= 3). Every strong namespace holds a
+   ``strong.services.ServiceTable`` (made with the namespace, or for the
+   namespaces already there when ``SetVersion`` reaches 3; dropped with the
+   namespace). ``RegisterInstance``, ``UpdateCheck``, ``DeregisterInstance``
+   and ``ExpireInstances(now_ms)`` are one revision each when they change
+   anything visible — ``ExpireInstances`` one for all namespaces it touches —
+   and none otherwise (rule 6; a heartbeat that only moves
+   ``last_heartbeat_ms`` changes the state but not the revision). Time enters
+   as data, as in rule 8. ``ListInstances`` is a read. Below version 3 these ops
+   are ``ErrorResult("unsupported_in_version")`` and change nothing. A ``Txn``
+   holds key ops only.
 """
 
 from __future__ import annotations
@@ -48,16 +60,23 @@ from strong.commands import (
     Delete,
     DeleteNamespace,
     DeletePrefix,
+    DeregisterInstance,
+    ExpireInstances,
     ExpireSessions,
     Get,
+    ListInstances,
     MalformedCommand,
     Noop,
     Op,
     Put,
     Range,
+    ReadOp,
+    RegisterInstance,
+    ServiceOp,
     SetVersion,
     Txn,
     TxnOp,
+    UpdateCheck,
     decode_command,
 )
 from strong.kv import KVTable, compare_holds
@@ -68,6 +87,7 @@ from strong.results import (
     ErrorCode,
     ErrorResult,
     GetResult,
+    InstancesResult,
     KeyValue,
     NamespaceDeleted,
     NamespaceInfo,
@@ -76,13 +96,16 @@ from strong.results import (
     PutResult,
     RangeResult,
     Result,
+    ServiceWriteResult,
     TxnResponse,
     TxnResult,
     VersionResult,
 )
+from strong.services import ServiceTable
 from strong.sessions import SessionTable
 from strong.sm_snapshot import (
     CLOCK_VERSION,
+    SERVICES_VERSION,
     MalformedSnapshot,
     SnapshotState,
     decode_snapshot,
@@ -91,6 +114,8 @@ from strong.sm_snapshot import (
 
 __all__ = [
     "INITIAL_VERSION",
+    "SERVICES_VERSION",
+    "SESSION_EXPIRY_VERSION",
     "SUPPORTED_VERSIONS",
     "Applied",
     "MalformedSnapshot",
@@ -100,9 +125,11 @@ __all__ = [
 ]
 
 INITIAL_VERSION = 1
-SUPPORTED_VERSIONS = range(1, 3)
-"""State-machine versions this code can apply commands under (2: session expiry, rule 8)."""
+SUPPORTED_VERSIONS = range(1, 4)
+"""State-machine versions this code can apply commands under (2: session expiry, rule 8;
+3: service instances, rule 9)."""
 SESSION_EXPIRY_VERSION = CLOCK_VERSION
+_SERVICE_OPS = (RegisterInstance, UpdateCheck, DeregisterInstance, ExpireInstances, ListInstances)
 
 _KEY_OPS = (Put, Delete, DeletePrefix, Get, Range)
 """The ops ``_txn_op`` applies (also outside a ``Txn``)."""
@@ -127,6 +154,8 @@ class StateMachine:
         self.revision = 0
         self._namespaces: dict[str, NamespaceInfo] = {}
         self._tables: dict[str, KVTable] = {}  # strong namespaces only
+        #: strong namespaces only, from version 3 (rule 9)
+        self._services: dict[str, ServiceTable] = {}
         self._sessions = SessionTable()
         #: ``snapshot()`` of the current state, kept until the next ``apply``
         #: (hashing and compacting at the same index encode once)
@@ -181,9 +210,10 @@ class StateMachine:
         return result
 
     def _execute(self, op: Op) -> Result:
-        # Version 1 is the only version so far; a version 2 would branch here.
         if isinstance(op, _KEY_OPS):  # the common case, tested first
             return self._key_op(op)
+        if isinstance(op, _SERVICE_OPS):
+            return self._service_op(op)
         match op:
             case CreateNamespace():
                 return self._create_namespace(op)
@@ -197,6 +227,9 @@ class StateMachine:
                         ErrorCode.VERSION_DOWNGRADE,
                         f"version {self.version} cannot go to {version}",
                     )
+                if self.version < SERVICES_VERSION <= version:
+                    for name in sorted(self._tables):
+                        self._services[name] = ServiceTable(floor=self.revision)
                 self.version = version
                 return VersionResult(version)
             case ExpireSessions(now_ms, ttl_ms):
@@ -235,6 +268,8 @@ class StateMachine:
         self._namespaces[op.name] = info
         if op.consistency == STRONG:
             self._tables[op.name] = KVTable()
+            if self.version >= SERVICES_VERSION:
+                self._services[op.name] = ServiceTable(floor=self.revision)
         return NamespaceResult(info, True, self.revision)
 
     def _delete_namespace(self, name: str) -> Result:
@@ -243,6 +278,7 @@ class StateMachine:
         self.revision += 1
         del self._namespaces[name]
         table = self._tables.pop(name, None)
+        self._services.pop(name, None)
         return NamespaceDeleted(name, len(table) if table is not None else 0, self.revision)
 
     def namespaces(self) -> list[NamespaceInfo]:
@@ -262,9 +298,15 @@ class StateMachine:
 
     # --- keys ---------------------------------------------------------------
 
-    def read(self, op: Get | Range) -> GetResult | RangeResult | ErrorResult:
+    def read(self, op: ReadOp) -> GetResult | RangeResult | InstancesResult | ErrorResult:
         """Serve a read from the applied state (linearizable once the caller
         has confirmed its read index is applied; otherwise a stale read)."""
+        if isinstance(op, ListInstances):
+            services = self._service_table(op.ns)
+            if isinstance(services, ErrorResult):
+                return services
+            instances, index = services.query(op.service)
+            return InstancesResult(instances, self.revision, index)
         table = self._table(op.ns)
         if isinstance(table, ErrorResult):
             return table
@@ -347,6 +389,67 @@ class StateMachine:
             return table
         return compare_holds(table.get(compare.key), compare)
 
+    # --- service instances (rule 9) -----------------------------------------
+
+    def _services_unsupported(self) -> ErrorResult | None:
+        if self.version >= SERVICES_VERSION:
+            return None
+        return ErrorResult(
+            ErrorCode.UNSUPPORTED_IN_VERSION,
+            f"service instances need state-machine version {SERVICES_VERSION}, "
+            f"this group is at {self.version}",
+        )
+
+    def _service_table(self, ns: str) -> ServiceTable | ErrorResult:
+        unsupported = self._services_unsupported()
+        if unsupported is not None:
+            return unsupported
+        table = self._table(ns)
+        if isinstance(table, ErrorResult):
+            return table
+        return self._services[ns]
+
+    def _service_op(self, op: ServiceOp) -> Result:
+        if isinstance(op, ListInstances):
+            return self.read(op)
+        rev = self.revision + 1
+        if isinstance(op, ExpireInstances):
+            unsupported = self._services_unsupported()
+            if unsupported is not None:
+                return unsupported
+            changed = False
+            for name in sorted(self._services):
+                changed = self._services[name].expire(op.now_ms, rev) or changed
+            return self._service_written(changed)
+        services = self._service_table(op.ns)
+        if isinstance(services, ErrorResult):
+            return services
+        match op:
+            case RegisterInstance():
+                return self._service_written(services.register(op, rev))
+            case UpdateCheck(ns, service, instance_id):
+                updated = services.update_check(op, rev)
+                if updated is None:
+                    return ErrorResult(
+                        ErrorCode.INSTANCE_NOT_FOUND,
+                        f"no instance {instance_id!r} of service {service!r} in {ns!r}",
+                    )
+                return self._service_written(updated)
+            case DeregisterInstance(_, service, instance_id):
+                return self._service_written(services.deregister(service, instance_id, rev))
+
+    def _service_written(self, changed: bool) -> ServiceWriteResult:
+        if changed:
+            self.revision += 1
+        return ServiceWriteResult(self.revision, changed)
+
+    def instances_due(self, now_ms: int) -> bool:
+        """Whether ``ExpireInstances(now_ms)`` would change anything visible now
+        (a pure query: the leader proposes expiry only when it would)."""
+        if self.version < SERVICES_VERSION:
+            return False
+        return any(self._services[name].due(now_ms) for name in sorted(self._services))
+
     # --- snapshots ----------------------------------------------------------
 
     def snapshot(self) -> bytes:
@@ -378,6 +481,7 @@ class StateMachine:
             sessions=self._sessions.live(),
             clock=self._sessions.clock,
             expired=self._sessions.expired(),
+            services=tuple((name, self._services[name].state()) for name in sorted(self._services)),
         )
 
     @staticmethod
@@ -406,6 +510,8 @@ class StateMachine:
                 for kv in kvs:
                     table.set(kv)
         machine._sessions = SessionTable.restore(state.sessions, state.expired, state.clock)
+        for name, services in state.services:  # decoded, so already checked
+            machine._services[name] = ServiceTable.restore(services)
         return machine
 
     def adopt_snapshot(self, index: int, data: bytes) -> None:

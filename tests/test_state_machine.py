@@ -295,7 +295,7 @@ def test_an_unsupported_version_stops_the_batch_before_anything_applies(run: Dri
     before = (run.sm.applied_index, run.sm.state_hash())
     batch = (
         encode_command(Command("c", 1, Put("cfg", b"k", b"v"))),
-        encode_command(Command("", 0, SetVersion(3))),
+        encode_command(Command("", 0, SetVersion(4))),
     )
     with pytest.raises(UnsupportedVersion):
         run.sm.apply(run.sm.applied_index + 1, batch)

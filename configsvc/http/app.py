@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from configsvc.config import valid_name
 from configsvc.http.admin import AdminApi
+from configsvc.http.discovery_api import DiscoveryApi
 from configsvc.http.errors import ApiError, api_error_handler, bad_request, internal_error_handler
 from configsvc.http.eventual_api import EventualApi
 from configsvc.http.openapi import OPENAPI
@@ -129,6 +130,19 @@ def build_app(node: Node) -> Starlette:
         Route("/v1/admin/faults", admin.clear_faults, methods=["DELETE"]),
         Route("/v1/admin/faults/{peer}", admin.set_fault, methods=["PUT"]),
     ]
+
+    # Service discovery (configsvc.http.discovery_api over configsvc.discovery).
+    services = DiscoveryApi(node, json_body)
+    instance = "/v1/services/{ns}/{service}/{instance_id}"
+    routes += [
+        Route("/v1/services/{ns}", services.services, methods=["GET"]),
+        Route("/v1/services/{ns}/{service}", services.instances, methods=["GET"]),
+        Route(instance, services.register, methods=["PUT"]),
+        Route(instance, services.deregister, methods=["DELETE"]),
+        Route(instance + "/check", services.check, methods=["PUT"]),
+        Route(instance + "/heartbeat", services.heartbeat, methods=["PUT"]),
+    ]
+
     return Starlette(
         routes=routes,
         exception_handlers={

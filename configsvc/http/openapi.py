@@ -77,3 +77,36 @@ OPENAPI: dict[str, Any] = {
         }
     },
 }
+
+# ---------------------------------------------------------------- service discovery
+_INSTANCE = [_p("ns"), _p("service"), _p("instance_id")]
+_QUERY = [
+    _q("passing", "boolean", "only instances whose status is passing"),
+    _q("consistency", "string", "strong: default (leader lease), consistent (quorum round) or "
+       "stale (this node); eventual namespaces always answer locally"),
+    _q("index", "integer", "block until X-Configsvc-Index exceeds this"),
+    _q("wait", "number", "seconds to block at most"),
+]
+OPENAPI["paths"].update({
+    "/v1/services/{ns}": {
+        "get": _op("Services of a namespace: tags, instances, passing (instances=true: every instance)",
+                   [_p("ns"), _q("instances", "boolean", ""), *_QUERY]),
+    },
+    "/v1/services/{ns}/{service}": {
+        "get": _op("Instances of a service (blocking with index and wait)", [_p("ns"), _p("service"), *_QUERY]),
+    },
+    "/v1/services/{ns}/{service}/{instance_id}": {
+        "put": _op("Register an instance {address, port, tags, meta, ttl, deregister_after, status, "
+                   "check: {http, interval, timeout}}", _INSTANCE, body="application/json",
+                   errors=(400, 404, 409, 413, 503, 504)),
+        "delete": _op("Deregister an instance", _INSTANCE, errors=(400, 404, 503, 504)),
+    },
+    "/v1/services/{ns}/{service}/{instance_id}/check": {
+        "put": _op("Report a check result {status: passing|warning|critical, output}", _INSTANCE,
+                   body="application/json", errors=(400, 404, 409, 503, 504)),
+    },
+    "/v1/services/{ns}/{service}/{instance_id}/heartbeat": {
+        "put": _op("A TTL heartbeat {status (default passing), output}", _INSTANCE,
+                   body="application/json", errors=(400, 404, 409, 503, 504)),
+    },
+})
