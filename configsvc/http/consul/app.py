@@ -3,7 +3,7 @@
 A second Starlette app of the node, served on its ``consul_port``: Consul's
 paths (``/v1/kv/<key>``) clash with the native API's. It translates Consul's
 requests into the same calls the native API makes (``StrongApi``,
-``EventualApi``); requests a follower forwards to the leader run through this
+``EventualApi``, ``Discovery``); requests a follower forwards to the leader run through this
 same face there (``app.state.face``, ``configsvc.forwarding``).
 
 Errors keep the native contract (a JSON body with a stable code; bad input
@@ -22,6 +22,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from configsvc.discovery import Discovery
+from configsvc.http.consul.agent import ConsulAgent
+from configsvc.http.consul.catalog import ConsulCatalog
 from configsvc.http.consul.kv import ConsulKV
 from configsvc.http.consul.status import ConsulStatus
 from configsvc.http.consul.txn import ConsulTxn
@@ -41,6 +44,9 @@ def build_consul_app(node: Node) -> Starlette:
     kv = ConsulKV(node, strong, EventualApi(node))
     txn = ConsulTxn(node, strong)
     status = ConsulStatus(node)
+    discovery = Discovery(node)
+    agent = ConsulAgent(node, discovery)
+    catalog = ConsulCatalog(node, discovery)
 
     async def kv_root(request: Request) -> Response:
         raise ApiError(400, "invalid_argument", "a key is /v1/kv/<namespace>/<key>")
@@ -62,6 +68,14 @@ def build_consul_app(node: Node) -> Starlette:
         Route("/v1/status/leader", status.leader, methods=["GET"]),
         Route("/v1/status/peers", status.peers, methods=["GET"]),
         Route("/v1/agent/self", status.agent_self, methods=["GET"]),
+        Route("/v1/agent/service/register", agent.register, methods=["PUT"]),
+        Route("/v1/agent/service/deregister/{service_id:path}", agent.deregister, methods=["PUT"]),
+        Route("/v1/agent/check/update/{check_id:path}", agent.update, methods=["PUT"]),
+        *(Route(f"/v1/agent/check/{verb}/{{check_id:path}}", agent.ttl(verb), methods=["PUT"])
+          for verb in ("pass", "warn", "fail")),
+        Route("/v1/catalog/services", catalog.services, methods=["GET"]),
+        Route("/v1/catalog/service/{service}", catalog.service, methods=["GET"]),
+        Route("/v1/health/service/{service}", catalog.health, methods=["GET"]),
     ]
     app = Starlette(
         routes=routes,

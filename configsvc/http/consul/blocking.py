@@ -57,8 +57,8 @@ async def block_strong(node: Node, op: Get | Range, index: int, wait: float) -> 
 
 
 class EventualRead(Generic[T]):
-    """One local read of an eventual namespace and the namespace's change index
-    taken just before it (so the index never claims more than the read saw)."""
+    """One local read of an eventual namespace and the namespace's change index as
+    of that read (never claiming more than the read saw)."""
 
     def __init__(self, index: int, answer: T, token: str) -> None:
         self.index = index
@@ -80,7 +80,7 @@ async def block_eventual(
     deadline = loop.time() + wait
     while (remaining := deadline - loop.time()) > 0:
         # No await between this check and the wait: a change cannot slip between.
-        if eventual_index(node, ns) == current.index:
+        if eventual_index(node, ns) <= current.index:
             await node.eventual.wait_for_change(remaining)
             continue
         current = await read()

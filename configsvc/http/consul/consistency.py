@@ -14,10 +14,10 @@ The mapping (docs/consul.md):
 
 - ``X-Consul-Index``: strong namespaces, the store revision the read observed
   (one counter for the whole strong group: never backwards on a node);
-  eventual namespaces, this node's change index of the namespace, taken
-  *before* the read (a change racing the read makes the next blocking query
-  answer at once rather than miss it). Never below 1: Consul clients reset
-  an index of 0.
+  eventual namespaces, this node's change index of the namespace as of the
+  read (``eventual.change_index``; never newer than the content it goes
+  with, or a blocking client could miss the change in between). Never below
+  1: Consul clients reset an index of 0.
 - ``X-Consul-KnownLeader``: whether this node knows a strong-group leader.
 - ``X-Consul-LastContact``: milliseconds since this node heard from the
   leader (0 on the leader; 0 for eventual answers, which are this node's

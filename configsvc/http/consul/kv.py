@@ -33,7 +33,6 @@ from configsvc.http.consul.blocking import EventualRead, block_eventual, block_s
 from configsvc.http.consul.consistency import (
     STRONG_READ,
     ReadMeta,
-    eventual_index,
     eventual_meta,
     strong_meta,
 )
@@ -127,11 +126,10 @@ class ConsulKV:
                             wait: float, listing: bool, keys: bool, separator: str | None,
                             raw: bool) -> Response:
         async def read() -> EventualRead[ListResult | ReadResult]:
-            before = eventual_index(self.node, ns)
             call = EventualList(ns, rest) if listing else EventualGet(ns, rest)
             result, token = await self.eventual._call(request, ns, call)
             assert isinstance(result, ListResult | ReadResult)
-            return EventualRead(before, result, token)
+            return EventualRead(result.index, result, token)
 
         def content(answer: ListResult | ReadResult) -> object:
             return answer.items if isinstance(answer, ListResult) else answer.siblings

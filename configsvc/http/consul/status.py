@@ -31,6 +31,11 @@ def _version() -> str:
         return "0.0.0"
 
 
+def node_uuid(cluster_id: str, node_id: str) -> str:
+    """A node's stable id (per cluster and node), in Consul's UUID form."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"configsvc:{cluster_id}:{node_id}"))
+
+
 class ConsulStatus:
     def __init__(self, node: Node) -> None:
         self.node = node
@@ -40,9 +45,6 @@ class ConsulStatus:
         member = self.node.config.node(node_id)
         return f"{member.host}:{member.peer_port}"
 
-    def node_uuid(self) -> str:
-        """A stable id per (cluster, node), in Consul's UUID form."""
-        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"configsvc:{self.node.config.cluster_id}:{self.node.id}"))
 
     async def leader(self, request: Request) -> Response:
         Query(request, (), self.datacenter)
@@ -64,7 +66,7 @@ class ConsulStatus:
                 "Datacenter": self.datacenter,
                 "PrimaryDatacenter": self.datacenter,
                 "NodeName": self.node.id,
-                "NodeID": self.node_uuid(),
+                "NodeID": node_uuid(self.node.config.cluster_id, self.node.id),
                 "Server": True,
                 "Version": _version(),
                 "Revision": "",
@@ -74,7 +76,7 @@ class ConsulStatus:
                 "Addr": me.host,
                 "Port": me.peer_port,
                 "Status": 1,
-                "Tags": {"role": "consul", "dc": self.datacenter, "id": self.node_uuid()},
+                "Tags": {"role": "consul", "dc": self.datacenter, "id": node_uuid(self.node.config.cluster_id, self.node.id)},
             },
             "Meta": {"configsvc-api-port": str(me.api_port)},
             "Stats": {"configsvc": {"status": health["status"], "leader": str(
