@@ -101,6 +101,30 @@ class StateMachineConfig(_Strict):
     session_expiry_interval: float = Field(default=10.0, gt=0)
 
 
+class SelfPreservationConfig(_Strict):
+    """When a node stops removing silent instances (docs/eventual.md, "Service
+    instances and self-preservation"; ``eventual.health``)."""
+
+    #: more than this fraction of the recently live TTL instances went silent at once
+    fraction: float = Field(default=0.5, gt=0, lt=1)
+    #: "recently live": heard from within this many seconds past their TTL
+    window: float = Field(default=30.0, gt=0)
+    #: never for fewer recently live instances than this
+    min_instances: int = Field(default=3, ge=1)
+    #: seconds after which silent instances are removed even if heartbeats did not resume
+    max_duration: float = Field(default=900.0, gt=0)
+
+    @model_validator(mode="after")
+    def _bound(self) -> SelfPreservationConfig:
+        if self.max_duration <= self.window:
+            raise ValueError("max_duration must exceed window")
+        return self
+
+
+class EventualStoreConfig(_Strict):
+    self_preservation: SelfPreservationConfig = Field(default_factory=SelfPreservationConfig)
+
+
 class NamespaceSpec(_Strict):
     name: str
     consistency: Literal["strong", "eventual"]
@@ -142,6 +166,7 @@ class ClusterConfig(_Strict):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     state_machine: StateMachineConfig = Field(default_factory=StateMachineConfig)
+    eventual: EventualStoreConfig = Field(default_factory=EventualStoreConfig)
     namespaces: list[NamespaceSpec] = []
     consul: ConsulConfig = Field(default_factory=ConsulConfig)
 

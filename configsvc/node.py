@@ -33,6 +33,7 @@ from eventual.driver import CHANNEL as EVENTUAL_CHANNEL
 from eventual.driver import EventualDriver
 from eventual.driver_membership import CHANNEL as MEMBERSHIP_CHANNEL
 from eventual.driver_membership import MembershipDriver
+from eventual.health import SelfPreservation
 from eventual.storage_disk import EventualDiskStorage
 from strong.commands import Command, encode_command
 from strong.config import PlantedBugs, ReplicaConfig
@@ -157,7 +158,9 @@ class Node:
         self.transport.on_receive(CHANNEL, self._strong.deliver)
         assert self.event_storage is not None
         self._eventual = EventualDriver(
-            EventualConfig(self.id, tuple(n.id for n in cfg.nodes), namespaces=self.merges),
+            EventualConfig(self.id, tuple(n.id for n in cfg.nodes), namespaces=self.merges,
+                           self_preservation=SelfPreservation(
+                               **cfg.eventual.self_preservation.model_dump())),
             self.event_storage,
             lambda dst, payload: transport.send(dst, EVENTUAL_CHANNEL, payload),
         )
@@ -389,6 +392,12 @@ class Node:
             "peer_lag": dict(sorted(status.peer_lag.items())),
             "rejoining": list(status.rejoining),
             "divergences": status.divergences,
+            "self_preservation": {
+                "active": status.self_preservation.active,
+                "active_seconds": round(status.self_preservation.active_for, 1),
+                "instances_with_ttl": status.self_preservation.held,
+                "instances_silent": status.self_preservation.silent,
+            },
             "halted": self.eventual.halted,
             "membership": self._membership_health(),
         }

@@ -10,7 +10,7 @@ has seen).
 
 from __future__ import annotations
 
-from eventual.instances import InstanceInfo
+from eventual.instances import PASSING, InstanceInfo, Status
 from eventual.requests import (
     Delete,
     Deregister,
@@ -51,8 +51,10 @@ class ClientCalls:
         self.submit(request_id, Register(namespace, service, instance_id, info), token, now)
 
     def heartbeat(self, request_id: int, namespace: str, service: str, instance_id: str, *,
-                  token: str | None = None, now: float) -> None:
-        self.submit(request_id, Heartbeat(namespace, service, instance_id), token, now)
+                  status: Status = PASSING, output: str = "", token: str | None = None,
+                  now: float) -> None:
+        self.submit(request_id, Heartbeat(namespace, service, instance_id, status, output),
+                    token, now)
 
     def deregister(self, request_id: int, namespace: str, service: str, instance_id: str, *,
                    token: str | None = None, now: float) -> None:

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from eventual.health import SelfPreservation
+
 __all__ = ["LWW", "MVR", "Merge", "PlantedBugs", "ReplicaConfig"]
 
 Merge = Literal["mvr", "lww"]
@@ -90,6 +92,8 @@ class ReplicaConfig:
     snapshot_every: int = 20_000
     #: change-index values reserved per ``IndexRecord`` (``eventual.change_index``)
     index_block: int = 1024
+    #: when silence stops removing instances (``eventual.health`` rule 4)
+    self_preservation: SelfPreservation = field(default_factory=SelfPreservation)
     bugs: PlantedBugs = field(default_factory=PlantedBugs)
 
     def __post_init__(self) -> None:

@@ -13,9 +13,10 @@ The status is what eventual namespaces report for health: per peer, how
 many of this replica's events the peer is not known to have (``peer_lag``:
 gossip lag and divergence); how many remote events wait for their causal
 past (``pending``); which peers are away beyond the collection horizon or
-back with a new identity (``rejoining``); and how often a repair probe found
+back with a new identity (``rejoining``); how often a repair probe found
 two replicas with the same version vector but different states
-(``divergences``, always 0 in a correct cluster).
+(``divergences``, always 0 in a correct cluster); and whether the replica is
+in self-preservation (``eventual.health``: silent instances stay listed).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from eventual.dots import VV
+from eventual.health import PreservationReport
 from eventual.messages import Envelope
 from eventual.records import Record
 from eventual.requests import Reply
@@ -53,3 +55,6 @@ class EventualStatus:
     rejoining: tuple[str, ...]
     state_hash: int
     divergences: int
+    #: whether silence has stopped removing instances, and for how long
+    #: (``eventual.health`` rule 4: most heartbeats stopped at once)
+    self_preservation: PreservationReport = field(default_factory=PreservationReport)

@@ -60,8 +60,9 @@ from eventual.dots import (
     vv_to_wire,
 )
 from eventual.full_state import FullStateAssembly, split_full_state
+from eventual.health import InstanceHealth
 from eventual.hlc import hlc_recv, hlc_send
-from eventual.instances import resolve_instance
+from eventual.instances import InstanceInfo, decode_info, resolve_instance
 from eventual.log import EventLog
 from eventual.lww import resolve
 from eventual.messages import (
@@ -131,14 +132,14 @@ class Replica(ClientCalls):
         self.buffer = CausalBuffer(config.max_pending)
         self.stability = Stability(self.node, config.peers, config.gc_horizon, now)
         self.state_hash = 0
-        self.last_seen: dict[Key, float] = {}
+        #: local instance health (``eventual.health``): a restart counts as hearing them all
+        self.health = InstanceHealth(config.self_preservation)
         for key, sibs in self.store.entries.items():
             for dot, sib in sibs.items():
                 self.state_hash ^= sibling_hash(key, dot, sib)
-            if key[1] == SVC_SPACE:
-                self.last_seen[key] = now
-        #: instances heard from within their ttl before, silent now (counted once)
-        self.silent: set[Key] = set()
+            current = resolve_instance(sibs) if key[1] == SVC_SPACE else None
+            if current is not None:
+                self.health.update(key, current[0], now, heard=True)
         self.index = ChangeIndex(durable.change_limit, config.index_block)
         self.parked: list[_Parked] = []
         self.full_state_sent: dict[str, float] = {}
@@ -264,6 +265,7 @@ class Replica(ClientCalls):
             rejoining=self.stability.rejoining(),
             state_hash=self.state_hash,
             divergences=self.divergences,
+            self_preservation=self.health.report(now),
         )
 
     # ------------------------------------------------------------------ clients
@@ -285,7 +287,7 @@ class Replica(ClientCalls):
         self.parked = waiting
 
     def _execute(self, request_id: int, request: Request) -> None:
-        result: Result | None = answer_read(self.store, self.config, request, self.last_seen,
+        result: Result | None = answer_read(self.store, self.config, request, self.health,
                                             self.now, self.index.of(request.namespace))
         if result is None:
             plan = plan_write(self.store, self.config, request)
@@ -343,13 +345,10 @@ class Replica(ClientCalls):
         was, now = resolve(before), resolve(after)
         visible = (None if was is None else was[1].value) != (None if now is None else now[1].value)
         if now is None:
-            self.last_seen.pop(key, None)
-            self.silent.discard(key)
-        elif change.added:
-            self.last_seen[key] = self.now
-            if key in self.silent:
-                self.silent.discard(key)
-                visible = True
+            self.health.forget(key)
+        elif self.health.update(key, decode_info(now[1].value), self.now,
+                                heard=bool(change.added)):
+            visible = True  # heard again after going silent
         if visible:
             self._bump(key[0])
 
@@ -471,14 +470,15 @@ class Replica(ClientCalls):
         self._on_digest(src, Digest(msg.replica, msg.vv, True))
 
     def _expire_instances(self) -> None:
-        for key, seen in list(self.last_seen.items()):
-            silent = self.now - seen
-            current = resolve_instance(self.store.siblings(key)) if silent > 0 else None
-            if current is None:
-                continue
-            info = current[0]
-            if silent > info.ttl and key not in self.silent:
-                self.silent.add(key)  # critical now: a visible change
-                self._bump(key[0])
-            if info.deregister_after > 0 and silent > info.deregister_after:
-                self._local_event(key, None, self.store.key_vv(key))
+        """Local health (``eventual.health``): an instance going silent is a visible
+        change; one critical beyond ``deregister_after`` is removed by a local event,
+        unless self-preservation holds and it is only silent."""
+        def current(key: Key) -> InstanceInfo | None:
+            found = resolve_instance(self.store.siblings(key))
+            return None if found is None else found[0]
+
+        newly_silent, remove = self.health.evaluate(current, self.now)
+        for key in newly_silent:
+            self._bump(key[0])
+        for key in remove:
+            self._local_event(key, None, self.store.key_vv(key))

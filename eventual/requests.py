@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from eventual.dots import Dot
-from eventual.instances import InstanceInfo, InstanceView
+from eventual.instances import MAX_OUTPUT, PASSING, STATUSES, InstanceInfo, InstanceView, Status
 
 __all__ = [
     "BadRequest",
@@ -90,9 +90,14 @@ class Register:
 
 @dataclass(frozen=True, slots=True)
 class Heartbeat:
+    """A TTL heartbeat or a check result: the instance is alive and reports
+    ``status`` (``output``: the check's text); it supersedes its current record."""
+
     namespace: str
     service: str
     instance_id: str
+    status: Status = PASSING
+    output: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,4 +209,9 @@ def invalid(request: Request) -> str | None:
     if isinstance(request, Put) and (not isinstance(request.value, bytes)
                                      or len(request.value) > MAX_VALUE):
         return f"value must be bytes of at most {MAX_VALUE} bytes"
+    if isinstance(request, Heartbeat):
+        if request.status not in STATUSES:
+            return f"status must be one of {', '.join(STATUSES)}"
+        if not isinstance(request.output, str) or len(request.output) > MAX_OUTPUT:
+            return f"output must be a string of at most {MAX_OUTPUT} characters"
     return None

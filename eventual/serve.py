@@ -13,7 +13,8 @@ from collections.abc import Mapping
 
 from eventual.config import LWW, Merge, ReplicaConfig
 from eventual.dots import KV_SPACE, SVC_SPACE, VV, Dot, Key, Sibling, vv_join, vv_of_dots
-from eventual.instances import InstanceView, instance_key, resolve_instance
+from eventual.health import InstanceHealth
+from eventual.instances import InstanceView, decode_info, instance_key, resolve_instance
 from eventual.lww import resolve
 from eventual.ormap import ORMap
 from eventual.requests import (
@@ -70,9 +71,10 @@ def list_prefix(
 
 
 def instance_views(
-    store: ORMap, namespace: str, service: str, last_seen: Mapping[Key, float], now: float
+    store: ORMap, namespace: str, service: str, health: InstanceHealth, now: float
 ) -> tuple[InstanceView, ...]:
-    """Every instance of ``service`` with its local health, sorted by instance id."""
+    """Every instance of ``service`` with its local health (``eventual.health``),
+    sorted by instance id."""
     prefix = service + "/"
     out: list[InstanceView] = []
     for key, sibs in store.entries.items():
@@ -82,19 +84,18 @@ def instance_views(
         if current is None:
             continue
         info, heartbeat = current
-        seen = last_seen.get(key, now)
         out.append(InstanceView(
             service=service,
             instance_id=key[2][len(prefix):],
             info=info,
             heartbeat_hlc=heartbeat,
-            status="passing" if now - seen <= info.ttl else "critical",
+            status=health.status(key, info, now),
         ))
     return tuple(sorted(out, key=lambda v: v.instance_id))
 
 
 def answer_read(
-    store: ORMap, config: ReplicaConfig, request: Request, last_seen: Mapping[Key, float],
+    store: ORMap, config: ReplicaConfig, request: Request, health: InstanceHealth,
     now: float, index: int = 0,
 ) -> Result | None:
     """The answer to a read request (None if ``request`` is a write); ``index`` is
@@ -107,7 +108,7 @@ def answer_read(
         case List(ns, prefix):
             return ListResult(list_prefix(store, ns, prefix, config.merge_of(ns)), token, index)
         case Instances(ns, service):
-            return InstancesResult(instance_views(store, ns, service, last_seen, now), token,
+            return InstancesResult(instance_views(store, ns, service, health, now), token,
                                    index)
     return None
 
@@ -141,6 +142,12 @@ def plan_write(
             best = resolve(store.siblings(key))
             if best is None:
                 return NotFound(f"instance {service}/{iid}", encode_vv(store.context.vv))
-            kept: bytes | None = best[1].value if isinstance(request, Heartbeat) else None
+            kept: bytes | None = None
+            if isinstance(request, Heartbeat):
+                kept = best[1].value  # the same record, unless the reported status changed
+                info = decode_info(kept)
+                if (info.status, info.output) != (request.status, request.output):
+                    kept = info.model_copy(update={"status": request.status,
+                                                   "output": request.output}).encode()
             return key, kept, store.key_vv(key)
     raise ValueError(f"not a write request: {request!r}")

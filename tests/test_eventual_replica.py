@@ -246,10 +246,14 @@ def test_instances_register_heartbeat_deregister_and_local_health() -> None:
     assert isinstance(listed, InstancesResult) and listed.instances == ()
 
 
-def test_silent_instances_are_removed_after_deregister_after() -> None:
+def test_silent_instances_are_removed_once_critical_for_deregister_after() -> None:
     net = Net(["n1", "n2"])
     write(net, "n1", Register("svc", "api", "i1", INFO))
-    net.advance(3.5)
+    net.advance(3.5)  # silent since 1.0 (its ttl): critical for 2.5 s, not yet 3
+    listed = net.call("n2", Instances("svc", "api"))
+    assert isinstance(listed, InstancesResult)
+    assert [v.status for v in listed.instances] == ["critical"]
+    net.advance(1.0)
     listed = net.call("n2", Instances("svc", "api"))
     assert isinstance(listed, InstancesResult) and listed.instances == ()
     assert net.converged()
