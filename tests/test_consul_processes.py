@@ -14,7 +14,6 @@ import base64
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import consul
@@ -35,7 +34,7 @@ def client(cluster: LocalCluster, nid: str) -> consul.Consul:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    c = LocalCluster(tmp_path_factory.mktemp("consul"), nodes=3)
+    c = LocalCluster(tmp_path_factory.mktemp("consul"), nodes=3, admin_token=ADMIN)
     try:
         c.start_all()
         yield c
@@ -131,36 +130,87 @@ def test_consistency_modes_and_status(cluster: LocalCluster) -> None:
     assert c.agent.self()["Config"]["NodeName"] == "n3"
 
 
-def test_partition_minority_refuses_strong_writes_and_keeps_eventual_ones(tmp_path: Path) -> None:
-    c = LocalCluster(tmp_path, nodes=3, admin_token=ADMIN)
+def services_client(cluster: LocalCluster, nid: str, ns: str | None) -> consul.Consul:
+    """A py-consul client for the service endpoints of namespace ``ns`` (None: the
+    configured default, ``services``, eventual). py-consul has no namespace option:
+    Consul Enterprise's ``?ns=`` goes in as a default parameter of its HTTP session."""
+    c = client(cluster, nid)
+    if ns is not None:
+        c.http.session.params = {"ns": ns}
+    return c
+
+
+@pytest.mark.parametrize("ns", [STRONG, None], ids=["strong", "eventual"])
+def test_service_register_ttl_pass_health_passing_and_deregister(cluster: LocalCluster, ns: str | None) -> None:
+    agent, other = services_client(cluster, "n1", ns), services_client(cluster, "n2", ns)
+    sid = f"web-{ns or 'default'}-1"
+    assert agent.agent.service.register("web", service_id=sid, address="10.0.0.1", port=8080, tags=["v1"],
+                                        meta={"zone": "a"}, check=consul.Check.ttl("30s")) is True
+
+    def listed() -> tuple[str, list[dict[str, Any]]] | None:
+        index, entries = other.health.service("web")
+        return (index, entries) if any(e["Service"]["ID"] == sid for e in entries) else None
+
+    index, entries = wait_for(listed, 15, "the registration through the other node")
+    [entry] = [e for e in entries if e["Service"]["ID"] == sid]
+    assert entry["Service"]["Port"] == 8080 and entry["Service"]["Meta"] == {"zone": "a"}
+    assert [c["Status"] for c in entry["Checks"]] == ["critical"]  # Consul: critical until it passes
+    assert entry["Node"]["Node"] == "n1"  # the node it registered with
+    assert other.health.service("web", passing=True)[1] == []
+    woke: dict[str, Any] = {}
+
+    def block() -> None:
+        woke["index"], woke["entries"] = other.health.service("web", passing=True, index=index, wait="30s")
+
+    thread = threading.Thread(target=block, daemon=True)
+    thread.start()
+    assert agent.agent.check.ttl_pass(f"service:{sid}", "all good") is True
+    thread.join(timeout=15)
+    assert not thread.is_alive(), "the blocking health query did not wake on the check passing"
+    if not woke["entries"]:  # woken by another change: the next answer shows it
+        woke["entries"] = wait_for(lambda: other.health.service("web", passing=True)[1], 15, "passing")
+    [passing] = woke["entries"]
+    assert passing["Service"]["ID"] == sid and passing["Checks"][0]["Output"] == "all good"
+    assert int(woke["index"]) > int(index)
+    assert wait_for(lambda: "web" in other.catalog.services()[1], 15, "the catalog")
+    assert other.catalog.services()[1]["web"] == ["v1"]
+    assert [e["ServiceID"] for e in other.catalog.service("web")[1]] == [sid]
+    assert agent.agent.service.deregister(sid) is True
+    wait_for(lambda: other.health.service("web")[1] == [], 15, "the deregistration everywhere")
+    assert agent.agent.check.ttl_pass(f"service:{sid}") is False  # py-consul's answer to a 404
+
+
+def test_partition_minority_refuses_strong_writes_and_keeps_eventual_ones(cluster: LocalCluster) -> None:
+    """Last in this module: it cuts the shared cluster, and heals it."""
+    c, auth = cluster, {"Authorization": f"Bearer {ADMIN}"}
+    lonely, majority = c.ids[0], c.ids[1]
     try:
-        c.start_all()
-        auth = {"Authorization": f"Bearer {ADMIN}"}
-        lonely, majority = c.ids[0], c.ids[1]
         for peer in c.ids[1:]:
             for a, b in ((lonely, peer), (peer, lonely)):
                 c.http.put(c.url(a) + f"/v1/admin/faults/{b}", headers=auth,
                            json={"drop_out": True, "drop_in": True}).raise_for_status()
-        wait_for(lambda: c.health(lonely)["status"] == "unavailable", 10, "the cut-off node to say so")
+        wait_for(lambda: c.health(lonely)["status"] == "unavailable" and c.health(lonely)["strong"]["leader"] is None,
+                 10, "the cut-off node to know no leader")
+        wait_for(lambda: c.leader(c.ids[1:]) not in (None, lonely), 10, "a leader on the majority side")
         minority, rest = client(c, lonely), client(c, majority)
         with pytest.raises(consul.ConsulException, match=r"^503"):
             minority.kv.put(f"{STRONG}/cut", "x")
         assert minority.kv.put(f"{EVENTUAL}/side/minority", "m") is True
         assert rest.kv.put(f"{EVENTUAL}/side/majority", "M") is True
         assert rest.kv.put(f"{STRONG}/cut", "majority") is True
+    finally:
         for nid in c.ids:
             c.http.delete(c.url(nid) + "/v1/admin/faults", headers=auth).raise_for_status()
 
-        def both_sides_everywhere() -> bool:
-            for nid in c.ids:
-                _, entries = client(c, nid).kv.get(f"{EVENTUAL}/side/", recurse=True)
-                if [(e["Key"], e["Value"]) for e in entries or []] != [
-                    (f"{EVENTUAL}/side/majority", b"M"), (f"{EVENTUAL}/side/minority", b"m")
-                ]:
-                    return False
-            return True
+    def both_sides_everywhere() -> bool:
+        for nid in c.ids:
+            _, entries = client(c, nid).kv.get(f"{EVENTUAL}/side/", recurse=True)
+            if [(e["Key"], e["Value"]) for e in entries or []] != [
+                (f"{EVENTUAL}/side/majority", b"M"), (f"{EVENTUAL}/side/minority", b"m")
+            ]:
+                return False
+        return True
 
-        wait_for(both_sides_everywhere, 15, "both sides' eventual writes on every node after the heal")
-        assert value(client(c, lonely).kv.get(f"{STRONG}/cut")[1]) == b"majority"
-    finally:
-        c.stop_all()
+    wait_for(both_sides_everywhere, 15, "both sides' eventual writes on every node after the heal")
+    assert value(wait_for(lambda: client(c, lonely).kv.get(f"{STRONG}/cut")[1], 15, "the strong write")) \
+        == b"majority"
