@@ -29,16 +29,15 @@ Scenario = Callable[[Node, httpx.AsyncClient], Awaitable[None]]
 
 
 @contextlib.asynccontextmanager
-async def consul_face(root: Path) -> AsyncIterator[tuple[Node, httpx.AsyncClient]]:
-    async with single_node(root) as (node, _):
-        transport = httpx.ASGITransport(app=build_consul_app(node))
-        async with httpx.AsyncClient(transport=transport, base_url="http://n1") as http:
-            yield node, http
+async def consul_face(node: Node) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=build_consul_app(node))
+    async with httpx.AsyncClient(transport=transport, base_url="http://n1") as http:
+        yield http
 
 
 def run(tmp_path: Path, scenario: Scenario) -> None:
     async def main() -> None:
-        async with consul_face(tmp_path) as (node, http):
+        async with single_node(tmp_path) as (node, _), consul_face(node) as http:
             await scenario(node, http)
 
     asyncio.run(main())
@@ -254,3 +253,114 @@ def test_wait_is_a_go_duration(text: str, seconds: float) -> None:
 def test_wait_refuses_what_is_not_a_duration(text: str) -> None:
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+def test_eventual_kv_shows_one_value_a_version_stamp_and_the_causal_token(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with single_node(tmp_path) as (node, native), consul_face(node) as http:
+            assert (await http.put("/v1/kv/ev/k", content=b"one")).json() is True
+            r = await http.get("/v1/kv/ev/k")
+            [entry] = r.json()
+            assert r.headers["X-Consul-Effective-Consistency"] == "local"
+            assert r.headers["X-Consul-LastContact"] == "0" and r.headers["X-Configsvc-Siblings"] == "1"
+            token = r.headers["X-Configsvc-Token"]
+            assert token.startswith("c1.") and entry["Flags"] == 0
+            stamp = entry["ModifyIndex"]
+            assert 1 <= stamp <= 2**52 and entry["CreateIndex"] == stamp
+            # a concurrent value (a blind native write) becomes a sibling; the face shows one
+            await native.put("/v1/kv/ev/k", content=b"two", params={"blind": "true"})
+            r = await http.get("/v1/kv/ev/k", headers={"X-Configsvc-Token": token})
+            assert r.headers["X-Configsvc-Siblings"] == "2"
+            [both] = r.json()
+            assert base64.b64decode(both["Value"]) == b"two" and both["ModifyIndex"] != stamp
+            # cas names the version seen: the stale stamp fails, the current one supersedes both
+            assert (await http.put("/v1/kv/ev/k", content=b"x", params={"cas": stamp})).json() is False
+            assert (await http.put("/v1/kv/ev/k", content=b"x", params={"cas": 0})).json() is False
+            ok = await http.put("/v1/kv/ev/k", content=b"three", params={"cas": both["ModifyIndex"]})
+            assert ok.json() is True and ok.headers["X-Configsvc-Token"].startswith("c1.")
+            r = await http.get("/v1/kv/ev/k", params={"consistent": ""})
+            assert r.headers["X-Configsvc-Siblings"] == "1" and r.headers["X-Consul-Effective-Consistency"] == "local"
+            assert (await http.get("/v1/kv/ev/k", params={"raw": ""})).content == b"three"
+            # a token from a past this node never saw: not served (409), never a stale answer
+            ahead = "c1." + base64.urlsafe_b64encode(b"\x91\x92\xa2zz\xcd\x03\xe7").decode().rstrip("=")
+            behind = await http.get("/v1/kv/ev/k", headers={"X-Configsvc-Token": ahead})
+            assert error(behind) == (409, "causally_behind")
+            assert (await http.delete("/v1/kv/ev/k", params={"cas": 1})).json() is False
+            assert (await http.delete("/v1/kv/ev/k")).json() is True
+            assert (await http.get("/v1/kv/ev/k")).status_code == 404
+
+    asyncio.run(main())
+
+
+def test_an_eventual_blocking_get_wakes_only_on_a_change_under_it(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with single_node(tmp_path) as (node, _), consul_face(node) as http:
+            await http.put("/v1/kv/ev/cfg/a", content=b"1")
+            first = await http.get("/v1/kv/ev/cfg/", params={"recurse": ""})
+            index = first.headers["X-Consul-Index"]
+            idle = await http.get("/v1/kv/ev/cfg/", params={"recurse": "", "index": index, "wait": "100ms"})
+            assert idle.headers["X-Consul-Index"] == index and idle.json() == first.json()
+            waiting = asyncio.create_task(
+                http.get("/v1/kv/ev/cfg/", params={"recurse": "", "index": index, "wait": "20s"}))
+            await http.put("/v1/kv/ev/elsewhere", content=b"x")
+            done, _ = await asyncio.wait({waiting}, timeout=0.3)
+            assert not done, "a write outside the prefix woke the query"
+            await http.put("/v1/kv/ev/cfg/b", content=b"2")
+            woke = await asyncio.wait_for(waiting, 10)
+            assert [e["Key"] for e in woke.json()] == ["ev/cfg/a", "ev/cfg/b"]
+            assert int(woke.headers["X-Consul-Index"]) > int(index)
+
+    asyncio.run(main())
+
+
+def test_malformed_service_requests_are_clear_4xx(tmp_path: Path) -> None:
+    async def scenario(node: Node, http: httpx.AsyncClient) -> None:
+        reg = "/v1/agent/service/register"
+        ns = {"ns": "ev"}
+        cases = [
+            (http.put(reg, params=ns, content=b"{nope"), (400, "invalid_argument")),
+            (http.put(reg, params=ns, json=[]), (400, "invalid_argument")),
+            (http.put(reg, params=ns, json={"ID": "x"}), (400, "invalid_argument")),
+            (http.put(reg, params=ns, json={"Name": "a/b"}), (400, "invalid_argument")),
+            (http.put(reg, params=ns, json={"Name": "web", "Port": 70000}), (400, "invalid_argument")),
+            (http.put(reg, params=ns, json={"Name": "web", "Connect": {"Native": True}}), (400, "unsupported")),
+            (http.put(reg, params=ns, json={"Name": "web", "Check": {"TCP": "h:1", "Interval": "1s"}}),
+             (400, "unsupported")),
+            (http.put(reg, params=ns, json={"Name": "web", "Check": {"TTL": "soon"}}), (400, "invalid_argument")),
+            (http.put(reg, params=ns, json={"Name": "web", "Check": {"TTL": "-5s"}}), (400, "invalid_argument")),
+            (http.put(reg, params=ns, json={"Name": "web", "Check": {"HTTP": "ftp://x", "Interval": "1s"}}),
+             (400, "invalid_argument")),
+            (http.put(reg, params=ns, json={"Name": "web", "Check": {"HTTP": "http://x"}}),
+             (400, "invalid_argument")),
+            (http.put(reg, params=ns, json={"Name": "web", "Check": {"TTL": "5s", "CheckID": "mine"}}),
+             (400, "unsupported")),
+            (http.put(reg, params={"ns": "nope"}, json={"Name": "web"}), (404, "namespace_not_found")),
+            (http.put(reg, params={**ns, "bogus": "1"}, json={"Name": "web"}), (400, "unsupported_parameter")),
+            (http.put("/v1/agent/service/deregister/ghost", params=ns), (404, "instance_not_found")),
+            (http.put("/v1/agent/check/pass/service:ghost", params=ns), (404, "check_not_found")),
+            (http.put("/v1/agent/check/pass/ghost", params=ns), (404, "check_not_found")),
+            (http.put("/v1/agent/check/update/service:ghost", params=ns, json={"Status": "bad"}),
+             (400, "invalid_argument")),
+            (http.get("/v1/health/service/web", params={**ns, "index": "-1"}), (400, "invalid_argument")),
+            (http.get("/v1/health/service/web", params={**ns, "near": "_agent"}), (400, "unsupported_parameter")),
+            (http.get("/v1/catalog/service/web", params={**ns, "filter": "x"}), (400, "unsupported_parameter")),
+        ]
+        for call, expected in cases:
+            response = await call
+            assert error(response) == expected, (expected, response.text)
+        # Consul's shapes for a registered, TTL-checked instance
+        body = {"Name": "web", "ID": "web-1", "Port": 80, "Tags": ["v1"], "Check": {"TTL": "30s"}}
+        assert (await http.put(reg, params=ns, json=body)).status_code == 200
+        conflict = await http.put(reg, params=ns, json={"Name": "api", "ID": "web-1"})
+        assert error(conflict) == (409, "instance_exists")
+        [entry] = (await http.get("/v1/health/service/web", params=ns)).json()
+        assert entry["Service"]["ID"] == "web-1" and entry["Node"]["Node"] == "n1"
+        assert [(c["CheckID"], c["Status"]) for c in entry["Checks"]] == [("service:web-1", "critical")]
+        assert (await http.put("/v1/agent/check/warn/service:web-1", params={**ns, "note": "slow"})).status_code == 200
+        [check] = (await http.get("/v1/health/service/web", params=ns)).json()[0]["Checks"]
+        assert (check["Status"], check["Output"]) == ("warning", "slow")
+        assert (await http.get("/v1/health/service/web", params={**ns, "passing": ""})).json() == []
+        tagged = await http.get("/v1/catalog/service/web", params=[("ns", "ev"), ("tag", "v2")])
+        assert tagged.json() == []
+
+    run(tmp_path, scenario)
