@@ -106,23 +106,24 @@ def test_consistency_modes_say_what_they_were(tmp_path: Path) -> None:
     run(tmp_path, scenario)
 
 
-def test_a_blocking_get_waits_for_a_change_and_wakes_on_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("ns", ["app", "ev"])
+def test_a_blocking_get_waits_for_a_change_and_wakes_only_on_one_under_it(tmp_path: Path, ns: str) -> None:
     async def scenario(node: Node, http: httpx.AsyncClient) -> None:
-        await http.put("/v1/kv/app/cfg/a", content=b"1")
-        first = await http.get("/v1/kv/app/cfg/", params={"recurse": ""})
+        await http.put(f"/v1/kv/{ns}/cfg/a", content=b"1")
+        first = await http.get(f"/v1/kv/{ns}/cfg/", params={"recurse": ""})
         index = first.headers["X-Consul-Index"]
         # Nothing changes: the query answers when its wait ends, with the same index.
-        idle = await http.get("/v1/kv/app/cfg/", params={"recurse": "", "index": index, "wait": "100ms"})
+        idle = await http.get(f"/v1/kv/{ns}/cfg/", params={"recurse": "", "index": index, "wait": "100ms"})
         assert idle.headers["X-Consul-Index"] == index and idle.json() == first.json()
         # A write elsewhere does not wake it; a write under the prefix does.
         waiting = asyncio.create_task(
-            http.get("/v1/kv/app/cfg/", params={"recurse": "", "index": index, "wait": "20s"}))
-        await http.put("/v1/kv/app/elsewhere", content=b"x")
+            http.get(f"/v1/kv/{ns}/cfg/", params={"recurse": "", "index": index, "wait": "20s"}))
+        await http.put(f"/v1/kv/{ns}/elsewhere", content=b"x")
         done, _ = await asyncio.wait({waiting}, timeout=0.3)
         assert not done, "a write outside the prefix woke the query"
-        await http.put("/v1/kv/app/cfg/b", content=b"2")
+        await http.put(f"/v1/kv/{ns}/cfg/b", content=b"2")
         woke = await asyncio.wait_for(waiting, 10)
-        assert [e["Key"] for e in woke.json()] == ["app/cfg/a", "app/cfg/b"]
+        assert [e["Key"] for e in woke.json()] == [f"{ns}/cfg/a", f"{ns}/cfg/b"]
         assert int(woke.headers["X-Consul-Index"]) > int(index)
 
     run(tmp_path, scenario)
@@ -288,27 +289,6 @@ def test_eventual_kv_shows_one_value_a_version_stamp_and_the_causal_token(tmp_pa
             assert (await http.delete("/v1/kv/ev/k", params={"cas": 1})).json() is False
             assert (await http.delete("/v1/kv/ev/k")).json() is True
             assert (await http.get("/v1/kv/ev/k")).status_code == 404
-
-    asyncio.run(main())
-
-
-def test_an_eventual_blocking_get_wakes_only_on_a_change_under_it(tmp_path: Path) -> None:
-    async def main() -> None:
-        async with single_node(tmp_path) as (node, _), consul_face(node) as http:
-            await http.put("/v1/kv/ev/cfg/a", content=b"1")
-            first = await http.get("/v1/kv/ev/cfg/", params={"recurse": ""})
-            index = first.headers["X-Consul-Index"]
-            idle = await http.get("/v1/kv/ev/cfg/", params={"recurse": "", "index": index, "wait": "100ms"})
-            assert idle.headers["X-Consul-Index"] == index and idle.json() == first.json()
-            waiting = asyncio.create_task(
-                http.get("/v1/kv/ev/cfg/", params={"recurse": "", "index": index, "wait": "20s"}))
-            await http.put("/v1/kv/ev/elsewhere", content=b"x")
-            done, _ = await asyncio.wait({waiting}, timeout=0.3)
-            assert not done, "a write outside the prefix woke the query"
-            await http.put("/v1/kv/ev/cfg/b", content=b"2")
-            woke = await asyncio.wait_for(waiting, 10)
-            assert [e["Key"] for e in woke.json()] == ["ev/cfg/a", "ev/cfg/b"]
-            assert int(woke.headers["X-Consul-Index"]) > int(index)
 
     asyncio.run(main())
 
