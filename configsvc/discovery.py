@@ -43,7 +43,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
@@ -63,7 +63,7 @@ from configsvc.http.errors import ApiError, bad_request
 from configsvc.http.eventual_api import TOKEN, EventualApi
 from configsvc.http.strong_api import StrongApi, result_json
 from eventual.dots import SVC_SPACE
-from eventual.instances import InstanceInfo, InstanceView
+from eventual.instances import InstanceInfo, InstanceView, Status
 from eventual.requests import (
     Deregister,
     Heartbeat,
@@ -97,8 +97,6 @@ __all__ = [
 
 #: consistency modes a query may ask for ("linearizable" is the native name of "default")
 MODES = ("default", "consistent", "stale", "linearizable")
-#: eventual instances need a TTL: "no TTL check" is one no registration can ask for
-NO_TTL = 10 * 365 * 24 * 3600.0
 _CARRY = ("x-client-id", "x-client-seq", TOKEN.lower(), FORWARDED)
 
 
@@ -160,7 +158,7 @@ def _instance_from_view(v: InstanceView) -> Instance:
     return Instance(
         service=v.service, instance_id=v.instance_id, address=info.address, port=info.port,
         tags=tuple(info.tags), meta=tuple(info.meta), node=info.node, status=v.status,
-        output=output, ttl=None if info.ttl >= NO_TTL else info.ttl,
+        output=output, ttl=info.ttl or None,
         deregister_after=info.deregister_after or None, http_check=HttpCheck.decode(info.check),
     )
 
@@ -189,7 +187,7 @@ class Discovery:
         check = reg.http_check.encode() if reg.http_check else b""
         if kind == "eventual":
             info = _op(InstanceInfo, address=reg.address, port=reg.port, tags=reg.tags,
-                       meta=reg.meta, ttl=ttl or NO_TTL, deregister_after=reg.deregister_after or 0,
+                       meta=reg.meta, ttl=ttl or 0, deregister_after=reg.deregister_after or 0,
                        status=reg.status, output="", node=origin, check=check)
             return await self._eventual_write(request, ns, Register(ns, reg.service, reg.instance_id, info))
         if kind == "strong":
@@ -214,7 +212,8 @@ class Discovery:
         native = _Native("PUT", service_path(ns, service, instance_id, "check"), body=body)
         kind = await self.node.consistency_of(request, ns)
         if kind == "eventual":
-            return await self._eventual_write(request, ns, Heartbeat(ns, service, instance_id, status, output))
+            beat = Heartbeat(ns, service, instance_id, cast(Status, status), output)
+            return await self._eventual_write(request, ns, beat)
         if kind == "strong":
             return await self._strong_write(request, native, lambda: UpdateCheck(
                 ns, service, instance_id, status, output, _now_ms()))

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from configsvc.discovery import NO_TTL, Discovery
+from configsvc.discovery import Discovery
 from configsvc.discovery_types import MAX_OUTPUT, HttpCheck
 from configsvc.http.errors import ApiError
 from eventual.dots import SVC_SPACE
@@ -140,8 +140,7 @@ class HealthChecks:
             check = HttpCheck.decode(info.check)
             if info.node == self.node.id and check is not None:
                 service, _, instance_id = key[2].partition("/")
-                ttl = None if info.ttl >= NO_TTL else info.ttl
-                t = Target(ns, service, instance_id, check, ttl, info.status, info.output)
+                t = Target(ns, service, instance_id, check, info.ttl or None, info.status, info.output)
                 found[t.key] = t
         return found
 

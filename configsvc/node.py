@@ -318,19 +318,29 @@ class Node:
             for info in self.strong.sm.namespaces():
                 if info.name == name:
                     return info.consistency
-            if not self.strong.is_leader:
-                if request.headers.get(FORWARDED):
-                    raise ApiError(503, "not_leader", "leadership moved; retry")
+            if not await self.registry_barrier(request):
                 return None
-            try:
-                await self.strong.barrier(self.config.timing.request_timeout)
-            except NotLeader:
-                return None
-            except TimeoutError:
-                raise ApiError(503, "no_quorum", "could not confirm the namespace registry") from None
-            except Halted as exc:
-                raise ApiError(503, "unavailable", str(exc)) from None
         raise ApiError(404, "namespace_not_found", f"no namespace {name!r}")
+
+    async def registry_barrier(self, request: Request) -> bool:
+        """On the leader, wait until every acknowledged registry change is applied here
+        (a quorum round) and return True; on a follower return False: forward the request.
+        Raises 503 ``not_leader`` for a forwarded request that found no leader here."""
+        if not self.strong.is_leader:
+            if request.headers.get(FORWARDED):
+                raise ApiError(503, "not_leader", "leadership moved; retry")
+            return False
+        try:
+            await self.strong.barrier(self.config.timing.request_timeout)
+        except NotLeader:
+            if request.headers.get(FORWARDED):
+                raise ApiError(503, "not_leader", "leadership moved; retry") from None
+            return False
+        except TimeoutError:
+            raise ApiError(503, "no_quorum", "could not confirm the namespace registry") from None
+        except Halted as exc:
+            raise ApiError(503, "unavailable", str(exc)) from None
+        return True
 
     def check_serving(self) -> None:
         """Raise 503 unavailable if this node must not serve (corrupt storage)."""

@@ -27,6 +27,7 @@ PLANTED = [
     ("lease_from_ack", 5),
     ("catchup_commits_uncarried", 5),
     ("unbounded_bytes", 3),
+    ("unchunked_snapshots", 3),
     ("phase1_lowest_ballot", 10),
     ("phase1_ignores_accepted", 5),
     ("wiped_votes", 3),

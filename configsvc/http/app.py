@@ -47,7 +47,14 @@ def build_app(node: Node) -> Starlette:
         return data
 
     async def list_namespaces(request: Request) -> Response:
+        """The registry as the leader has it after a quorum round (``?consistency=stale``:
+        this node's applied registry, which may miss a just-acknowledged change)."""
         node.check_serving()
+        mode = request.query_params.get("consistency", "linearizable")
+        if mode not in ("linearizable", "stale"):
+            raise bad_request("consistency must be 'linearizable' or 'stale'")
+        if mode == "linearizable" and not await node.registry_barrier(request):
+            return await node.forward(request, node.strong.status().leader)
         return JSONResponse({"namespaces": [ns_json(i) for i in node.strong.sm.namespaces()]})
 
     async def create_namespace(request: Request) -> Response:

@@ -38,7 +38,8 @@ OPENAPI: dict[str, Any] = {
     "info": {"title": "configsvc native API", "version": "1"},
     "paths": {
         "/v1/namespaces": {
-            "get": _op("List namespaces"),
+            "get": _op("List namespaces (linearizable; consistency=stale: this node's registry)",
+                       [_q("consistency", "string", "linearizable (default) or stale")]),
             "post": _op("Create a namespace {name, consistency, merge}", body="application/json",
                         errors=(400, 409, 503, 504)),
         },

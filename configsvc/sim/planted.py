@@ -100,6 +100,19 @@ BULK = StrongSimConfig(
     pinned=("value_padding", "clients", "keys", "window", "max_batch", "think"),
 )
 
+#: lagging replicas behind a log compacted every few slots, and values large
+#: enough that a snapshot of 16 keys outgrows the frame cap (finding 2)
+SNAPSHOTS = StrongSimConfig(
+    value_padding=(16384, 32768),
+    keys=16,
+    clients=16,
+    window=2,
+    snapshot_every=3,
+    think=0.0,
+    pinned=("value_padding", "keys", "window", "snapshot_every", "clients", "think"),
+    fault_weights=(("heal", 1), ("crash", 3), ("isolate_leader", 2), ("restart", 2), ("split", 1)),
+)
+
 #: slow links, no leases, and 600 linearizable reads a second from independent
 #: clients: more read-driven heartbeat rounds in flight than a leader used to
 #: remember
@@ -139,6 +152,7 @@ PROFILES: dict[str, StrongSimConfig | None] = {
     "catchup": CATCHUP,
     "churn": CHURN,
     "bulk": BULK,
+    "snapshots": SNAPSHOTS,
     "reads": SLOW_READS,
     "wipe": WIPE,
 }
@@ -206,7 +220,7 @@ STRONG: tuple[Planted, ...] = (
     Planted("no_prevote", "finding 4: elections without pre-vote",
             "swarm", frozenset({"disruption"}), PlantedBugs(no_prevote=True)),
     Planted("unchunked_snapshots", "finding 2: a snapshot travels whole, over the frame cap",
-            "swarm", frozenset({"liveness"}), PlantedBugs(unchunked_snapshots=True)),
+            "snapshots", frozenset({"liveness"}), PlantedBugs(unchunked_snapshots=True)),
     Planted("wiped_votes", "finding 7: a node whose disk was wiped comes back as a voter",
             "wipe", SAFETY, wiped_votes=True),
     Planted("leader_takes_catchup",

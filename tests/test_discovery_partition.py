@@ -1,0 +1,108 @@
+"""Discovery across a partition (admin fault API), on real node processes.
+
+An eventual namespace: each side keeps serving the instances it can still hear
+from (heartbeats reach its nodes) and judges the others critical; after the
+heal every node sees every instance passing again. A strong namespace on the
+minority side answers 503 to a registration, at once, while the eventual one
+on the same node keeps accepting them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from configsvc.client import Client, ClientError
+from tests.cluster import LocalCluster, wait_for
+from tests.discovery_support import ADMIN, running_cluster, wait_status
+
+pytestmark = pytest.mark.slow
+
+TTL = 1.5
+
+
+@pytest.fixture
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    with running_cluster(tmp_path_factory.mktemp("partition")) as c:
+        yield c
+
+
+def cut(c: LocalCluster, nid: str) -> None:
+    """Cut every link of ``nid``, both directions, on both ends."""
+    for peer in c.ids:
+        if peer != nid:
+            for a, b in ((nid, peer), (peer, nid)):
+                r = c.http.put(f"{c.url(a)}/v1/admin/faults/{b}", json={"drop_out": True, "drop_in": True},
+                               headers={"Authorization": f"Bearer {ADMIN}"})
+                assert r.status_code == 200, r.text
+
+
+def heal(c: LocalCluster) -> None:
+    for nid in c.ids:
+        r = c.http.delete(f"{c.url(nid)}/v1/admin/faults", headers={"Authorization": f"Bearer {ADMIN}"})
+        assert r.status_code == 200, r.text
+
+
+class Heartbeats(threading.Thread):
+    """Registers an instance through one node and heartbeats it there, every TTL/5."""
+
+    def __init__(self, url: str, instance_id: str) -> None:
+        super().__init__(daemon=True)
+        self.client = Client(url, attempts=1, timeout=2.0)
+        self.instance_id = instance_id
+        self.stop = threading.Event()
+        self.client.register("disc", "part", instance_id, ttl=TTL, status="passing")
+
+    def run(self) -> None:
+        while not self.stop.wait(TTL / 5):  # the heartbeat period
+            try:
+                self.client.heartbeat("disc", "part", self.instance_id)
+            except ClientError:
+                pass  # the test reads the consequences
+
+    def close(self) -> None:
+        self.stop.set()
+        self.join(10)
+        self.client.close()
+
+
+def statuses(url: str) -> dict[str, str]:
+    with Client(url, attempts=1) as c:
+        return {i["instance_id"]: i["status"] for i in c.instances("disc", "part")}
+
+
+def test_each_side_serves_the_instances_it_can_hear(cluster: LocalCluster) -> None:
+    beats = [Heartbeats(cluster.url(n), f"at-{n}") for n in cluster.ids]
+    for b in beats:
+        b.start()
+    try:
+        everyone = {f"at-{n}": "passing" for n in cluster.ids}
+        for n in cluster.ids:
+            wait_for(lambda n=n: statuses(cluster.url(n)) == everyone, 15, f"{n} to see every instance")
+        cut(cluster, "n3")
+        # The majority side hears n1's and n2's instances; n3's heartbeats no longer reach it.
+        majority = {"at-n1": "passing", "at-n2": "passing", "at-n3": "critical"}
+        for n in ("n1", "n2"):
+            wait_for(lambda n=n: statuses(cluster.url(n)) == majority, 15, f"{n}: its side passing")
+        # The minority side still serves the one it hears, and keeps accepting registrations.
+        wait_for(lambda: statuses(cluster.url("n3")).get("at-n3") == "passing"
+                 and statuses(cluster.url("n3"))["at-n1"] == "critical", 15, "n3: its own instance passing")
+        with Client(cluster.url("n3"), attempts=1) as c:
+            c.register("disc", "part", "late", ttl=30.0, status="passing")
+            assert statuses(cluster.url("n3"))["late"] == "passing"
+            with pytest.raises(ClientError) as info:
+                c.register("app", "part", "late", status="passing")
+            assert info.value.status == 503
+        heal(cluster)
+        after = {**everyone, "late": "passing"}
+        for n in cluster.ids:
+            wait_for(lambda n=n: statuses(cluster.url(n)) == after, 20, f"{n} to see every instance again")
+    finally:
+        for b in beats:
+            b.close()
+    with Client(cluster.endpoints) as c:
+        for iid in [*everyone, "late"]:
+            c.deregister("disc", "part", iid)
+        wait_status(c, "disc", "part", "late", None)
