@@ -5,15 +5,20 @@ CAS, recurse, keys with a separator, a blocking query that wakes on a change
 made through another node, transactions — in a strong namespace (``app``)
 and an eventual one (``disc``). Then a partition: on the minority side a
 strong namespace refuses writes (503) while an eventual one keeps taking
-them, and after the heal every node shows both sides' eventual writes.
+them, and after the heal every node shows both sides' eventual writes. And
+``examples/consul_app.py``, run as a user would.
 """
 
 from __future__ import annotations
 
 import base64
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import consul
@@ -178,6 +183,19 @@ def test_service_register_ttl_pass_health_passing_and_deregister(cluster: LocalC
     assert agent.agent.service.deregister(sid) is True
     wait_for(lambda: other.health.service("web")[1] == [], 15, "the deregistration everywhere")
     assert agent.agent.check.ttl_pass(f"service:{sid}") is False  # py-consul's answer to a 404
+
+
+def test_the_py_consul_example_runs_unchanged(cluster: LocalCluster) -> None:
+    script = Path(__file__).resolve().parent.parent / "examples" / "consul_app.py"
+    env = {**os.environ, "CONSUL_HTTP_ADDR": f"127.0.0.1:{cluster.consul_ports['n2']}"}
+    run = subprocess.run([sys.executable, str(script), "--prefix", f"{STRONG}/example", "--id", "shop-1"],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = run.stdout.splitlines()
+    assert f"config: {STRONG}/example/features/new-checkout = on" in lines
+    assert "feature switched: True" in run.stdout
+    assert f"folders: {STRONG}/example/db/, {STRONG}/example/features/" in lines
+    assert "healthy: shop-1@127.0.0.1:8080" in lines and lines[-1] == "deregistered"
 
 
 def test_partition_minority_refuses_strong_writes_and_keeps_eventual_ones(cluster: LocalCluster) -> None:
