@@ -134,10 +134,10 @@ def ok(*args: str, endpoint: str | None = None) -> str:
 def test_cli_namespaces_and_keys_through_any_node(endpoints: list[str]) -> None:
     n1, n2, n3 = endpoints
     assert '"created": true' in ok("ns", "create", "flags", "--consistency", "strong", endpoint=n2)
-    assert '"merge": "lww"' in ok("ns", "create", "services", "--consistency", "eventual", "--merge", "lww",
+    assert '"merge": "lww"' in ok("ns", "create", "hosts", "--consistency", "eventual", "--merge", "lww",
                                   endpoint=n3)
     # The list is linearizable: a follower lists both acknowledged creations at once.
-    assert {"flags\tstrong", "services\teventual"} <= set(ok("ns", "list", endpoint=n1).splitlines())
+    assert {"flags\tstrong", "hosts\teventual"} <= set(ok("ns", "list", endpoint=n1).splitlines())
 
     assert '"revision"' in ok("kv", "put", "flags", "checkout/rollout", "10%", endpoint=n2)
     ok("kv", "put", "flags", "checkout/empty", "", endpoint=n1)
@@ -147,11 +147,11 @@ def test_cli_namespaces_and_keys_through_any_node(endpoints: list[str]) -> None:
     assert ok("kv", "list", "flags", "checkout/", endpoint=n1).splitlines() == [
         "checkout/empty\t", "checkout/rollout\t10%"]
 
-    ok("kv", "put", "services", "web/1", "10.0.0.1:80", endpoint=n1)
-    assert ok("kv", "get", "services", "web/1", endpoint=n1) == "10.0.0.1:80\n"
-    assert ok("kv", "list", "services", "web/", endpoint=n1) == "web/1\t10.0.0.1:80\n"
-    ok("kv", "del", "services", "web/1", endpoint=n1)
-    gone = cli("kv", "get", "services", "web/1", endpoint=n1)
+    ok("kv", "put", "hosts", "web/1", "10.0.0.1:80", endpoint=n1)
+    assert ok("kv", "get", "hosts", "web/1", endpoint=n1) == "10.0.0.1:80\n"
+    assert ok("kv", "list", "hosts", "web/", endpoint=n1) == "web/1\t10.0.0.1:80\n"
+    ok("kv", "del", "hosts", "web/1", endpoint=n1)
+    gone = cli("kv", "get", "hosts", "web/1", endpoint=n1)
     assert (gone.returncode, gone.stdout) == (1, "")
     assert gone.stderr.startswith("error: key_not_found:"), gone.stderr
 
