@@ -5,6 +5,9 @@
 - Writes carry ``X-Client-Id``/``X-Client-Seq``: a retried write is applied at
   most once, so retrying after a timeout is safe. ``504 outcome_unknown`` is
   retried with the same sequence number too, which settles the outcome.
+  Puts and deletes also carry an ``Idempotency-Key``, one per logical write,
+  reused on its retries: in an eventual namespace a retry on another node
+  then never shows a second sibling (strong namespaces ignore it).
 - When no attempt succeeds, the error is the most uncertain outcome seen: a
   write that may have been proposed (a ``504``, or an answer lost after the
   request was sent) stays ``504 outcome_unknown`` even if later attempts only
@@ -32,6 +35,12 @@ from eventual.token import decode_vv, encode_vv
 DEFAULT_ENDPOINT = "http://127.0.0.1:7501"
 _RETRY_STATUS = {503, 504}
 TOKEN = "X-Configsvc-Token"
+IDEMPOTENCY_KEY = "Idempotency-Key"
+
+
+def _idempotent() -> dict[str, str]:
+    """Headers of one logical write: a fresh idempotency key its retries reuse."""
+    return {IDEMPOTENCY_KEY: uuid.uuid4().hex}
 
 
 class ClientError(Exception):
@@ -202,7 +211,8 @@ class Client(_Base):
     def put(self, ns: str, key: str, value: bytes | str, cas: int | None = None) -> dict[str, Any]:
         data = value.encode() if isinstance(value, str) else value
         params = {"cas": cas} if cas is not None else None
-        return self.request("PUT", self._kv_path(ns, key), write=True, content=data, params=params)
+        return self.request("PUT", self._kv_path(ns, key), write=True, content=data, params=params,
+                            headers=_idempotent())
 
     def get(self, ns: str, key: str, stale: bool = False) -> bytes | None:
         """The value, or None if the key does not exist.
@@ -233,7 +243,8 @@ class Client(_Base):
 
     def delete(self, ns: str, key: str, cas: int | None = None) -> dict[str, Any]:
         params = {"cas": cas} if cas is not None else None
-        return self.request("DELETE", self._kv_path(ns, key), write=True, params=params)
+        return self.request("DELETE", self._kv_path(ns, key), write=True, params=params,
+                            headers=_idempotent())
 
     def list(self, ns: str, prefix: str = "", limit: int = 0) -> builtins.list[dict[str, Any]]:
         """Keys under ``prefix``: strong ``kvs`` (with revisions), eventual ``items`` (with siblings)."""
@@ -315,15 +326,16 @@ class AsyncClient(_Base):
         await self.aclose()
 
     async def request(self, method: str, path: str, *, write: bool = False, **kw: Any) -> dict[str, Any]:
+        extra = dict(kw.pop("headers", None) or {})
         if not write:
-            return await self._request(method, path, {}, **kw)
+            return await self._request(method, path, extra, **kw)
         # Concurrent writes each take a lane: a session id with its own sequence,
         # so the server's one-entry-per-session dedup table stays correct.
         lane: list[Any] = self._lanes.pop() if self._lanes else [f"{self.client_id}-{len(self._all_lanes)}", 0]
         if lane not in self._all_lanes:
             self._all_lanes.append(lane)
         lane[1] = int(lane[1]) + 1
-        headers = {"X-Client-Id": str(lane[0]), "X-Client-Seq": str(lane[1])}
+        headers = {**extra, "X-Client-Id": str(lane[0]), "X-Client-Seq": str(lane[1])}
         try:
             return await self._request(method, path, headers, **kw)
         finally:
@@ -360,7 +372,8 @@ class AsyncClient(_Base):
     async def put(self, ns: str, key: str, value: bytes | str, cas: int | None = None) -> dict[str, Any]:
         data = value.encode() if isinstance(value, str) else value
         params = {"cas": cas} if cas is not None else None
-        return await self.request("PUT", self._kv_path(ns, key), write=True, content=data, params=params)
+        return await self.request("PUT", self._kv_path(ns, key), write=True, content=data,
+                                  params=params, headers=_idempotent())
 
     async def get(self, ns: str, key: str, stale: bool = False) -> bytes | None:
         """The value, or None if the key does not exist (or, eventual, has siblings)."""
@@ -387,7 +400,8 @@ class AsyncClient(_Base):
 
     async def delete(self, ns: str, key: str, cas: int | None = None) -> dict[str, Any]:
         params = {"cas": cas} if cas is not None else None
-        return await self.request("DELETE", self._kv_path(ns, key), write=True, params=params)
+        return await self.request("DELETE", self._kv_path(ns, key), write=True, params=params,
+                                  headers=_idempotent())
 
     async def list(self, ns: str, prefix: str = "", limit: int = 0) -> builtins.list[dict[str, Any]]:
         """Keys under ``prefix``, as ``Client.list``."""

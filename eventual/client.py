@@ -35,12 +35,14 @@ class ClientCalls:
         self.submit(request_id, Get(namespace, key), token, now)
 
     def put(self, request_id: int, namespace: str, key: str, value: bytes, *,
-            context: str | None = None, token: str | None = None, now: float) -> None:
-        self.submit(request_id, Put(namespace, key, value, context), token, now)
+            context: str | None = None, idempotency_key: str | None = None,
+            token: str | None = None, now: float) -> None:
+        self.submit(request_id, Put(namespace, key, value, context, idempotency_key), token, now)
 
     def delete(self, request_id: int, namespace: str, key: str, *, context: str | None = None,
-               token: str | None = None, now: float) -> None:
-        self.submit(request_id, Delete(namespace, key, context), token, now)
+               idempotency_key: str | None = None, token: str | None = None,
+               now: float) -> None:
+        self.submit(request_id, Delete(namespace, key, context, idempotency_key), token, now)
 
     def list(self, request_id: int, namespace: str, prefix: str, *, token: str | None = None,
              now: float) -> None:

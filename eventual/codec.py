@@ -12,6 +12,10 @@ Rules:
    ``deps`` hold exactly its creator's earlier events, ``covers <= deps``;
    a full state's siblings are inside its context; instance values decode).
 3. Integers are unsigned 64-bit; ``bool`` is never accepted as an ``int``.
+4. Optional trailing fields are absent when unset (an event's and a sibling's
+   idempotency key: a non-empty string of at most ``MAX_IDEMPOTENCY_KEY``
+   characters), so what older replicas wrote still decodes, and they still
+   read whatever carries none.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ __all__ = [
     "event_to_wire",
     "message_from_wire",
     "message_to_wire",
+    "read_idem",
     "read_list",
     "read_str",
     "read_uint",
@@ -43,6 +48,8 @@ __all__ = [
 
 MAX_UINT = 2**64 - 1
 MAX_NAME = 4096
+#: the longest idempotency key an event or sibling may carry
+MAX_IDEMPOTENCY_KEY = 128
 #: chunks of one full state transfer (``eventual.full_state``)
 MAX_PARTS = 1 << 20
 
@@ -83,6 +90,12 @@ def _bool(obj: object, what: str) -> bool:
 def _bytes(obj: object, what: str) -> bytes:
     if type(obj) is not bytes:
         raise MalformedMessage(f"{what}: expected bytes")
+    return obj
+
+
+def read_idem(obj: object, what: str) -> str:
+    if type(obj) is not str or not 0 < len(obj) <= MAX_IDEMPOTENCY_KEY:
+        raise MalformedMessage(f"{what}: expected a string of 1-{MAX_IDEMPOTENCY_KEY} characters")
     return obj
 
 
@@ -130,12 +143,15 @@ def _value(key: Key, raw: bytes, what: str) -> bytes:
 
 
 def event_to_wire(e: Event) -> list[object]:
-    return [list(e.dot), list(e.key), e.value, e.hlc, [list(p) for p in e.covers],
-            [list(p) for p in e.deps]]
+    wire: list[object] = [list(e.dot), list(e.key), e.value, e.hlc, [list(p) for p in e.covers],
+                          [list(p) for p in e.deps]]
+    return wire if e.idem is None else [*wire, e.idem]
 
 
 def event_from_wire(obj: object) -> Event:
-    f = read_list(obj, "event", 6)
+    f = read_list(obj, "event")
+    if len(f) not in (6, 7):
+        raise MalformedMessage(f"event: expected 6 or 7 items, got {len(f)}")
     dot = _dot(f[0], "event dot")
     key = _key(f[1], "event key")
     value = None if f[2] is None else _value(key, _bytes(f[2], "event value"), "event value")
@@ -147,7 +163,8 @@ def event_from_wire(obj: object) -> Event:
         raise MalformedMessage("event deps must hold exactly its creator's earlier events")
     if not vv_leq(dict(covers), deps_map):
         raise MalformedMessage("event covers must be within its deps")
-    return Event(dot, key, value, hlc, covers, deps)
+    idem = read_idem(f[6], "event idempotency key") if len(f) == 7 else None
+    return Event(dot, key, value, hlc, covers, deps, idem)
 
 
 # ---------------------------------------------------------------------- state
@@ -164,7 +181,9 @@ def state_entries(store: ORMap) -> tuple[StateEntry, ...]:
 
 def entries_to_wire(entries: tuple[StateEntry, ...]) -> list[object]:
     return [
-        [list(key), [[list(d), s.value, s.hlc] for d, s in sibs]] for key, sibs in entries
+        [list(key), [[list(d), s.value, s.hlc] + ([] if s.idem is None else [s.idem])
+                     for d, s in sibs]]
+        for key, sibs in entries
     ]
 
 
@@ -178,14 +197,17 @@ def entries_from_wire(obj: object, vv: WireVV) -> tuple[StateEntry, ...]:
             raise MalformedMessage("state keys must be sorted and distinct")
         sibs: list[tuple[Dot, Sibling]] = []
         for raw in read_list(pair[1], "siblings"):
-            f = read_list(raw, "sibling", 3)
+            f = read_list(raw, "sibling")
+            if len(f) not in (3, 4):
+                raise MalformedMessage(f"sibling: expected 3 or 4 items, got {len(f)}")
             dot = _dot(f[0], "sibling dot")
             if sibs and sibs[-1][0] >= dot:
                 raise MalformedMessage("siblings must be sorted by dot and distinct")
             if not vv_covers(context, dot):
                 raise MalformedMessage("sibling dot outside the state's context")
             value = _value(key, _bytes(f[1], "sibling value"), "sibling value")
-            sibs.append((dot, Sibling(value, read_uint(f[2], "sibling hlc"))))
+            idem = read_idem(f[3], "sibling idempotency key") if len(f) == 4 else None
+            sibs.append((dot, Sibling(value, read_uint(f[2], "sibling hlc"), idem)))
         if not sibs:
             raise MalformedMessage("a state entry must have siblings")
         out.append((key, tuple(sibs)))

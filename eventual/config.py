@@ -92,6 +92,10 @@ class ReplicaConfig:
     snapshot_every: int = 20_000
     #: change-index values reserved per ``IndexRecord`` (``eventual.change_index``)
     index_block: int = 1024
+    #: how long (local seconds) and how many keyed writes a replica remembers for
+    #: idempotent retries (``eventual.recent_writes``)
+    idempotency_horizon: float = 600.0
+    idempotency_limit: int = 100_000
     #: when silence stops removing instances (``eventual.health`` rule 4)
     self_preservation: SelfPreservation = field(default_factory=SelfPreservation)
     bugs: PlantedBugs = field(default_factory=PlantedBugs)

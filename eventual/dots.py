@@ -14,7 +14,9 @@ number of replica identities, never by clients or writes.
 A *key* is ``(namespace, space, name)``: ``space`` is ``"kv"`` for
 configuration keys and ``"svc"`` for service instances. A *sibling* is one
 concurrent value of a key together with the hybrid-logical-clock timestamp of
-the write that created it; the dot that names it is held by the dot store.
+the write that created it and its idempotency key, if it had one (siblings
+with the same key are attempts of one write: reads show one of them); the
+dot that names it is held by the dot store.
 
 On the wire a version vector is a tuple of ``(actor, counter)`` pairs sorted by
 actor with no zero counters (``WireVV``): one value, one encoding.
@@ -37,6 +39,8 @@ SVC_SPACE = "svc"
 class Sibling(NamedTuple):
     value: bytes
     hlc: int
+    #: the idempotency key of the write that created it (None: none given)
+    idem: str | None = None
 
 
 __all__ = [

@@ -44,6 +44,7 @@ def entry_size(entry: StateEntry) -> int:
     size = 10 + sum(len(p.encode()) + 5 for p in key)
     for (actor, _), sib in sibs:
         size += 30 + len(actor.encode()) + len(sib.value)
+        size += len(sib.idem.encode()) + 5 if sib.idem is not None else 0
     return size
 
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Iterator, Mapping
 
-from eventual.dots import VV
+from eventual.dots import VV, Key
 from eventual.messages import Event
 
 __all__ = ["EventLog", "event_size"]
@@ -42,7 +42,8 @@ def event_size(e: Event) -> int:
     pairs = sum(len(a.encode()) + 15 for a, _ in e.deps) + sum(
         len(a.encode()) + 15 for a, _ in e.covers)
     value = len(e.value) + 5 if e.value is not None else 1
-    return 60 + text + pairs + value
+    idem = len(e.idem.encode()) + 5 if e.idem is not None else 0
+    return 60 + text + pairs + value + idem
 
 
 class EventLog:
@@ -72,6 +73,14 @@ class EventLog:
         """Every logged event in apply order."""
         merged = heapq.merge(*self._runs.values())
         return [e for _, e in merged]
+
+    def find(self, key: Key, idem: str) -> Event | None:
+        """A logged event on ``key`` carrying idempotency key ``idem`` (a scan)."""
+        for run in self._runs.values():
+            for _, e in run:
+                if e.idem == idem and e.key == key:
+                    return e
+        return None
 
     def top(self, origin: str) -> int:
         return self.floor.get(origin, 0) + len(self._runs.get(origin, ()))

@@ -59,6 +59,9 @@ class Event:
     hlc: int
     covers: WireVV
     deps: WireVV
+    #: the client's idempotency key: events with the same key on the same key
+    #: are attempts of one write (``eventual.serve``: reads show one sibling)
+    idem: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,8 @@ def sibling_hash(key: Key, dot: Dot, sibling: Sibling) -> int:
     h.update("\x00".join((*key, dot[0], str(dot[1]), str(sibling.hlc))).encode())
     h.update(b"\x00")
     h.update(sibling.value)
+    if sibling.idem is not None:
+        h.update(b"\x00" + sibling.idem.encode())
     return int.from_bytes(h.digest(), "big")
 
 
@@ -110,7 +112,8 @@ class ORMap(BaseModel):
         context of its dot plus the dots of ``key`` that ``covers`` removes."""
         covers = dict(event.covers)
         removed = [d for d in self.entries.get(event.key, ()) if vv_covers(covers, d)]
-        entries = {} if event.value is None else {event.key: {event.dot: Sibling(event.value, event.hlc)}}
+        entries = {} if event.value is None else {
+            event.key: {event.dot: Sibling(event.value, event.hlc, event.idem)}}
         return ORMap.model_construct(
             entries=entries, context=CausalContext.of(dots=[event.dot, *removed])
         )
@@ -132,7 +135,7 @@ class ORMap(BaseModel):
             if sibs is None:
                 sibs = self.entries[event.key] = {}
             if event.dot not in sibs:
-                sibling = Sibling(event.value, event.hlc)
+                sibling = Sibling(event.value, event.hlc, event.idem)
                 sibs[event.dot] = sibling
                 change.added.append((event.dot, sibling))
         if sibs is not None and not sibs:

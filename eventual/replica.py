@@ -76,6 +76,7 @@ from eventual.messages import (
 )
 from eventual.ormap import Change, ORMap, sibling_hash
 from eventual.ready import EventualStatus, Ready
+from eventual.recent_writes import RecentWrites
 from eventual.records import EventRecord, IdentityRecord, Record, Snapshot, SnapshotRecord
 from eventual.requests import (
     BadRequest,
@@ -89,7 +90,7 @@ from eventual.requests import (
     WriteResult,
     invalid,
 )
-from eventual.serve import answer_read, plan_write
+from eventual.serve import Replayed, answer_read, plan_write
 from eventual.stability import Stability
 from eventual.storage import DurableState
 from eventual.token import BadToken, decode_vv, encode_vv
@@ -141,6 +142,8 @@ class Replica(ClientCalls):
             if current is not None:
                 self.health.update(key, current[0], now, heard=True)
         self.index = ChangeIndex(durable.change_limit, config.index_block)
+        #: keyed writes applied recently (idempotent retries: ``eventual.recent_writes``)
+        self.recent = RecentWrites(config.idempotency_horizon, config.idempotency_limit)
         self.parked: list[_Parked] = []
         self.full_state_sent: dict[str, float] = {}
         self.assembly = FullStateAssembly()
@@ -290,20 +293,23 @@ class Replica(ClientCalls):
         result: Result | None = answer_read(self.store, self.config, request, self.health,
                                             self.now, self.index.of(request.namespace))
         if result is None:
-            plan = plan_write(self.store, self.config, request)
+            plan = plan_write(self.store, self.config, request, self.recent, self.log)
             if isinstance(plan, NotFound):
                 result = plan
+            elif isinstance(plan, Replayed):
+                result = WriteResult(plan.dot, encode_vv(self.vv), replayed=True)
             else:
-                e = self._local_event(*plan)
+                e = self._local_event(plan.key, plan.value, plan.covers, plan.idem)
                 result = WriteResult(e.dot, encode_vv(self.vv))
         self._reply(request_id, result)
 
-    def _local_event(self, key: Key, value: bytes | None, covers: Mapping[str, int]) -> Event:
+    def _local_event(self, key: Key, value: bytes | None, covers: Mapping[str, int],
+                     idem: str | None = None) -> Event:
         vv = self.vv
         self.hlc = hlc_send(self.hlc, self.wall)
         clamped = {a: min(n, vv.get(a, 0)) for a, n in covers.items()}
         e = Event((self.replica, vv.get(self.replica, 0) + 1), key, value, self.hlc,
-                  vv_to_wire(clamped), vv_to_wire(vv))
+                  vv_to_wire(clamped), vv_to_wire(vv), idem)
         self._apply(e)
         roster = self.roster
         if self.config.eager_push and roster:
@@ -321,6 +327,8 @@ class Replica(ClientCalls):
         if change is None:
             return
         self._account(change)
+        if e.idem is not None:
+            self.recent.note(e.key, e.idem, e.dot, self.now)
         self.hlc = hlc_recv(self.hlc, e.hlc, self.wall)
         if e.dot[1] > self.log.top(e.dot[0]):
             self.log.append(e)
@@ -383,6 +391,7 @@ class Replica(ClientCalls):
         stable = dict(self.vv) if self.bugs.gc_before_stability else self.stability.stable(self.vv)
         self.log.prune(stable)
         self.buffer.expire(self.now, self.config.gc_horizon)
+        self.recent.expire(self.now)
         self._expire_instances()
 
     def _gossip_targets(self) -> list[str]:
@@ -448,6 +457,9 @@ class Replica(ClientCalls):
         changes = self.store.join_into(other, ignore_seen=self.bugs.non_idempotent_merge)
         for change in changes:
             self._account(change)
+            for dot, sib in change.added:
+                if sib.idem is not None:
+                    self.recent.note(change.key, sib.idem, dot, self.now)
         self.hlc = hlc_recv(self.hlc, msg.hlc, self.wall)
         self.log.absorb(before, self.vv, msg.log)
         self.stability.inherit((n for n in msg.rejoining if n != self.node), self.log.floor)

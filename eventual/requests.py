@@ -12,7 +12,10 @@ per-node change index of the namespace's last visible change). Results:
   a write or delete that should supersede exactly what this read saw;
 - ``ListResult``: the keys under a prefix, with their siblings;
 - ``WriteResult``: the dot of the new event (put, delete, register, heartbeat,
-  deregister); sent only after its record is durable;
+  deregister); sent only after its record is durable. A put or delete
+  retried under an idempotency key this replica already holds (as a sibling
+  or in its event log) is answered with the first attempt's dot
+  (``replayed``) and writes nothing;
 - ``InstancesResult``: the instances of a service with local health;
 - ``CausallyBehind``: this replica did not cover the token (or context)
   within ``token_wait``; nothing happened, try another replica;
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from eventual.codec import MAX_IDEMPOTENCY_KEY
 from eventual.dots import Dot
 from eventual.instances import MAX_OUTPUT, PASSING, STATUSES, InstanceInfo, InstanceView, Status
 
@@ -64,6 +68,9 @@ class Put:
     value: bytes
     #: read context (``eventual.token``) of what this write supersedes; None: blind write
     context: str | None = None
+    #: the client's key for this logical write: its retries, on any node, are the same
+    #: write (a replica that has it answers its dot; siblings with it show as one)
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +79,8 @@ class Delete:
     key: str
     #: read context of what to remove; None: everything this replica has seen of the key
     context: str | None = None
+    #: as ``Put.idempotency_key``: a retry of a delete this replica has logged does nothing
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +153,9 @@ class ListResult:
 class WriteResult:
     dot: Dot
     token: str
+    #: True: a retry under an idempotency key this replica already had; ``dot`` is
+    #: that of the first attempt, and nothing new was written
+    replayed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +221,10 @@ def invalid(request: Request) -> str | None:
     if isinstance(request, Put) and (not isinstance(request.value, bytes)
                                      or len(request.value) > MAX_VALUE):
         return f"value must be bytes of at most {MAX_VALUE} bytes"
+    if isinstance(request, Put | Delete) and request.idempotency_key is not None:
+        idem = request.idempotency_key
+        if not isinstance(idem, str) or not 0 < len(idem) <= MAX_IDEMPOTENCY_KEY:
+            return f"idempotency key must be 1-{MAX_IDEMPOTENCY_KEY} characters"
     if isinstance(request, Heartbeat):
         if request.status not in STATUSES:
             return f"status must be one of {', '.join(STATUSES)}"

@@ -9,6 +9,13 @@ value (siblings) and a context (``X-Configsvc-Context``); a write or delete
 sending that context back supersedes exactly what was read. A write without
 one supersedes what the serving node has seen of the key, so siblings arise
 only from truly concurrent writes (``?blind=true`` keeps every value).
+
+Retries add nothing: a PUT or DELETE may carry ``Idempotency-Key`` (1-128
+printable ASCII characters), one per logical write, the same on every retry
+of it, on any node. A node that already holds that write answers with its
+first attempt's dot (``"replayed": true``) and writes nothing; two attempts
+that landed on different nodes before either heard of the other are one
+write: reads show one value (``eventual.serve``, idempotent writes).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from configsvc.http.errors import ApiError
+from eventual.codec import MAX_IDEMPOTENCY_KEY
 from eventual.driver import Halted, OutcomeUnknown
 from eventual.requests import (
     BadRequest,
@@ -50,6 +58,18 @@ TOKEN = "X-Configsvc-Token"
 CONTEXT = "X-Configsvc-Context"
 #: this node's change index of the namespace as of the answer (``eventual.change_index``)
 CHANGE_INDEX = "X-Configsvc-Change-Index"
+IDEMPOTENCY_KEY = "Idempotency-Key"
+
+
+def idempotency_key(request: Request) -> str | None:
+    """The request's ``Idempotency-Key``, or None; a malformed one is a 400."""
+    key = request.headers.get(IDEMPOTENCY_KEY)
+    if key is None:
+        return None
+    if not 0 < len(key) <= MAX_IDEMPOTENCY_KEY or not all(" " <= c <= "~" for c in key):
+        raise ApiError(400, "invalid_argument", f"{IDEMPOTENCY_KEY} must be 1-"
+                       f"{MAX_IDEMPOTENCY_KEY} printable ASCII characters")
+    return key
 
 
 def _digest(body: dict[str, Any]) -> str:
@@ -147,10 +167,12 @@ class EventualApi:
         value = await self.node.body(request, self.node.config.limits.value_max_bytes, "value_too_large")
         if len(key.encode()) > self.node.config.limits.key_max_bytes:
             raise ApiError(400, "key_too_long", f"keys are at most {self.node.config.limits.key_max_bytes} bytes")
+        idem = idempotency_key(request)
         context = request.headers.get(CONTEXT) or await self._seen_context(request, ns, key)
-        result, token = await self._call(request, ns, Put(ns, key, value, context))
+        result, token = await self._call(request, ns, Put(ns, key, value, context, idem))
         assert isinstance(result, WriteResult)
-        return JSONResponse({"dot": [result.dot[0], result.dot[1]]}, headers={TOKEN: token})
+        return JSONResponse({"dot": [result.dot[0], result.dot[1]], "replayed": result.replayed},
+                            headers={TOKEN: token})
 
     async def _seen_context(self, request: Request, ns: str, key: str) -> str | None:
         """Without an explicit context a write supersedes what this node has seen of
@@ -167,5 +189,7 @@ class EventualApi:
 
     async def delete_key(self, request: Request, ns: str, key: str) -> Response:
         context = request.headers.get(CONTEXT) or None
-        _, token = await self._call(request, ns, Delete(ns, key, context))
-        return JSONResponse({"deleted": key}, headers={TOKEN: token})
+        result, token = await self._call(request, ns, Delete(ns, key, context,
+                                                              idempotency_key(request)))
+        replayed = isinstance(result, WriteResult) and result.replayed
+        return JSONResponse({"deleted": key, "replayed": replayed}, headers={TOKEN: token})
