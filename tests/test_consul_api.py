@@ -344,3 +344,18 @@ def test_malformed_service_requests_are_clear_4xx(tmp_path: Path) -> None:
         assert tagged.json() == []
 
     run(tmp_path, scenario)
+
+
+def test_an_eventual_retry_under_its_idempotency_key_writes_nothing(tmp_path: Path) -> None:
+    async def scenario(node: Node, http: httpx.AsyncClient) -> None:
+        first = {"Idempotency-Key": "write-1"}
+        assert (await http.put("/v1/kv/ev/retry", content=b"v1", headers=first)).json() is True
+        assert (await http.put("/v1/kv/ev/retry", content=b"v2")).json() is True
+        # the first write's late retry: the node holds it already, so it changes nothing
+        assert (await http.put("/v1/kv/ev/retry", content=b"v1", headers=first)).json() is True
+        [entry] = (await http.get("/v1/kv/ev/retry")).json()
+        assert base64.b64decode(entry["Value"]) == b"v2"
+        bad = await http.put("/v1/kv/ev/retry", content=b"x", headers={"Idempotency-Key": "k" * 200})
+        assert error(bad) == (400, "invalid_argument")
+
+    run(tmp_path, scenario)

@@ -13,7 +13,9 @@ tokens). This module only translates: parameters in, Consul's shapes out.
   ``?flags=``; answers ``true`` or ``false`` (a failed ``cas``).
 - ``DELETE``: ``?recurse`` (the prefix), ``?cas=``; answers ``true``/``false``.
 
-Eventual namespaces: ``cas`` is checked against this node's view (the key's
+Eventual namespaces honour ``Idempotency-Key`` on ``PUT``/``DELETE`` as the
+native API does (a retry, on any node, is the same write). ``cas`` is checked
+against this node's view (the key's
 version stamp) and the write then supersedes exactly the versions checked:
 never a lost write — a concurrent write elsewhere becomes a sibling — but two
 nodes may both accept a ``cas`` on the same version. ``flags`` other than 0
@@ -47,7 +49,7 @@ from configsvc.http.consul.entries import (
 )
 from configsvc.http.consul.params import BLOCKING_READ, Query, unsupported
 from configsvc.http.errors import ApiError
-from configsvc.http.eventual_api import TOKEN, EventualApi
+from configsvc.http.eventual_api import TOKEN, EventualApi, idempotency_key
 from configsvc.http.strong_api import StrongApi, _op, result_json
 from eventual.requests import Delete as EventualDelete
 from eventual.requests import Get as EventualGet
@@ -206,12 +208,13 @@ class ConsulKV:
         assert isinstance(read, ReadResult)
         if cas is not None and (version_stamp(read.siblings) if read.siblings else 0) != cas:
             return consul_json(False)
-        token = read.token
+        token, idem = read.token, idempotency_key(request)
         if value is not None:
-            result, token = await self.eventual._call(request, ns, EventualPut(ns, key, value, read.context))
+            put = EventualPut(ns, key, value, read.context, idem)
+            result, token = await self.eventual._call(request, ns, put)
             assert isinstance(result, WriteResult)
         elif read.siblings:  # else nothing to delete
-            _, token = await self.eventual._call(request, ns, EventualDelete(ns, key, read.context))
+            _, token = await self.eventual._call(request, ns, EventualDelete(ns, key, read.context, idem))
         return consul_json(True, headers={TOKEN: token})
 
     async def _eventual_delete_tree(self, request: Request, ns: str, prefix: str) -> Response:
