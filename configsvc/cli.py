@@ -175,6 +175,25 @@ def _svc_register(client: Any, args: argparse.Namespace) -> int:
         print(f"deregistered {args.service}/{args.id}", file=sys.stderr)
         return 0
 
+def _config(args: argparse.Namespace) -> int:
+    """``configsvc config get NS PREFIX --format yaml|json``: the document as served."""
+    with _client(args) as client:
+        doc = client.config_get(args.ns, args.prefix, format=args.format)
+    assert doc is not None  # no If-None-Match was sent: never a 304
+    sys.stdout.write(doc.text)
+    return 0
+
+
+def _add_config(sub: Any, endpoint: Any) -> None:
+    config = sub.add_parser("config", help="config documents: the keys under a prefix as one document")
+    csub = config.add_subparsers(dest="config_command", required=True)
+    get = csub.add_parser("get", help="print the keys under PREFIX as one JSON or YAML document")
+    get.add_argument("ns")
+    get.add_argument("prefix", nargs="?", default="", help="a folder of keys ('' = all)")
+    get.add_argument("--format", choices=["json", "yaml"], default="json")
+    endpoint(get)
+    config.set_defaults(func=_config)
+
 
 def _status(args: argparse.Namespace) -> int:
     with _client(args) as client:
@@ -256,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     kv.set_defaults(func=_kv)
 
     _svc_parser(sub, endpoint)
+    _add_config(sub, endpoint)
 
     status = sub.add_parser("status", help="members, roles, health")
     endpoint(status)

@@ -14,6 +14,9 @@
   saw ``503`` or refused connections; ``503`` is raised only if every attempt
   was surely not done.
 - ``watch`` yields a key's (or prefix's) new state each time it changes.
+- ``config_get`` fetches the keys under a prefix as one document (JSON or YAML,
+  parsed), with its ``ETag`` and index; ``config_watch`` yields it again each
+  time it changes (blocking fetches: docs/config-documents.md).
 
 Errors: ``ClientError`` with ``status`` and the server's stable ``code``.
 """
@@ -23,12 +26,15 @@ from __future__ import annotations
 import base64
 import builtins
 import itertools
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+import yaml
 
 from eventual.token import decode_vv, encode_vv
 
@@ -178,6 +184,10 @@ class Client(_Base):
         self.close()
 
     def request(self, method: str, path: str, *, write: bool = False, **kw: Any) -> dict[str, Any]:
+        return _raise_for(self._exchange(method, path, write=write, **kw))
+
+    def _exchange(self, method: str, path: str, *, write: bool = False, **kw: Any) -> httpx.Response:
+        """Send with failover and retries; the first answer not to retry elsewhere."""
         headers = dict(kw.pop("headers", {}) or {})
         if write:
             headers.update({"X-Client-Id": self.client_id, "X-Client-Seq": str(next(self._seq))})
@@ -196,7 +206,7 @@ class Client(_Base):
                 self._rotate()
                 continue
             self._remember(response)
-            return _raise_for(response)
+            return response
         raise seen.error()
 
     # namespaces
@@ -307,6 +317,31 @@ class Client(_Base):
             if changed is not None:
                 yield changed
 
+    # config documents
+    def config_get(self, ns: str, prefix: str = "", format: str = "json", *,
+                   etag: str | None = None, index: str | None = None,
+                   wait: float | None = None) -> ConfigDocument | None:
+        """The keys under ``prefix`` as one document; None if it still has ``etag``
+        (``304``). With ``index`` (a previous document's), block up to ``wait``
+        seconds for a change. Raises ClientError (``409 document_conflict``, ...)."""
+        return self._config(ns, prefix, format, etag, index, wait)[0]
+
+    def _config(self, ns: str, prefix: str, fmt: str, etag: str | None, index: str | None,
+                wait: float | None) -> tuple[ConfigDocument | None, str]:
+        path, params, headers = _config_request(ns, prefix, fmt, etag, index, wait)
+        timeout = None if wait is None else wait + 10
+        return _config_document(self._exchange("GET", path, params=params, headers=headers,
+                                                timeout=timeout), fmt)
+
+    def config_watch(self, ns: str, prefix: str = "", format: str = "json",
+                     wait: float = 30.0) -> Iterator[ConfigDocument]:
+        """Yield the document now and again each time it changes."""
+        watch = _ConfigWatch()
+        while True:
+            doc = watch.step(*self._config(ns, prefix, format, *watch.params(wait)))
+            if doc is not None:
+                yield doc
+
 
 class AsyncClient(_Base):
     def __init__(self, endpoints: Sequence[str] | str = DEFAULT_ENDPOINT, timeout: float = 10.0,
@@ -342,6 +377,11 @@ class AsyncClient(_Base):
             self._lanes.append(lane)
 
     async def _request(self, method: str, path: str, headers: dict[str, str], **kw: Any) -> dict[str, Any]:
+        return _raise_for(await self._exchange(method, path, headers, **kw))
+
+    async def _exchange(self, method: str, path: str, headers: dict[str, str],
+                        **kw: Any) -> httpx.Response:
+        """Send with failover and retries; the first answer not to retry elsewhere."""
         seen = _Attempts("X-Client-Id" in headers)
         for _ in range(self.attempts):
             if self.token:
@@ -357,7 +397,7 @@ class AsyncClient(_Base):
                 self._rotate()
                 continue
             self._remember(response)
-            return _raise_for(response)
+            return response
         raise seen.error()
 
     # namespaces
@@ -457,6 +497,89 @@ class AsyncClient(_Base):
             changed = state.step(data)
             if changed is not None:
                 yield changed
+
+    # config documents
+    async def config_get(self, ns: str, prefix: str = "", format: str = "json", *,
+                         etag: str | None = None, index: str | None = None,
+                         wait: float | None = None) -> ConfigDocument | None:
+        """As ``Client.config_get``."""
+        return (await self._config(ns, prefix, format, etag, index, wait))[0]
+
+    async def _config(self, ns: str, prefix: str, fmt: str, etag: str | None, index: str | None,
+                      wait: float | None) -> tuple[ConfigDocument | None, str]:
+        path, params, headers = _config_request(ns, prefix, fmt, etag, index, wait)
+        timeout = None if wait is None else wait + 10
+        response = await self._exchange("GET", path, headers, params=params, timeout=timeout)
+        return _config_document(response, fmt)
+
+    async def config_watch(self, ns: str, prefix: str = "", format: str = "json",
+                           wait: float = 30.0) -> AsyncIterator[ConfigDocument]:
+        """As ``Client.config_watch``."""
+        watch = _ConfigWatch()
+        while True:
+            doc = watch.step(*await self._config(ns, prefix, format, *watch.params(wait)))
+            if doc is not None:
+                yield doc
+
+
+@dataclass(frozen=True)
+class ConfigDocument:
+    """A config document as fetched: parsed ``data``, the ``text`` as served, its
+    ``etag`` and the ``index`` to block on for the next change."""
+
+    data: Any
+    text: str
+    etag: str
+    index: str
+    format: str
+
+
+def _config_request(ns: str, prefix: str, fmt: str, etag: str | None, index: str | None,
+                    wait: float | None) -> tuple[str, dict[str, Any], dict[str, str]]:
+    if fmt not in ("json", "yaml"):
+        raise ValueError("format must be 'json' or 'yaml'")
+    path = f"/v1/config/{quote(ns, safe='')}/{quote(prefix, safe='/')}"
+    params: dict[str, Any] = {"format": fmt}
+    if index is not None:
+        params["index"] = index
+    if wait is not None:
+        params["wait"] = wait
+    return path, params, {"If-None-Match": etag} if etag else {}
+
+
+def _config_document(response: httpx.Response, fmt: str) -> tuple[ConfigDocument | None, str]:
+    """The document (None: ``304``, unchanged) and the index to block on next."""
+    index = response.headers.get("X-Configsvc-Index", "")
+    if response.status_code == 304:
+        return None, index
+    if response.status_code >= 400:
+        _raise_for(response)
+    text = response.text
+    data = yaml.safe_load(text) if fmt == "yaml" else json.loads(text)
+    return ConfigDocument(data, text, response.headers.get("ETag", ""), index, fmt), index
+
+
+class _ConfigWatch:
+    """Where a document watch stands: the last document yielded and the index to
+    block on (taken from every answer, ``304`` included, so a wake-up that changed
+    nothing in the document does not leave the next request answering at once)."""
+
+    def __init__(self) -> None:
+        self.last: ConfigDocument | None = None
+        self.index: str | None = None
+
+    def params(self, wait: float) -> tuple[str | None, str | None, float | None]:
+        if self.last is None:
+            return None, None, None
+        return self.last.etag, self.index, wait
+
+    def step(self, doc: ConfigDocument | None, index: str) -> ConfigDocument | None:
+        """The document to yield, or None if it did not change."""
+        self.index = index or self.index
+        if doc is None or (self.last is not None and doc.etag == self.last.etag):
+            return None
+        self.last = doc
+        return doc
 
 
 def _siblings(data: dict[str, Any]) -> list[bytes]:

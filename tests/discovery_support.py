@@ -12,8 +12,8 @@ from typing import Any
 
 from configsvc.client import Client
 from tests.cluster import LocalCluster, wait_for
+from tests.test_client_surface import ADMIN  # the token its isolate() and heal() send
 
-ADMIN = "discovery-admin-token-0123"
 TIMING = {"heartbeat_interval": 0.1, "election_timeout": 1.0, "lease_duration": 0.7, "request_timeout": 2.0}
 #: the strong and the eventual namespace of ``tests.cluster``
 NAMESPACES = ["app", "disc"]

@@ -118,7 +118,7 @@ def test_a_blocking_query_wakes_on_a_change_and_otherwise_waits(cluster: LocalCl
             assert [(i["instance_id"], i["status"]) for i in next(watch)] == expect
             assert time.monotonic() - started < 10
             t.join(10)
-        watch.close()
+        watch.close()  # type: ignore[attr-defined]  # a generator
         writer.deregister(ns, "blk", "b1")
 
 

@@ -106,3 +106,29 @@ def test_cli_svc_register_heartbeat_list_watch_and_deregister(endpoints: list[st
     bad = subprocess.run([*COMMAND, "svc", "register", "cli-svc", "db", "x", "--ttl", "-1", "--endpoint", n1],
                          capture_output=True, text=True, timeout=30)
     assert bad.returncode == 1 and bad.stderr.startswith("error: invalid_argument: ttl"), bad.stderr
+
+
+def test_config_app_reloads_on_every_change_and_keeps_the_last_good_one(endpoints: list[str]) -> None:
+    n1, _, n3 = endpoints
+    with Client(n1) as c:
+        c.create_namespace("config", "strong")
+        c.put("config", "myapp/greeting", "hello")
+        c.put("config", "myapp/workers", "4")
+        app = spawn(sys.executable, str(EXAMPLES / "config_app.py"), "--endpoint", n3)
+        try:
+            def next_line(what: str) -> str:
+                return app[1].until(lambda line: True, 30, what)[-1]
+
+            assert next_line("the first version") == 'config v1: {"greeting": "hello", "workers": "4"}'
+            c.put("config", "myapp/workers", "8")
+            assert next_line("the change") == 'config v2: {"greeting": "hello", "workers": "8"}'
+            c.put("config", "myapp/workers", "lots")
+            rejected = next_line("the bad version")
+            assert rejected.startswith("rejected ") and rejected.endswith(
+                "workers must be a number from 1 to 64, not 'lots'; "
+                "still running on Settings(greeting='hello', workers=8)"), rejected
+            c.put("config", "elsewhere/x", "1")  # outside the prefix: no reload
+            c.put("config", "myapp/workers", "2")
+            assert next_line("the fix") == 'config v3: {"greeting": "hello", "workers": "2"}'
+        finally:
+            assert interrupt(*app) == 0

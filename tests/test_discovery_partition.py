@@ -17,7 +17,8 @@ import pytest
 
 from configsvc.client import Client, ClientError
 from tests.cluster import LocalCluster, wait_for
-from tests.discovery_support import ADMIN, running_cluster, wait_status
+from tests.discovery_support import running_cluster, wait_status
+from tests.test_client_surface import heal, isolate
 
 pytestmark = pytest.mark.slow
 
@@ -28,22 +29,6 @@ TTL = 1.5
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     with running_cluster(tmp_path_factory.mktemp("partition")) as c:
         yield c
-
-
-def cut(c: LocalCluster, nid: str) -> None:
-    """Cut every link of ``nid``, both directions, on both ends."""
-    for peer in c.ids:
-        if peer != nid:
-            for a, b in ((nid, peer), (peer, nid)):
-                r = c.http.put(f"{c.url(a)}/v1/admin/faults/{b}", json={"drop_out": True, "drop_in": True},
-                               headers={"Authorization": f"Bearer {ADMIN}"})
-                assert r.status_code == 200, r.text
-
-
-def heal(c: LocalCluster) -> None:
-    for nid in c.ids:
-        r = c.http.delete(f"{c.url(nid)}/v1/admin/faults", headers={"Authorization": f"Bearer {ADMIN}"})
-        assert r.status_code == 200, r.text
 
 
 class Heartbeats(threading.Thread):
@@ -72,6 +57,10 @@ def statuses(url: str) -> dict[str, str]:
         return {i["instance_id"]: i["status"] for i in c.instances("disc", "part")}
 
 
+def sees(c: LocalCluster, nid: str, expected: dict[str, str], timeout: float = 15) -> None:
+    wait_for(lambda: statuses(c.url(nid)) == expected, timeout, f"{nid} to see {expected}")
+
+
 def test_each_side_serves_the_instances_it_can_hear(cluster: LocalCluster) -> None:
     beats = [Heartbeats(cluster.url(n), f"at-{n}") for n in cluster.ids]
     for b in beats:
@@ -79,12 +68,12 @@ def test_each_side_serves_the_instances_it_can_hear(cluster: LocalCluster) -> No
     try:
         everyone = {f"at-{n}": "passing" for n in cluster.ids}
         for n in cluster.ids:
-            wait_for(lambda n=n: statuses(cluster.url(n)) == everyone, 15, f"{n} to see every instance")
-        cut(cluster, "n3")
+            sees(cluster, n, everyone)
+        isolate(cluster, "n3")
         # The majority side hears n1's and n2's instances; n3's heartbeats no longer reach it.
         majority = {"at-n1": "passing", "at-n2": "passing", "at-n3": "critical"}
         for n in ("n1", "n2"):
-            wait_for(lambda n=n: statuses(cluster.url(n)) == majority, 15, f"{n}: its side passing")
+            sees(cluster, n, majority)
         # The minority side still serves the one it hears, and keeps accepting registrations.
         wait_for(lambda: statuses(cluster.url("n3")).get("at-n3") == "passing"
                  and statuses(cluster.url("n3"))["at-n1"] == "critical", 15, "n3: its own instance passing")
@@ -97,7 +86,7 @@ def test_each_side_serves_the_instances_it_can_hear(cluster: LocalCluster) -> No
         heal(cluster)
         after = {**everyone, "late": "passing"}
         for n in cluster.ids:
-            wait_for(lambda n=n: statuses(cluster.url(n)) == after, 20, f"{n} to see every instance again")
+            sees(cluster, n, after, 20)
     finally:
         for b in beats:
             b.close()

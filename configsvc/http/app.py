@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from configsvc.config import valid_name
 from configsvc.http.admin import AdminApi
+from configsvc.http.config_docs import ConfigDocs
 from configsvc.http.discovery_api import DiscoveryApi
 from configsvc.http.errors import ApiError, api_error_handler, bad_request, internal_error_handler
 from configsvc.http.eventual_api import EventualApi
@@ -111,6 +112,22 @@ def build_app(node: Node) -> Starlette:
             raise ApiError(400, "wrong_consistency", "transactions need a strong namespace")
         return await strong.txn(request, ns, await json_body(request))
 
+    # ---- config documents (configsvc.http.config_docs): both kinds of namespace
+    docs = ConfigDocs(strong, eventual)
+
+    async def config_document(request: Request) -> Response:
+        ns, prefix = request.path_params["ns"], request.path_params.get("prefix", "")
+        kind = await store_for(request, ns)
+        if kind is None:
+            return await node.forward(request, node.strong.status().leader)
+        return await docs.get(request, ns, prefix, kind)
+
+    config_routes = [
+        Route("/v1/config/{ns}", config_document, methods=["GET"]),
+        Route("/v1/config/{ns}/{prefix:path}", config_document, methods=["GET"]),
+    ]
+    # ---- end of config documents
+
     async def health(request: Request) -> Response:
         return JSONResponse(node.health())
 
@@ -136,6 +153,7 @@ def build_app(node: Node) -> Starlette:
         Route("/v1/admin/faults", admin.list_faults, methods=["GET"]),
         Route("/v1/admin/faults", admin.clear_faults, methods=["DELETE"]),
         Route("/v1/admin/faults/{peer}", admin.set_fault, methods=["PUT"]),
+        *config_routes,
     ]
 
     # Service discovery (configsvc.http.discovery_api over configsvc.discovery).

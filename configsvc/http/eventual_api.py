@@ -133,16 +133,25 @@ class EventualApi:
         return JSONResponse(body, headers=headers)
 
     async def list_keys(self, request: Request, ns: str) -> Response:
-        prefix = request.query_params.get("prefix", "")
+        body, headers, _ = await self.list_read(request, ns, request.query_params.get("prefix", ""))
+        return JSONResponse(body, headers=headers)
+
+    async def list_read(
+        self, request: Request, ns: str, prefix: str
+    ) -> tuple[dict[str, Any], dict[str, str], ListResult]:
+        """The keys under ``prefix`` (their JSON body with its ``index``, the headers,
+        and the result itself), blocking on ``?index`` like every eventual read."""
+        answers: list[ListResult] = []
 
         async def read() -> tuple[dict[str, Any], dict[str, str]]:
             result, token = await self._call(request, ns, List(ns, prefix))
             assert isinstance(result, ListResult)
+            answers.append(result)
             items = [{"key": k, "siblings": [_sibling(s) for s in sibs]} for k, sibs in result.items]
             return {"items": items}, {TOKEN: token, CHANGE_INDEX: str(result.index)}
 
         body, headers = await self._blocking(request, read)
-        return JSONResponse(body, headers=headers)
+        return body, headers, answers[-1]
 
     async def _blocking(
         self, request: Request, read: Callable[[], Awaitable[tuple[dict[str, Any], dict[str, str]]]]

@@ -19,6 +19,11 @@ def _op(summary: str, params: list[dict[str, Any]] | None = None, body: str | No
     return op
 
 
+def _not_modified(op: dict[str, Any]) -> dict[str, Any]:
+    op["responses"]["304"] = {"description": "not modified: If-None-Match holds the ETag"}
+    return op
+
+
 def _q(name: str, kind: str, text: str) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "schema": {"type": kind}, "description": text}
 
@@ -61,6 +66,13 @@ OPENAPI: dict[str, Any] = {
         },
         "/v1/txn/{ns}": {"post": _op("All-or-nothing transaction under compares",
                                       [_p("ns")], body="application/json", errors=(400, 404, 409, 503, 504))},
+        "/v1/config/{ns}/{prefix}": {"get": _not_modified(_op(
+            "The keys under a prefix as one nested document (docs/config-documents.md)",
+            [_p("ns"), _p("prefix"), _q("format", "string", "json (default) or yaml"), *_READ,
+             {"name": "If-None-Match", "in": "header", "required": False,
+              "schema": {"type": "string"}, "description": "an ETag: 304 if unchanged"}],
+            ok="the document (application/json or application/yaml), with ETag and "
+               "X-Configsvc-Index", errors=(400, 404, 409, 422, 503)))},
         "/v1/cluster/health": {"get": _op("Consensus-aware health of this node")},
     },
     "components": {

@@ -226,16 +226,37 @@ class StrongApi:
     async def list_keys(self, request: Request, ns: str) -> Response:
         prefix = request.query_params.get("prefix", "").encode()
         limit = _int_param(request, "limit", 0)
+        await self.wait_prefix(request, ns, prefix)
+        return await self.read(request, _op(Range, ns, prefix, limit))
+
+    async def wait_prefix(self, request: Request, ns: str, prefix: bytes) -> None:
+        """With ``?index=R`` (the revision of the client's last answer), block (up to
+        ``wait``) until the keys under ``prefix`` differ from what they were at R."""
         index = _int_param(request, "index", 0)
         if index:
-            # ``index`` is the revision of the client's last answer. If nothing at all
-            # was written since, the content now is what the client saw: wait until
-            # it differs (a delete too, which no remaining key's mod_revision shows).
-            # Otherwise the prefix may have changed meanwhile: answer now.
+            # If nothing at all was written since R, the content now is what the client
+            # saw: wait until it differs (a delete too, which no remaining key's
+            # mod_revision shows). Otherwise the prefix may have changed meanwhile:
+            # answer now.
             revision, seen = self._prefix_state(ns, prefix)
             if revision <= index:
                 await self.node.watch(request, lambda: self._prefix_state(ns, prefix)[1] != seen)
-        return await self.read(request, _op(Range, ns, prefix, limit))
+
+    async def range_read(
+        self, request: Request, ns: str, prefix: bytes
+    ) -> Response | tuple[RangeResult, dict[str, str]]:
+        """Every key under ``prefix`` as a key read answers it (``consistency``,
+        forwarding to the leader: then the leader's whole answer), blocking like
+        ``list_keys``; a state-machine error raises its ApiError."""
+        await self.wait_prefix(request, ns, prefix)
+        outcome = await self._read_result(request, _op(Range, ns, prefix, 0))
+        if isinstance(outcome, Response):
+            return outcome
+        result, headers = outcome
+        if not isinstance(result, RangeResult):
+            result_json(result)  # raises the error's ApiError
+            raise ApiError(500, "internal", f"unexpected answer to a range read: {result!r:.80}")
+        return result, headers
 
     async def put_key(self, request: Request, ns: str, raw_key: str) -> Response:
         key = self._key(raw_key)
