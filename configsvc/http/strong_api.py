@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -233,14 +234,9 @@ class StrongApi:
         """With ``?index=R`` (the revision of the client's last answer), block (up to
         ``wait``) until the keys under ``prefix`` differ from what they were at R."""
         index = _int_param(request, "index", 0)
-        if index:
-            # If nothing at all was written since R, the content now is what the client
-            # saw: wait until it differs (a delete too, which no remaining key's
-            # mod_revision shows). Otherwise the prefix may have changed meanwhile:
-            # answer now.
-            revision, seen = self._prefix_state(ns, prefix)
-            if revision <= index:
-                await self.node.watch(request, lambda: self._prefix_state(ns, prefix)[1] != seen)
+        changed = self.changed_since(_op(Range, ns, prefix, 0), index) if index else None
+        if changed is not None:
+            await self.node.watch(request, changed)
 
     async def range_read(
         self, request: Request, ns: str, prefix: bytes
@@ -298,13 +294,37 @@ class StrongApi:
             return result.kv.mod_revision if result.kv else result.revision
         return 1 << 62  # namespace gone: wake the watcher so it sees the error
 
-    def _prefix_state(self, ns: str, prefix: bytes) -> tuple[int, tuple[tuple[bytes, int], ...] | None]:
-        """This replica's revision and the prefix's (key, mod_revision) pairs
-        (a gone namespace: a revision past any index, and no content)."""
-        result = self.node.strong.read_stale(_op(Range, ns, prefix, 0))
-        if isinstance(result, RangeResult):
-            return result.revision, tuple((kv.key, kv.mod_revision) for kv in result.kvs)
-        return 1 << 62, None
+    def changed_since(self, op: Get | Range, index: int) -> Callable[[], bool] | None:
+        """For a blocking read of ``op`` since revision ``index`` (the client's last
+        answer): None to answer now, else a predicate to wait on (both faces use it).
+
+        If nothing at all was written since ``index``, what ``op`` reads now is what
+        the client saw: wait until that differs — any write under it changes a
+        mod_revision, a delete removes a key. If this replica is past ``index``, the
+        content may have changed meanwhile (a delete shows in no remaining key):
+        answer now. A gone namespace answers now (the read reports it)."""
+        first = self._content(op)
+        if first is None or first[0] > index:
+            return None
+        seen = first[1]
+
+        def changed() -> bool:
+            now = self._content(op)
+            return now is None or now[1] != seen
+
+        return changed
+
+    def _content(self, op: Get | Range) -> tuple[int, Hashable] | None:
+        """This replica's revision and what ``op`` reads, as (key, mod_revision)
+        pairs; None when the namespace is gone."""
+        result = self.node.strong.read_stale(op)
+        if isinstance(result, GetResult):
+            kvs: tuple[KeyValue, ...] = (result.kv,) if result.kv else ()
+        elif isinstance(result, RangeResult):
+            kvs = result.kvs
+        else:
+            return None
+        return result.revision, tuple((kv.key, kv.mod_revision) for kv in kvs)
 
 
 def _op(cls: Any, *args: Any, **kwargs: Any) -> Any:

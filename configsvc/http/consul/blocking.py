@@ -22,8 +22,8 @@ from collections.abc import Awaitable, Callable, Hashable
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from configsvc.http.consul.consistency import eventual_index
+from configsvc.http.strong_api import StrongApi
 from strong.ops import Get, Range
-from strong.results import GetResult, RangeResult
 
 if TYPE_CHECKING:
     from configsvc.node import Node
@@ -31,29 +31,12 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def _strong_state(node: Node, op: Get | Range) -> tuple[int, Hashable] | None:
-    """(revision, content) of ``op`` in this replica's applied state; None: the
-    namespace is gone (wake the query: it will answer the error)."""
-    result = node.strong.read_stale(op)
-    if isinstance(result, GetResult):
-        return result.revision, result.kv.mod_revision if result.kv else 0
-    if isinstance(result, RangeResult):
-        return result.revision, tuple((kv.key, kv.mod_revision) for kv in result.kvs)
-    return None
-
-
-async def block_strong(node: Node, op: Get | Range, index: int, wait: float) -> None:
-    """Return once ``op``'s content changed after revision ``index`` (or the wait ends)."""
-    first = _strong_state(node, op)
-    if not index or first is None or first[0] > index:
-        return
-    seen = first[1]
-
-    def changed() -> bool:
-        now = _strong_state(node, op)
-        return now is None or now[1] != seen
-
-    await node.strong.wait_for_change(changed, wait)
+async def block_strong(node: Node, strong: StrongApi, op: Get | Range, index: int, wait: float) -> None:
+    """Return once ``op``'s content changed after revision ``index`` (or the wait ends):
+    the native API's rule (``StrongApi.changed_since``)."""
+    changed = strong.changed_since(op, index) if index else None
+    if changed is not None:
+        await node.strong.wait_for_change(changed, wait)
 
 
 class EventualRead(Generic[T]):

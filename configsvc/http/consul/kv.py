@@ -105,7 +105,7 @@ class ConsulKV:
             return await self._eventual_get(request, ns, rest, key, index, wait, listing, keys,
                                             separator, raw)
         op: Get | Range = Range(ns, rest.encode()) if listing else _op(Get, ns, rest.encode())
-        await block_strong(self.node, op, index, wait)
+        await block_strong(self.node, self.strong, op, index, wait)
         outcome = await self.strong._read_result(request, op, STRONG_READ[mode])
         if isinstance(outcome, Response):
             return outcome  # forwarded to the leader, answered there
