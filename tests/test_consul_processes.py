@@ -75,6 +75,18 @@ def test_kv_crud_cas_recurse_and_keys(cluster: LocalCluster, ns: str) -> None:
     assert c.kv.get(f"{ns}/crud/new")[1] is None
 
 
+def test_followers_forward_to_the_leaders_consul_face(cluster: LocalCluster) -> None:
+    leader = cluster.leader()
+    followers = [n for n in cluster.ids if n != leader]
+    for nid in followers:
+        c = client(cluster, nid)
+        assert c.kv.put(f"{STRONG}/each/{nid}", nid) is True  # Consul's answer, not the native one
+        assert c.kv.put(f"{STRONG}/each/{nid}", "again", cas=0) is False
+        assert value(c.kv.get(f"{STRONG}/each/{nid}", consistency="consistent")[1]) == nid.encode()
+    assert client(cluster, followers[0]).txn.put([{"KV": {"Verb": "get-tree", "Key": f"{STRONG}/each/"}}])[
+        "Results"][0]["KV"]["Key"] == f"{STRONG}/each/{followers[0]}"
+
+
 @pytest.mark.parametrize("ns", [STRONG, EVENTUAL])
 def test_a_blocking_query_wakes_on_a_change_made_through_another_node(cluster: LocalCluster, ns: str) -> None:
     watcher, writer = client(cluster, "n1"), client(cluster, "n3")
