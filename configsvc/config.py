@@ -92,9 +92,10 @@ class SecurityConfig(_Strict):
 
 class StateMachineConfig(_Strict):
     #: the strong state-machine version the leader moves the group to, through the
-    #: log, once (2 = client sessions expire). Keep 1 while any node still runs code
-    #: that supports only 1: a node meeting an unsupported version stops applying.
-    version: int = Field(default=2, ge=1, le=2)
+    #: log, once (2 = client sessions expire; 3 = service instances in strong
+    #: namespaces). Keep it at the lowest version any node's code supports while
+    #: upgrading: a node meeting an unsupported version stops applying.
+    version: int = Field(default=3, ge=1, le=3)
     #: client dedup sessions idle longer than this (leader wall time) are dropped
     session_ttl: float = Field(default=3600.0, gt=0)
     #: how often the leader proposes the expiry command

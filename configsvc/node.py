@@ -38,7 +38,7 @@ from eventual.storage_disk import EventualDiskStorage
 from strong.commands import Command, encode_command
 from strong.config import PlantedBugs, ReplicaConfig
 from strong.driver import CHANNEL, Halted, NotLeader, OutcomeUnknown, StrongDriver
-from strong.ops import CreateNamespace, ExpireSessions, SetVersion
+from strong.ops import CreateNamespace, ExpireInstances, ExpireSessions, SetVersion
 from strong.ready import Role
 from strong.results import ErrorResult
 from strong.state_machine import SESSION_EXPIRY_VERSION
@@ -61,6 +61,19 @@ def planted_bugs() -> PlantedBugs:
     if names:
         log.warning("PLANTED BUGS ACTIVE (test only): %s", ", ".join(names))
     return PlantedBugs(**dict.fromkeys(names, True))
+
+
+def _stop_if_cancelled() -> None:
+    """Raise ``CancelledError`` if the current task was asked to stop.
+
+    Python 3.11's ``asyncio.wait_for`` (under ``StrongDriver.propose``) returns
+    the result of a future that completed just as the waiting task was
+    cancelled, and the cancellation is lost (fixed in 3.12). A background loop
+    that proposes would then run on, and ``Node.close`` would wait for it forever.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 class Node:
@@ -247,27 +260,61 @@ class Node:
                     settled.add(spec.name)
             await asyncio.sleep(0.1)  # poll period of a background task, not a test wait
 
+    #: how often (seconds) the leader considers proposing ``ExpireInstances``
+    instance_expiry_interval = 1.0
+
+    def instance_expiry_grace(self) -> float:
+        """Seconds a new leader waits before proposing ``ExpireInstances``.
+
+        Two election timeouts (the longest a follower's random timer lets the
+        group go leaderless) plus the lease the new leader waits out: while no
+        leader could commit, no heartbeat could be committed either, so an
+        instance may look silent only because of the election. Its client
+        retries and gets through once this leader serves. The wait also covers a
+        leader that has not yet applied its predecessor's last heartbeats."""
+        timing = self.config.timing
+        return 2 * timing.election_timeout + timing.lease_duration
+
     async def _maintain_sessions(self) -> None:
         """While leader: move the group to the configured state-machine version, then
-        propose ``ExpireSessions`` with this node's wall-clock time every interval.
+        propose ``ExpireSessions`` with this node's wall-clock time every interval and,
+        from version 3, ``ExpireInstances`` about every second.
 
         Every replica expires from the command's numbers, never from its own clock
-        (``strong.state_machine`` rule 8); a leader whose clock is behind expires late,
-        one ahead expires early, so the TTL must dwarf clock error and retry windows."""
+        (``strong.state_machine`` rules 8 and 9); a leader whose clock is behind
+        expires late, one ahead expires early, so the TTL must dwarf clock error and
+        retry windows. ``ExpireInstances`` goes only when the applied state holds an
+        instance it would change (an idle group writes nothing), and never within
+        ``instance_expiry_grace()`` of this node's leadership beginning."""
         cfg = self.config.state_machine
+        sessions_due = 0.0
+        leadership: object = None  # the ballot of the leadership ``leader_since`` belongs to
+        leader_since = 0.0
         while True:
-            wait = cfg.session_expiry_interval
-            if self.strong.is_leader and not self.strong.halted:
-                op: SetVersion | ExpireSessions | None = None
-                if self.strong.sm.version < cfg.version:
-                    op, wait = SetVersion(cfg.version), 0.2
-                elif self.strong.sm.version >= SESSION_EXPIRY_VERSION:
-                    op = ExpireSessions(int(time.time() * 1000), int(cfg.session_ttl * 1000))
-                if op is not None:
+            wait = min(cfg.session_expiry_interval, self.instance_expiry_interval)
+            status = self.strong.status()
+            now = time.monotonic()
+            if status.role is Role.LEADER and not self.strong.halted:
+                if status.ballot != leadership:
+                    leadership, leader_since = status.ballot, now
+                ops: list[SetVersion | ExpireSessions | ExpireInstances] = []
+                sm = self.strong.sm
+                if sm.version < cfg.version:
+                    ops, wait = [SetVersion(cfg.version)], 0.2
+                else:
+                    wall_ms = int(time.time() * 1000)
+                    if sm.version >= SESSION_EXPIRY_VERSION and now >= sessions_due:
+                        sessions_due = now + cfg.session_expiry_interval
+                        ops.append(ExpireSessions(wall_ms, int(cfg.session_ttl * 1000)))
+                    if now - leader_since >= self.instance_expiry_grace() and sm.instances_due(wall_ms):
+                        ops.append(ExpireInstances(wall_ms))
+                for op in ops:
                     cmd = encode_command(Command(f"sessions-{self.id}-{uuid.uuid4().hex}", 0, op))
                     with contextlib.suppress(NotLeader, OutcomeUnknown, Halted):
                         await self.strong.propose(cmd, self.config.timing.request_timeout)
+                    _stop_if_cancelled()
             else:
+                leadership = None
                 wait = min(wait, 0.2)
             await asyncio.sleep(wait)  # period of a background task, not a test wait
 

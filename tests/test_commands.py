@@ -31,6 +31,7 @@ from strong.commands import (
     decode_command,
     encode_command,
 )
+from tests.test_strong_services_codec import SERVICE_OPS
 
 EVERY_OP: list[Op] = [
     CreateNamespace("cfg", "strong", (("b", "2"), ("a", "1"))),
@@ -51,6 +52,7 @@ EVERY_OP: list[Op] = [
     Txn(()),
     SetVersion(1),
     Noop(),
+    *SERVICE_OPS,
 ]
 
 

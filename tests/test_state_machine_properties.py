@@ -74,6 +74,7 @@ ops: st.SearchStrategy[Op] = st.one_of(
     st.just(Noop()),
     st.just(SetVersion(1)),
     st.just(SetVersion(2)),
+    st.just(SetVersion(3)),
     st.builds(ExpireSessions, st.integers(1, 10), st.integers(1, 4)),
 )
 commands = st.builds(Command, st.sampled_from(["", "c1", "c2"]), st.integers(0, 4), ops)
@@ -92,19 +93,17 @@ def feed(sm: StateMachine, batches: list[tuple[bytes, ...]]) -> list[object]:
     return results
 
 
-@given(slots)
-def test_replicas_fed_the_same_slots_agree(batches: list[tuple[bytes, ...]]) -> None:
+def replicas_agree(batches: list[tuple[bytes, ...]]) -> None:
+    """Two machines fed ``batches`` return the same results and end equal."""
     one, two = StateMachine(), StateMachine()
-    assert feed(one, [SETUP, *batches]) == feed(two, [SETUP, *batches])
+    assert feed(one, batches) == feed(two, batches)
     assert one.state_hash() == two.state_hash()
     assert one.snapshot() == two.snapshot()
 
 
-@given(slots, st.integers(min_value=0, max_value=30))
-def test_snapshot_mid_stream_then_continuing_matches_never_snapshotting(
-    batches: list[tuple[bytes, ...]], cut: int
-) -> None:
-    batches = [SETUP, *batches]
+def snapshot_mid_stream_matches(batches: list[tuple[bytes, ...]], cut: int) -> None:
+    """Restoring the snapshot taken after ``batches[:cut]`` and feeding the rest
+    ends (results, hash, namespaces) where never snapshotting does."""
     cut = min(cut, len(batches))
     straight = StateMachine()
     straight_results = feed(straight, batches)
@@ -119,6 +118,18 @@ def test_snapshot_mid_stream_then_continuing_matches_never_snapshotting(
     assert early + late == straight_results
     assert restored.state_hash() == straight.state_hash()
     assert restored.namespaces() == straight.namespaces()
+
+
+@given(slots)
+def test_replicas_fed_the_same_slots_agree(batches: list[tuple[bytes, ...]]) -> None:
+    replicas_agree([SETUP, *batches])
+
+
+@given(slots, st.integers(min_value=0, max_value=30))
+def test_snapshot_mid_stream_then_continuing_matches_never_snapshotting(
+    batches: list[tuple[bytes, ...]], cut: int
+) -> None:
+    snapshot_mid_stream_matches([SETUP, *batches], cut)
 
 
 @given(
