@@ -43,7 +43,7 @@ FORWARDED = "x-configsvc-forwarded"
 FACE = "x-configsvc-face"
 NATIVE = "native"
 _KEEP_HEADERS = ("content-type", "x-client-id", "x-client-seq", "x-configsvc-token", "x-configsvc-context")
-_PASS_BACK = ("content-type", "retry-after")
+_PASS_BACK = ("content-type", "retry-after", "etag")
 _PASS_BACK_PREFIXES = ("x-configsvc", "x-consul-")
 
 
