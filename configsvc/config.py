@@ -48,6 +48,8 @@ class NodeConfig(_Strict):
     peer_port: int = Field(ge=1, le=65535)
     #: defaults to <data_root>/<id>
     data_dir: str | None = None
+    #: where this node serves the Consul-compatible API (docs/consul.md); none if unset
+    consul_port: int | None = Field(default=None, ge=1, le=65535)
 
     @field_validator("id")
     @classmethod
@@ -138,6 +140,25 @@ class NamespaceSpec(_Strict):
         return v
 
 
+class ConsulConfig(_Strict):
+    """The Consul-compatible API (served on each node's ``consul_port``)."""
+
+    #: the datacenter it reports, and the only one ``?dc=`` may name
+    datacenter: str = "dc1"
+    #: the discovery namespace of its service endpoints (``?ns=`` picks another);
+    #: when a node serves the API and ``namespaces`` does not list it, it is
+    #: created at bootstrap with ``services_consistency``
+    services_namespace: str = "services"
+    services_consistency: Literal["strong", "eventual"] = "eventual"
+
+    @field_validator("services_namespace", "datacenter")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError("must be 1-63 letters, digits, '_', '.', '-'")
+        return v
+
+
 class ClusterConfig(_Strict):
     cluster_id: str = "configsvc"
     data_root: str = "./data"
@@ -148,18 +169,28 @@ class ClusterConfig(_Strict):
     state_machine: StateMachineConfig = Field(default_factory=StateMachineConfig)
     eventual: EventualStoreConfig = Field(default_factory=EventualStoreConfig)
     namespaces: list[NamespaceSpec] = []
+    consul: ConsulConfig = Field(default_factory=ConsulConfig)
 
     @model_validator(mode="after")
     def _unique(self) -> ClusterConfig:
         ids = [n.id for n in self.nodes]
         if len(set(ids)) != len(ids):
             raise ValueError(f"node ids must be unique: {ids}")
-        addresses = [(n.host, p) for n in self.nodes for p in (n.api_port, n.peer_port)]
+        addresses = [(n.host, p) for n in self.nodes for p in (n.api_port, n.peer_port, n.consul_port) if p]
         if len(set(addresses)) != len(addresses):
-            raise ValueError("every api_port and peer_port must be distinct per host")
+            raise ValueError("every api_port, peer_port and consul_port must be distinct per host")
         names = [ns.name for ns in self.namespaces]
         if len(set(names)) != len(names):
             raise ValueError(f"namespace names must be unique: {names}")
+        return self
+
+    @model_validator(mode="after")
+    def _consul_services(self) -> ClusterConfig:
+        """A cluster serving the Consul API creates its discovery namespace at bootstrap."""
+        services = self.consul.services_namespace
+        if any(n.consul_port for n in self.nodes) and services not in {ns.name for ns in self.namespaces}:
+            spec = NamespaceSpec(name=services, consistency=self.consul.services_consistency)
+            object.__setattr__(self, "namespaces", [*self.namespaces, spec])
         return self
 
     def node(self, node_id: str) -> NodeConfig:

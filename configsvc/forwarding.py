@@ -7,6 +7,11 @@ back. Going through the transport — not a second HTTP connection — means
 forwarding obeys the same partitions, injected faults and peer
 authentication as every other peer message.
 
+A node serves more than one HTTP face (the native API, the Consul-compatible
+one): a forwarded request names its face (``X-Configsvc-Face``, from the
+``face`` in the receiving app's state) and runs through the same face on the
+leader, so the client gets that face's answer.
+
 Frames (msgpack): ``["req", id, method, path, query, headers, body]`` and
 ``["resp", id, status, headers, body]``. Malformed frames are counted and
 dropped; a request with no response in time is answered 503 (reads: safe to
@@ -35,8 +40,18 @@ log = logging.getLogger("configsvc.forwarding")
 
 CHANNEL = "rpc"
 FORWARDED = "x-configsvc-forwarded"
+FACE = "x-configsvc-face"
+NATIVE = "native"
 _KEEP_HEADERS = ("content-type", "x-client-id", "x-client-seq", "x-configsvc-token", "x-configsvc-context")
 _PASS_BACK = ("content-type", "retry-after", "etag")
+_PASS_BACK_PREFIXES = ("x-configsvc", "x-consul-")
+
+
+def face_of(request: Request) -> str:
+    """The face (``app.state.face``) a request arrived on; the native API by default."""
+    state = getattr(request.scope.get("app"), "state", None)
+    face = getattr(state, "face", NATIVE)
+    return face if isinstance(face, str) else NATIVE
 
 
 class Forwarder:
@@ -46,26 +61,28 @@ class Forwarder:
         self.timeout = timeout
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[tuple[int, list[tuple[str, str]], bytes]]] = {}
-        self._local: httpx.AsyncClient | None = None
+        #: face -> a client running requests through that face's app in-process
+        self._local: dict[str, httpx.AsyncClient] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.malformed = 0
 
-    def serve_with(self, app: Any) -> None:
-        """Requests forwarded to this node run through ``app`` in-process."""
-        self._local = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://local",
-                                        timeout=self.timeout + 5)
+    def serve_with(self, app: Any, face: str = NATIVE) -> None:
+        """Requests forwarded to this node for ``face`` run through ``app`` in-process."""
+        self._local[face] = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                              base_url="http://local", timeout=self.timeout + 5)
 
     async def close(self) -> None:
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self._local is not None:
-            await self._local.aclose()
+        for client in self._local.values():
+            await client.aclose()
 
     async def forward(self, request: Request, leader: str, body: bytes) -> Response:
         rid = next(self._ids)
         headers = [(k, v) for k, v in request.headers.items() if k.lower() in _KEEP_HEADERS]
+        headers.append((FACE, face_of(request)))
         # A watch waits where it arrived; the leader answers at once (no second wait).
         query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k not in ("index", "wait")])
         frame = ["req", rid, request.method, request.url.path, query, headers, body]
@@ -82,7 +99,8 @@ class Forwarder:
             raise ApiError(504, "outcome_unknown", f"forwarded to {leader}; no answer in time") from None
         finally:
             self._waiting.pop(rid, None)
-        keep = {k: v for k, v in resp_headers if k.lower() in _PASS_BACK or k.lower().startswith("x-configsvc")}
+        keep = {k: v for k, v in resp_headers
+                if k.lower() in _PASS_BACK or k.lower().startswith(_PASS_BACK_PREFIXES)}
         return Response(content, status_code=status, headers=keep)
 
     def deliver(self, src: str, payload: bytes) -> None:
@@ -113,12 +131,14 @@ class Forwarder:
 
     async def _run(self, src: str, rid: int, method: str, path: str, query: str,
                    headers: list[tuple[str, str]], body: bytes) -> None:
-        if self._local is None:
+        face = next((v for k, v in headers if k.lower() == FACE), NATIVE)
+        local = self._local.get(face)
+        if local is None:
+            log.warning("dropped a request forwarded by %s for face %r, which this node lacks", src, face)
             return
         url = path + (f"?{query}" if query else "")
         try:
-            response = await self._local.request(method, url, content=body,
-                                                 headers=[*headers, (FORWARDED, src)])
+            response = await local.request(method, url, content=body, headers=[*headers, (FORWARDED, src)])
             frame = ["resp", rid, response.status_code, list(response.headers.items()), response.content]
         except Exception as exc:  # never let a forwarded request kill the node
             log.error("forwarded request failed: %s", exc)

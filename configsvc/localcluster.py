@@ -1,8 +1,9 @@
 """A local cluster of real node processes on loopback: ``cluster up``, the demo, tests.
 
 Node i serves its API on ``api_port + i - 1`` (ports picked free when
-``api_port`` is 0) and talks to peers on another port. Every wait is for a
-condition with a deadline.
+``api_port`` is 0), the Consul-compatible API on ``api_port + 200 + i - 1``
+(``consul=False``: none), and talks to peers on another port. Every wait is
+for a condition with a deadline.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ class LocalCluster:
         admin_token: str | None = None,
         timing: dict[str, float] | None = None,
         env: dict[str, str] | None = None,
+        consul: bool = True,
+        consul_config: dict[str, str] | None = None,
     ) -> None:
         #: extra environment of every node process
         self.env = env or {}
@@ -67,21 +70,26 @@ class LocalCluster:
         if api_port:
             api = [api_port + i for i in range(nodes)]
             peer = [api_port + 100 + i for i in range(nodes)]
+            consul_ports = [api_port + 200 + i for i in range(nodes)]
         else:
-            ports = free_ports(2 * nodes)
-            api, peer = ports[:nodes], ports[nodes:]
+            ports = free_ports(3 * nodes)
+            api, peer, consul_ports = ports[:nodes], ports[nodes:2 * nodes], ports[2 * nodes:]
         self.api = dict(zip(self.ids, api, strict=True))
+        #: node -> its Consul-compatible API port (empty with ``consul=False``)
+        self.consul_ports = dict(zip(self.ids, consul_ports, strict=True)) if consul else {}
         self.namespaces = namespaces or []
         config: dict[str, Any] = {
             "cluster_id": "local",
             "data_root": str(root / "data"),
             "nodes": [
                 {"id": nid, "host": "127.0.0.1", "api_port": api[i], "peer_port": peer[i]}
+                | ({"consul_port": self.consul_ports[nid]} if consul else {})
                 for i, nid in enumerate(self.ids)
             ],
             "timing": timing or {},
             "namespaces": self.namespaces,
             "security": {"admin_token": admin_token},
+            "consul": consul_config or {},
         }
         self.config_path = root / "cluster.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
@@ -100,6 +108,9 @@ class LocalCluster:
     @property
     def endpoints(self) -> list[str]:
         return [self.url(n) for n in self.ids]
+
+    def consul_url(self, nid: str) -> str:
+        return f"http://127.0.0.1:{self.consul_ports[nid]}"
 
     def start(self, nid: str) -> None:
         state = "new" if nid in self._bootstrap else "existing"

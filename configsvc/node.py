@@ -193,6 +193,11 @@ class Node:
             timeout=timing.request_timeout + 1.0,
         )
         self.forwarder.serve_with(build_app(self))
+        # The Consul-compatible face: requests forwarded from it run through it here.
+        from configsvc.http.consul import FACE as CONSUL_FACE
+        from configsvc.http.consul import build_consul_app
+
+        self.forwarder.serve_with(build_consul_app(self), face=CONSUL_FACE)
         self.transport.on_receive(RPC_CHANNEL, self.forwarder.deliver)
         await self.transport.start()
         await self._strong.start()

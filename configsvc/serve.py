@@ -3,21 +3,38 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
 import tempfile
 import time
+from collections.abc import Generator
 from pathlib import Path
 
 import httpx
 import uvicorn
+from starlette.applications import Starlette
 
 from configsvc.config import load_config
 from configsvc.datadir import InitialState
 from configsvc.http.app import build_app
+from configsvc.http.consul import build_consul_app
 from configsvc.localcluster import LocalCluster
 from configsvc.node import Node
+
+
+def _uvicorn_config(app: Starlette, host: str, port: int) -> uvicorn.Config:
+    return uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
+                          timeout_graceful_shutdown=2)
+
+
+class _SecondServer(uvicorn.Server):
+    """A server that leaves signals to the node's main server, which stops it."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
 
 
 async def serve_node(config_path: str, node_id: str, initial_cluster_state: InitialState = "existing") -> None:
@@ -25,23 +42,22 @@ async def serve_node(config_path: str, node_id: str, initial_cluster_state: Init
     node = Node(config, node_id, initial_cluster_state=initial_cluster_state)
     await node.start()  # raises DataDirError (before serving anything) for a wiped directory
     me = config.node(node_id)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            build_app(node),
-            host=me.host,
-            port=me.api_port,
-            log_level="warning",
-            lifespan="off",
-            timeout_graceful_shutdown=2,
-        )
-    )
+    server = uvicorn.Server(_uvicorn_config(build_app(node), me.host, me.api_port))
+    # The Consul-compatible API, on its own port when the node has one.
+    consul = None
+    if me.consul_port is not None:
+        consul = _SecondServer(_uvicorn_config(build_consul_app(node), me.host, me.consul_port))
     # uvicorn re-raises the signal that stopped it, under the handler in force
     # before it started: make that one harmless so the node closes cleanly.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
+    consul_task = asyncio.create_task(consul.serve()) if consul is not None else None
     try:
         await server.serve()
     finally:
+        if consul is not None and consul_task is not None:
+            consul.should_exit = True
+            await consul_task
         await node.close()
 
 
@@ -84,6 +100,8 @@ def cluster_up(nodes: int, api_port: int, data_dir: str | None, ready_timeout: f
         if stopping:
             return 130
         print(f"ready: {nodes} nodes at {', '.join(cluster.endpoints)} (data in {root})", flush=True)
+        consul = ", ".join(cluster.consul_url(n) for n in cluster.ids)
+        print(f"consul-compatible API: {consul}", flush=True)
         while not stopping and all(cluster.alive(n) for n in cluster.ids):
             time.sleep(0.2)
         return 0

@@ -202,16 +202,17 @@ class StrongDriver:
         await self.barrier(timeout)
         return self.sm.read(op)
 
-    async def barrier(self, timeout: float) -> None:
+    async def barrier(self, timeout: float, *, quorum: bool = False) -> None:
         """Return once the local state machine reflects every write acknowledged before
-        the call (the linearizable read path, without reading). Raises like ``read``."""
+        the call (the linearizable read path, without reading). Raises like ``read``.
+        ``quorum``: confirm leadership by a quorum round even while the lease is valid."""
         self._check_running()
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         self._next_request += 1
         rid = self._next_request
         self._reads[rid] = fut
-        self._inbox.put_nowait(lambda: self.replica.read_index(rid, self.clock()))
+        self._inbox.put_nowait(lambda: self.replica.read_index(rid, self.clock(), quorum=quorum))
         try:
             index = await asyncio.wait_for(fut, timeout)
             await self.wait_applied(index, timeout)

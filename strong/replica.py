@@ -245,8 +245,11 @@ class Replica:
             return
         lead.pending.append((request_id, command))
 
-    def read_index(self, request_id: int, now: float) -> None:
-        """Ask for a linearizable read; answered by a ReadState or a Rejection."""
+    def read_index(self, request_id: int, now: float, *, quorum: bool = False) -> None:
+        """Ask for a linearizable read; answered by a ReadState or a Rejection.
+
+        ``quorum``: confirm leadership with a heartbeat round a quorum
+        acknowledges even while the lease would answer at once."""
         self.now = now
         lead = self.leadership
         if lead is None:
@@ -256,7 +259,7 @@ class Replica:
             self._rejected.append(Rejection(request_id, RejectReason.NOT_LEADER, self.leader))
             return
         index = max(self.commit_index, lead.recovery_end)
-        lead.reads.append(PendingRead(request_id, index, lead.rounds.round + 1))
+        lead.reads.append(PendingRead(request_id, index, lead.rounds.round + 1, quorum))
         lead.round_wanted = True
         self._release_reads(lead)
 
@@ -856,7 +859,7 @@ class Replica:
         lease = lead.rounds.lease_valid(self.now)
         keep: list[PendingRead] = []
         for read in lead.reads:
-            if read.round == 0 or lease:
+            if read.round == 0 or (lease and not read.quorum):
                 self._reads.append(ReadState(read.request_id, read.index))
             else:
                 keep.append(read)

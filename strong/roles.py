@@ -27,6 +27,8 @@ class PendingRead:
     index: int
     #: a heartbeat round at least this high must be acknowledged by a quorum
     round: int
+    #: answer only after that round, even while the lease is valid
+    quorum: bool = False
 
 
 @dataclass(slots=True)

@@ -28,16 +28,18 @@ COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "config
 
 
 def _free_base(nodes: int) -> int:
-    """A port P with P..P+n-1 (APIs) and P+100..P+100+n-1 (peers) free on loopback."""
+    """A port P with P..P+n-1 (APIs), P+100..P+100+n-1 (peers) and P+200..P+200+n-1
+    (Consul-compatible APIs) free on loopback."""
     for _ in range(50):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             base = s.getsockname()[1]
-        if base + 100 + nodes > 65535:
+        if base + 200 + nodes > 65535:
             continue
         socks = []
         try:
-            for port in [*range(base, base + nodes), *range(base + 100, base + 100 + nodes)]:
+            for port in [*range(base, base + nodes), *range(base + 100, base + 100 + nodes),
+                         *range(base + 200, base + 200 + nodes)]:
                 sock = socket.socket()
                 socks.append(sock)
                 sock.bind(("127.0.0.1", port))
@@ -109,6 +111,8 @@ def endpoints(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
         printed = out.until(lambda line: line.startswith("ready"), 60, "'ready' line")
         urls = [f"http://127.0.0.1:{base + i}" for i in range(3)]
         assert printed[-1].startswith(f"ready: 3 nodes at {', '.join(urls)}"), printed
+        consul = out.until(lambda line: line.startswith("consul-compatible API"), 10, "Consul ports")
+        assert consul[-1].endswith(", ".join(f"http://127.0.0.1:{base + 200 + i}" for i in range(3))), consul
         yield urls
     finally:
         code = stop(proc)
@@ -130,10 +134,10 @@ def ok(*args: str, endpoint: str | None = None) -> str:
 def test_cli_namespaces_and_keys_through_any_node(endpoints: list[str]) -> None:
     n1, n2, n3 = endpoints
     assert '"created": true' in ok("ns", "create", "flags", "--consistency", "strong", endpoint=n2)
-    assert '"merge": "lww"' in ok("ns", "create", "services", "--consistency", "eventual", "--merge", "lww",
+    assert '"merge": "lww"' in ok("ns", "create", "hosts", "--consistency", "eventual", "--merge", "lww",
                                   endpoint=n3)
     # The list is linearizable: a follower lists both acknowledged creations at once.
-    assert {"flags\tstrong", "services\teventual"} <= set(ok("ns", "list", endpoint=n1).splitlines())
+    assert {"flags\tstrong", "hosts\teventual"} <= set(ok("ns", "list", endpoint=n1).splitlines())
 
     assert '"revision"' in ok("kv", "put", "flags", "checkout/rollout", "10%", endpoint=n2)
     ok("kv", "put", "flags", "checkout/empty", "", endpoint=n1)
@@ -143,11 +147,11 @@ def test_cli_namespaces_and_keys_through_any_node(endpoints: list[str]) -> None:
     assert ok("kv", "list", "flags", "checkout/", endpoint=n1).splitlines() == [
         "checkout/empty\t", "checkout/rollout\t10%"]
 
-    ok("kv", "put", "services", "web/1", "10.0.0.1:80", endpoint=n1)
-    assert ok("kv", "get", "services", "web/1", endpoint=n1) == "10.0.0.1:80\n"
-    assert ok("kv", "list", "services", "web/", endpoint=n1) == "web/1\t10.0.0.1:80\n"
-    ok("kv", "del", "services", "web/1", endpoint=n1)
-    gone = cli("kv", "get", "services", "web/1", endpoint=n1)
+    ok("kv", "put", "hosts", "web/1", "10.0.0.1:80", endpoint=n1)
+    assert ok("kv", "get", "hosts", "web/1", endpoint=n1) == "10.0.0.1:80\n"
+    assert ok("kv", "list", "hosts", "web/", endpoint=n1) == "web/1\t10.0.0.1:80\n"
+    ok("kv", "del", "hosts", "web/1", endpoint=n1)
+    gone = cli("kv", "get", "hosts", "web/1", endpoint=n1)
     assert (gone.returncode, gone.stdout) == (1, "")
     assert gone.stderr.startswith("error: key_not_found:"), gone.stderr
 

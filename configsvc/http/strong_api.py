@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -147,21 +148,28 @@ class StrongApi:
 
     async def write(self, request: Request, op: Any) -> Response:
         """Propose ``op``; forward to the leader when not leading."""
+        outcome = await self.propose(request, op)
+        if isinstance(outcome, Response):
+            return outcome  # forwarded to the leader, answered there
+        status, body = result_json(outcome)
+        return JSONResponse(body, status_code=status)
+
+    async def propose(self, request: Request, op: Any) -> Result | Response:
+        """Propose ``op``: its result, or — not leading — the leader's answer to the
+        whole request (forwarded to the same face of the leader's node)."""
         node = self.node
         try:
             command = self._command(request, op)
         except ValueError as exc:
             raise bad_request(str(exc)) from None
         try:
-            result = await node.strong.propose(command, node.config.timing.request_timeout)
+            return await node.strong.propose(command, node.config.timing.request_timeout)
         except NotLeader as exc:
             return await node.forward(request, exc.leader_hint)
         except OutcomeUnknown as exc:
             raise ApiError(504, "outcome_unknown", f"the write was proposed; {exc}") from None
         except Halted as exc:
             raise ApiError(503, "unavailable", str(exc)) from None
-        status, body = result_json(result)
-        return JSONResponse(body, status_code=status)
 
     async def read(self, request: Request, op: Get | Range) -> Response:
         """Answer a read; a Get of a missing key is ``404 key_not_found``."""
@@ -177,10 +185,16 @@ class StrongApi:
         return JSONResponse(body, status_code=status, headers=headers)
 
     async def _read_result(
-        self, request: Request, op: Get | Range
+        self, request: Request, op: Get | Range, mode: str | None = None
     ) -> Response | tuple[Result, dict[str, str]]:
+        """Read in ``mode`` (default: the ``consistency`` query parameter):
+        ``linearizable`` (the lease, else a quorum round), ``quorum`` (a quorum
+        round even under a lease) or ``stale`` (this replica's applied state)."""
         node = self.node
-        mode = request.query_params.get("consistency", "linearizable")
+        if mode is None:
+            mode = request.query_params.get("consistency", "linearizable")
+            if mode not in ("linearizable", "stale"):
+                raise bad_request("consistency must be 'linearizable' or 'stale'")
         if mode == "stale":
             status = node.strong.status()
             headers = {
@@ -189,9 +203,10 @@ class StrongApi:
                 "X-Configsvc-Applied-Index": str(node.strong.sm.applied_index),
             }
             return node.strong.read_stale(op), headers
-        if mode != "linearizable":
-            raise bad_request("consistency must be 'linearizable' or 'stale'")
         try:
+            if mode == "quorum":
+                await node.strong.barrier(node.config.timing.request_timeout, quorum=True)
+                return node.strong.read_stale(op), {}
             return await node.strong.read(op, node.config.timing.request_timeout), {}
         except NotLeader as exc:
             return await node.forward(request, exc.leader_hint)
@@ -219,14 +234,9 @@ class StrongApi:
         """With ``?index=R`` (the revision of the client's last answer), block (up to
         ``wait``) until the keys under ``prefix`` differ from what they were at R."""
         index = _int_param(request, "index", 0)
-        if index:
-            # If nothing at all was written since R, the content now is what the client
-            # saw: wait until it differs (a delete too, which no remaining key's
-            # mod_revision shows). Otherwise the prefix may have changed meanwhile:
-            # answer now.
-            revision, seen = self._prefix_state(ns, prefix)
-            if revision <= index:
-                await self.node.watch(request, lambda: self._prefix_state(ns, prefix)[1] != seen)
+        changed = self.changed_since(_op(Range, ns, prefix, 0), index) if index else None
+        if changed is not None:
+            await self.node.watch(request, changed)
 
     async def range_read(
         self, request: Request, ns: str, prefix: bytes
@@ -284,13 +294,37 @@ class StrongApi:
             return result.kv.mod_revision if result.kv else result.revision
         return 1 << 62  # namespace gone: wake the watcher so it sees the error
 
-    def _prefix_state(self, ns: str, prefix: bytes) -> tuple[int, tuple[tuple[bytes, int], ...] | None]:
-        """This replica's revision and the prefix's (key, mod_revision) pairs
-        (a gone namespace: a revision past any index, and no content)."""
-        result = self.node.strong.read_stale(_op(Range, ns, prefix, 0))
-        if isinstance(result, RangeResult):
-            return result.revision, tuple((kv.key, kv.mod_revision) for kv in result.kvs)
-        return 1 << 62, None
+    def changed_since(self, op: Get | Range, index: int) -> Callable[[], bool] | None:
+        """For a blocking read of ``op`` since revision ``index`` (the client's last
+        answer): None to answer now, else a predicate to wait on (both faces use it).
+
+        If nothing at all was written since ``index``, what ``op`` reads now is what
+        the client saw: wait until that differs — any write under it changes a
+        mod_revision, a delete removes a key. If this replica is past ``index``, the
+        content may have changed meanwhile (a delete shows in no remaining key):
+        answer now. A gone namespace answers now (the read reports it)."""
+        first = self._content(op)
+        if first is None or first[0] > index:
+            return None
+        seen = first[1]
+
+        def changed() -> bool:
+            now = self._content(op)
+            return now is None or now[1] != seen
+
+        return changed
+
+    def _content(self, op: Get | Range) -> tuple[int, Hashable] | None:
+        """This replica's revision and what ``op`` reads, as (key, mod_revision)
+        pairs; None when the namespace is gone."""
+        result = self.node.strong.read_stale(op)
+        if isinstance(result, GetResult):
+            kvs: tuple[KeyValue, ...] = (result.kv,) if result.kv else ()
+        elif isinstance(result, RangeResult):
+            kvs = result.kvs
+        else:
+            return None
+        return result.revision, tuple((kv.key, kv.mod_revision) for kv in kvs)
 
 
 def _op(cls: Any, *args: Any, **kwargs: Any) -> Any:
