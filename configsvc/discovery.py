@@ -40,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -76,9 +75,8 @@ from eventual.requests import (
 from eventual.requests import (
     Request as EventualRequest,
 )
-from strong.commands import Command, encode_command
 from strong.driver import Halted, NotLeader, OutcomeUnknown
-from strong.ops import DeregisterInstance, ListInstances, Noop, RegisterInstance, UpdateCheck
+from strong.ops import DeregisterInstance, ListInstances, RegisterInstance, UpdateCheck
 from strong.results import ErrorResult, InstanceRecord, InstancesResult, ServiceWriteResult
 
 if TYPE_CHECKING:
@@ -346,10 +344,9 @@ class Discovery:
         timeout = node.config.timing.request_timeout
         try:
             if consistency == "consistent":
-                # A no-op through the log is a quorum round that orders after every
-                # write acknowledged before this query: what is applied then is current.
-                noop = encode_command(Command(f"read-{uuid.uuid4().hex}", 0, Noop()))
-                await node.strong.propose(noop, timeout)
+                # A quorum round even while the lease is valid (no write to the log):
+                # what is applied after it reflects every acknowledged write.
+                await node.strong.barrier(timeout, quorum=True)
                 return self._strong_view(node.strong.read_stale(op), "consistent", {})
             return self._strong_view(await node.strong.read(op, timeout), "leader-lease", {})
         except NotLeader as exc:

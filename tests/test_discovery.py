@@ -133,7 +133,7 @@ def test_consistency_modes_say_what_they_were(cluster: LocalCluster, ns: str) ->
             expected = effective if ns == "app" else "local"
             assert r.headers["X-Configsvc-Effective-Consistency"] == expected == r.json()["consistency"]
             assert int(r.headers["X-Configsvc-Index"]) == r.json()["index"] >= 1
-            if mode == "default" and ns == "app":
+            if mode in ("default", "consistent") and ns == "app":
                 assert ids(r.json()["instances"]) == ["m1"]  # linearizable from any node
     stale = cluster.http.get(f"{cluster.url('n3')}/v1/services/app/modes", params={"consistency": "stale"})
     assert stale.headers["X-Configsvc-Leader"] == cluster.leader()
