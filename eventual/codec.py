@@ -14,8 +14,9 @@ Rules:
 3. Integers are unsigned 64-bit; ``bool`` is never accepted as an ``int``.
 4. Optional trailing fields are absent when unset (an event's and a sibling's
    idempotency key: a non-empty string of at most ``MAX_IDEMPOTENCY_KEY``
-   characters), so what older replicas wrote still decodes, and they still
-   read whatever carries none.
+   characters; after it, an event's ``group_end``, with the key nil when the
+   event has a group but no key), so what older replicas wrote still decodes,
+   and they still read whatever carries neither.
 """
 
 from __future__ import annotations
@@ -24,7 +25,16 @@ import msgpack
 
 from eventual.dots import KV_SPACE, SVC_SPACE, Dot, Key, Sibling, WireVV, vv_covers, vv_leq
 from eventual.instances import decode_info
-from eventual.messages import Deltas, Digest, Event, FullState, Message, RepairProbe, StateEntry
+from eventual.messages import (
+    MAX_GROUP_EVENTS,
+    Deltas,
+    Digest,
+    Event,
+    FullState,
+    Message,
+    RepairProbe,
+    StateEntry,
+)
 from eventual.ormap import ORMap
 
 __all__ = [
@@ -145,13 +155,15 @@ def _value(key: Key, raw: bytes, what: str) -> bytes:
 def event_to_wire(e: Event) -> list[object]:
     wire: list[object] = [list(e.dot), list(e.key), e.value, e.hlc, [list(p) for p in e.covers],
                           [list(p) for p in e.deps]]
+    if e.group_end:
+        return [*wire, e.idem, e.group_end]
     return wire if e.idem is None else [*wire, e.idem]
 
 
 def event_from_wire(obj: object) -> Event:
     f = read_list(obj, "event")
-    if len(f) not in (6, 7):
-        raise MalformedMessage(f"event: expected 6 or 7 items, got {len(f)}")
+    if len(f) not in (6, 7, 8):
+        raise MalformedMessage(f"event: expected 6 to 8 items, got {len(f)}")
     dot = _dot(f[0], "event dot")
     key = _key(f[1], "event key")
     value = None if f[2] is None else _value(key, _bytes(f[2], "event value"), "event value")
@@ -163,8 +175,16 @@ def event_from_wire(obj: object) -> Event:
         raise MalformedMessage("event deps must hold exactly its creator's earlier events")
     if not vv_leq(dict(covers), deps_map):
         raise MalformedMessage("event covers must be within its deps")
-    idem = read_idem(f[6], "event idempotency key") if len(f) == 7 else None
-    return Event(dot, key, value, hlc, covers, deps, idem)
+    idem = None
+    if len(f) == 7 or (len(f) == 8 and f[6] is not None):
+        idem = read_idem(f[6], "event idempotency key")
+    group_end = 0
+    if len(f) == 8:
+        group_end = read_uint(f[7], "event group end")
+        if not dot[1] <= group_end < dot[1] + MAX_GROUP_EVENTS:
+            raise MalformedMessage(f"event group end must be within {MAX_GROUP_EVENTS} events "
+                                   "from the event, at or after it")
+    return Event(dot, key, value, hlc, covers, deps, idem, group_end)
 
 
 # ---------------------------------------------------------------------- state

@@ -55,6 +55,9 @@ class PlantedBugs:
     #: merge each full state chunk on its own, with the transfer's whole context
     #: (issue 7, finding 2: keys held by other chunks look deleted)
     merge_chunks_alone: bool = False
+    #: apply a transaction's events one by one as they arrive, not as a group
+    #: (a reader sees part of a transaction)
+    ungrouped_delivery: bool = False
 
     def any(self) -> bool:
         return any(vars(self).values())

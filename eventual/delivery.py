@@ -7,6 +7,13 @@ replica's state causally closed: a client never sees an update without
 everything it depends on, and the causal context stays a compact version
 vector.
 
+A *group* (the events of one transaction, ``Event.group_end``) is
+delivered whole: its first event is deliverable only once every member is
+buffered, and then the members are applied one after another with nothing
+between them, so no reader sees part of a transaction (the members'
+causal past is the first one's plus the members before them). ``ungrouped``
+is the planted bug that applies members one by one as they arrive.
+
 The buffer is bounded (``limit``): beyond it new events are dropped, and
 events waiting longer than a horizon are dropped too (``expire``: e.g. the
 last events of a wiped identity whose predecessors nobody kept). Both are
@@ -19,15 +26,22 @@ from collections.abc import Callable, Mapping
 
 from eventual.messages import Event
 
-__all__ = ["CausalBuffer", "deliverable"]
+__all__ = ["CausalBuffer", "deliverable", "starts_group"]
 
 
 def deliverable(e: Event, vv: Mapping[str, int], *, ignore_deps: bool = False) -> bool:
-    """``ignore_deps`` is the planted bug: only per-origin order is respected."""
+    """``ignore_deps`` is the planted bug: only per-origin order is respected.
+    (For the first event of a group this is necessary, not sufficient: its
+    members must be at hand too, see ``CausalBuffer.drain``.)"""
     origin, n = e.dot
     if vv.get(origin, 0) != n - 1:
         return False
     return ignore_deps or all(vv.get(a, 0) >= c for a, c in e.deps)
+
+
+def starts_group(e: Event) -> bool:
+    """Whether ``e`` is followed by more members of its group."""
+    return e.group_end > e.dot[1]
 
 
 class CausalBuffer:
@@ -67,10 +81,12 @@ class CausalBuffer:
         return len(old)
 
     def drain(
-        self, vv: Mapping[str, int], apply: Callable[[Event], None], *, ignore_deps: bool = False
+        self, vv: Mapping[str, int], apply: Callable[[Event], None], *, ignore_deps: bool = False,
+        ungrouped: bool = False,
     ) -> int:
         """Apply every buffered event that is (or becomes) deliverable, in causal
-        order; ``apply`` must advance ``vv``. Drops events ``vv`` already covers."""
+        order, a group only whole; ``apply`` must advance ``vv``. Drops events
+        ``vv`` already covers."""
         applied = 0
         progress = True
         while progress and self._size:
@@ -83,9 +99,13 @@ class CausalBuffer:
                 while (e := run.get(vv.get(origin, 0) + 1)) is not None and deliverable(
                     e, vv, ignore_deps=ignore_deps
                 ):
-                    self._remove(origin, e.dot[1])
-                    apply(e)
-                    applied += 1
+                    n = e.dot[1]
+                    last = n if ungrouped or not starts_group(e) else e.group_end
+                    if any(m not in run for m in range(n + 1, last + 1)):
+                        break  # a member is still missing: the group waits whole
+                    for m in range(n, last + 1):
+                        apply(self._remove(origin, m))
+                        applied += 1
                     progress = True
                 if not run:
                     del self._pending[origin]

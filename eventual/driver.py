@@ -83,6 +83,8 @@ class EventualDriver:
         self._task: asyncio.Task[None] | None = None
         #: notified after every Ready that changed anything (blocking reads wait on it)
         self._changed = asyncio.Condition()
+        #: callers parked in ``wait_for_change`` now (blocking queries, watches)
+        self.waiting = 0
         #: the change-index reservation known durable (recovered, or fsynced since)
         self._durable_limit = self.replica.change_limit
         self._announced = self.change_index
@@ -160,12 +162,15 @@ class EventualDriver:
     async def wait_for_change(self, timeout: float) -> bool:
         """Wait until the replica next persists something or its change index moves
         (a local or remote change, an instance going silent); False on timeout."""
-        async with self._changed:
-            try:
+        self.waiting += 1
+        try:
+            async with self._changed:
                 await asyncio.wait_for(self._changed.wait(), timeout)
                 return True
-            except TimeoutError:
-                return False
+        except TimeoutError:
+            return False
+        finally:
+            self.waiting -= 1
 
     async def _run(self) -> None:
         try:

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from eventual.dots import Dot, Key, Sibling, WireVV
 
 __all__ = [
+    "MAX_GROUP_EVENTS",
     "Deltas",
     "Digest",
     "Envelope",
@@ -46,6 +47,11 @@ __all__ = [
     "RepairProbe",
     "StateEntry",
 ]
+
+
+#: the most events one group (one transaction) may hold: far below a
+#: receiver's causal buffer (``ReplicaConfig.max_pending``), so a group always fits
+MAX_GROUP_EVENTS = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +68,11 @@ class Event:
     #: the client's idempotency key: events with the same key on the same key
     #: are attempts of one write (``eventual.serve``: reads show one sibling)
     idem: str | None = None
+    #: 0, or the counter of the last event of this event's *group*: the
+    #: consecutive events of one transaction (``eventual.txn``), which every
+    #: replica applies together or not at all (``eventual.delivery``);
+    #: ``counter <= group_end < counter + MAX_GROUP_EVENTS``
+    group_end: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,7 +48,7 @@ from eventual.client import ClientCalls
 from eventual.codec import state_entries
 from eventual.config import RandomSource, ReplicaConfig
 from eventual.context import CausalContext
-from eventual.delivery import CausalBuffer, deliverable
+from eventual.delivery import CausalBuffer, deliverable, starts_group
 from eventual.dots import (
     SVC_SPACE,
     VV,
@@ -87,6 +87,10 @@ from eventual.requests import (
     Reply,
     Request,
     Result,
+    SiblingView,
+    Txn,
+    TxnFailed,
+    TxnResult,
     WriteResult,
     invalid,
 )
@@ -94,6 +98,7 @@ from eventual.serve import Replayed, answer_read, plan_write
 from eventual.stability import Stability
 from eventual.storage import DurableState
 from eventual.token import BadToken, decode_vv, encode_vv
+from eventual.txn import Failed, plan
 
 __all__ = ["EventualStatus", "RandomSource", "Replica"]
 
@@ -290,6 +295,9 @@ class Replica(ClientCalls):
         self.parked = waiting
 
     def _execute(self, request_id: int, request: Request) -> None:
+        if isinstance(request, Txn):
+            self._reply(request_id, self._transact(request))
+            return
         result: Result | None = answer_read(self.store, self.config, request, self.health,
                                             self.now, self.index.of(request.namespace))
         if result is None:
@@ -303,20 +311,54 @@ class Replica(ClientCalls):
                 result = WriteResult(e.dot, encode_vv(self.vv))
         self._reply(request_id, result)
 
+    def _transact(self, txn: Txn) -> Result:
+        """``eventual.txn``: plan against this replica's state, then make the
+        group's events one after another in this step (nothing interleaves)."""
+        base = self.vv.get(self.replica, 0) + 1
+        planned = plan(self.store, self.config, txn, self.replica, base, self.recent, self.log)
+        if isinstance(planned, Failed):
+            return TxnFailed(planned.op, planned.reason, encode_vv(self.vv))
+        if isinstance(planned, Replayed):
+            return TxnResult((), encode_vv(self.vv), self.index.of(txn.namespace), replayed=True)
+        if isinstance(planned, BadRequest):
+            return planned
+        end = base + len(planned.writes) - 1 if len(planned.writes) > 1 else 0
+        events = [self._local_event(key, value, self.store.key_vv(key), txn.idempotency_key,
+                                    group_end=end, push=False)
+                  for key, value in planned.writes]
+        self._push(events)
+
+        def view(seen: tuple[SiblingView, ...] | int) -> tuple[SiblingView, ...]:
+            if isinstance(seen, tuple):
+                return seen
+            e = events[seen]
+            return () if e.value is None else (SiblingView(e.value, e.dot, e.hlc),)
+
+        results = tuple(tuple((name, view(seen)) for name, seen in op) for op in planned.seen)
+        return TxnResult(results, encode_vv(self.vv), self.index.of(txn.namespace))
+
     def _local_event(self, key: Key, value: bytes | None, covers: Mapping[str, int],
-                     idem: str | None = None) -> Event:
+                     idem: str | None = None, *, group_end: int = 0, push: bool = True) -> Event:
         vv = self.vv
         self.hlc = hlc_send(self.hlc, self.wall)
         clamped = {a: min(n, vv.get(a, 0)) for a, n in covers.items()}
         e = Event((self.replica, vv.get(self.replica, 0) + 1), key, value, self.hlc,
-                  vv_to_wire(clamped), vv_to_wire(vv), idem)
+                  vv_to_wire(clamped), vv_to_wire(vv), idem, group_end)
         self._apply(e)
-        roster = self.roster
-        if self.config.eager_push and roster:
-            targets = self.rng.sample(roster, min(self.config.fanout, len(roster)))
-            for peer in targets:
-                self._send(peer, Deltas(self.replica, vv_to_wire(self.vv), (e,)))
+        if push:
+            self._push([e])
         return e
+
+    def _push(self, events: list[Event]) -> None:
+        """Eager push of fresh local events to ``fanout`` peers (anti-entropy
+        delivers them anyway; a group larger than one Deltas waits for it)."""
+        roster = self.roster
+        if not (self.config.eager_push and roster and events):
+            return
+        if len(events) > 1 and sum(len(e.value or b"") for e in events) > self.config.max_delta_bytes:
+            return
+        for peer in self.rng.sample(roster, min(self.config.fanout, len(roster))):
+            self._send(peer, Deltas(self.replica, vv_to_wire(self.vv), tuple(events)))
 
     # ------------------------------------------------------------------ applying
 
@@ -367,16 +409,22 @@ class Replica(ClientCalls):
 
     def _receive(self, events: Iterable[Event]) -> None:
         ignore_deps = self.bugs.deliver_before_causal_past
+        ungrouped = self.bugs.ungrouped_delivery
         for e in events:
             if self.store.context.contains(e.dot):
                 if self.bugs.non_idempotent_merge:
                     self._apply(e)
-            elif deliverable(e, self.vv, ignore_deps=ignore_deps):
+            elif deliverable(e, self.vv, ignore_deps=ignore_deps) and (
+                    ungrouped or not starts_group(e)):
                 self._apply(e)
-            else:
+            else:  # out of causal order, or a group's first event: wait for the rest
                 self.buffer.add(e, self.now)
+        self._drain()
+
+    def _drain(self) -> None:
         if len(self.buffer):
-            self.buffer.drain(self.vv, self._apply, ignore_deps=ignore_deps)
+            self.buffer.drain(self.vv, self._apply, ignore_deps=self.bugs.deliver_before_causal_past,
+                              ungrouped=self.bugs.ungrouped_delivery)
 
     # ------------------------------------------------------------------ anti-entropy
 
@@ -466,7 +514,7 @@ class Replica(ClientCalls):
         if changes or self.vv != before:  # durable before anything that depends on it
             self._persist.append(SnapshotRecord(self.snapshot()))
             self.since_snapshot = 0
-        self.buffer.drain(self.vv, self._apply, ignore_deps=self.bugs.deliver_before_causal_past)
+        self._drain()
         if msg.reply:
             self.full_state_sent.pop(src, None)
             self._send_full_state(src, reply=False)

@@ -17,6 +17,8 @@ per-node change index of the namespace's last visible change). Results:
   or in its event log) is answered with the first attempt's dot
   (``replayed``) and writes nothing;
 - ``InstancesResult``: the instances of a service with local health;
+- ``TxnResult`` / ``TxnFailed``: a transaction (``Txn``, ``eventual.txn``)
+  applied whole, or refused whole by the operation that did not hold;
 - ``CausallyBehind``: this replica did not cover the token (or context)
   within ``token_wait``; nothing happened, try another replica;
 - ``NotFound``: heartbeat or deregister of an instance this replica does
@@ -50,6 +52,15 @@ __all__ = [
     "Request",
     "Result",
     "SiblingView",
+    "Txn",
+    "TxnCheck",
+    "TxnFailed",
+    "TxnOp",
+    "TxnRead",
+    "TxnReadPrefix",
+    "TxnRemovePrefix",
+    "TxnResult",
+    "TxnWrite",
     "WriteResult",
     "invalid",
 ]
@@ -122,7 +133,60 @@ class Instances:
     service: str
 
 
-Request = Get | Put | Delete | List | Register | Heartbeat | Deregister | Instances
+
+
+@dataclass(frozen=True, slots=True)
+class TxnCheck:
+    """The key must exist (``version`` None), be absent (0), or be at ``version``
+    (its version stamp, ``eventual.txn.version_stamp``)."""
+
+    key: str
+    version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TxnRead:
+    """The key's siblings (none if absent); never fails."""
+
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class TxnReadPrefix:
+    prefix: str
+
+
+@dataclass(frozen=True, slots=True)
+class TxnWrite:
+    """Put ``value`` (None: delete), superseding every sibling this replica has
+    seen of the key; with ``if_version``, only if the key is at that version
+    (0: only if absent), else the whole transaction fails."""
+
+    key: str
+    value: bytes | None
+    if_version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TxnRemovePrefix:
+    prefix: str
+
+
+TxnOp = TxnCheck | TxnRead | TxnReadPrefix | TxnWrite | TxnRemovePrefix
+
+
+@dataclass(frozen=True, slots=True)
+class Txn:
+    """Operations on keys of one namespace, executed in order, all or nothing,
+    visible atomically everywhere (``eventual.txn``)."""
+
+    namespace: str
+    ops: tuple[TxnOp, ...]
+    #: as ``Put.idempotency_key``: a retry this replica has applied writes nothing
+    idempotency_key: str | None = None
+
+
+Request = Get | Put | Delete | List | Register | Heartbeat | Deregister | Instances | Txn
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +230,28 @@ class InstancesResult:
 
 
 @dataclass(frozen=True, slots=True)
+class TxnResult:
+    #: per operation, the keys it saw with their siblings: a check or read, the
+    #: state at that point of the transaction; a write, the key's new sibling
+    #: (none for a delete); a prefix removal, nothing
+    results: tuple[tuple[tuple[str, tuple[SiblingView, ...]], ...], ...]
+    token: str
+    index: int = 0
+    #: a retry under an idempotency key this replica already applied: nothing
+    #: was written and ``results`` is empty
+    replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TxnFailed:
+    """Nothing was written: operation ``op`` (a check or a conditional write) did not hold."""
+
+    op: int
+    reason: str
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
 class CausallyBehind:
     #: the part of the token this replica had not seen (``eventual.token`` format)
     missing: str
@@ -183,7 +269,8 @@ class BadRequest:
 
 
 Result = (
-    ReadResult | ListResult | WriteResult | InstancesResult | CausallyBehind | NotFound | BadRequest
+    ReadResult | ListResult | WriteResult | InstancesResult | TxnResult | TxnFailed
+    | CausallyBehind | NotFound | BadRequest
 )
 
 
@@ -195,6 +282,9 @@ class Reply:
 
 MAX_NAME = 1024
 MAX_VALUE = 512 * 1024
+#: a transaction's operations (Consul's limit), and the bytes of all its values
+MAX_TXN_OPS = 128
+MAX_TXN_BYTES = 4 * 1024 * 1024
 
 
 def invalid(request: Request) -> str | None:
@@ -211,6 +301,27 @@ def invalid(request: Request) -> str | None:
             names += [("service", service), ("instance id", iid)]
         case Instances(_, service):
             names.append(("service", service))
+        case Txn(_, ops):
+            if not isinstance(ops, tuple) or not 0 < len(ops) <= MAX_TXN_OPS:
+                return f"a transaction holds 1-{MAX_TXN_OPS} operations"
+            total = 0
+            for i, op in enumerate(ops):
+                match op:
+                    case TxnCheck(k, version) | TxnWrite(k, _, version):
+                        names.append((f"operation {i} key", k))
+                        if version is not None and (isinstance(version, bool) or not isinstance(
+                                version, int) or version < 0):
+                            return f"operation {i}: a version is a non-negative integer"
+                    case TxnRead(k):
+                        names.append((f"operation {i} key", k))
+                    case TxnReadPrefix(k) | TxnRemovePrefix(k):
+                        names.append((f"operation {i} prefix", k))
+                if isinstance(op, TxnWrite) and op.value is not None:
+                    if not isinstance(op.value, bytes) or len(op.value) > MAX_VALUE:
+                        return f"operation {i}: value must be bytes of at most {MAX_VALUE} bytes"
+                    total += len(op.value)
+            if total > MAX_TXN_BYTES:
+                return f"a transaction's values are at most {MAX_TXN_BYTES} bytes in all"
     for what, name in names:
         if not isinstance(name, str) or len(name) > MAX_NAME:
             return f"{what} must be a string of at most {MAX_NAME} characters"
@@ -221,7 +332,7 @@ def invalid(request: Request) -> str | None:
     if isinstance(request, Put) and (not isinstance(request.value, bytes)
                                      or len(request.value) > MAX_VALUE):
         return f"value must be bytes of at most {MAX_VALUE} bytes"
-    if isinstance(request, Put | Delete) and request.idempotency_key is not None:
+    if isinstance(request, Put | Delete | Txn) and request.idempotency_key is not None:
         idem = request.idempotency_key
         if not isinstance(idem, str) or not 0 < len(idem) <= MAX_IDEMPOTENCY_KEY:
             return f"idempotency key must be 1-{MAX_IDEMPOTENCY_KEY} characters"

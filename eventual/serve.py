@@ -63,6 +63,7 @@ __all__ = [
     "one_per_write",
     "plan_write",
     "read_key",
+    "replayed_write",
     "sibling_views",
 ]
 
@@ -105,7 +106,7 @@ def sibling_views(sibs: Mapping[Dot, Sibling], merge: Merge) -> tuple[SiblingVie
     return tuple(SiblingView(s.value, d, s.hlc) for d, s in sorted(one_per_write(sibs).items()))
 
 
-def _replayed(store: ORMap, recent: RecentWrites, log: EventLog, key: Key,
+def replayed_write(store: ORMap, recent: RecentWrites, log: EventLog, key: Key,
               idem: str | None) -> Replayed | None:
     """Rule 1: the dot of an attempt of this write that this replica holds, if any."""
     if idem is None:
@@ -192,7 +193,7 @@ def plan_write(
     match request:
         case Put(ns, name, _, context, idem) | Delete(ns, name, context, idem):
             key: Key = (ns, KV_SPACE, name)
-            replayed = _replayed(store, recent, log, key, idem)
+            replayed = replayed_write(store, recent, log, key, idem)
             if replayed is not None:
                 return replayed
             new = request.value if isinstance(request, Put) else None

@@ -70,12 +70,24 @@ def store_from_entries(snapshot: Snapshot) -> ORMap:
 
 
 def recover(records: Iterable[Record]) -> DurableState:
+    """The state the records leave. A group's events (``eventual.txn``) are
+    applied once its last one is read; a group cut short by a crash (its
+    records not all durable, so its transaction was never acknowledged and,
+    since messages go out only after sync, never sent) is dropped whole."""
     state = DurableState()
+    group: list[Event] = []
+
+    def apply(event: Event) -> None:
+        if state.store.apply_event(event) is not None:
+            state.log.append(event)
+        state.hlc = max(state.hlc, event.hlc)
+
     for record in records:
         match record:
             case IdentityRecord(replica):
                 state.replica = replica
             case SnapshotRecord(snapshot):
+                group = []  # (never inside a group: snapshots are taken between steps)
                 state.store = store_from_entries(snapshot)
                 state.hlc = max(state.hlc, snapshot.hlc)
                 state.log = list(snapshot.log)
@@ -84,7 +96,12 @@ def recover(records: Iterable[Record]) -> DurableState:
             case IndexRecord(limit):
                 state.change_limit = max(state.change_limit, limit)
             case EventRecord(event):
-                if state.store.apply_event(event) is not None:
-                    state.log.append(event)
-                state.hlc = max(state.hlc, event.hlc)
+                if group or event.group_end > event.dot[1]:
+                    group.append(event)
+                    if event.dot[1] >= group[0].group_end:
+                        for member in group:
+                            apply(member)
+                        group = []
+                else:
+                    apply(event)
     return state

@@ -43,6 +43,15 @@ def run(tmp_path: Path, scenario: Scenario) -> None:
     asyncio.run(main())
 
 
+async def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Poll ``condition`` on the event loop until it holds, or fail after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.005)
+
+
 def b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
@@ -118,6 +127,8 @@ def test_a_blocking_get_waits_for_a_change_and_wakes_only_on_one_under_it(tmp_pa
         # A write elsewhere does not wake it; a write under the prefix does.
         waiting = asyncio.create_task(
             http.get(f"/v1/kv/{ns}/cfg/", params={"recurse": "", "index": index, "wait": "20s"}))
+        driver = node.strong if ns == "app" else node.eventual
+        await wait_until(lambda: driver.waiting > 0, "the query to park")
         await http.put(f"/v1/kv/{ns}/elsewhere", content=b"x")
         done, _ = await asyncio.wait({waiting}, timeout=0.3)
         assert not done, "a write outside the prefix woke the query"
@@ -129,40 +140,45 @@ def test_a_blocking_get_waits_for_a_change_and_wakes_only_on_one_under_it(tmp_pa
     run(tmp_path, scenario)
 
 
-def test_txn_applies_all_or_nothing_with_consuls_shapes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("ns", ["app", "ev"])
+def test_txn_applies_all_or_nothing_with_consuls_shapes(tmp_path: Path, ns: str) -> None:
+    """The same transactions, the same answers, in a strong and an eventual namespace
+    (the eventual store keeps no flags; its ModifyIndex is a version stamp)."""
+    flags = 7 if ns == "app" else 0
+
     async def scenario(node: Node, http: httpx.AsyncClient) -> None:
         ok = await http.put("/v1/txn", json=[
-            {"KV": {"Verb": "set", "Key": "app/t/a", "Value": b64("1"), "Flags": 7}},
-            {"KV": {"Verb": "cas", "Key": "app/t/b", "Value": b64("2"), "Index": 0}},
-            {"KV": {"Verb": "get", "Key": "app/t/a"}},
+            {"KV": {"Verb": "set", "Key": f"{ns}/t/a", "Value": b64("1"), "Flags": flags}},
+            {"KV": {"Verb": "cas", "Key": f"{ns}/t/b", "Value": b64("2"), "Index": 0}},
+            {"KV": {"Verb": "get", "Key": f"{ns}/t/a"}},
         ])
         assert ok.status_code == 200, ok.text
         results = ok.json()["Results"]
-        assert [r["KV"]["Key"] for r in results] == ["app/t/a", "app/t/b", "app/t/a"]
-        assert results[0]["KV"]["Value"] is None and results[0]["KV"]["Flags"] == 7
+        assert [r["KV"]["Key"] for r in results] == [f"{ns}/t/a", f"{ns}/t/b", f"{ns}/t/a"]
+        assert results[0]["KV"]["Value"] is None and results[0]["KV"]["Flags"] == flags
         assert base64.b64decode(results[2]["KV"]["Value"]) == b"1"
         index = results[1]["KV"]["ModifyIndex"]
         # a failing check rolls everything back: 409 naming the operation
         bad = await http.put("/v1/txn", json=[
-            {"KV": {"Verb": "check-not-exists", "Key": "app/t/c"}},
-            {"KV": {"Verb": "check-index", "Key": "app/t/b", "Index": index + 1}},
-            {"KV": {"Verb": "delete-tree", "Key": "app/t/"}},
+            {"KV": {"Verb": "check-not-exists", "Key": f"{ns}/t/c"}},
+            {"KV": {"Verb": "check-index", "Key": f"{ns}/t/b", "Index": index + 1}},
+            {"KV": {"Verb": "delete-tree", "Key": f"{ns}/t/"}},
         ])
         assert bad.status_code == 409 and bad.json()["Results"] is None
         assert [e["OpIndex"] for e in bad.json()["Errors"]] == [1]
         cas = await http.put("/v1/txn", json=[
-            {"KV": {"Verb": "delete", "Key": "app/t/a"}},
-            {"KV": {"Verb": "cas", "Key": "app/t/b", "Value": b64("3"), "Index": index + 5}},
+            {"KV": {"Verb": "delete", "Key": f"{ns}/t/a"}},
+            {"KV": {"Verb": "cas", "Key": f"{ns}/t/b", "Value": b64("3"), "Index": index + 5}},
         ])
         assert cas.status_code == 409 and [e["OpIndex"] for e in cas.json()["Errors"]] == [1]
-        tree = await http.put("/v1/txn", json=[{"KV": {"Verb": "get-tree", "Key": "app/t/"}}])
-        assert [r["KV"]["Key"] for r in tree.json()["Results"]] == ["app/t/a", "app/t/b"]
+        tree = await http.put("/v1/txn", json=[{"KV": {"Verb": "get-tree", "Key": f"{ns}/t/"}}])
+        assert [r["KV"]["Key"] for r in tree.json()["Results"]] == [f"{ns}/t/a", f"{ns}/t/b"]
         gone = await http.put("/v1/txn", json=[
-            {"KV": {"Verb": "delete-cas", "Key": "app/t/b", "Index": index}},
-            {"KV": {"Verb": "delete-tree", "Key": "app/t/"}},
+            {"KV": {"Verb": "delete-cas", "Key": f"{ns}/t/b", "Index": index}},
+            {"KV": {"Verb": "delete-tree", "Key": f"{ns}/t/"}},
         ])
         assert gone.status_code == 200 and gone.json()["Results"] == []
-        assert (await http.get("/v1/kv/app/t/", params={"recurse": ""})).status_code == 404
+        assert (await http.get(f"/v1/kv/{ns}/t/", params={"recurse": ""})).status_code == 404
 
     run(tmp_path, scenario)
 
@@ -218,8 +234,8 @@ def test_malformed_and_unsupported_requests_are_clear_4xx_and_change_nothing(tmp
             (http.put("/v1/txn", json=[{"KV": {"Verb": "set", "Key": "app/x", "Value": ""}},
                                        {"KV": {"Verb": "set", "Key": "ev/x", "Value": ""}}]),
              (400, "invalid_argument")),
-            (http.put("/v1/txn", json=[{"KV": {"Verb": "set", "Key": "ev/x", "Value": ""}}]),
-             (400, "wrong_consistency")),
+            (http.put("/v1/txn", json=[{"KV": {"Verb": "set", "Key": "ev/x", "Value": "", "Flags": 3}}]),
+             (400, "unsupported")),
             (http.put("/v1/txn", json=[{"KV": {"Verb": "set", "Key": "app/x", "Value": ""}},
                                        {"KV": {"Verb": "check-index", "Key": "app/x", "Index": 1}}]),
              (400, "invalid_argument")),

@@ -128,9 +128,44 @@ def test_txn_in_a_strong_namespace_is_all_or_nothing(cluster: LocalCluster) -> N
     assert value(c.kv.get(f"{STRONG}/txn/a")[1]) == b"1"  # the set was rolled back
 
 
-def test_txn_in_an_eventual_namespace_is_refused_and_says_why(cluster: LocalCluster) -> None:
-    with pytest.raises(consul.ConsulException, match="eventual"):
-        client(cluster, "n1").txn.put([{"KV": {"Verb": "set", "Key": f"{EVENTUAL}/txn/a", "Value": ""}}])
+def test_txn_in_an_eventual_namespace_is_all_or_nothing_and_arrives_whole(cluster: LocalCluster) -> None:
+    """Served by the node it reaches: its checks and cas judged there, all or
+    nothing; its writes reach the other nodes together."""
+    c = client(cluster, "n1")
+    b64 = lambda text: base64.b64encode(text.encode()).decode()  # noqa: E731
+    done = c.txn.put([
+        {"KV": {"Verb": "set", "Key": f"{EVENTUAL}/txn/a", "Value": b64("1")}},
+        {"KV": {"Verb": "cas", "Key": f"{EVENTUAL}/txn/b", "Value": b64("2"), "Index": 0}},
+        {"KV": {"Verb": "get-tree", "Key": f"{EVENTUAL}/txn/"}},
+    ])
+    assert [r["KV"]["Key"] for r in done["Results"]] == [f"{EVENTUAL}/txn/a", f"{EVENTUAL}/txn/b",
+                                                          f"{EVENTUAL}/txn/a", f"{EVENTUAL}/txn/b"]
+    index_a = done["Results"][0]["KV"]["ModifyIndex"]
+    with pytest.raises(consul.ConsulException, match="409"):
+        c.txn.put([
+            {"KV": {"Verb": "set", "Key": f"{EVENTUAL}/txn/a", "Value": b64("changed")}},
+            {"KV": {"Verb": "cas", "Key": f"{EVENTUAL}/txn/b", "Value": b64("x"), "Index": 0}},
+        ])
+    assert value(c.kv.get(f"{EVENTUAL}/txn/a")[1]) == b"1"  # the set was rolled back
+    moved = c.txn.put([
+        {"KV": {"Verb": "check-index", "Key": f"{EVENTUAL}/txn/a", "Index": index_a}},
+        {"KV": {"Verb": "delete-tree", "Key": f"{EVENTUAL}/txn/"}},
+        {"KV": {"Verb": "set", "Key": f"{EVENTUAL}/moved/a", "Value": b64("1")}},
+        {"KV": {"Verb": "set", "Key": f"{EVENTUAL}/moved/b", "Value": b64("2")}},
+    ])
+    assert moved["Errors"] is None
+
+    def moved_everywhere() -> bool:
+        for nid in cluster.ids:
+            keys = client(cluster, nid).kv.get(f"{EVENTUAL}/", keys=True)[1] or []
+            mine = [k for k in keys if k.startswith((f"{EVENTUAL}/txn/", f"{EVENTUAL}/moved/"))]
+            assert mine in ([], [f"{EVENTUAL}/txn/a", f"{EVENTUAL}/txn/b"],
+                            [f"{EVENTUAL}/moved/a", f"{EVENTUAL}/moved/b"]), f"{nid} shows part of a txn: {mine}"
+            if mine != [f"{EVENTUAL}/moved/a", f"{EVENTUAL}/moved/b"]:
+                return False
+        return True
+
+    wait_for(moved_everywhere, 15, "the transaction on every node")
 
 
 def test_consistency_modes_and_status(cluster: LocalCluster) -> None:

@@ -90,6 +90,8 @@ PLANTED = [
     ("merge_drops_siblings", {"convergence", "lost_write", "reads"}, 3),
     # issue 7, finding 2: a chunk merged alone makes the keys of other chunks look deleted
     ("merge_chunks_alone", {"convergence", "lost_write", "reads"}, 8),
+    # a transaction's events applied one by one: a reader sees part of it
+    ("ungrouped_delivery", {"atomic"}, 4),
 ]
 
 

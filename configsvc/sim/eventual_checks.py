@@ -20,6 +20,9 @@ Checks (each returns a violation text or None):
 - ``check_causal``: every answered token is a causally closed cut (each
   event in it has its causal past in it) — a client that has seen b never
   reads a state older than what b depended on;
+- ``check_groups``: every answered token holds whole transactions — for
+  each origin, the last event it holds is not inside a group (atomic
+  visibility: no reader sees part of a transaction);
 - ``check_reads``: every read answer equals the reference siblings of its
   cut (also catches resurrection during the run);
 - ``check_final``: converged states are equal, every acknowledged write is
@@ -36,7 +39,7 @@ Checks (each returns a violation text or None):
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
@@ -57,6 +60,9 @@ from eventual.requests import (
     Put,
     ReadResult,
     Register,
+    Txn,
+    TxnResult,
+    TxnWrite,
     WriteResult,
 )
 from eventual.token import decode_vv
@@ -122,7 +128,8 @@ def check_sessions(history: Iterable[HistoryOp], reg: Registry,
     return None
 
 
-def check_causal(history: Iterable[HistoryOp], reg: Registry) -> tuple[str, list[str]] | None:
+def _cuts(history: Iterable[HistoryOp]) -> Iterator[tuple[HistoryOp, VV]]:
+    """Each distinct cut an answer's token exposed, with the first op that saw it."""
     checked: set[tuple[tuple[str, int], ...]] = set()
     for op in history:
         token = getattr(op.result, "token", None)
@@ -130,9 +137,13 @@ def check_causal(history: Iterable[HistoryOp], reg: Registry) -> tuple[str, list
             continue
         cut = decode_vv(token)
         frozen = tuple(sorted(cut.items()))
-        if frozen in checked:
-            continue
-        checked.add(frozen)
+        if frozen not in checked:
+            checked.add(frozen)
+            yield op, cut
+
+
+def check_causal(history: Iterable[HistoryOp], reg: Registry) -> tuple[str, list[str]] | None:
+    for op, cut in _cuts(history):
         for actor, n in cut.items():
             top = reg.events.get((actor, n))
             if top is None:
@@ -145,6 +156,35 @@ def check_causal(history: Iterable[HistoryOp], reg: Registry) -> tuple[str, list
                         f"write {top.dot} ({top.value!r}) but without its causal past "
                         f"{dep} ({_value_of(reg, dep)!r})", [_fmt_op(op)])
     return None
+
+
+def check_groups(history: Iterable[HistoryOp], reg: Registry) -> tuple[str, list[str]] | None:
+    for op, cut in _cuts(history):
+        for actor, n in cut.items():
+            top = reg.events.get((actor, n))
+            if top is not None and top.group_end > n:
+                return (f"atomic visibility broken: {op.client} read at {op.node} a state with "
+                        f"events {actor} ..{n} of the transaction {actor} ..{top.group_end} "
+                        f"but not the rest", [_fmt_op(op)])
+    return None
+
+
+def _acknowledged(op: HistoryOp) -> list[tuple[Dot, str, Key | None]]:
+    """The writes ``op``'s answer acknowledged: (dot, namespace, key if a put or
+    register, whose value must survive unless superseded)."""
+    result, req = op.result, op.request
+    if isinstance(result, WriteResult):
+        key: Key | None = None
+        if isinstance(req, Put):
+            key = (req.namespace, "kv", req.key)
+        elif isinstance(req, Register):
+            key = instance_key(req.namespace, req.service, req.instance_id)
+        return [(result.dot, req.namespace, key)]
+    if isinstance(result, TxnResult) and isinstance(req, Txn):
+        return [(sib.dot, req.namespace, (req.namespace, "kv", name))
+                for txn_op, seen in zip(req.ops, result.results, strict=True)
+                if isinstance(txn_op, TxnWrite) for name, sibs in seen for sib in sibs]
+    return []
 
 
 def _value_of(reg: Registry, dep: tuple[str, int]) -> bytes | None:
@@ -220,23 +260,18 @@ def check_final(states: Mapping[str, ORMap], canonical: Mapping[str, bytes],
     state = states[first]
     vv = state.context.vv
     for op in history:
-        result = op.result
-        if not isinstance(result, WriteResult) or result.dot in lost_with_disk:
-            continue
-        if not vv_covers(vv, result.dot):
-            return f"acknowledged write {result.dot} never reached the converged state", [
-                _fmt_op(op)]
-        req = op.request
-        if not isinstance(req, Put | Register) or merge_of.get(req.namespace, "mvr") == "lww":
-            continue
-        key = ((req.namespace, "kv", req.key) if isinstance(req, Put)
-               else instance_key(req.namespace, req.service, req.instance_id))
-        if result.dot in state.siblings(key):
-            continue
-        if not any(vv_covers(dict(e.covers), result.dot) and vv_covers(vv, e.dot)
-                   for e in reg.by_key.get(key, ())):
-            return (f"acknowledged write {result.dot} lost: absent and superseded by nothing "
-                    f"that saw it", [_fmt_op(op)])
+        for dot, ns, key in _acknowledged(op):
+            if dot in lost_with_disk:
+                continue
+            if not vv_covers(vv, dot):
+                return f"acknowledged write {dot} never reached the converged state", [
+                    _fmt_op(op)]
+            if key is None or merge_of.get(ns, "mvr") == "lww" or dot in state.siblings(key):
+                continue
+            if not any(vv_covers(dict(e.covers), dot) and vv_covers(vv, e.dot)
+                       for e in reg.by_key.get(key, ())):
+                return (f"acknowledged write {dot} lost: absent and superseded by nothing "
+                        f"that saw it", [_fmt_op(op)])
     for key, sibs in state.entries.items():
         for dot in sibs:
             killer = next((e for e in reg.by_key.get(key, ())
@@ -303,7 +338,7 @@ def check_full_states(sent: Iterable[tuple[float, str, str, bool, float, bool]],
 
 
 #: the checkers a violation can come from (the ``[name]`` that starts it)
-CHECKERS = ("session", "causal", "reads", "convergence", "lost_write", "resurrection",
+CHECKERS = ("session", "causal", "atomic", "reads", "convergence", "lost_write", "resurrection",
             "full_state", "harness")
 
 

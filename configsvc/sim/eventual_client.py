@@ -1,9 +1,9 @@
 """A simulated client of the eventual store: one session that moves between nodes.
 
 Each client runs operations one at a time (reads, writes with or without the
-read context it last saw, deletes, prefix lists, and its own service
-instance's registration, heartbeats and deregistration), always carrying its
-session token. It switches nodes at random, after a timeout, and whenever a
+read context it last saw, deletes, prefix lists, transactions, and its own
+service instance's registration, heartbeats and deregistration), always
+carrying its session token. It switches nodes at random, after a timeout, and whenever a
 node answers ``CausallyBehind`` (then it retries the same request
 elsewhere). Every write carries a value no other write carries. Every
 operation is recorded, answered or not, for the checkers.
@@ -30,6 +30,13 @@ from eventual.requests import (
     Register,
     Request,
     Result,
+    Txn,
+    TxnCheck,
+    TxnOp,
+    TxnRead,
+    TxnReadPrefix,
+    TxnRemovePrefix,
+    TxnWrite,
 )
 
 SERVICE = "api"
@@ -58,6 +65,8 @@ class Workload:
     think: tuple[float, float] = (0.01, 0.12)
     timeout: float = 1.0
     switch: float = 0.25
+    #: the share of operations that are transactions
+    txn: float = 0.06
 
 
 @dataclass
@@ -85,8 +94,29 @@ class SimEventualClient:
 
     # ------------------------------------------------------------------ ops
 
+    def _txn(self) -> Txn:
+        """A transaction of one of three shapes: a pair (``t/x`` and ``t/y`` written
+        together, sometimes behind a check that often fails), the ``d/`` folder
+        replaced at once, or a read-check-write on the pair."""
+        w, v = self.workload, f"{self.id}#{self.seq}"
+        r = self.rng.random()
+        ops: list[TxnOp]
+        if r < 0.5:
+            ops = [TxnWrite("t/x", f"{v}/x".encode()), TxnWrite("t/y", f"{v}/y".encode())]
+            if self.rng.random() < 0.3:
+                ops.insert(0, TxnCheck(self.rng.choice(w.keys), 0))
+        elif r < 0.8:
+            ops = [TxnRemovePrefix("d/"), TxnWrite(self.rng.choice(("d/x", "d/y")), v.encode()),
+                   TxnReadPrefix("d/")]
+        else:
+            ops = [TxnRead("t/x"), TxnWrite("t/x", None), TxnCheck("t/x", 0),
+                   TxnWrite("t/y", f"{v}/y".encode(), if_version=0)]
+        return Txn(w.kv_namespace, tuple(ops))
+
     def _choose(self) -> Request:
         w = self.workload
+        if self.rng.random() < w.txn:
+            return self._txn()
         r = self.rng.random()
         if r < 0.12:
             if not self.registered or self.rng.random() < 0.2:
@@ -100,7 +130,7 @@ class SimEventualClient:
         if r < 0.20:
             return Instances(w.svc_namespace, SERVICE)
         if r < 0.25:
-            return List(w.kv_namespace, "d/")
+            return List(w.kv_namespace, self.rng.choice(("d/", "t/")))
         ns = w.lww_namespace if self.rng.random() < 0.25 else w.kv_namespace
         key = self.rng.choice(w.keys)
         if r < 0.55:

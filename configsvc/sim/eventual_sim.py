@@ -37,6 +37,7 @@ from configsvc.sim.eventual_checks import (
     check_causal,
     check_final,
     check_full_states,
+    check_groups,
     check_reads,
     check_sessions,
     checker_of,
@@ -374,6 +375,7 @@ class EventualSim:
         checks: list[tuple[str, Callable[[], tuple[str, list[str]] | None]]] = [
             ("session", lambda: check_sessions(self.history, self.registry, self.merge_of)),
             ("causal", lambda: check_causal(self.history, self.registry)),
+            ("atomic", lambda: check_groups(self.history, self.registry)),
             ("reads", lambda: check_reads(self.history, self.registry, self.merge_of)),
             ("final", lambda: check_final(
                 {n: node.replica.store for n, node in self.nodes.items()},

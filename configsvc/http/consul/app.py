@@ -41,8 +41,9 @@ FACE = "consul"
 
 def build_consul_app(node: Node) -> Starlette:
     strong = StrongApi(node)
-    kv = ConsulKV(node, strong, EventualApi(node))
-    txn = ConsulTxn(node, strong)
+    eventual = EventualApi(node)
+    kv = ConsulKV(node, strong, eventual)
+    txn = ConsulTxn(node, strong, eventual)
     status = ConsulStatus(node)
     discovery = Discovery(node)
     agent = ConsulAgent(node, discovery)

@@ -15,23 +15,22 @@ several concurrent values (siblings); Consul has one value per key, so the
 face shows the sibling with the greatest (hybrid timestamp, dot) — the same
 choice on every replica that holds the same siblings — and a write through
 the face supersedes every sibling the node has seen. ``ModifyIndex`` is a
-*version stamp*: a 52-bit digest of the key's sibling dots, equal on every
-replica holding the same versions and different after any write or delete
-that touches the key (so ``cas`` detects any change); it is not ordered.
+*version stamp* (``eventual.txn.version_stamp``): a 52-bit digest of the
+key's sibling dots, equal on every replica holding the same versions and
+different after any write or delete that touches the key (so ``cas``
+detects any change); it is not ordered.
 ``CreateIndex`` equals it (creation is not recorded), ``Flags`` is 0.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 from typing import Any
 
 from configsvc.http.errors import ApiError, bad_request
 from eventual.requests import SiblingView
+from eventual.txn import version_stamp as stamp_of
 from strong.results import KeyValue
-
-_STAMP_BITS = 52
 
 
 def split_key(key: str, *, prefix: bool, key_max_bytes: int) -> tuple[str, str]:
@@ -74,10 +73,8 @@ def shown(siblings: tuple[SiblingView, ...]) -> SiblingView:
 
 
 def version_stamp(siblings: tuple[SiblingView, ...]) -> int:
-    """A key's eventual ``ModifyIndex``: a digest of its sibling dots in [1, 2**52]."""
-    dots = sorted(f"{s.dot[0]}:{s.dot[1]}" for s in siblings)
-    digest = hashlib.sha256("\n".join(dots).encode()).digest()
-    return (int.from_bytes(digest[:8], "big") & ((1 << _STAMP_BITS) - 1)) + 1
+    """A key's eventual ``ModifyIndex``: in [1, 2**52] (0: no siblings, absent)."""
+    return stamp_of(s.dot for s in siblings)
 
 
 def eventual_entry(ns: str, key: str, siblings: tuple[SiblingView, ...]) -> dict[str, Any]:

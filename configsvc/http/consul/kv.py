@@ -14,11 +14,12 @@ tokens). This module only translates: parameters in, Consul's shapes out.
 - ``DELETE``: ``?recurse`` (the prefix), ``?cas=``; answers ``true``/``false``.
 
 Eventual namespaces honour ``Idempotency-Key`` on ``PUT``/``DELETE`` as the
-native API does (a retry, on any node, is the same write). ``cas`` is checked
-against this node's view (the key's
-version stamp) and the write then supersedes exactly the versions checked:
-never a lost write — a concurrent write elsewhere becomes a sibling — but two
-nodes may both accept a ``cas`` on the same version. ``flags`` other than 0
+native API does (a retry, on any node, is the same write). A write with
+``cas`` is a one-operation eventual transaction (``eventual.txn``): the check
+against this node's view (the key's version stamp) and the write happen in
+one step, and the write supersedes exactly the versions checked. Never a lost
+write — a concurrent write elsewhere becomes a sibling — but two nodes may
+both accept a ``cas`` on the same version. ``flags`` other than 0
 are refused (the eventual store keeps none); a recursive delete removes the
 keys one by one (not atomically).
 """
@@ -45,7 +46,6 @@ from configsvc.http.consul.entries import (
     shown,
     split_key,
     strong_entry,
-    version_stamp,
 )
 from configsvc.http.consul.params import BLOCKING_READ, Query, unsupported
 from configsvc.http.errors import ApiError
@@ -54,8 +54,8 @@ from configsvc.http.strong_api import StrongApi, _op, result_json
 from eventual.requests import Delete as EventualDelete
 from eventual.requests import Get as EventualGet
 from eventual.requests import List as EventualList
-from eventual.requests import ListResult, ReadResult, WriteResult
-from eventual.requests import Put as EventualPut
+from eventual.requests import ListResult, ReadResult, TxnFailed, TxnWrite
+from eventual.requests import Txn as EventualTxn
 from strong.ops import Delete, DeletePrefix, Get, Put, Range
 from strong.results import CasFailed, GetResult, RangeResult
 
@@ -203,19 +203,11 @@ class ConsulKV:
     async def _eventual_write(self, request: Request, ns: str, key: str, cas: int | None,
                               value: bytes | None) -> Response:
         """A put (``value``) or delete (None) superseding what this node has seen of
-        the key; with ``cas``, only if that is the version the client names."""
-        read, _ = await self.eventual._call(request, ns, EventualGet(ns, key))
-        assert isinstance(read, ReadResult)
-        if cas is not None and (version_stamp(read.siblings) if read.siblings else 0) != cas:
-            return consul_json(False)
-        token, idem = read.token, idempotency_key(request)
-        if value is not None:
-            put = EventualPut(ns, key, value, read.context, idem)
-            result, token = await self.eventual._call(request, ns, put)
-            assert isinstance(result, WriteResult)
-        elif read.siblings:  # else nothing to delete
-            _, token = await self.eventual._call(request, ns, EventualDelete(ns, key, read.context, idem))
-        return consul_json(True, headers={TOKEN: token})
+        the key; with ``cas``, only if that is the version the client names. One
+        eventual transaction, so the check and the write are atomic on this node."""
+        call = EventualTxn(ns, (TxnWrite(key, value, cas),), idempotency_key(request))
+        result, token = await self.eventual._call(request, ns, call)
+        return consul_json(not isinstance(result, TxnFailed), headers={TOKEN: token})
 
     async def _eventual_delete_tree(self, request: Request, ns: str, prefix: str) -> Response:
         listed, token = await self.eventual._call(request, ns, EventualList(ns, prefix))

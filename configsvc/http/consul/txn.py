@@ -1,12 +1,21 @@
-"""``PUT /v1/txn``: Consul's KV transactions as one strong ``Txn`` command.
+"""``PUT /v1/txn``: Consul's KV transactions, in a strong or an eventual namespace.
 
-All or nothing: the operations become one command through the log, so they
-apply at one revision or not at all. Every operation must name keys of one
-strong namespace (the first path segment); an eventual namespace is refused
-(``400 wrong_consistency``): its replicas accept writes independently, so
-several keys cannot change atomically there.
+Every operation must name keys of one namespace (the first path segment).
 
-Translation (Consul verb -> strong op, executed in order):
+Strong namespaces: the operations become one ``Txn`` command through the
+log, so they apply at one revision or not at all.
+
+Eventual namespaces: the operations become one eventual ``Txn`` request
+(``eventual.txn``) served by this node: executed in order, each check and
+``cas`` judged against this node's state at that point of the transaction,
+all or nothing here, and its writes visible atomically on every replica (no
+reader anywhere sees part of it). Not isolated cluster-wide: a node across a
+partition may pass the same check; its writes then survive as siblings, as
+with any eventual write. ``ModifyIndex`` is the key's version stamp
+(``configsvc.http.consul.entries``), and a ``set`` with ``Flags`` is refused
+(the eventual store keeps no flags). The answer carries the causal token.
+
+Translation in a strong namespace (Consul verb -> strong op, executed in order):
 
     set          Put                     cas         Put(if_mod_revision=Index)
     get          Get, and the key must exist          get-or-empty  Get
@@ -41,11 +50,13 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from configsvc.http.consul.entries import full_key, split_key, strong_entry
+from configsvc.http.consul.entries import eventual_entry, full_key, split_key, strong_entry
 from configsvc.http.consul.kv import consul_json
 from configsvc.http.consul.params import MAX_UINT64, Query, unsupported
 from configsvc.http.errors import ApiError, bad_request
+from configsvc.http.eventual_api import TOKEN, EventualApi, idempotency_key
 from configsvc.http.strong_api import StrongApi, result_json
+from eventual import requests as ev
 from strong.kv import compare_holds
 from strong.ops import Compare, Delete, DeletePrefix, Get, Put, Range, Txn, TxnOp
 from strong.results import (
@@ -256,10 +267,77 @@ def _failed_checks(p: _Plan, result: TxnResult) -> list[dict[str, Any]]:
     return errors
 
 
+def eventual_ops(ops: list[_KVOp]) -> tuple[ev.TxnOp, ...]:
+    """The eventual ``Txn`` operations for ``ops``, one each, in order."""
+    out: list[ev.TxnOp] = []
+    for i, op in enumerate(ops):
+        if op.flags:
+            raise unsupported(f"operation {i}: Flags in an eventual namespace", "its keys carry no flags")
+        match op.verb:
+            case "set" | "cas":
+                out.append(ev.TxnWrite(op.key, op.value, op.index if op.verb == "cas" else None))
+            case "delete" | "delete-cas":
+                out.append(ev.TxnWrite(op.key, None, op.index if op.verb == "delete-cas" else None))
+            case "get":
+                out.append(ev.TxnCheck(op.key))
+            case "check-index":
+                out.append(ev.TxnCheck(op.key, op.index))
+            case "check-not-exists":
+                out.append(ev.TxnCheck(op.key, 0))
+            case "get-or-empty":
+                out.append(ev.TxnRead(op.key))
+            case "get-tree":
+                out.append(ev.TxnReadPrefix(op.key))
+            case "delete-tree":
+                out.append(ev.TxnRemovePrefix(op.key))
+    return tuple(out)
+
+
+def _eventual_results(ns: str, ops: list[_KVOp], result: ev.TxnResult) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for op, seen in zip(ops, result.results, strict=True):
+        if op.verb == "check-not-exists":
+            continue
+        for key, siblings in seen:
+            if siblings:
+                entry = eventual_entry(ns, key, siblings)
+                if op.verb in ("set", "cas", "check-index"):
+                    entry["Value"] = None
+                out.append({"KV": entry})
+    return out
+
+
+def _eventual_error(ns: str, ops: list[_KVOp], failed: ev.TxnFailed) -> dict[str, Any]:
+    op = ops[failed.op]
+    name = full_key(ns, op.key)
+    if op.verb == "get":
+        what = f"key {name!r} does not exist"
+    elif op.verb == "check-not-exists":
+        what = f"key {name!r} exists"
+    elif op.index == 0 and op.verb in ("cas", "delete-cas"):
+        what = f"key {name!r} exists (cas 0 creates only)"
+    else:
+        what = f"key {name!r}: its modify index is not {op.index} ({failed.reason})"
+    return {"OpIndex": failed.op, "What": what}
+
+
 class ConsulTxn:
-    def __init__(self, node: Node, strong: StrongApi) -> None:
+    def __init__(self, node: Node, strong: StrongApi, eventual: EventualApi) -> None:
         self.node = node
         self.strong = strong
+        self.eventual = eventual
+
+    async def _eventual_txn(self, request: Request, ns: str, ops: list[_KVOp]) -> Response:
+        call = ev.Txn(ns, eventual_ops(ops), idempotency_key(request))
+        result, token = await self.eventual._call(request, ns, call)
+        headers = {TOKEN: token}
+        if isinstance(result, ev.TxnFailed):
+            return consul_json({"Results": None, "Errors": [_eventual_error(ns, ops, result)]},
+                               status=409, headers=headers)
+        if not isinstance(result, ev.TxnResult):
+            raise TypeError(f"unexpected transaction result {result!r}")
+        return consul_json({"Results": _eventual_results(ns, ops, result), "Errors": None},
+                           headers=headers)
 
     async def txn(self, request: Request) -> Response:
         Query(request, {"stale", "consistent"}, self.node.config.consul.datacenter).mode()
@@ -270,16 +348,14 @@ class ConsulTxn:
             return consul_json({"Results": [], "Errors": None})
         namespaces = sorted({op.ns for op in ops})
         if len(namespaces) > 1:
-            raise ApiError(400, "invalid_argument", "a transaction's keys must all be in one strong "
+            raise ApiError(400, "invalid_argument", "a transaction's keys must all be in one "
                            f"namespace (their first path segment); these name {', '.join(namespaces)}")
         ns = namespaces[0]
         kind = await self.node.consistency_of(request, ns)
         if kind is None:
             return await self.node.forward(request, self.node.strong.status().leader)
-        if kind != "strong":
-            raise ApiError(400, "wrong_consistency", f"namespace {ns!r} is eventual: its replicas accept "
-                           "writes independently, so it has no atomic multi-key transactions; use a "
-                           "strong namespace")
+        if kind == "eventual":
+            return await self._eventual_txn(request, ns, ops)
         try:
             p = plan(ops)
             op = Txn(tuple(p.compares), tuple(p.success),
