@@ -49,6 +49,15 @@ log = logging.getLogger("configsvc.node")
 
 
 PLANTED_BUGS_ENV = "CONFIGSVC_PLANTED_BUGS"
+#: planted faults of the HTTP layer rather than of the strong core, named in the
+#: same variable: ``stale_follower_reads`` makes a node that does not lead answer
+#: linearizable strong reads from its own applied state (the partition lab's
+#: ``--plant stale-follower-reads``, which proves its linearizability check can fail)
+API_PLANTED = frozenset({"stale_follower_reads"})
+
+
+def _planted_names() -> list[str]:
+    return [n for n in os.environ.get(PLANTED_BUGS_ENV, "").split(",") if n]
 
 
 def planted_bugs() -> PlantedBugs:
@@ -57,10 +66,15 @@ def planted_bugs() -> PlantedBugs:
     Named, comma-separated, in ``$CONFIGSVC_PLANTED_BUGS``; never set in production,
     and a node running with any of them logs it loudly.
     """
-    names = [n for n in os.environ.get(PLANTED_BUGS_ENV, "").split(",") if n]
+    names = _planted_names()
     if names:
         log.warning("PLANTED BUGS ACTIVE (test only): %s", ", ".join(names))
-    return PlantedBugs(**dict.fromkeys(names, True))
+    return PlantedBugs(**dict.fromkeys((n for n in names if n not in API_PLANTED), True))
+
+
+def planted_api_faults() -> frozenset[str]:
+    """The ``API_PLANTED`` faults named in ``$CONFIGSVC_PLANTED_BUGS`` (test only)."""
+    return frozenset(_planted_names()) & API_PLANTED
 
 
 def _stop_if_cancelled() -> None:

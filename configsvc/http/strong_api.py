@@ -116,8 +116,13 @@ def result_json(result: Result) -> tuple[int, dict[str, Any]]:
 
 class StrongApi:
     def __init__(self, node: Node) -> None:
+        from configsvc.node import planted_api_faults
+
         self.node = node
         self.limits = node.config.limits
+        #: planted fault, test only (``configsvc.node.API_PLANTED``): off unless the
+        #: node was started with it named in ``$CONFIGSVC_PLANTED_BUGS``
+        self.stale_follower_reads = "stale_follower_reads" in planted_api_faults()
 
     # ------------------------------------------------------------------ helpers
 
@@ -195,6 +200,8 @@ class StrongApi:
             mode = request.query_params.get("consistency", "linearizable")
             if mode not in ("linearizable", "stale"):
                 raise bad_request("consistency must be 'linearizable' or 'stale'")
+            if mode == "linearizable" and self.stale_follower_reads and not node.strong.is_leader:
+                mode = "stale"  # the planted fault: a follower answers from its own state
         if mode == "stale":
             status = node.strong.status()
             headers = {
