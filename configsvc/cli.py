@@ -25,9 +25,66 @@ def _sim(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    demo = importlib.import_module("configsvc.sim.narrated" if args.simulated else "configsvc.demo")
-    code: int = demo.main()
-    return code
+    if args.simulated:
+        if args.out is not None:
+            print("error: --out is for the real demo, not --simulated", file=sys.stderr)
+            return 2
+        code: int = importlib.import_module("configsvc.sim.narrated").main()
+        return code
+    from configsvc.demo import main as demo_main
+
+    return demo_main(out=args.out)
+
+
+def _lab(args: argparse.Namespace) -> int:
+    """``configsvc lab run``: a measured scenario; exit 1 if any checker found a violation."""
+    from pathlib import Path
+
+    from configsvc.lab.report import print_report, write_report
+    from configsvc.lab.run import LabError, run_lab
+    from configsvc.lab.scenarios import SCENARIOS
+
+    if args.lab_command == "scenarios":
+        for name, scenario in SCENARIOS.items():
+            print(f"{name}\t{scenario.summary}")
+        return 0
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists() and not out.is_dir():
+        print(f"error: --out {out} exists and is not a directory", file=sys.stderr)
+        return 2
+    try:
+        result = run_lab(args.scenario, args.nodes, args.duration, plant=args.plant, seed=args.seed,
+                         progress=lambda text: print(f"lab: {text}", file=sys.stderr, flush=True))
+    except LabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if out is not None:
+        write_report(result, out)
+    if args.json:
+        print(json.dumps(result.summary(), sort_keys=True))
+    else:
+        print_report(result, out=out)
+    failed = any(result.verdicts.violations.values()) or result.verdicts.inconclusive
+    return 1 if failed else 0
+
+
+def _add_lab(sub: Any) -> None:
+    lab = sub.add_parser("lab", help="the partition lab: measured runs of scenarios (docs/lab.md)")
+    lsub = lab.add_subparsers(dest="lab_command", required=True)
+    lsub.add_parser("scenarios", help="list the scenarios")
+    run = lsub.add_parser("run", help="run a scenario on a local cluster and report what it cost")
+    run.add_argument("--scenario", default="split", help="see `configsvc lab scenarios` (default: split)")
+    run.add_argument("--nodes", type=int, default=5, help="node processes (3-9, default 5)")
+    run.add_argument("--duration", type=float, default=60.0,
+                     help="seconds: before, during and after the fault (at least 10, default 60)")
+    run.add_argument("--out", default=None, metavar="DIR",
+                     help="write report.html, its plots, summary.json and history.jsonl here")
+    run.add_argument("--plant", action="append", default=[], metavar="FAULT",
+                     help="test only: switch on a planted fault in the nodes "
+                          "(stale-follower-reads), to see the checkers fail")
+    run.add_argument("--seed", type=int, default=1, help="the workload's random choices")
+    run.add_argument("--json", action="store_true", help="print summary.json instead of the table")
+    lab.set_defaults(func=_lab)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -294,9 +351,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--json", action="store_true", help="last line: one JSON summary")
     sim.set_defaults(func=_sim)
 
-    demo = sub.add_parser("demo", help="a real 5-node cluster and what each namespace does")
+    demo = sub.add_parser("demo", help="the partition lab's default run on a real 5-node cluster")
     demo.add_argument("--simulated", action="store_true", help="a narrated run on the simulator instead")
+    demo.add_argument("--out", default=None, metavar="DIR",
+                      help="where to keep the report (default: a new directory under /tmp)")
     demo.set_defaults(func=_demo)
+    _add_lab(sub)
     return parser
 
 
