@@ -18,8 +18,8 @@ to. Definitions:
 - **converged after the heal** (eventual): when every node's causal token
   covered everything any node had seen at the heal (the prober's reads);
 - **discovery**: passing instances each side's readers saw; how long after
-  an instance's last heartbeat (its node gone or refusing) a reader still
-  listed it passing.
+  an instance's last heartbeat (its node gone or refusing) the other nodes'
+  readers still listed it passing.
 """
 
 from __future__ import annotations
@@ -110,6 +110,8 @@ def _cell(ops: Sequence[Op], stale: set[int]) -> dict[str, Any]:
         "unknown": sum(o.outcome == "unknown" for o in ops),
         "p50_ms": _ms(_pct(lat, 0.5)),
         "p99_ms": _ms(_pct(lat, 0.99)),
+        #: how long the ops that did not succeed took to say so (a fast "no" or a hang)
+        "not_ok_p50_ms": _ms(_pct([o.latency for o in ops if o.outcome != "ok"], 0.5)),
         "stale_reads": sum(id(o) in stale for o in ops),
     }
     seen = [len(o.answer) for o in reads if o.outcome == "ok" and isinstance(o.answer, list)]
@@ -187,8 +189,11 @@ def _view_complete(ops: Sequence[Op], nodes: Sequence[str], heal: float) -> floa
 
 
 def _dead_served(ops: Sequence[Op], ttl: float) -> dict[str, Any]:
-    """For every instance whose heartbeats stopped getting through for longer than
-    its TTL: how long after its last good heartbeat a reader still listed it passing."""
+    """For every instance whose heartbeats were all refused for longer than its TTL
+    (its node down or unable to write): how long after its last heartbeat that may
+    have landed (``ok`` or ``unknown``) the *other* nodes' readers still listed it
+    passing. Its own node's view is left out: it cannot tell a silent instance
+    from one it has just restarted beside."""
     beats: dict[str, list[Op]] = defaultdict(list)
     for o in ops:
         if o.op in ("register", "heartbeat"):
@@ -198,19 +203,20 @@ def _dead_served(ops: Sequence[Op], ttl: float) -> dict[str, Any]:
     silences = 0
     for instance, hb in beats.items():
         hb.sort(key=lambda o: o.start)
-        last_ok: float | None = None
+        home = hb[0].node
+        last: float | None = None
         for i, o in enumerate(hb):
-            if o.outcome == "ok":
-                last_ok = o.end
+            if o.outcome != "failed":
+                last = o.end
                 continue
-            if last_ok is None or (i > 0 and hb[i - 1].outcome != "ok"):
-                continue  # not the first failure after a good heartbeat
-            back = next((h.start for h in hb[i:] if h.outcome == "ok"), math.inf)
-            if back - last_ok <= ttl:
+            if last is None or (i > 0 and hb[i - 1].outcome == "failed"):
+                continue  # not the first refusal after a heartbeat that may have landed
+            back = next((h.start for h in hb[i:] if h.outcome != "failed"), math.inf)
+            if back - last <= ttl:
                 continue
             silences += 1
-            listed = [r.start - last_ok for r in reads
-                      if last_ok < r.start < back and instance in r.answer]
+            listed = [r.start - last for r in reads
+                      if r.node != home and last < r.start < back and instance in r.answer]
             if listed:
                 worst = max(worst or 0.0, max(listed))
     return {"silent_instances": silences, "max_listed_after_last_heartbeat_s":

@@ -22,6 +22,8 @@ import matplotlib.pyplot as plt
 
 __all__ = ["plot_all"]
 
+#: one line style per side, so equal rates on two sides stay visible
+STYLES = ["-", "--", ":", "-."]
 TITLES = {
     "strong": "flags — strong (Multi-Paxos)",
     "eventual": "config — eventual (causal, multi-value)",
@@ -42,8 +44,9 @@ def _success(s: dict[str, Any], out: Path) -> str:
     for ax, kind in zip(axes[:, 0], kinds, strict=True):
         series = s["namespaces"][kind]["series"]
         _shade(ax, s["fault_windows"])
-        for side, values in series["success"].items():
-            ax.plot(series["t"], [None if v is None else 100 * v for v in values], label=side, lw=1.6)
+        for i, (side, values) in enumerate(series["success"].items()):
+            ax.plot(series["t"], [None if v is None else 100 * v for v in values], label=side,
+                    lw=2.2 - 0.5 * i, ls=STYLES[i % len(STYLES)], marker=".", ms=4)
         ax.set_ylim(-5, 105)
         ax.set_ylabel("ok %")
         ax.set_title(TITLES.get(kind, kind), fontsize=9, loc="left")
@@ -82,8 +85,9 @@ def _convergence(s: dict[str, Any], out: Path) -> str:
     heal = s["phases"]["heal_at"]
     fig, ax = plt.subplots(figsize=(10, 3.2))
     for node, points in conv.get("behind", {}).items():
-        if points:
-            ax.step([t - heal for t, _ in points], [n for _, n in points], where="post", label=node)
+        shown = [(t - heal, n) for t, n in points if t - heal >= -2]
+        if shown:
+            ax.step([t for t, _ in shown], [n for _, n in shown], where="post", label=node)
     ax.axvline(0, color="tab:green", lw=1.2, label="heal")
     seconds = conv.get("seconds")
     when = "not within the run" if seconds is None else f"{seconds:g} s after the heal"

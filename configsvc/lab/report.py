@@ -60,7 +60,7 @@ def _after(entry: dict[str, Any], kind: str, nodes: int) -> str:
 
 def _ms(c: dict[str, Any]) -> str:
     if c["p50_ms"] is None:
-        return "—"
+        return "—" if c.get("not_ok_p50_ms") is None else f"no in {c['not_ok_p50_ms']:.0f}"
     return f"{c['p50_ms']:.0f}/{c['p99_ms']:.0f}"
 
 

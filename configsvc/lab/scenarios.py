@@ -3,7 +3,10 @@
 A run has three phases, back to back: ``before`` (healthy), ``during`` (the
 fault is on) and ``after`` (the fault is healed). Their boundaries are
 recorded as times on the history's clock (``Timeline``), and every op falls
-in the phase in which it *started*. Each scenario also names the **sides**:
+in the phase in which it *started*. The boundaries are conservative:
+``during`` starts once the fault is in force on every node and ends as the
+heal begins, so a cut or heal being applied node by node is never counted
+as "during". Each scenario also names the **sides**:
 which node is where during the fault (``majority``/``minority``, ``isolated``,
 ``left``/``bridge``/``right``, ``crashed``/``survivors``). A side is a fixed
 label of a node for the whole run, so a side's ``before`` and ``after`` are
@@ -134,8 +137,8 @@ class Scenario:
             while history.now() + fault.flap < end_of_fault:
                 _hold(fault.flap)
                 if on:
-                    fault.heal()
                     timeline.windows.append((on_since, history.now()))
+                    fault.heal()
                     history.event("flap-heal")
                 else:
                     fault.apply()
@@ -143,15 +146,16 @@ class Scenario:
                     history.event("flap-cut")
                 on = not on
             _hold(max(0.0, end_of_fault - history.now()))
+            timeline.heal_at = history.now()
             if on:
+                timeline.windows.append((on_since, timeline.heal_at))
                 fault.heal()
-                timeline.windows.append((on_since, history.now()))
         else:
             _hold(phases.during)
+            timeline.heal_at = history.now()
+            timeline.windows.append((on_since, timeline.heal_at))
             fault.heal()
-            timeline.windows.append((on_since, history.now()))
-        timeline.heal_at = history.now()
-        history.event("heal", scenario=self.name)
+        history.event("heal", scenario=self.name, healed_in=round(history.now() - timeline.heal_at, 3))
         _hold(phases.after)
         timeline.end_at = history.now()
         history.event("end")
