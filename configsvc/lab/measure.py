@@ -191,8 +191,8 @@ def _view_complete(ops: Sequence[Op], nodes: Sequence[str], heal: float) -> floa
 def _dead_served(ops: Sequence[Op], ttl: float) -> dict[str, Any]:
     """For every instance whose heartbeats were all refused for longer than its TTL
     (its node down or unable to write): how long after its last heartbeat that may
-    have landed (``ok`` or ``unknown``) the *other* nodes' readers still listed it
-    passing. Its own node's view is left out: it cannot tell a silent instance
+    have landed (an ``ok`` one's end, an ``unknown`` one's start) the *other*
+    nodes' readers still listed it passing. Its own node's view is left out: it cannot tell a silent instance
     from one it has just restarted beside."""
     beats: dict[str, list[Op]] = defaultdict(list)
     for o in ops:
@@ -207,7 +207,8 @@ def _dead_served(ops: Sequence[Op], ttl: float) -> dict[str, Any]:
         last: float | None = None
         for i, o in enumerate(hb):
             if o.outcome != "failed":
-                last = o.end
+                # ok: it landed by its end; unknown: it may have landed as soon as sent
+                last = o.end if o.outcome == "ok" else o.start
                 continue
             if last is None or (i > 0 and hb[i - 1].outcome == "failed"):
                 continue  # not the first refusal after a heartbeat that may have landed

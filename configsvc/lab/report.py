@@ -99,10 +99,12 @@ def print_report(result: LabResult, console: Console | None = None, out: Path | 
     for kind in ("svc-strong", "svc-eventual"):
         dead = s["namespaces"].get(kind, {}).get("dead_instances")
         if dead and dead["silent_instances"]:
+            listed = dead["max_listed_after_last_heartbeat_s"]
+            shown = ("never listed passing by the other nodes after it" if listed is None else
+                     f"the other nodes still listed them passing up to {listed:g} s after it")
             console.print(f"{LABELS[kind]}: {dead['silent_instances']} instance(s) could not "
-                          f"heartbeat for longer than their TTL ({dead['ttl_s']:g} s); still listed "
-                          f"passing up to {_num(dead['max_listed_after_last_heartbeat_s'], ' s')} "
-                          "after their last heartbeat")
+                          f"heartbeat for longer than their TTL ({dead['ttl_s']:g} s) from their "
+                          f"last heartbeat; {shown}")
     bad = {k: n for k, n in s["violations"].items() if n}
     verdict = " · ".join(f"{k} {n}" for k, n in s["violations"].items())
     colour = "red" if bad or s["inconclusive"] else "green"
