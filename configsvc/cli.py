@@ -58,6 +58,9 @@ def _lab(args: argparse.Namespace) -> int:
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except TimeoutError as exc:  # the cluster did not come up or settle in time
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     if out is not None:
         write_report(result, out)
     if args.json:

@@ -34,8 +34,12 @@ def main(out: str | Path | None = None) -> int:
         return 2
     print(f"partition lab: {NODES} node processes, scenario {SCENARIO!r}, {DURATION:g} s of "
           "traffic (before, during and after the fault) ...", flush=True)
-    result = run_lab(SCENARIO, NODES, DURATION,
-                     progress=lambda text: print(f"  {text}", flush=True))
+    try:
+        result = run_lab(SCENARIO, NODES, DURATION,
+                         progress=lambda text: print(f"  {text}", flush=True))
+    except TimeoutError as exc:  # the cluster did not come up or settle in time
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     write_report(result, target)
     print_report(result, out=target)
     return 1 if any(result.verdicts.violations.values()) or result.verdicts.inconclusive else 0

@@ -31,7 +31,7 @@ from typing import Any
 
 from configsvc.lab.history import Op
 from configsvc.lab.scenarios import Timeline
-from configsvc.lab.verdicts import _Writes, covers, geq, join, seen_vv
+from configsvc.lab.verdicts import WriteIndex, covers, geq, join, seen_vv
 
 __all__ = ["KV_KINDS", "SVC_KINDS", "measure"]
 
@@ -79,7 +79,7 @@ def _stale_by_overwrite(ops: Sequence[Op]) -> set[int]:
 
 def _stale_unseen(ops: Sequence[Op]) -> set[int]:
     """Multi-value: ids of reads that had not seen a write acknowledged before they began."""
-    writes = _Writes(ops)
+    writes = WriteIndex(ops)
     acked = defaultdict(list)
     for value, dot in writes.dot_of.items():
         w = writes.by_value[value]

@@ -41,7 +41,7 @@ from typing import Any
 from configsvc.lab.history import Op
 from configsvc.sim.linearizability import UNKNOWN, KVModel, Operation, check
 
-__all__ = ["Verdicts", "check_all", "lin_check", "seen_vv"]
+__all__ = ["Verdicts", "WriteIndex", "check_all", "lin_check", "seen_vv"]
 
 VV = dict[str, int]
 Dot = tuple[str, int]
@@ -107,7 +107,7 @@ def lin_check(ops: Iterable[Op], budget: int = LIN_BUDGET) -> tuple[int, list[st
 # ---------------------------------------------------------------------- eventual
 
 
-class _Writes:
+class WriteIndex:
     """The writes of one eventual namespace: dot and sent context, by key."""
 
     def __init__(self, ops: Sequence[Op]) -> None:
@@ -129,7 +129,7 @@ class _Writes:
             self.on_key[w.key].append((dot, w))
 
 
-def seen_vv(answer: dict[str, Any], key: str, writes: _Writes) -> VV:
+def seen_vv(answer: dict[str, Any], key: str, writes: WriteIndex) -> VV:
     """What the node that answered a read had seen of ``key`` (see the module doc)."""
     vv: VV = {}
     for _, node, n in answer["siblings"]:
@@ -147,7 +147,7 @@ def seen_vv(answer: dict[str, Any], key: str, writes: _Writes) -> VV:
     return vv
 
 
-def _sessions(ops: Sequence[Op], writes: _Writes, verdicts: Verdicts) -> None:
+def _sessions(ops: Sequence[Op], writes: WriteIndex, verdicts: Verdicts) -> None:
     """read_your_writes, monotonic_reads, causal: per client session, in order."""
     deps: dict[str, dict[str, VV]] = {}  # write value -> its session's knowledge, per key
     counts = {"read_your_writes": 0, "monotonic_reads": 0, "causal": 0}
@@ -194,7 +194,7 @@ def _all_known(mine: dict[str, dict[str, VV]]) -> dict[str, VV]:
     return known
 
 
-def _lost(finals: Sequence[Op], writes: _Writes) -> tuple[int, list[str]]:
+def _lost(finals: Sequence[Op], writes: WriteIndex) -> tuple[int, list[str]]:
     """Multi-value: acknowledged writes that some node, at the end, had not seen."""
     gone: list[str] = []
     final_by_key: dict[str, list[Op]] = defaultdict(list)
@@ -268,7 +268,7 @@ def check_all(ops: Sequence[Op], finals: Sequence[Op], audit: Sequence[Op]) -> V
     for kind in EVENTUAL_KINDS:
         mine = [o for o in ops if o.kind == kind]
         finals_of = [f for f in finals if f.kind == kind]
-        writes = _Writes(mine + finals_of)
+        writes = WriteIndex(mine + finals_of)
         if kind == "eventual":
             _sessions(mine, writes, v)
             lost, which = _lost(finals_of, writes)
