@@ -88,8 +88,9 @@ def _convergence(s: dict[str, Any], out: Path) -> str:
         shown = [(t - heal, n) for t, n in points if t - heal >= -2]
         if shown:
             ax.step([t for t, _ in shown], [n for _, n in shown], where="post", label=node)
-    ax.axvline(0, color="tab:green", lw=1.2, label="heal")
+    ax.axvline(0, color="black", ls="--", lw=1.2, label="heal")
     seconds = conv.get("seconds")
+    ax.set_xlim(-2, max(3.0, 3 * (seconds or 1) + 1))
     when = "not within the run" if seconds is None else f"{seconds:g} s after the heal"
     ax.set_title(f"Eventual store: events each node was missing of what any node had seen "
                  f"at the heal — converged {when}", fontsize=10)

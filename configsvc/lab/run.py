@@ -153,9 +153,21 @@ def run_lab(scenario: str, nodes: int = 5, duration: float = 60.0, plant: list[s
         try:
             say(f"starting {nodes} node processes" + (f" with planted {', '.join(plant)}" if plant else ""))
             sup.start_all()
+            dashboard = _dashboard(sup)
+            if dashboard:
+                say(f"dashboard: {dashboard} (live while the run lasts)")
             return _run(sup, scenario, nodes, duration, plant, seed, say)
         finally:
             sup.stop_all()
+
+
+def _dashboard(sup: Supervisor) -> str | None:
+    """The first node's dashboard address, if this build serves one."""
+    url = sup.cluster.url(sup.ids[0]) + "/ui"
+    try:
+        return url if httpx.get(url, timeout=2.0).status_code == 200 else None
+    except httpx.HTTPError:
+        return None
 
 
 def _run(sup: Supervisor, scenario: str, nodes: int, duration: float, plant: list[str],
