@@ -33,6 +33,7 @@ outcomes are never counted against the system.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -98,10 +99,16 @@ def lin_check(ops: Iterable[Op], budget: int = LIN_BUDGET) -> tuple[int, list[st
         if not result.ok:
             bad += 1
             if not example:
-                example = result.explanation.splitlines()[:14]
+                example = _named(result.explanation.splitlines()[:14], clients)
         elif result.unknown:
             unsure.append(key)
     return bad, unsure, example
+
+
+def _named(lines: list[str], clients: dict[str, int]) -> list[str]:
+    """The checker's "client 3:" as the lab's client names ("strong@n3:")."""
+    names = {i: name for name, i in clients.items()}
+    return [re.sub(r"client (\d+):", lambda m: f"{names[int(m[1])]}:", line) for line in lines]
 
 
 # ---------------------------------------------------------------------- eventual
