@@ -23,6 +23,7 @@ from configsvc.http.errors import ApiError, api_error_handler, bad_request, inte
 from configsvc.http.eventual_api import EventualApi
 from configsvc.http.openapi import OPENAPI
 from configsvc.http.strong_api import StrongApi, ns_json
+from configsvc.http.ui import ui_routes
 
 if TYPE_CHECKING:
     from configsvc.node import Node
@@ -154,6 +155,7 @@ def build_app(node: Node) -> Starlette:
         Route("/v1/admin/faults", admin.clear_faults, methods=["DELETE"]),
         Route("/v1/admin/faults/{peer}", admin.set_fault, methods=["PUT"]),
         *config_routes,
+        *ui_routes(node),  # the dashboard at /ui (configsvc.http.ui)
     ]
 
     # Service discovery (configsvc.http.discovery_api over configsvc.discovery).
