@@ -4,7 +4,7 @@
     GET  /ui/static/{file}          its assets
     GET  /ui/api/state              members and roles, namespaces, health, the current cut
     GET  /ui/control/status         the cluster supervisor's view (lab and local clusters)
-    POST /ui/control/kill/{node}    {"signal": "KILL"|"TERM"} (optional)
+    POST /ui/control/kill/{node}    {"signal": "KILL"|"TERM"|"INT"|"STOP"|"CONT"} (optional)
     POST /ui/control/restart/{node}
     POST /ui/control/isolate/{node}
     POST /ui/control/partition      {"groups": [["n1", "n2"], ["n3", "n4", "n5"]]}
@@ -59,9 +59,12 @@ _ASSET = re.compile(r"[a-z0-9_-]{1,64}\.(js|css|svg)")
 _MEDIA = {"js": "text/javascript", "css": "text/css", "svg": "image/svg+xml"}
 #: how long a member's health or faults may take before it counts as unreachable
 MEMBER_TIMEOUT = 0.8
+#: the supervisor's status asks every node for its health: give it longer
+STATUS_TIMEOUT = 1.5
 #: restart waits until the node answers: give the control server time
 CONTROL_TIMEOUT = 40.0
-_SIGNALS = ("KILL", "TERM")
+#: the signals the control server sends (STOP pauses a node: hung, not dead; CONT resumes it)
+_SIGNALS = ("KILL", "TERM", "INT", "STOP", "CONT")
 
 Link = tuple[str, str]
 
@@ -200,7 +203,7 @@ class Dashboard:
         if self.control_url is None:
             return None
         try:
-            response = await http.get(self.control_url + "/status")
+            response = await http.get(self.control_url + "/status", timeout=STATUS_TIMEOUT)
             data = response.json() if response.status_code == 200 else None
         except (httpx.HTTPError, ValueError):
             return None
@@ -209,7 +212,7 @@ class Dashboard:
     # ------------------------------------------------------------------ controls
 
     async def control_status(self, request: Request) -> Response:
-        return await self._forward("GET", "/status", None, timeout=MEMBER_TIMEOUT * 2)
+        return await self._forward("GET", "/status", None, timeout=STATUS_TIMEOUT * 2)
 
     async def control(self, request: Request) -> Response:
         """Check one control action and forward it to the supervisor's control server."""
@@ -223,7 +226,7 @@ class Dashboard:
             if action == "kill" and body:
                 signal = body.get("signal", "KILL")
                 if signal not in _SIGNALS or set(body) - {"signal"}:
-                    raise bad_request("kill takes {'signal': 'KILL'|'TERM'}")
+                    raise bad_request(f"kill takes {{'signal': one of {', '.join(_SIGNALS)}}}")
                 return await self._forward("POST", f"/kill/{target}", {"signal": signal})
             return await self._forward("POST", f"/{action}/{target}", None)
         if target is not None:
@@ -284,6 +287,8 @@ class Dashboard:
                            f"the control server did not answer: {type(exc).__name__}") from None
         except ValueError:
             raise ApiError(502, "control_failed", "the control server answered something not JSON") from None
+        if response.status_code == 504:  # the action did not finish in time (a restart that hangs)
+            raise ApiError(504, "control_timeout", "the control server gave up waiting", detail=data)
         if response.status_code >= 500:
             raise ApiError(502, "control_failed", f"the control server failed ({response.status_code})",
                            detail=data)
