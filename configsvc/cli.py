@@ -48,12 +48,6 @@ def _node_reset(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cluster(args: argparse.Namespace) -> int:
-    from configsvc.serve import cluster_up
-
-    return cluster_up(args.nodes, args.api_port, args.data_dir)
-
-
 def _client(args: argparse.Namespace) -> Any:
     from configsvc.client import Client
 
@@ -231,13 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     node_reset.add_argument("--node", required=True)
     node_reset.set_defaults(func=_node_reset)
 
-    cluster = sub.add_parser("cluster", help="local clusters")
-    csub = cluster.add_subparsers(dest="cluster_command", required=True)
-    up = csub.add_parser("up", help="start N local nodes in the foreground")
-    up.add_argument("--nodes", type=int, default=3)
-    up.add_argument("--api-port", type=int, default=7501)
-    up.add_argument("--data-dir", default=None)
-    up.set_defaults(func=_cluster)
+    from configsvc.lab.cluster_cli import add_cluster_parser
+
+    add_cluster_parser(sub)
 
     def endpoint(p: argparse.ArgumentParser) -> None:
         p.add_argument("--endpoint", default="http://127.0.0.1:7501")

@@ -1,4 +1,4 @@
-"""Process entry points: run one node (``serve``) or a local cluster (``cluster up``)."""
+"""Process entry point of one node (``serve``); a local cluster is ``configsvc.lab.cluster_up``."""
 
 from __future__ import annotations
 
@@ -6,13 +6,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-import sys
-import tempfile
-import time
 from collections.abc import Generator
-from pathlib import Path
 
-import httpx
 import uvicorn
 from starlette.applications import Starlette
 
@@ -20,7 +15,6 @@ from configsvc.config import load_config
 from configsvc.datadir import InitialState
 from configsvc.http.app import build_app
 from configsvc.http.consul import build_consul_app
-from configsvc.localcluster import LocalCluster
 from configsvc.node import Node
 
 
@@ -65,47 +59,3 @@ def serve(config_path: str, node_id: str, initial_cluster_state: InitialState = 
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {node_id} %(name)s %(levelname)s %(message)s")
     asyncio.run(serve_node(config_path, node_id, initial_cluster_state))
     return 0
-
-
-def cluster_up(nodes: int, api_port: int, data_dir: str | None, ready_timeout: float = 60.0) -> int:
-    """Start ``nodes`` local node processes; print 'ready'; stop them all on Ctrl-C/SIGTERM."""
-    temp = None if data_dir else tempfile.TemporaryDirectory(prefix="configsvc-")
-    root = Path(data_dir or temp.name)  # type: ignore[union-attr]
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    cluster = LocalCluster(root, nodes, api_port=api_port)
-    try:
-        for nid in cluster.ids:
-            cluster.start(nid)
-        deadline = time.monotonic() + ready_timeout
-        while not stopping:
-            if any(not cluster.alive(n) for n in cluster.ids):
-                print(f"error: a node exited during start-up; see the logs in {root}", file=sys.stderr)
-                return 1
-            try:
-                if all(cluster.health(n)["status"] in ("healthy", "degraded") for n in cluster.ids):
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                print(f"error: nodes not answering after {ready_timeout}s; logs in {root}", file=sys.stderr)
-                return 1
-            time.sleep(0.2)  # polling interval while the processes start
-        if stopping:
-            return 130
-        print(f"ready: {nodes} nodes at {', '.join(cluster.endpoints)} (data in {root})", flush=True)
-        consul = ", ".join(cluster.consul_url(n) for n in cluster.ids)
-        print(f"consul-compatible API: {consul}", flush=True)
-        while not stopping and all(cluster.alive(n) for n in cluster.ids):
-            time.sleep(0.2)
-        return 0
-    finally:
-        cluster.stop_all()
-        if temp is not None:
-            temp.cleanup()

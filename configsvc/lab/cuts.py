@@ -33,7 +33,7 @@ from typing import Protocol
 
 import httpx
 
-__all__ = ["Cuts", "TransportCuts", "describe", "heal", "isolate", "links_of", "one_way_links", "partition"]
+__all__ = ["Cuts", "Link", "TransportCuts", "describe", "heal", "isolate", "links_of", "one_way_links", "partition"]
 
 Link = tuple[str, str]
 

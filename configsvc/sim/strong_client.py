@@ -91,6 +91,9 @@ class SimStrongClient:
         self.value_padding = value_padding
         self.read_fraction = read_fraction
         self.seq = 0
+        #: operations this client started: names each one (``op_id``) uniquely, so
+        #: a late answer to an abandoned operation never matches a later one
+        self.started = 0
         self.next_value = 0
         self.last_seen: dict[str, bytes | None] = {}
         self.leader_guess = rng.randrange(len(nodes))
@@ -172,7 +175,8 @@ class SimStrongClient:
         if not self.running or self.pending is not None:
             return
         key, inp = self._choose()
-        op_id = len(self.history) + 1_000_000 * self.index
+        self.started += 1
+        op_id = self.started + 1_000_000 * self.index
         request = self._request(key, inp, op_id)
         op = HistoryOp(self.index, key, inp, None, self.world.now, None, self.client_id, request.seq)
         # Mostly follow the known leader; sometimes ask any node (as a load balancer would).

@@ -1,0 +1,94 @@
+"""``configsvc cluster up``: a local cluster that stays up while you break it.
+
+Starts the node processes and a control server (``configsvc.lab.control``),
+prints "ready" with the addresses, then supervises: a node that exits is
+reported on one line (which node, exit code or signal, its log) and the
+others keep running; ``cluster restart NODE`` brings it back. Everything
+stops only on SIGTERM or Ctrl-C. The state file (``control.state_file``)
+tells the other ``cluster`` commands where the control server is; it is
+removed on the way out.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from configsvc.lab.control import ControlServer, state_file
+from configsvc.lab.supervisor import Supervisor
+
+__all__ = ["cluster_up"]
+
+POLL = 0.2  # seconds between checks of the node processes while supervising
+
+
+def _wait_ready(sup: Supervisor, stopping: threading.Event, timeout: float, root: Path) -> int | None:
+    """None once every node answers; else the exit code to return."""
+    deadline = time.monotonic() + timeout
+    while not stopping.is_set():
+        exits = sup.poll_exits()
+        if exits:
+            for line in exits:
+                print(f"error: during start-up, {line}", file=sys.stderr)
+            return 1
+        try:
+            if all(sup.cluster.health(n)["status"] in ("healthy", "degraded") for n in sup.ids):
+                return None
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            print(f"error: nodes not answering after {timeout}s; logs in {root}", file=sys.stderr)
+            return 1
+        stopping.wait(POLL)
+    return 130
+
+
+def cluster_up(nodes: int, api_port: int, data_dir: str | None, ready_timeout: float = 60.0) -> int:
+    temp = None if data_dir else tempfile.TemporaryDirectory(prefix="configsvc-")
+    root = Path(data_dir or temp.name)  # type: ignore[union-attr]
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    sup = Supervisor(root, nodes, api_port=api_port)
+    control = ControlServer(sup)
+    sup.set_env("CONFIGSVC_CONTROL_URL", control.url)
+    state = state_file()
+    try:
+        control.start()
+        for nid in sup.ids:
+            sup.cluster.start(nid)
+        failed = _wait_ready(sup, stopping, ready_timeout, root)
+        if failed is not None:
+            return failed
+        state.write_text(json.dumps({"control": control.url, "root": str(root),
+                                     "nodes": {n: sup.cluster.url(n) for n in sup.ids}}))
+        print(f"ready: {nodes} nodes at {', '.join(sup.cluster.endpoints)} (data in {root})", flush=True)
+        consul = ", ".join(sup.cluster.consul_url(n) for n in sup.ids)
+        print(f"consul-compatible API: {consul}", flush=True)
+        print(f"control: {control.url} (configsvc cluster kill|restart|partition|isolate|heal|status)",
+              flush=True)
+        while not stopping.is_set():
+            with control.lock:
+                exits = sup.poll_exits()
+            for line in exits:
+                print(line, flush=True)
+            stopping.wait(POLL)
+        return 0
+    finally:
+        print("stopping every node", flush=True)
+        try:
+            if json.loads(state.read_text()).get("control") == control.url:
+                state.unlink()
+        except (OSError, ValueError):
+            pass
+        control.close()
+        sup.stop_all()
+        if temp is not None:
+            temp.cleanup()
