@@ -269,7 +269,7 @@ def test_the_page_shows_a_partition_clicked_on_it_and_its_heal(tmp_path: Path) -
             expect(page.locator("#control-result")).to_have_text(f"restart {third}: done", timeout=35_000)
             expect(row.locator("td.role")).to_have_text("follower", timeout=10_000)
             expect(row.locator("td.process")).to_have_text("running")
-            assert rate(page, "app") != "" and int(rate(page, "app")) >= 90  # a majority kept serving
+            wait_rates(page, "s >= 90 && e === 100", timeout=20)  # serving again with all three
             assert errors == [], errors
         finally:
             browser.close()
