@@ -21,6 +21,7 @@ const ui = {
   probePrefix: "_ui-probe/",
   busy: false,
   probeDecided: false,
+  lastState: 0,        // when the last state arrived (ms)
 };
 
 const $ = (id) => document.getElementById(id);
@@ -63,6 +64,8 @@ async function refreshState() {
     return;
   }
   $("offline").hidden = true;
+  document.body.classList.remove("stale");
+  ui.lastState = Date.now();
   ui.node = state.node;
   ui.members = state.members;
   ui.probePrefix = state.probe_prefix;
@@ -82,7 +85,9 @@ async function refreshState() {
 
 function showOffline(why) {
   $("offline").hidden = false;
-  $("offline-why").textContent = why;
+  document.body.classList.add("stale");
+  const since = ui.lastState ? `; what follows is from ${new Date(ui.lastState).toLocaleTimeString()}` : "";
+  $("offline-why").textContent = `${why}${since}`;
   const links = $("offline-links");
   links.replaceChildren();
   for (const m of ui.members) {
@@ -91,6 +96,7 @@ function showOffline(why) {
     a.href = m.api + "/ui";
     links.append(a);
   }
+  for (const id of ["health-fto", "health-leader", "health-reachable"]) $(id).textContent = "?";
   $("health-status").textContent = "not answering";
   $("health-status").className = "badge unavailable";
 }
@@ -217,8 +223,13 @@ async function control(path, body, label) {
       result.className = "error";
     }
   } catch (err) {
-    result.textContent = `${label}: no answer (${err.name === "AbortError" ? "timeout" : err.message})`;
-    result.className = "error";
+    if (path === `kill/${encodeURIComponent(ui.node)}`) {
+      result.textContent = `${label}: done (this node stopped, and this page with it)`;
+      result.className = "";
+    } else {
+      result.textContent = `${label}: no answer (${err.name === "AbortError" ? "timeout" : err.message})`;
+      result.className = "error";
+    }
   } finally {
     ui.busy = false;
     await refreshState();
