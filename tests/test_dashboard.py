@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import importlib.util
 import os
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -147,6 +148,20 @@ def test_bad_control_input_is_a_clear_4xx_and_is_not_forwarded(
             assert error(response) == (status, code), (path, body[:40])
         assert error(await http.get("/ui/control/status")) == (502, "control_unreachable")
         assert (await http.get("/ui/control/heal")).status_code == 405
+
+        # Seeded random requests under /ui: a 4xx, or the 502 of a well-formed control call.
+        rng = random.Random(9)
+        segments = ["ui", "control", "static", "api", "state", "kill", "restart", "isolate", "partition",
+                    "one-way", "heal", "status", "n1", "n2", "%2e%2e", "dashboard.js", "", "x" * 300]
+        bodies = [b"", b"{}", b"null", b'{"groups": [["n1"], ["n1"]]}', b'{"groups": [[{}]]}',
+                  b'{"from": [], "to": []}', b'{"signal": null}', b'{"groups": [["n1"]], "x": []}']
+        for _ in range(200):
+            path = "/ui/" + "/".join(rng.choice(segments) for _ in range(rng.randint(0, 3)))
+            method = rng.choice(["GET", "POST", "PUT", "DELETE"])
+            headers = as_json if rng.random() < 0.8 else {}
+            response = await http.request(method, path, headers=headers, content=rng.choice(bodies))
+            assert response.status_code < 500 or error(response) == (502, "control_unreachable"), (
+                method, path, response.status_code, response.text[:200])
         state = (await http.get("/ui/api/state")).json()
         assert state["control"] == {"available": True, "reachable": False}
 
