@@ -109,8 +109,8 @@ def build_app(node: Node) -> Starlette:
         kind = await store_for(request, ns)
         if kind is None:
             return await node.forward(request, node.strong.status().leader)
-        if kind != "strong":
-            raise ApiError(400, "wrong_consistency", "transactions need a strong namespace")
+        if kind == "eventual":
+            return await eventual.txn(request, ns, await json_body(request))
         return await strong.txn(request, ns, await json_body(request))
 
     # ---- config documents (configsvc.http.config_docs): both kinds of namespace

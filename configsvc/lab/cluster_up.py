@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 
 from configsvc.lab.control import ControlServer, state_file
+from configsvc.lab.netns import NetnsError
 from configsvc.lab.supervisor import Supervisor
 
 __all__ = ["cluster_up"]
@@ -50,14 +51,19 @@ def _wait_ready(sup: Supervisor, stopping: threading.Event, timeout: float, root
     return 130
 
 
-def cluster_up(nodes: int, api_port: int, data_dir: str | None, ready_timeout: float = 60.0) -> int:
+def cluster_up(nodes: int, api_port: int, data_dir: str | None, ready_timeout: float = 60.0,
+               netns: bool = False) -> int:
     temp = None if data_dir else tempfile.TemporaryDirectory(prefix="configsvc-")
     root = Path(data_dir or temp.name)  # type: ignore[union-attr]
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
-    sup = Supervisor(root, nodes, api_port=api_port)
-    control = ControlServer(sup)
+    try:
+        sup = Supervisor(root, nodes, api_port=api_port, netns=netns)
+    except NetnsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    control = ControlServer(sup, host=sup.network.gateway if sup.network else "127.0.0.1")
     sup.set_env("CONFIGSVC_CONTROL_URL", control.url)
     state = state_file()
     try:

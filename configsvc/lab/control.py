@@ -64,7 +64,9 @@ def _names(value: Any, what: str) -> list[str]:
 
 
 class ControlServer:
-    def __init__(self, supervisor: Supervisor, port: int = 0) -> None:
+    def __init__(self, supervisor: Supervisor, port: int = 0, host: str = "127.0.0.1") -> None:
+        """``host``: loopback, or the lab bridge's address when the nodes live in
+        network namespaces (they cannot reach the root namespace's loopback)."""
         self.supervisor = supervisor
         self.lock = threading.Lock()
         control = self
@@ -105,9 +107,9 @@ class ControlServer:
             def do_POST(self) -> None:
                 self._handle("POST")
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
         self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.url = f"http://{host}:{self.httpd.server_address[1]}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="control", daemon=True)
 
     def start(self) -> None:
