@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 
+from configsvc.http.ui import CONTROL_URL_ENV
 from configsvc.lab.control import ControlServer, state_file
 from configsvc.lab.netns import NetnsError
 from configsvc.lab.supervisor import Supervisor
@@ -64,7 +65,7 @@ def cluster_up(nodes: int, api_port: int, data_dir: str | None, ready_timeout: f
         print(f"error: {exc}", file=sys.stderr)
         return 2
     control = ControlServer(sup, host=sup.network.gateway if sup.network else "127.0.0.1")
-    sup.set_env("CONFIGSVC_CONTROL_URL", control.url)
+    sup.set_env(CONTROL_URL_ENV, control.url)
     state = state_file()
     try:
         control.start()
@@ -78,6 +79,7 @@ def cluster_up(nodes: int, api_port: int, data_dir: str | None, ready_timeout: f
         print(f"ready: {nodes} nodes at {', '.join(sup.cluster.endpoints)} (data in {root})", flush=True)
         consul = ", ".join(sup.cluster.consul_url(n) for n in sup.ids)
         print(f"consul-compatible API: {consul}", flush=True)
+        print(f"dashboard: {sup.cluster.url(sup.ids[0])}/ui (every node serves one)", flush=True)
         print(f"control: {control.url} (configsvc cluster kill|restart|partition|isolate|heal|status)",
               flush=True)
         while not stopping.is_set():

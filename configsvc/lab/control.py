@@ -16,8 +16,9 @@ URL from ``CONFIGSVC_CONTROL_URL``), can drive it. JSON over HTTP:
 
 Every answer is the status after the action; errors are ``{"error": {"code",
 "message"}}`` with 400 (bad body), 404 (unknown node or path) or 409 (the
-action does not apply, e.g. killing a stopped node). Calls are serialized
-(``lock``): the supervisor's own loop takes the same lock.
+action does not apply, e.g. killing a stopped node). Actions are serialized
+(``lock``; the supervisor's own loop takes the same lock); ``/status`` is
+answered without it, so it never waits behind a restart.
 """
 
 from __future__ import annotations
@@ -77,11 +78,14 @@ class ControlServer:
 
             def _answer(self, status: int, body: Any) -> None:
                 data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the caller gave up waiting (e.g. during a restart): nobody to tell
 
             def _handle(self, method: str) -> None:
                 try:
@@ -123,6 +127,8 @@ class ControlServer:
     def dispatch(self, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
         parts = [p for p in path.split("?")[0].split("/") if p]
         sup = self.supervisor
+        if (method, parts) == ("GET", ["status"]):
+            return sup.status()  # read only: never waits behind a restart
         with self.lock:
             try:
                 match method, parts:
