@@ -61,12 +61,18 @@ class LocalCluster:
         env: dict[str, str] | None = None,
         consul: bool = True,
         consul_config: dict[str, str] | None = None,
+        hosts: dict[str, str] | None = None,
+        launch: dict[str, list[str]] | None = None,
     ) -> None:
         #: extra environment of every node process
         self.env = env or {}
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self.ids = [f"n{i + 1}" for i in range(nodes)]
+        #: node -> the address it listens on (loopback unless given, e.g. a
+        #: network namespace's); node -> the command prefix that starts it there
+        self.hosts = {nid: (hosts or {}).get(nid, "127.0.0.1") for nid in self.ids}
+        self.launch = {nid: list((launch or {}).get(nid, [])) for nid in self.ids}
         if api_port:
             api = [api_port + i for i in range(nodes)]
             peer = [api_port + 100 + i for i in range(nodes)]
@@ -82,7 +88,7 @@ class LocalCluster:
             "cluster_id": "local",
             "data_root": str(root / "data"),
             "nodes": [
-                {"id": nid, "host": "127.0.0.1", "api_port": api[i], "peer_port": peer[i]}
+                {"id": nid, "host": self.hosts[nid], "api_port": api[i], "peer_port": peer[i]}
                 | ({"consul_port": self.consul_ports[nid]} if consul else {})
                 for i, nid in enumerate(self.ids)
             ],
@@ -103,21 +109,21 @@ class LocalCluster:
         self.http = httpx.Client(timeout=5.0)
 
     def url(self, nid: str) -> str:
-        return f"http://127.0.0.1:{self.api[nid]}"
+        return f"http://{self.hosts[nid]}:{self.api[nid]}"
 
     @property
     def endpoints(self) -> list[str]:
         return [self.url(n) for n in self.ids]
 
     def consul_url(self, nid: str) -> str:
-        return f"http://127.0.0.1:{self.consul_ports[nid]}"
+        return f"http://{self.hosts[nid]}:{self.consul_ports[nid]}"
 
     def start(self, nid: str) -> None:
         state = "new" if nid in self._bootstrap else "existing"
         self._bootstrap.discard(nid)
         with open(self.root / f"{nid}.log", "ab") as log:
             self.procs[nid] = subprocess.Popen(
-                [sys.executable, "-m", "configsvc.cli", "serve", "--config", str(self.config_path),
+                [*self.launch[nid], sys.executable, "-m", "configsvc.cli", "serve", "--config", str(self.config_path),
                  "--node", nid, "--initial-cluster-state", state],
                 stdout=log, stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},

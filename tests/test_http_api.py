@@ -221,7 +221,23 @@ def test_eventual_read_write_siblings_and_blocking_watch(tmp_path: Path,
         changed = (await asyncio.wait_for(watch, 5)).json()  # the change woke it, not the bound
         assert changed["index"] != index and [i["key"] for i in changed["items"]] == ["svc/db", "svc/web"]
         assert error(await http.get("/v1/kv/ev/nothing")) == (404, "key_not_found")
-        assert error(await http.post("/v1/txn/ev", json={})) == (400, "wrong_consistency")
+        # transactions in an eventual namespace: in order, all or nothing at this node
+        assert error(await http.post("/v1/txn/ev", json={})) == (400, "invalid_argument")
+        assert error(await http.post("/v1/txn/ev", json={"ops": [{"op": "explode"}]})) == (
+            400, "invalid_argument")
+        b64 = base64.b64encode(b"1").decode()
+        done = await http.post("/v1/txn/ev", json={"ops": [
+            {"op": "put", "key": "t/a", "value": b64, "if_version": 0},
+            {"op": "put", "key": "t/b", "value": b64},
+            {"op": "range", "prefix": "t/"}]})
+        assert done.status_code == 200 and done.json()["succeeded"], done.text
+        tree = done.json()["results"][2]
+        assert [r["key"] for r in tree] == ["t/a", "t/b"] and all(r["version"] for r in tree)
+        refused = await http.post("/v1/txn/ev", json={"ops": [
+            {"op": "delete", "key": "t/b"},
+            {"op": "check", "key": "t/a", "version": tree[0]["version"] + 1}]})
+        assert refused.status_code == 409 and refused.json()["failed_op"] == 1
+        assert (await http.get("/v1/kv/ev/t/b")).status_code == 200  # the delete did not apply
 
     run(tmp_path, scenario)
 

@@ -23,6 +23,7 @@ from configsvc.http.errors import ApiError, api_error_handler, bad_request, inte
 from configsvc.http.eventual_api import EventualApi
 from configsvc.http.openapi import OPENAPI
 from configsvc.http.strong_api import StrongApi, ns_json
+from configsvc.http.ui import ui_routes
 
 if TYPE_CHECKING:
     from configsvc.node import Node
@@ -108,8 +109,8 @@ def build_app(node: Node) -> Starlette:
         kind = await store_for(request, ns)
         if kind is None:
             return await node.forward(request, node.strong.status().leader)
-        if kind != "strong":
-            raise ApiError(400, "wrong_consistency", "transactions need a strong namespace")
+        if kind == "eventual":
+            return await eventual.txn(request, ns, await json_body(request))
         return await strong.txn(request, ns, await json_body(request))
 
     # ---- config documents (configsvc.http.config_docs): both kinds of namespace
@@ -154,6 +155,7 @@ def build_app(node: Node) -> Starlette:
         Route("/v1/admin/faults", admin.clear_faults, methods=["DELETE"]),
         Route("/v1/admin/faults/{peer}", admin.set_fault, methods=["PUT"]),
         *config_routes,
+        *ui_routes(node),  # the dashboard at /ui (configsvc.http.ui)
     ]
 
     # Service discovery (configsvc.http.discovery_api over configsvc.discovery).

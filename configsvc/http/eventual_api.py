@@ -45,11 +45,21 @@ from eventual.requests import (
     ReadResult,
     Result,
     SiblingView,
+    Txn,
+    TxnCheck,
+    TxnFailed,
+    TxnOp,
+    TxnRead,
+    TxnReadPrefix,
+    TxnRemovePrefix,
+    TxnResult,
+    TxnWrite,
     WriteResult,
 )
 from eventual.requests import (
     Request as EventualRequest,
 )
+from eventual.txn import version_stamp
 
 if TYPE_CHECKING:
     from configsvc.node import Node
@@ -202,3 +212,53 @@ class EventualApi:
                                                               idempotency_key(request)))
         replayed = isinstance(result, WriteResult) and result.replayed
         return JSONResponse({"deleted": key, "replayed": replayed}, headers={TOKEN: token})
+
+    async def txn(self, request: Request, ns: str, spec: Any) -> Response:
+        """``POST /v1/txn/{ns}`` on an eventual namespace (``eventual.txn``): ``{"ops":
+        [...]}`` run in order at this node, all or nothing, visible atomically
+        everywhere. Ops: ``{"op": "check", "key", "version"?}`` (absent version:
+        must exist; 0: must not), ``{"op": "get", "key"}``, ``{"op": "range",
+        "prefix"}``, ``{"op": "put", "key", "value" (base64), "if_version"?}``,
+        ``{"op": "delete", "key", "if_version"?}``, ``{"op": "delete_prefix",
+        "prefix"}``. ``200 {"succeeded": true, "results": [...]}`` (per op, the
+        keys it saw with their siblings and ``version``), or ``409 {"succeeded":
+        false, "failed_op": i, "reason"}``: nothing written."""
+        try:
+            ops = tuple(_eventual_txn_op(o) for o in spec["ops"])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ApiError(400, "invalid_argument", f"invalid transaction: {exc!r}") from None
+        result, token = await self._call(request, ns, Txn(ns, ops, idempotency_key(request)))
+        if isinstance(result, TxnFailed):
+            return JSONResponse({"succeeded": False, "failed_op": result.op, "reason": result.reason},
+                                status_code=409, headers={TOKEN: token})
+        assert isinstance(result, TxnResult)
+        results = [[{"key": key, "version": version_stamp(s.dot for s in sibs),
+                     "siblings": [_sibling(s) for s in sibs]} for key, sibs in seen]
+                   for seen in result.results]
+        return JSONResponse({"succeeded": True, "replayed": result.replayed, "results": results},
+                            headers={TOKEN: token})
+
+
+def _version(o: dict[str, Any], field: str) -> int | None:
+    value = o.get(field)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise ValueError(f"{field} must be a non-negative integer")
+    return value
+
+
+def _eventual_txn_op(o: dict[str, Any]) -> TxnOp:
+    verb = o["op"]
+    if verb == "check":
+        return TxnCheck(str(o["key"]), _version(o, "version"))
+    if verb == "get":
+        return TxnRead(str(o["key"]))
+    if verb == "range":
+        return TxnReadPrefix(str(o.get("prefix", "")))
+    if verb == "put":
+        return TxnWrite(str(o["key"]), base64.b64decode(o["value"], validate=True),
+                        _version(o, "if_version"))
+    if verb == "delete":
+        return TxnWrite(str(o["key"]), None, _version(o, "if_version"))
+    if verb == "delete_prefix":
+        return TxnRemovePrefix(str(o["prefix"]))
+    raise ValueError(f"unknown op {verb!r}")

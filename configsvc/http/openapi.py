@@ -64,7 +64,7 @@ OPENAPI: dict[str, Any] = {
                           [_p("ns"), _p("key"), _q("cas", "integer", ""), _q("recurse", "boolean", "")],
                           errors=(400, 404, 412, 503, 504)),
         },
-        "/v1/txn/{ns}": {"post": _op("All-or-nothing transaction under compares",
+        "/v1/txn/{ns}": {"post": _op("All-or-nothing transaction: strong, under compares; eventual, ops in order at this node",
                                       [_p("ns")], body="application/json", errors=(400, 404, 409, 503, 504))},
         "/v1/config/{ns}/{prefix}": {"get": _not_modified(_op(
             "The keys under a prefix as one nested document (docs/config-documents.md)",

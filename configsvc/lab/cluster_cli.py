@@ -1,6 +1,6 @@
 """``configsvc cluster ...``: start a local cluster and break it from another terminal.
 
-    configsvc cluster up [--nodes N] [--api-port P] [--data-dir D]
+    configsvc cluster up [--nodes N] [--api-port P] [--data-dir D] [--netns]
     configsvc cluster status
     configsvc cluster kill NODE [--signal KILL|TERM|INT|STOP|CONT]
     configsvc cluster restart NODE
@@ -30,7 +30,7 @@ __all__ = ["add_cluster_parser"]
 def _up(args: argparse.Namespace) -> int:
     from configsvc.lab.cluster_up import cluster_up
 
-    return cluster_up(args.nodes, args.api_port, args.data_dir)
+    return cluster_up(args.nodes, args.api_port, args.data_dir, netns=args.netns)
 
 
 def render_status(status: dict[str, Any]) -> str:
@@ -87,6 +87,8 @@ def add_cluster_parser(sub: Any) -> None:
     up.add_argument("--nodes", type=int, default=3)
     up.add_argument("--api-port", type=int, default=7501)
     up.add_argument("--data-dir", default=None)
+    up.add_argument("--netns", action="store_true",
+                    help="each node in its own network namespace; cuts are nftables rules (root only)")
     up.set_defaults(func=_up)
 
     def control(name: str, help: str) -> argparse.ArgumentParser:

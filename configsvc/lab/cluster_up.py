@@ -21,7 +21,9 @@ from pathlib import Path
 
 import httpx
 
+from configsvc.http.ui import CONTROL_URL_ENV
 from configsvc.lab.control import ControlServer, state_file
+from configsvc.lab.netns import NetnsError
 from configsvc.lab.supervisor import Supervisor
 
 __all__ = ["cluster_up"]
@@ -50,15 +52,20 @@ def _wait_ready(sup: Supervisor, stopping: threading.Event, timeout: float, root
     return 130
 
 
-def cluster_up(nodes: int, api_port: int, data_dir: str | None, ready_timeout: float = 60.0) -> int:
+def cluster_up(nodes: int, api_port: int, data_dir: str | None, ready_timeout: float = 60.0,
+               netns: bool = False) -> int:
     temp = None if data_dir else tempfile.TemporaryDirectory(prefix="configsvc-")
     root = Path(data_dir or temp.name)  # type: ignore[union-attr]
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
-    sup = Supervisor(root, nodes, api_port=api_port)
-    control = ControlServer(sup)
-    sup.set_env("CONFIGSVC_CONTROL_URL", control.url)
+    try:
+        sup = Supervisor(root, nodes, api_port=api_port, netns=netns)
+    except NetnsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    control = ControlServer(sup, host=sup.network.gateway if sup.network else "127.0.0.1")
+    sup.set_env(CONTROL_URL_ENV, control.url)
     state = state_file()
     try:
         control.start()
@@ -72,6 +79,7 @@ def cluster_up(nodes: int, api_port: int, data_dir: str | None, ready_timeout: f
         print(f"ready: {nodes} nodes at {', '.join(sup.cluster.endpoints)} (data in {root})", flush=True)
         consul = ", ".join(sup.cluster.consul_url(n) for n in sup.ids)
         print(f"consul-compatible API: {consul}", flush=True)
+        print(f"dashboard: {sup.cluster.url(sup.ids[0])}/ui (every node serves one)", flush=True)
         print(f"control: {control.url} (configsvc cluster kill|restart|partition|isolate|heal|status)",
               flush=True)
         while not stopping.is_set():

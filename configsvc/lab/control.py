@@ -16,8 +16,9 @@ URL from ``CONFIGSVC_CONTROL_URL``), can drive it. JSON over HTTP:
 
 Every answer is the status after the action; errors are ``{"error": {"code",
 "message"}}`` with 400 (bad body), 404 (unknown node or path) or 409 (the
-action does not apply, e.g. killing a stopped node). Calls are serialized
-(``lock``): the supervisor's own loop takes the same lock.
+action does not apply, e.g. killing a stopped node). Actions are serialized
+(``lock``; the supervisor's own loop takes the same lock); ``/status`` is
+answered without it, so it never waits behind a restart.
 """
 
 from __future__ import annotations
@@ -64,7 +65,9 @@ def _names(value: Any, what: str) -> list[str]:
 
 
 class ControlServer:
-    def __init__(self, supervisor: Supervisor, port: int = 0) -> None:
+    def __init__(self, supervisor: Supervisor, port: int = 0, host: str = "127.0.0.1") -> None:
+        """``host``: loopback, or the lab bridge's address when the nodes live in
+        network namespaces (they cannot reach the root namespace's loopback)."""
         self.supervisor = supervisor
         self.lock = threading.Lock()
         control = self
@@ -75,11 +78,14 @@ class ControlServer:
 
             def _answer(self, status: int, body: Any) -> None:
                 data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the caller gave up waiting (e.g. during a restart): nobody to tell
 
             def _handle(self, method: str) -> None:
                 try:
@@ -105,9 +111,9 @@ class ControlServer:
             def do_POST(self) -> None:
                 self._handle("POST")
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
         self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.url = f"http://{host}:{self.httpd.server_address[1]}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="control", daemon=True)
 
     def start(self) -> None:
@@ -121,6 +127,8 @@ class ControlServer:
     def dispatch(self, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
         parts = [p for p in path.split("?")[0].split("/") if p]
         sup = self.supervisor
+        if (method, parts) == ("GET", ["status"]):
+            return sup.status()  # read only: never waits behind a restart
         with self.lock:
             try:
                 match method, parts:

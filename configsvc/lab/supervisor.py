@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from configsvc.lab.cuts import Link, TransportCuts, describe, links_of, one_way_links
+from configsvc.lab.netns import NetnsCuts, NetnsNetwork
 from configsvc.localcluster import LocalCluster, wait_for
 
 __all__ = ["Supervisor", "exit_reason"]
@@ -48,13 +49,29 @@ class Supervisor:
         timing: dict[str, float] | None = None,
         env: dict[str, str] | None = None,
         admin_token: str | None = None,
+        netns: bool = False,
     ) -> None:
+        """``netns``: every node in its own network namespace, cuts as nftables
+        rules (``configsvc.lab.netns``; root only, raises ``NetnsError`` saying
+        why not); else loopback, cuts in the nodes' transports."""
         self.admin_token = admin_token or secrets.token_hex(16)
         self.env = dict(env or {})
-        self.cluster = LocalCluster(root, nodes, api_port=api_port, namespaces=namespaces,
-                                    admin_token=self.admin_token, timing=timing, env=self.env)
+        ids = [f"n{i + 1}" for i in range(nodes)]
+        self.network = NetnsNetwork(ids) if netns else None
+        try:
+            self.cluster = LocalCluster(
+                root, nodes, api_port=api_port, namespaces=namespaces, admin_token=self.admin_token,
+                timing=timing, env=self.env,
+                hosts=self.network.hosts if self.network else None,
+                launch=self.network.launch() if self.network else None)
+        except Exception:
+            if self.network is not None:
+                self.network.close()
+            raise
         self.ids = self.cluster.ids
-        self.cuts = TransportCuts({n: self.cluster.url(n) for n in self.ids}, self.admin_token)
+        self.cuts: TransportCuts | NetnsCuts = (
+            NetnsCuts(self.network) if self.network else
+            TransportCuts({n: self.cluster.url(n) for n in self.ids}, self.admin_token))
         #: exits already reported by ``poll_exits``
         self._reported: set[str] = set()
         #: nodes stopped on purpose (kill), reported as such
@@ -73,6 +90,8 @@ class Supervisor:
     def stop_all(self) -> None:
         self.cuts.close()
         self.cluster.stop_all()
+        if self.network is not None:
+            self.network.close()
 
     def kill(self, nid: str, sig: int = signal.SIGKILL) -> None:
         self._check(nid)
