@@ -40,6 +40,7 @@ def _lab(args: argparse.Namespace) -> int:
     """``configsvc lab run``: a measured scenario; exit 1 if any checker found a violation."""
     from pathlib import Path
 
+    from configsvc.lab.netns import NetnsError
     from configsvc.lab.report import print_report, write_report
     from configsvc.lab.run import LabError, run_lab
     from configsvc.lab.scenarios import SCENARIOS
@@ -54,8 +55,9 @@ def _lab(args: argparse.Namespace) -> int:
         return 2
     try:
         result = run_lab(args.scenario, args.nodes, args.duration, plant=args.plant, seed=args.seed,
+                         netns=args.netns,
                          progress=lambda text: print(f"lab: {text}", file=sys.stderr, flush=True))
-    except LabError as exc:
+    except (LabError, NetnsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except TimeoutError as exc:  # the cluster did not come up or settle in time
@@ -87,6 +89,9 @@ def _add_lab(sub: Any) -> None:
                           "(stale-follower-reads), to see the checkers fail")
     run.add_argument("--seed", type=int, default=1, help="the workload's random choices")
     run.add_argument("--json", action="store_true", help="print summary.json instead of the table")
+    run.add_argument("--netns", action="store_true",
+                     help="real partitions: each node in its own network namespace, cuts as "
+                          "nftables rules that drop packets (root only)")
     lab.set_defaults(func=_lab)
 
 

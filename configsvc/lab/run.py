@@ -137,11 +137,15 @@ def validate(scenario: str, nodes: int, duration: float, plant: list[str]) -> No
 
 
 def run_lab(scenario: str, nodes: int = 5, duration: float = 60.0, plant: list[str] | None = None,
-            seed: int = 1, root: Path | None = None, progress: Any = None) -> LabResult:
+            seed: int = 1, root: Path | None = None, progress: Any = None,
+            netns: bool = False) -> LabResult:
     """Run ``scenario`` and return what was measured. ``progress``: a callable
-    taking one line of text (what the run is doing), or None.
+    taking one line of text (what the run is doing), or None. ``netns``: every
+    node in its own network namespace, cuts as nftables rules (real packets
+    dropped; root only) instead of cuts in the nodes' transports.
 
-    Raises ``LabError`` for bad arguments, ``TimeoutError`` when the cluster
+    Raises ``LabError`` for bad arguments, ``configsvc.lab.netns.NetnsError``
+    when ``netns`` is not possible here, ``TimeoutError`` when the cluster
     does not come up or settle within its deadline."""
     plant = list(plant or [])
     validate(scenario, nodes, duration, plant)
@@ -149,9 +153,11 @@ def run_lab(scenario: str, nodes: int = 5, duration: float = 60.0, plant: list[s
     env = {PLANTED_ENV: ",".join(PLANTS[p] for p in plant)} if plant else {}
     with tempfile.TemporaryDirectory(prefix="configsvc-lab-") as tmp:
         sup = Supervisor(root or Path(tmp), nodes, namespaces=namespace_specs(),
-                         timing={"request_timeout": 2.0}, env=env)
+                         timing={"request_timeout": 2.0}, env=env, netns=netns)
         try:
-            say(f"starting {nodes} node processes" + (f" with planted {', '.join(plant)}" if plant else ""))
+            say(f"starting {nodes} node processes"
+                + (", each in its own network namespace (cuts: nftables)" if netns else "")
+                + (f" with planted {', '.join(plant)}" if plant else ""))
             sup.start_all()
             dashboard = _dashboard(sup)
             if dashboard:
