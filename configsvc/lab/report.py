@@ -118,6 +118,10 @@ def print_report(result: LabResult, console: Console | None = None, out: Path | 
         console.print(f"[red]{name}, first counter-example:[/red]")
         for line in s["examples"].get(name, [])[:10]:
             console.print(f"  {line}", markup=False, highlight=False)
+    errors = [e for e in result.history.events if e.what == "client-error"]
+    if errors:
+        console.print(f"[red]{len(errors)} answer(s) not as documented; first: "
+                      f"{errors[0].detail}[/red]", highlight=False)
     if out is not None:
         console.print(f"report: {out / 'report.html'}")
 

@@ -135,7 +135,10 @@ class Workload:
                        http: httpx.AsyncClient, node: str, kind: str, rng: random.Random) -> None:
         client = _Client(f"{kind}@{node}", node, kind, self.urls[node], http, self.history)
         while not self._stopped():
-            await step(client, rng)
+            try:
+                await step(client, rng)
+            except (ValueError, KeyError, TypeError) as exc:  # an answer not as documented
+                self.history.event("client-error", client=client.name, error=repr(exc)[:200])
             reader = kind in ("svc-strong", "svc-eventual")
             await self._pause(self.config.read_period if reader else self.config.kv_period, rng)
 
