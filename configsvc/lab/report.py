@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["print_report", "write_report"]
 
+CUTS = {"transport": "nodes' transport", "netns": "kernel (nftables)"}
 #: the table's width when the output is not a wide terminal (a pipe, a log)
 WIDTH = 160
 LABELS = {
@@ -72,9 +73,10 @@ def print_report(result: LabResult, console: Console | None = None, out: Path | 
             console = Console(width=WIDTH)
     s = result.summary()
     sides = sorted(set(s["sides"].values()))
+    phases = s["phases"]
     console.print(f"[bold]scenario {s['scenario']}[/bold]: {s['description']} "
-                  f"({s['nodes']} nodes; fault {s['phases']['fault_at']:.1f}s → "
-                  f"{s['phases']['heal_at']:.1f}s of {s['phases']['end_at']:.1f}s)")
+                  f"({s['nodes']} nodes, cuts in the {CUTS[s['cuts']]}; fault "
+                  f"{phases['fault_at']:.1f}s → {phases['heal_at']:.1f}s of {phases['end_at']:.1f}s)")
     if s["planted"]:
         console.print(f"[bold red]planted fault on: {', '.join(s['planted'])}[/bold red]")
     table = Table(title="What each choice costs and buys (counts and latency: during the fault)")
@@ -156,6 +158,7 @@ def _html(s: dict[str, Any], plots: list[str], result: LabResult) -> str:
                     f"<td>{e(side)}</td><td>{c['ops']}</td><td>{_pct(c['success'])}</td>"
                     f"<td>{c['writes_ok']}/{c['writes']}</td><td>{c['reads_ok']}/{c['reads']}</td>"
                     f"<td>{c['unknown']}</td><td>{_num(c['p50_ms'])}</td><td>{_num(c['p99_ms'])}</td>"
+                    f"<td>{_num(c.get('not_ok_p50_ms'))}</td>"
                     f"<td>{c['stale_reads']}</td>"
                     f"<td>{_seen(seen)}</td></tr>")
     after = "".join(f"<li>{e(LABELS.get(k, k))}: {e(_after(v, k, s['nodes']))}</li>"
@@ -181,7 +184,8 @@ tr.during {{ background: #fff3e0; }}
 img {{ max-width: 100%; }}
 </style></head><body>
 <h1>Partition lab: {e(s['scenario'])}</h1>
-<p>{e(s['description'])}. {s['nodes']} nodes ({e(sides_text)}).
+<p>{e(s['description'])}. {s['nodes']} nodes ({e(sides_text)}); the network was cut in the
+{e(CUTS[s['cuts']])}.
 Fault from {s['phases']['fault_at']:.1f}s to {s['phases']['heal_at']:.1f}s, run ends at
 {s['phases']['end_at']:.1f}s; {s['ops']} operations recorded.
 {'<b class="bad">Planted fault on: ' + e(', '.join(s['planted'])) + '</b>' if s['planted'] else ''}</p>
@@ -191,6 +195,7 @@ Fault from {s['phases']['fault_at']:.1f}s to {s['phases']['heal_at']:.1f}s, run 
 <h2>Per namespace × phase × side</h2>
 <table><tr><th>namespace</th><th>phase</th><th>side</th><th>ops</th><th>success</th>
 <th>writes ok</th><th>reads ok</th><th>unknown</th><th>p50 ms</th><th>p99 ms</th>
+<th>not ok: p50 ms to fail</th>
 <th>stale reads</th><th>instances seen min/mean/max</th></tr>
 {''.join(rows)}</table>
 <p>Stale read: a successful read that misses a write acknowledged before it began.

@@ -61,6 +61,8 @@ class LabResult:
     history: History
     plant: list[str] = field(default_factory=list)
     finals: list[Op] = field(default_factory=list)
+    #: how the network was cut: "transport" (the nodes' fault API) or "netns" (nftables)
+    cuts: str = "transport"
 
     def summary(self) -> dict[str, Any]:
         """``summary.json``: every figure and verdict, machine-readable."""
@@ -69,6 +71,7 @@ class LabResult:
             "scenario": self.scenario,
             "nodes": self.nodes,
             "planted": self.plant,
+            "cuts": self.cuts,
             "description": t.description,
             "leader_at_fault": t.leader,
             "sides": t.sides,
@@ -162,7 +165,9 @@ def run_lab(scenario: str, nodes: int = 5, duration: float = 60.0, plant: list[s
             dashboard = _dashboard(sup)
             if dashboard:
                 say(f"dashboard: {dashboard} (live while the run lasts)")
-            return _run(sup, scenario, nodes, duration, plant, seed, say)
+            result = _run(sup, scenario, nodes, duration, plant, seed, say)
+            result.cuts = "netns" if netns else "transport"
+            return result
         finally:
             sup.stop_all()
 
