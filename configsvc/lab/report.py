@@ -113,7 +113,10 @@ def print_report(result: LabResult, console: Console | None = None, out: Path | 
     console.print(f"[{colour}]checkers: {verdict}[/{colour}]"
                   + ("" if bad or s["inconclusive"] else "  [bold green]— 0 violations[/bold green]"))
     for k, n in s["counted"].items():
-        console.print(f"counted (a cost, not a violation): {k.replace('_', ' ')} {n}")
+        split = s.get("counted_by_phase", {}).get(k)
+        by_phase = f" (writes started before {split['before']} · during {split['during']} · " \
+                   f"after {split['after']})" if split else ""
+        console.print(f"counted (a cost, not a violation): {k.replace('_', ' ')} {n}{by_phase}")
     for line in s["inconclusive"]:
         console.print(f"[red]inconclusive: {line}[/red]")
     for name in bad:
@@ -165,7 +168,10 @@ def _html(s: dict[str, Any], plots: list[str], result: LabResult) -> str:
                     for k, v in s["namespaces"].items())
     verdicts = "".join(
         f"<li class='{'bad' if n else 'good'}'>{e(k)}: {n}</li>" for k, n in s["violations"].items())
-    verdicts += "".join(f"<li>{e(k)} (counted, a cost of LWW): {n}</li>" for k, n in s["counted"].items())
+    verdicts += "".join(
+        f"<li>{e(k)} (counted, a cost of LWW): {n} "
+        f"{e(json.dumps(s.get('counted_by_phase', {}).get(k, {})))}</li>"
+        for k, n in s["counted"].items())
     verdicts += "".join(f"<li class='bad'>inconclusive: {e(x)}</li>" for x in s["inconclusive"])
     examples = "".join(f"<h3>{e(k)}</h3><pre>{e(chr(10).join(v))}</pre>" for k, v in s["examples"].items())
     events = "".join(f"<li>{ev.at:.2f}s {e(ev.what)} {e(json.dumps(ev.detail)) if ev.detail else ''}</li>"

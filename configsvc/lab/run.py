@@ -82,6 +82,7 @@ class LabResult:
             "convergence": self.figures.get("convergence", {}),
             "violations": self.verdicts.violations,
             "counted": self.verdicts.counted,
+            "counted_by_phase": self.verdicts.counted_by_phase,
             "inconclusive": self.verdicts.inconclusive,
             "examples": self.verdicts.examples,
             "ops": len(self.history.ops),
@@ -199,7 +200,7 @@ def _run(sup: Supervisor, scenario: str, nodes: int, duration: float, plant: lis
     finals = _finals(sup, history)
     audit = _audit(sup, history)
     figures = measure(history.snapshot(), timeline, config.ttl)
-    verdicts = check_all(history.snapshot(), finals, audit)
+    verdicts = check_all(history.snapshot(), finals, audit, phase_of=timeline.phase)
     return LabResult(scenario, nodes, timeline, figures, verdicts, history, plant, finals)
 
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +69,8 @@ class Verdicts:
     violations: dict[str, int] = field(default_factory=dict)
     #: counted costs that are not violations (LWW overwrites)
     counted: dict[str, int] = field(default_factory=dict)
+    #: the counted costs, by the phase in which the write concerned started
+    counted_by_phase: dict[str, dict[str, int]] = field(default_factory=dict)
     #: checkers that could not decide (search budget): never a pass
     inconclusive: list[str] = field(default_factory=list)
     #: the first violation of each checker, in words
@@ -219,7 +221,7 @@ def _lost(finals: Sequence[Op], writes: WriteIndex) -> tuple[int, list[str]]:
     return len(gone), gone[:5]
 
 
-def _lww_overwritten(ops: Sequence[Op], finals: Sequence[Op]) -> tuple[int, list[str]]:
+def _lww_overwritten(ops: Sequence[Op], finals: Sequence[Op]) -> dict[str, str]:
     """LWW: acknowledged writes a session had seen, then read over by a value
     whose write had not seen them (nor they it): dropped for a concurrent write.
 
@@ -258,12 +260,14 @@ def _lww_overwritten(ops: Sequence[Op], finals: Sequence[Op]) -> tuple[int, list
             if value in key_of:
                 for client, mine in past.items():
                     read_over(mine, f.key, value, f"{client} (at the end, on {f.node})")
-    return len(dropped), sorted(dropped.values())[:5]
+    return dropped
 
 
-def check_all(ops: Sequence[Op], finals: Sequence[Op], audit: Sequence[Op]) -> Verdicts:
+def check_all(ops: Sequence[Op], finals: Sequence[Op], audit: Sequence[Op],
+              phase_of: Callable[[float], str] | None = None) -> Verdicts:
     """Every checker on a run's ops; ``finals``: each eventual key read on every
-    node after convergence; ``audit``: each strong key read after the heal."""
+    node after convergence; ``audit``: each strong key read after the heal;
+    ``phase_of``: the phase of a time (counted costs are split by phase)."""
     v = Verdicts()
     strong = [o for o in ops if o.kind == "strong"] + list(audit)
     bad, unsure, example = lin_check(strong)
@@ -283,8 +287,14 @@ def check_all(ops: Sequence[Op], finals: Sequence[Op], audit: Sequence[Op]) -> V
             if which:
                 v.examples["lost_acked_writes"] = which
         else:
-            overwritten, which = _lww_overwritten(mine, finals_of)
-            v.counted["lww_overwritten"] = overwritten
-            if which:
-                v.examples["lww_overwritten"] = which
+            dropped = _lww_overwritten(mine, finals_of)
+            v.counted["lww_overwritten"] = len(dropped)
+            if dropped:
+                v.examples["lww_overwritten"] = sorted(dropped.values())[:5]
+            if phase_of is not None:
+                started = {o.value: o.start for o in mine if o.op == "put"}
+                split = {"before": 0, "during": 0, "after": 0}
+                for value in dropped:
+                    split[phase_of(started[value])] += 1
+                v.counted_by_phase["lww_overwritten"] = split
     return v
