@@ -60,7 +60,7 @@ def test_split_strong_refuses_the_minority_eventual_serves_both(tmp_path: Path) 
 
 
 def test_the_planted_stale_follower_reads_fail_the_linearizability_check() -> None:
-    result = run_lab("split", nodes=3, duration=10.0, plant=["stale-follower-reads"])
+    result = run_lab("split", nodes=3, duration=14.0, plant=["stale-follower-reads"])
     s = result.summary()
     assert s["planted"] == ["stale-follower-reads"]
     assert s["violations"]["linearizability"] > 0, s["namespaces"]["strong"]["cells"]
