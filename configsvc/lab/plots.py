@@ -33,9 +33,14 @@ TITLES = {
 }
 
 
-def _shade(ax: Any, windows: list[list[float]]) -> None:
+def _shade(ax: Any, windows: list[list[float]], transitions: list[list[float]] | None = None) -> None:
+    """The fault windows, and (hatched) the stretches while a cut or heal was
+    being put in force node by node."""
     for i, (a, b) in enumerate(windows):
         ax.axvspan(a, b, color="tab:red", alpha=0.12, lw=0, label="fault" if i == 0 else None)
+    for i, (a, b) in enumerate(transitions or []):
+        ax.axvspan(a, b, color="tab:red", alpha=0.05, hatch="//", lw=0,
+                   label="cut or heal being applied" if i == 0 else None)
 
 
 def _success(s: dict[str, Any], out: Path) -> str:
@@ -43,7 +48,7 @@ def _success(s: dict[str, Any], out: Path) -> str:
     fig, axes = plt.subplots(len(kinds), 1, figsize=(10, 1.9 * len(kinds)), sharex=True, squeeze=False)
     for ax, kind in zip(axes[:, 0], kinds, strict=True):
         series = s["namespaces"][kind]["series"]
-        _shade(ax, s["fault_windows"])
+        _shade(ax, s["fault_windows"], s.get("transition_windows"))
         for i, (side, values) in enumerate(series["success"].items()):
             ax.plot(series["t"], [None if v is None else 100 * v for v in values], label=side,
                     lw=2.2 - 0.5 * i, ls=STYLES[i % len(STYLES)], marker=".", ms=4)
@@ -62,7 +67,7 @@ def _success(s: dict[str, Any], out: Path) -> str:
 
 def _latency(s: dict[str, Any], out: Path) -> str:
     fig, ax = plt.subplots(figsize=(10, 3.6))
-    _shade(ax, s["fault_windows"])
+    _shade(ax, s["fault_windows"], s.get("transition_windows"))
     for kind, entry in s["namespaces"].items():
         series = entry["series"]
         line = ax.plot(series["t"], series["p50_ms"], label=f"{kind} p50", lw=1.5)

@@ -78,6 +78,7 @@ class LabResult:
             "phases": {"fault_at": round(t.fault_at, 3), "heal_at": round(t.heal_at, 3),
                        "end_at": round(t.end_at, 3)},
             "fault_windows": [[round(a, 3), round(b, 3)] for a, b in t.windows],
+            "transition_windows": [[round(a, 3), round(b, 3)] for a, b in t.transitions],
             "namespaces": {k: v for k, v in self.figures.items() if k != "convergence"},
             "convergence": self.figures.get("convergence", {}),
             "violations": self.verdicts.violations,

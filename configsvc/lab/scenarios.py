@@ -89,6 +89,9 @@ class Timeline:
     end_at: float = 0.0
     #: (start, end) of every stretch during which the fault was on
     windows: list[tuple[float, float]] = field(default_factory=list)
+    #: (start, end) of every stretch during which a cut or a heal was being put
+    #: in force node by node (neither fully on nor fully off)
+    transitions: list[tuple[float, float]] = field(default_factory=list)
     sides: dict[str, str] = field(default_factory=dict)
     leader: str = ""
     description: str = ""
@@ -126,8 +129,10 @@ class Scenario:
         leader = controls.leader()
         fault = self.plan(controls, leader)
         timeline.sides, timeline.leader, timeline.description = fault.sides, leader, fault.description
+        began = history.now()
         fault.apply()
         timeline.fault_at = history.now()
+        timeline.transitions.append((began, timeline.fault_at))
         history.event("fault", scenario=self.name, description=fault.description, leader=leader,
                       sides=fault.sides)
         on_since = timeline.fault_at
@@ -136,25 +141,29 @@ class Scenario:
             on = True
             while history.now() + fault.flap < end_of_fault:
                 _hold(fault.flap)
+                began = history.now()
                 if on:
-                    timeline.windows.append((on_since, history.now()))
+                    timeline.windows.append((on_since, began))
                     fault.heal()
                     history.event("flap-heal")
                 else:
                     fault.apply()
                     on_since = history.now()
                     history.event("flap-cut")
+                timeline.transitions.append((began, history.now()))
                 on = not on
             _hold(max(0.0, end_of_fault - history.now()))
             timeline.heal_at = history.now()
             if on:
                 timeline.windows.append((on_since, timeline.heal_at))
                 fault.heal()
+                timeline.transitions.append((timeline.heal_at, history.now()))
         else:
             _hold(phases.during)
             timeline.heal_at = history.now()
             timeline.windows.append((on_since, timeline.heal_at))
             fault.heal()
+            timeline.transitions.append((timeline.heal_at, history.now()))
         history.event("heal", scenario=self.name, healed_in=round(history.now() - timeline.heal_at, 3))
         _hold(phases.after)
         timeline.end_at = history.now()
