@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -68,13 +70,22 @@ def test_the_planted_stale_follower_reads_fail_the_linearizability_check() -> No
     assert "not linearizable" in s["examples"]["linearizability"][0]
 
 
-def test_real_partitions_in_network_namespaces_give_the_same_verdicts() -> None:
-    """``--netns``: nftables drop the packets between the sides (root only; CI runs it)."""
+def test_real_partitions_in_network_namespaces_give_the_same_verdicts(tmp_path: Path) -> None:
+    """``configsvc lab run --netns``, as a user runs it: nftables drop the packets
+    between the sides (root only; CI runs it); the same verdicts as transport cuts."""
     try:
         netns.require()
     except netns.NetnsError as exc:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI must run the namespaced lab: {exc}")
         pytest.skip(str(exc))
-    result = run_lab("split", nodes=3, duration=DURATION, netns=True)
-    assert_the_promised_verdicts(result.summary())
+    out = tmp_path / "netns"
+    done = subprocess.run(
+        [sys.executable, "-m", "configsvc.cli", "lab", "run", "--scenario", "split", "--nodes", "3",
+         "--duration", str(DURATION), "--netns", "--out", str(out), "--json"],
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["cuts"] == "netns"
+    assert_the_promised_verdicts(summary)
+    assert json.loads((out / "summary.json").read_text())["violations"] == summary["violations"]
