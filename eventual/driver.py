@@ -83,8 +83,6 @@ class EventualDriver:
         self._task: asyncio.Task[None] | None = None
         #: notified after every Ready that changed anything (blocking reads wait on it)
         self._changed = asyncio.Condition()
-        #: callers parked in ``wait_for_change`` now (blocking queries, watches)
-        self.waiting = 0
         #: the change-index reservation known durable (recovered, or fsynced since)
         self._durable_limit = self.replica.change_limit
         self._announced = self.change_index
@@ -162,15 +160,12 @@ class EventualDriver:
     async def wait_for_change(self, timeout: float) -> bool:
         """Wait until the replica next persists something or its change index moves
         (a local or remote change, an instance going silent); False on timeout."""
-        self.waiting += 1
-        try:
-            async with self._changed:
+        async with self._changed:
+            try:
                 await asyncio.wait_for(self._changed.wait(), timeout)
                 return True
-        except TimeoutError:
-            return False
-        finally:
-            self.waiting -= 1
+            except TimeoutError:
+                return False
 
     async def _run(self) -> None:
         try:

@@ -127,8 +127,6 @@ class StrongDriver:
         self._reads: dict[int, asyncio.Future[Any]] = {}
         self._read_waits: list[tuple[int, asyncio.Future[None]]] = []
         self._applied = asyncio.Condition()
-        #: callers parked in ``wait_for_change`` now (blocking queries, watches)
-        self.waiting = 0
         self._task: asyncio.Task[None] | None = None
         #: the snapshot being encoded in a worker thread, if any
         self._snapshotting: asyncio.Task[None] | None = None
@@ -235,15 +233,12 @@ class StrongDriver:
 
     async def wait_for_change(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Wait until ``predicate()`` holds after some apply; False on timeout (watches)."""
-        self.waiting += 1
-        try:
-            async with self._applied:
+        async with self._applied:
+            try:
                 await asyncio.wait_for(self._applied.wait_for(predicate), timeout)
                 return True
-        except TimeoutError:
-            return False
-        finally:
-            self.waiting -= 1
+            except TimeoutError:
+                return False
 
     def status(self) -> ReplicaStatus:
         return self.replica.status(self.clock())

@@ -23,7 +23,7 @@ from configsvc.http.consul.params import parse_duration
 from configsvc.http.consul.txn import parse_ops
 from configsvc.http.errors import ApiError
 from configsvc.node import Node
-from tests.test_http_api import error, single_node
+from tests.test_http_api import error, single_node, waiting_probe
 
 Scenario = Callable[[Node, httpx.AsyncClient], Awaitable[None]]
 
@@ -41,15 +41,6 @@ def run(tmp_path: Path, scenario: Scenario) -> None:
             await scenario(node, http)
 
     asyncio.run(main())
-
-
-async def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    """Poll ``condition`` on the event loop until it holds, or fail after ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.005)
 
 
 def b64(text: str) -> str:
@@ -116,8 +107,10 @@ def test_consistency_modes_say_what_they_were(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("ns", ["app", "ev"])
-def test_a_blocking_get_waits_for_a_change_and_wakes_only_on_one_under_it(tmp_path: Path, ns: str) -> None:
+def test_a_blocking_get_waits_for_a_change_and_wakes_only_on_one_under_it(
+        tmp_path: Path, ns: str, monkeypatch: pytest.MonkeyPatch) -> None:
     async def scenario(node: Node, http: httpx.AsyncClient) -> None:
+        parked = waiting_probe(monkeypatch, node.strong if ns == "app" else node.eventual)
         await http.put(f"/v1/kv/{ns}/cfg/a", content=b"1")
         first = await http.get(f"/v1/kv/{ns}/cfg/", params={"recurse": ""})
         index = first.headers["X-Consul-Index"]
@@ -127,8 +120,7 @@ def test_a_blocking_get_waits_for_a_change_and_wakes_only_on_one_under_it(tmp_pa
         # A write elsewhere does not wake it; a write under the prefix does.
         waiting = asyncio.create_task(
             http.get(f"/v1/kv/{ns}/cfg/", params={"recurse": "", "index": index, "wait": "20s"}))
-        driver = node.strong if ns == "app" else node.eventual
-        await wait_until(lambda: driver.waiting > 0, "the query to park")
+        await asyncio.wait_for(parked.wait(), 10)  # the query is blocking: only now write
         await http.put(f"/v1/kv/{ns}/elsewhere", content=b"x")
         done, _ = await asyncio.wait({waiting}, timeout=0.3)
         assert not done, "a write outside the prefix woke the query"

@@ -21,56 +21,27 @@ import contextlib
 import importlib.util
 import os
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from configsvc.config import parse_config
-from configsvc.http.app import build_app
 from configsvc.http.ui import CONTROL_URL_ENV
 from configsvc.lab.control import ControlServer
 from configsvc.lab.supervisor import Supervisor
-from configsvc.node import Node
 from tests.cluster import free_ports
+from tests.test_http_api import error, single_node
 
 Scenario = Callable[[httpx.AsyncClient], Awaitable[None]]
 
 
-@contextlib.asynccontextmanager
-async def one_node(root: Path) -> AsyncIterator[httpx.AsyncClient]:
-    api, peer = free_ports(2)
-    config = parse_config({
-        "data_root": str(root),
-        "nodes": [{"id": "n1", "api_port": api, "peer_port": peer}],
-        "namespaces": [{"name": "app", "consistency": "strong"},
-                       {"name": "ev", "consistency": "eventual"}],
-    })
-    node = Node(config, "n1", initial_cluster_state="new")
-    await node.start()
-    try:
-        transport = httpx.ASGITransport(app=build_app(node))
-        async with httpx.AsyncClient(transport=transport, base_url="http://n1") as http:
-            deadline = asyncio.get_running_loop().time() + 10
-            while not node.namespaces_ready:
-                assert asyncio.get_running_loop().time() < deadline, "no leader in time"
-                await asyncio.sleep(0.01)  # polling an in-process condition with a deadline
-            yield http
-    finally:
-        await node.close()
-
-
 def run(root: Path, scenario: Scenario) -> None:
     async def main() -> None:
-        async with one_node(root) as http:
+        async with single_node(root) as (_, http):
             await scenario(http)
 
     asyncio.run(main())
-
-
-def error(response: httpx.Response) -> tuple[int, str]:
-    return response.status_code, response.json()["error"]["code"]
 
 
 def test_page_assets_and_state_without_a_control_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

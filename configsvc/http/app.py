@@ -7,7 +7,6 @@ the causal gossip store (``configsvc.http.eventual_api``).
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
@@ -19,7 +18,13 @@ from configsvc.config import valid_name
 from configsvc.http.admin import AdminApi
 from configsvc.http.config_docs import ConfigDocs
 from configsvc.http.discovery_api import DiscoveryApi
-from configsvc.http.errors import ApiError, api_error_handler, bad_request, internal_error_handler
+from configsvc.http.errors import (
+    ApiError,
+    api_error_handler,
+    bad_request,
+    internal_error_handler,
+    json_object,
+)
 from configsvc.http.eventual_api import EventualApi
 from configsvc.http.openapi import OPENAPI
 from configsvc.http.strong_api import StrongApi, ns_json
@@ -39,14 +44,7 @@ def build_app(node: Node) -> Starlette:
         return await node.consistency_of(request, name)
 
     async def json_body(request: Request) -> dict[str, Any]:
-        raw = await node.body(request, node.config.limits.body_max_bytes, "body_too_large")
-        try:
-            data = json.loads(raw or b"{}")
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise bad_request("the body must be a JSON object") from None
-        if not isinstance(data, dict):
-            raise bad_request("the body must be a JSON object")
-        return data
+        return json_object(await node.body(request, node.config.limits.body_max_bytes, "body_too_large"))
 
     async def list_namespaces(request: Request) -> Response:
         """The registry as the leader has it after a quorum round (``?consistency=stale``:

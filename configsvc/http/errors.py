@@ -19,7 +19,9 @@ Codes and statuses (stable; clients switch on ``code``):
 
 from __future__ import annotations
 
+import json
 import logging
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -43,6 +45,17 @@ class ApiError(Exception):
 
 def bad_request(message: str) -> ApiError:
     return ApiError(400, "invalid_argument", message)
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    """A request body that must be a JSON object (empty: ``{}``); else a 400."""
+    try:
+        data = json.loads(raw or b"{}")
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise bad_request("the body must be a JSON object") from None
+    if not isinstance(data, dict):
+        raise bad_request("the body must be a JSON object")
+    return data
 
 
 async def api_error_handler(request: Request, exc: Exception) -> JSONResponse:

@@ -31,7 +31,6 @@ reported as such, within a short timeout, and never fails the whole answer.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 from pathlib import Path
@@ -42,7 +41,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from configsvc.http.errors import ApiError, bad_request
+from configsvc.http.errors import ApiError, bad_request, json_object
 from configsvc.http.strong_api import ns_json
 from configsvc.lab.cuts import describe
 
@@ -251,14 +250,7 @@ class Dashboard:
                            "controls exist only on local and lab clusters (no control server here)")
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             raise ApiError(415, "unsupported_media_type", "control requests must be application/json")
-        raw = await self.node.body(request, 4096, "body_too_large")
-        try:
-            data = json.loads(raw or b"{}")
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise bad_request("the body must be a JSON object") from None
-        if not isinstance(data, dict):
-            raise bad_request("the body must be a JSON object")
-        return data
+        return json_object(await self.node.body(request, 4096, "body_too_large"))
 
     def _known(self, nid: object) -> str:
         if not isinstance(nid, str) or nid not in self.members:

@@ -13,8 +13,9 @@ refused connection is not a partition). The shapes a lab uses:
   are dropped; the other direction still flows.
 - ``heal()``: nothing is cut.
 
-``links_of`` computes the directed links of a shape (pure). Two ways to
-enforce them:
+``links_of`` computes the directed links of a shape (pure; the shapes
+themselves are ``configsvc.lab.supervisor.Supervisor``'s methods). Two ways
+to enforce them (``Cuts``):
 
 - ``TransportCuts``: each node's peer transport drops the traffic (the admin
   fault API, ``/v1/admin/faults``): portable, no privileges. Every peer
@@ -33,7 +34,7 @@ from typing import Protocol
 
 import httpx
 
-__all__ = ["Cuts", "Link", "TransportCuts", "describe", "heal", "isolate", "links_of", "one_way_links", "partition"]
+__all__ = ["Cuts", "Link", "TransportCuts", "describe", "links_of", "one_way_links"]
 
 Link = tuple[str, str]
 
@@ -69,7 +70,8 @@ def describe(nodes: Sequence[str], links: set[Link]) -> str:
 
 
 class Cuts(Protocol):
-    nodes: Sequence[str]
+    @property
+    def nodes(self) -> Sequence[str]: ...
 
     def apply(self, links: set[Link]) -> None:
         """Make exactly ``links`` cut (replacing whatever was cut before)."""
@@ -77,17 +79,10 @@ class Cuts(Protocol):
     def links(self) -> set[Link]:
         """What is cut now."""
 
+    def reapply(self, node: str) -> None:
+        """Put ``node``'s side of the current cut back after it restarted."""
 
-def partition(cuts: Cuts, *groups: Iterable[str]) -> None:
-    cuts.apply(links_of(cuts.nodes, groups))
-
-
-def isolate(cuts: Cuts, node: str) -> None:
-    cuts.apply(links_of(cuts.nodes, [[n for n in cuts.nodes if n != node], [node]]))
-
-
-def heal(cuts: Cuts) -> None:
-    cuts.apply(set())
+    def close(self) -> None: ...
 
 
 class TransportCuts:

@@ -19,7 +19,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from configsvc.lab.cuts import Link, TransportCuts, describe, links_of, one_way_links
+from configsvc.lab.cuts import Cuts, Link, TransportCuts, describe, links_of, one_way_links
 from configsvc.lab.netns import NetnsCuts, NetnsNetwork
 from configsvc.localcluster import LocalCluster, wait_for
 
@@ -69,7 +69,7 @@ class Supervisor:
                 self.network.close()
             raise
         self.ids = self.cluster.ids
-        self.cuts: TransportCuts | NetnsCuts = (
+        self.cuts: Cuts = (
             NetnsCuts(self.network) if self.network else
             TransportCuts({n: self.cluster.url(n) for n in self.ids}, self.admin_token))
         #: exits already reported by ``poll_exits``
