@@ -29,7 +29,7 @@ writes a marker with ``voting: false``; the node then starts as a non-voting
 learner (``strong.replica`` rule 7): it catches up, and votes again only
 through a membership change.
 
-Durability: every directory created here or by ``configsvc.disklog`` is
+Durability: every directory created here or by ``configsvc.runtime.disklog`` is
 followed by an fsync of its parent (``ensure_dir``); the marker is written to
 a temporary file, fsynced, renamed into place, and the directory fsynced.
 
@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from configsvc.disklog import ensure_dir, fsync_dir
+from configsvc.runtime.disklog import ensure_dir, fsync_dir
 
 __all__ = [
     "MARKER",

@@ -1,9 +1,11 @@
-"""One configsvc node: storage, peer transport, the strong driver, the HTTP API.
+"""One configsvc node: storage, peer transport, both stores' drivers, membership.
 
-``configsvc serve --config cluster.yaml --node n1`` runs exactly this. The
-node creates the namespaces listed in the configuration through the log once
-a leader exists (creation is idempotent), forwards strong requests it cannot
-answer to the leader, and reports consensus-aware health.
+The node knows nothing of HTTP: ``configsvc.http.service`` puts the APIs on
+top of it (``configsvc serve --config cluster.yaml --node n1`` runs both).
+The node creates the namespaces listed in the configuration through the log
+once a leader exists (creation is idempotent), runs the strong group's
+periodic commands (session and instance expiry), and reports
+consensus-aware health.
 """
 
 from __future__ import annotations
@@ -14,35 +16,30 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
-
-from starlette.requests import Request
-from starlette.responses import Response
 
 from configsvc.config import ClusterConfig
 from configsvc.datadir import InitialState, Member, open_data_dir
-from configsvc.disklog import CorruptLog
-from configsvc.forwarding import CHANNEL as RPC_CHANNEL
-from configsvc.forwarding import FORWARDED, Forwarder
-from configsvc.health_checks import HealthChecks
-from configsvc.http.errors import ApiError
-from configsvc.transport import Transport, TransportConfig
+from configsvc.runtime.disk_storage import DiskStorage, eventual_storage, strong_storage
+from configsvc.runtime.disklog import CorruptLog
+from configsvc.runtime.eventual_driver import CHANNEL as EVENTUAL_CHANNEL
+from configsvc.runtime.eventual_driver import EventualDriver
+from configsvc.runtime.membership_driver import CHANNEL as MEMBERSHIP_CHANNEL
+from configsvc.runtime.membership_driver import MembershipDriver
+from configsvc.runtime.strong_driver import CHANNEL, Halted, NotLeader, OutcomeUnknown, StrongDriver
+from configsvc.runtime.transport import Transport, TransportConfig
 from eventual.config import LWW, MVR, Merge
 from eventual.config import ReplicaConfig as EventualConfig
-from eventual.driver import CHANNEL as EVENTUAL_CHANNEL
-from eventual.driver import EventualDriver
-from eventual.driver_membership import CHANNEL as MEMBERSHIP_CHANNEL
-from eventual.driver_membership import MembershipDriver
 from eventual.health import SelfPreservation
-from eventual.storage_disk import EventualDiskStorage
+from eventual.records import Record as EventualRecord
 from strong.commands import Command, encode_command
 from strong.config import PlantedBugs, ReplicaConfig
-from strong.driver import CHANNEL, Halted, NotLeader, OutcomeUnknown, StrongDriver
 from strong.ops import CreateNamespace, ExpireInstances, ExpireSessions, SetVersion
 from strong.ready import Role
+from strong.records import Record as StrongRecord
 from strong.results import ErrorResult
 from strong.state_machine import SESSION_EXPIRY_VERSION
-from strong.storage_disk import DiskStorage
 
 log = logging.getLogger("configsvc.node")
 
@@ -103,17 +100,16 @@ class Node:
         self.me = config.node(node_id)
         self.data_dir = config.data_dir(node_id)
         self.started_at = time.monotonic()
-        self.storage: DiskStorage | None = None
+        self.storage: DiskStorage[StrongRecord] | None = None
         self.transport: Transport | None = None
         self._strong: StrongDriver | None = None
         self._eventual: EventualDriver | None = None
-        self.event_storage: EventualDiskStorage | None = None
+        self.event_storage: DiskStorage[EventualRecord] | None = None
         #: merge mode of each eventual namespace, kept from the strong registry
         self.merges: dict[str, Merge] = {}
-        self.forwarder: Forwarder | None = None
+        #: peer channels served by the layers above (``on_peer_channel``)
+        self._channels: dict[str, Callable[[str, bytes], None]] = {}
         self.membership: MembershipDriver | None = None
-        #: HTTP checks of the instances registered with this node (configsvc.health_checks)
-        self.health_checks: HealthChecks | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.namespaces_ready = False
         #: set when the data directory cannot be trusted: the node serves nothing
@@ -128,6 +124,17 @@ class Node:
     def eventual(self) -> EventualDriver:
         assert self._eventual is not None, "node not started"
         return self._eventual
+
+    def on_peer_channel(self, channel: str, handler: Callable[[str, bytes], None]) -> None:
+        """Serve peer messages of ``channel`` with ``handler`` (a layer above the node,
+        e.g. request forwarding); call before ``start``."""
+        self._channels[channel] = handler
+        if self.transport is not None:
+            self.transport.on_receive(channel, handler)
+
+    def send_peer(self, dst: str, channel: str, payload: bytes) -> bool:
+        """Queue ``payload`` for peer ``dst`` on ``channel``; False if not queued."""
+        return self.transport is not None and self.transport.send(dst, channel, payload)
 
     def refresh_merge(self, namespace: str) -> None:
         """Copy ``namespace``'s merge mode from the registry (reads resolve by it)."""
@@ -144,8 +151,8 @@ class Node:
             self.data_dir, self.config.cluster_id, self.id, self.initial_cluster_state
         )
         try:
-            self.storage = DiskStorage(self.data_dir / "strong")
-            self.event_storage = EventualDiskStorage(self.data_dir / "eventual")
+            self.storage = strong_storage(self.data_dir / "strong")
+            self.event_storage = eventual_storage(self.data_dir / "eventual")
         except CorruptLog as exc:
             # Never vote or serve from state we cannot trust: stay up, say why.
             self.corrupt = f"refusing to serve: {exc}"
@@ -200,25 +207,12 @@ class Node:
             eventual.set_alive,
         )
         self.transport.on_receive(MEMBERSHIP_CHANNEL, self.membership.deliver)
-        from configsvc.http.app import build_app  # the app refers back to this node
-
-        self.forwarder = Forwarder(
-            self.id, lambda dst, payload: transport.send(dst, RPC_CHANNEL, payload),
-            timeout=timing.request_timeout + 1.0,
-        )
-        self.forwarder.serve_with(build_app(self))
-        # The Consul-compatible face: requests forwarded from it run through it here.
-        from configsvc.http.consul import FACE as CONSUL_FACE
-        from configsvc.http.consul import build_consul_app
-
-        self.forwarder.serve_with(build_consul_app(self), face=CONSUL_FACE)
-        self.transport.on_receive(RPC_CHANNEL, self.forwarder.deliver)
+        for channel, handler in self._channels.items():
+            self.transport.on_receive(channel, handler)
         await self.transport.start()
         await self._strong.start()
         await self._eventual.start()
         await self.membership.start()
-        self.health_checks = HealthChecks(self)
-        await self.health_checks.start()
         self._tasks.append(asyncio.create_task(self._bootstrap_namespaces()))
         self._tasks.append(asyncio.create_task(self._maintain_sessions()))
 
@@ -228,8 +222,6 @@ class Node:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self.health_checks is not None:
-            await self.health_checks.close()
         if self._strong is not None:
             await self._strong.close()
         if self.membership is not None:
@@ -238,8 +230,6 @@ class Node:
             await self._eventual.close()
         if self.transport is not None:
             await self.transport.close()
-        if self.forwarder is not None:
-            await self.forwarder.close()
         # A driver's fsync may still run in its worker thread: close waits for it.
         if self.storage is not None:
             await asyncio.to_thread(self.storage.close)
@@ -334,81 +324,7 @@ class Node:
                 wait = min(wait, 0.2)
             await asyncio.sleep(wait)  # period of a background task, not a test wait
 
-    # ------------------------------------------------------------------ request helpers
-
-    async def forward(self, request: Request, leader: str | None) -> Response:
-        """Send ``request`` to the leader once, over the peer transport; 503 if none is known."""
-        if request.headers.get(FORWARDED):
-            raise ApiError(503, "not_leader", "not the leader (forwarded request)", leader=leader)
-        if leader is None or leader == self.id:
-            raise ApiError(503, "no_quorum", "no leader is known right now; retry shortly")
-        # The body may already have been read (and checked) by the handler.
-        body = getattr(request.state, "body", None)
-        if body is None:
-            body = await request.body()
-        assert self.forwarder is not None
-        return await self.forwarder.forward(request, leader, body)
-
-    async def watch(self, request: Request, changed: Any) -> None:
-        """Block (long poll) until ``changed()`` holds or the wait bound passes."""
-        try:
-            wait = float(request.query_params.get("wait", "60"))
-        except ValueError:
-            raise ApiError(400, "invalid_argument", "wait must be a number of seconds") from None
-        wait = max(0.0, min(wait, self.config.limits.watch_max_seconds))
-        await self.strong.wait_for_change(changed, wait)
-
-    async def body(self, request: Request, limit: int, code: str) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise ApiError(413, code, f"the body is limited to {limit} bytes")
-        data = bytearray()
-        async for chunk in request.stream():
-            data += chunk
-            if len(data) > limit:
-                raise ApiError(413, code, f"the body is limited to {limit} bytes")
-        request.state.body = bytes(data)
-        return request.state.body  # type: ignore[no-any-return]
-
     # ------------------------------------------------------------------ health
-
-    async def consistency_of(self, request: Request, name: str) -> str | None:
-        """The consistency of namespace ``name``; None means "forward this request to
-        the leader". Only the leader, after a read barrier, answers 404: a follower's
-        registry may not have applied a creation that was already acknowledged."""
-        self.check_serving()
-        for _ in range(2):
-            for info in self.strong.sm.namespaces():
-                if info.name == name:
-                    return info.consistency
-            if not await self.registry_barrier(request):
-                return None
-        raise ApiError(404, "namespace_not_found", f"no namespace {name!r}")
-
-    async def registry_barrier(self, request: Request) -> bool:
-        """On the leader, wait until every acknowledged registry change is applied here
-        (a quorum round) and return True; on a follower return False: forward the request.
-        Raises 503 ``not_leader`` for a forwarded request that found no leader here."""
-        if not self.strong.is_leader:
-            if request.headers.get(FORWARDED):
-                raise ApiError(503, "not_leader", "leadership moved; retry")
-            return False
-        try:
-            await self.strong.barrier(self.config.timing.request_timeout)
-        except NotLeader:
-            if request.headers.get(FORWARDED):
-                raise ApiError(503, "not_leader", "leadership moved; retry") from None
-            return False
-        except TimeoutError:
-            raise ApiError(503, "no_quorum", "could not confirm the namespace registry") from None
-        except Halted as exc:
-            raise ApiError(503, "unavailable", str(exc)) from None
-        return True
-
-    def check_serving(self) -> None:
-        """Raise 503 unavailable if this node must not serve (corrupt storage)."""
-        if self.corrupt:
-            raise ApiError(503, "unavailable", self.corrupt)
 
     def health(self) -> dict[str, Any]:
         if self.corrupt:

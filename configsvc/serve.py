@@ -13,8 +13,7 @@ from starlette.applications import Starlette
 
 from configsvc.config import load_config
 from configsvc.datadir import InitialState
-from configsvc.http.app import build_app
-from configsvc.http.consul import build_consul_app
+from configsvc.http.service import HttpService
 from configsvc.node import Node
 
 
@@ -33,14 +32,14 @@ class _SecondServer(uvicorn.Server):
 
 async def serve_node(config_path: str, node_id: str, initial_cluster_state: InitialState = "existing") -> None:
     config = load_config(config_path)
-    node = Node(config, node_id, initial_cluster_state=initial_cluster_state)
-    await node.start()  # raises DataDirError (before serving anything) for a wiped directory
+    service = HttpService(Node(config, node_id, initial_cluster_state=initial_cluster_state))
+    await service.start()  # raises DataDirError (before serving anything) for a wiped directory
     me = config.node(node_id)
-    server = uvicorn.Server(_uvicorn_config(build_app(node), me.host, me.api_port))
+    server = uvicorn.Server(_uvicorn_config(service.app, me.host, me.api_port))
     # The Consul-compatible API, on its own port when the node has one.
     consul = None
     if me.consul_port is not None:
-        consul = _SecondServer(_uvicorn_config(build_consul_app(node), me.host, me.consul_port))
+        consul = _SecondServer(_uvicorn_config(service.consul_app, me.host, me.consul_port))
     # uvicorn re-raises the signal that stopped it, under the handler in force
     # before it started: make that one harmless so the node closes cleanly.
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -52,7 +51,7 @@ async def serve_node(config_path: str, node_id: str, initial_cluster_state: Init
         if consul is not None and consul_task is not None:
             consul.should_exit = True
             await consul_task
-        await node.close()
+        await service.close()
 
 
 def serve(config_path: str, node_id: str, initial_cluster_state: InitialState = "existing") -> int:

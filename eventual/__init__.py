@@ -1,7 +1,8 @@
 """Eventual store: a sans-IO causal+ gossip replica with CRDT merge.
 
-Pure modules (no IO, no clock, no global randomness) are everything except
-``storage*.py`` and ``driver*.py``; ``tests/test_purity.py`` enforces it.
+Every module is pure (no IO, no clock, no global randomness, nothing from
+``configsvc`` or ``strong``); ``tests/test_purity.py`` enforces it. The
+runtime that drives it (loop, disk, transport) is ``configsvc.runtime``.
 How it works: ``docs/eventual.md``. The public surface of the replica core
 is re-exported here (``tests/test_eventual_api.py`` pins it); SWIM
 membership lives in ``eventual.membership``.
@@ -17,14 +18,13 @@ from eventual.mvr import MVRegister
 from eventual.ormap import ORMap
 from eventual.ready import EventualStatus, Ready
 from eventual.records import (
-    CorruptRecord,
     EventRecord,
     IdentityRecord,
     IndexRecord,
     Record,
     SnapshotRecord,
-    decode_frames,
-    encode_frame,
+    record_fields,
+    record_from_fields,
 )
 from eventual.replica import Replica
 from eventual.requests import (
@@ -58,7 +58,6 @@ __all__ = [
     "BadToken",
     "CausalContext",
     "CausallyBehind",
-    "CorruptRecord",
     "Delete",
     "Deltas",
     "Deregister",
@@ -104,10 +103,10 @@ __all__ = [
     "Storage",
     "WriteResult",
     "decode",
-    "decode_frames",
     "decode_vv",
     "encode",
-    "encode_frame",
     "encode_vv",
+    "record_fields",
+    "record_from_fields",
     "recover",
 ]

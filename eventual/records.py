@@ -1,8 +1,10 @@
 """Durable records of an eventual replica.
 
 A replica's durable state is a sequence of records; ``eventual.storage.recover``
-replays them. Each record is one frame of ``strong.framing`` (the same
-length, CRC32C and msgpack framing as the strong store's records).
+replays them. This module is their pure codec (``record_fields``,
+``record_from_fields``); the runtime frames the fields on disk exactly as it
+frames the strong store's records (``configsvc.runtime.framing``: length,
+CRC32C, msgpack).
 
 Records:
 
@@ -20,9 +22,8 @@ Records:
   one. Replay takes the highest reservation, so a restarted replica resumes
   above every index it can have shown.
 
-Framing invariants (as ``strong.records``): a frame running past the end of
-the buffer is a torn tail (``decode_frames`` returns the valid prefix length);
-a complete frame with a bad checksum or payload raises ``CorruptRecord``.
+``record_from_fields`` raises ``MalformedMessage`` (a ``ValueError``) for
+fields that are not a record; the framing turns that into corruption.
 """
 
 from __future__ import annotations
@@ -42,19 +43,16 @@ from eventual.codec import (
 )
 from eventual.dots import WireVV
 from eventual.messages import Event, StateEntry
-from strong.framing import CorruptRecord, frame, unframe, unframe_one
 
 __all__ = [
-    "CorruptRecord",
     "EventRecord",
     "IdentityRecord",
     "IndexRecord",
     "Record",
     "Snapshot",
     "SnapshotRecord",
-    "decode_frame",
-    "decode_frames",
-    "encode_frame",
+    "record_fields",
+    "record_from_fields",
 ]
 
 
@@ -94,7 +92,7 @@ class IndexRecord:
 Record = IdentityRecord | EventRecord | SnapshotRecord | IndexRecord
 
 
-def _payload(record: Record) -> list[object]:
+def record_fields(record: Record) -> list[object]:
     match record:
         case IdentityRecord(replica):
             return ["I", replica]
@@ -108,7 +106,7 @@ def _payload(record: Record) -> list[object]:
             return ["C", limit]
 
 
-def _from_payload(obj: object) -> Record:
+def record_from_fields(obj: object) -> Record:
     f = read_list(obj, "record")
     match f:
         case ["I", replica]:
@@ -127,20 +125,3 @@ def _from_payload(obj: object) -> Record:
         case ["C", limit]:
             return IndexRecord(read_uint(limit, "change index limit"))
     raise MalformedMessage("unknown record")
-
-
-def encode_frame(record: Record) -> bytes:
-    return frame(_payload(record))
-
-
-def decode_frames(buf: bytes) -> tuple[list[Record], int]:
-    """Decode every complete frame; return the records and the length of the valid prefix.
-
-    Raises CorruptRecord for a complete frame with a bad checksum or payload.
-    """
-    return unframe(buf, _from_payload)
-
-
-def decode_frame(data: bytes) -> Record:
-    """Decode exactly one frame; ValueError if it is not one valid record."""
-    return unframe_one(data, _from_payload)

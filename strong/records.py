@@ -1,10 +1,13 @@
 """Durable records of a replica.
 
 A replica's durable state is a sequence of records; replaying them in order
-rebuilds it (``strong.storage.recover``). Each record is one frame of
-``strong.framing`` (length, CRC32C, msgpack payload): a torn tail is reported
-so storage can truncate it; a bad checksum is ``CorruptRecord``, never skipped —
-a node must not vote or serve from state it cannot trust.
+rebuilds it (``strong.storage.recover``). This module is the records' pure
+codec: ``record_fields`` turns a record into msgpack-able fields and
+``record_from_fields`` back (``ValueError`` on anything else). The runtime
+frames those fields on disk (``configsvc.runtime.framing``: length, CRC32C,
+msgpack payload): a torn tail is reported so storage can truncate it; a bad
+checksum is corruption, never skipped — a node must not vote or serve from
+state it cannot trust.
 """
 
 from __future__ import annotations
@@ -12,8 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from strong.ballot import Ballot
-from strong.framing import CorruptRecord as CorruptRecord
-from strong.framing import frame, unframe, unframe_one
 from strong.messages import Batch
 
 
@@ -80,7 +81,7 @@ def _int(raw: object) -> int:
     return raw
 
 
-def _payload(record: Record) -> list[object]:
+def record_fields(record: Record) -> list[object]:
     match record:
         case PromiseRecord(promised):
             return ["P", list(promised)]
@@ -94,7 +95,7 @@ def _payload(record: Record) -> list[object]:
             return ["S", index, data]
 
 
-def _from_payload(fields: object) -> Record:
+def record_from_fields(fields: object) -> Record:
     if not isinstance(fields, list) or not fields:
         raise ValueError("record must be a non-empty list")
     tag, *rest = fields
@@ -110,20 +111,3 @@ def _from_payload(fields: object) -> Record:
         case "S", 2 if isinstance(rest[1], bytes):
             return SnapshotRecord(_int(rest[0]), rest[1])
     raise ValueError(f"unknown record {tag!r}/{len(rest)}")
-
-
-def encode_frame(record: Record) -> bytes:
-    return frame(_payload(record))
-
-
-def decode_frames(buf: bytes) -> tuple[list[Record], int]:
-    """Decode every complete frame; return the records and the length of the valid prefix.
-
-    Raises CorruptRecord for a complete frame with a bad checksum or payload.
-    """
-    return unframe(buf, _from_payload)
-
-
-def decode_frame(data: bytes) -> Record:
-    """Decode exactly one frame; ValueError if it is not one valid record."""
-    return unframe_one(data, _from_payload)

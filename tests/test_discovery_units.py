@@ -18,7 +18,7 @@ from configsvc.discovery_types import (
     implicit_ttl,
     service_summary,
 )
-from configsvc.health_checks import verdict
+from configsvc.http.health_checks import verdict
 
 
 def reg(**body: Any) -> Registration:

@@ -26,8 +26,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import configsvc.disklog as disklog
-from configsvc.disklog import (
+import configsvc.runtime.disklog as disklog
+from configsvc.runtime.disklog import (
     HEADER,
     REWRITE_STEPS,
     CorruptLog,
@@ -425,7 +425,7 @@ def test_sync_runs_off_the_event_loop_as_the_node_driver_calls_it(tmp_path: Path
 WRITER = textwrap.dedent(
     """
     import random, sys
-    from configsvc.disklog import DiskLog, make_frame
+    from configsvc.runtime.disklog import DiskLog, make_frame
     log = DiskLog(sys.argv[1], segment_bytes=2048)
     kept = [bytes(f) for f in log.read(bytes)]
     rng = random.Random(int(sys.argv[2]))

@@ -18,8 +18,8 @@ EXPECTED = {
     # session tokens
     "encode_vv", "decode_vv", "BadToken",
     # durability
-    "Record", "IdentityRecord", "EventRecord", "SnapshotRecord", "IndexRecord", "encode_frame",
-    "decode_frames", "CorruptRecord", "DurableState", "Storage", "recover",
+    "Record", "IdentityRecord", "EventRecord", "SnapshotRecord", "IndexRecord", "record_fields",
+    "record_from_fields", "DurableState", "Storage", "recover",
     # the CRDTs
     "CausalContext", "MVRegister", "ORMap", "LWWRegister",
 }

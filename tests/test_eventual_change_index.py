@@ -17,19 +17,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from configsvc.node import Node
+from configsvc.runtime.disk_storage import EVENTUAL_RECORDS
+from configsvc.runtime.eventual_driver import EventualDriver
+from configsvc.runtime.framing import frame
 from configsvc.sim.eventual_net import Net
 from configsvc.sim.eventual_storage import EventualSimStorage
 from eventual.change_index import ChangeIndex
 from eventual.config import ReplicaConfig
-from eventual.driver import EventualDriver
 from eventual.instances import InstanceInfo
 from eventual.records import (
     IndexRecord,
     Record,
     Snapshot,
     SnapshotRecord,
-    decode_frame,
-    encode_frame,
 )
 from eventual.replica import Replica
 from eventual.requests import (
@@ -46,7 +46,6 @@ from eventual.requests import (
     WriteResult,
 )
 from eventual.storage import recover
-from strong.framing import frame
 from tests.test_http_api import run
 
 INFO = InstanceInfo(address="10.0.0.1", port=80, ttl=1.0, deregister_after=0.0)
@@ -145,14 +144,14 @@ def test_reservations_come_one_per_block_and_replay_takes_the_highest() -> None:
     assert [r.limit for r in emitted if r is not None] == [5, 10]
     state = recover([IndexRecord(10), IndexRecord(5)])
     assert state.change_limit == 10
-    assert decode_frame(encode_frame(IndexRecord(7))) == IndexRecord(7)
+    assert EVENTUAL_RECORDS.decode_one(EVENTUAL_RECORDS.encode(IndexRecord(7))) == IndexRecord(7)
 
 
 def test_a_snapshot_written_before_the_change_index_still_decodes() -> None:
     old = frame(["S", [], [], 0, [], []])  # the six-item snapshot of before
-    record = decode_frame(old)
+    record = EVENTUAL_RECORDS.decode_one(old)
     assert isinstance(record, SnapshotRecord) and record.snapshot.change_limit == 0
-    assert decode_frame(encode_frame(SnapshotRecord(Snapshot((), (), 0, (), (), 9)))) == \
+    assert EVENTUAL_RECORDS.decode_one(EVENTUAL_RECORDS.encode(SnapshotRecord(Snapshot((), (), 0, (), (), 9)))) == \
         SnapshotRecord(Snapshot((), (), 0, (), (), 9))
 
 

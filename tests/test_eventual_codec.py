@@ -15,19 +15,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from configsvc.runtime.disk_storage import EVENTUAL_RECORDS
+from configsvc.runtime.framing import CorruptRecord
 from eventual.codec import MalformedMessage, decode, encode, event_to_wire, message_to_wire
 from eventual.dots import Sibling
 from eventual.instances import InstanceInfo, decode_info
 from eventual.log import event_size
 from eventual.messages import Deltas, Digest, Event, FullState, Message, RepairProbe
 from eventual.records import (
-    CorruptRecord,
     EventRecord,
     IdentityRecord,
     Snapshot,
     SnapshotRecord,
-    decode_frames,
-    encode_frame,
 )
 from eventual.token import BadToken, decode_vv, encode_vv
 
@@ -166,19 +165,19 @@ def test_records_round_trip_through_frames() -> None:
     snapshot = Snapshot((("n1.a", 2), ("n2.b", 4)), SAMPLES[2].entries if isinstance(SAMPLES[2], FullState) else (),
                         5, (("n1.a", 1),), EVENTS[1:2])
     records = [IdentityRecord("n1.a"), *(EventRecord(e) for e in EVENTS), SnapshotRecord(snapshot)]
-    data = b"".join(encode_frame(r) for r in records)
-    assert decode_frames(data) == (records, len(data))
+    data = b"".join(EVENTUAL_RECORDS.encode(r) for r in records)
+    assert EVENTUAL_RECORDS.decode_all(data) == (records, len(data))
 
 
 def test_torn_tail_is_reported_and_corruption_raises() -> None:
-    frames = [encode_frame(IdentityRecord("n1.a")), encode_frame(EventRecord(EVENTS[0]))]
+    frames = [EVENTUAL_RECORDS.encode(IdentityRecord("n1.a")), EVENTUAL_RECORDS.encode(EventRecord(EVENTS[0]))]
     data = b"".join(frames)
-    records, valid = decode_frames(data[:-3])
+    records, valid = EVENTUAL_RECORDS.decode_all(data[:-3])
     assert records == [IdentityRecord("n1.a")] and valid == len(frames[0])
     corrupt = bytearray(data)
     corrupt[-1] ^= 0xFF
     with pytest.raises(CorruptRecord):
-        decode_frames(bytes(corrupt))
+        EVENTUAL_RECORDS.decode_all(bytes(corrupt))
 
 
 actors = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789.", min_size=1, max_size=20)

@@ -18,9 +18,9 @@ import httpx
 import pytest
 
 from configsvc.node import Node
+from configsvc.runtime.eventual_driver import EventualDriver, Halted, OutcomeUnknown
 from configsvc.sim.eventual_storage import EventualSimStorage
 from eventual.config import ReplicaConfig
-from eventual.driver import EventualDriver, Halted, OutcomeUnknown
 from eventual.hlc import hlc_physical
 from eventual.records import Record
 from eventual.requests import Get, Put, ReadResult
@@ -71,8 +71,9 @@ def test_finding5_a_write_in_a_failed_fsync_is_outcome_unknown_later_ones_halted
 def test_finding5_http_answers_504_for_the_write_in_flight_and_503_after(tmp_path: Path) -> None:
     async def scenario(node: Node, http: httpx.AsyncClient) -> None:
         assert (await http.put("/v1/kv/ev/k", content=b"v")).status_code == 200
-        failing = FailingSync(node.eventual.storage)
-        node.eventual.storage = failing
+        assert node.event_storage is not None
+        failing = FailingSync(node.event_storage)
+        node.eventual.loop.storage = failing
         failing.fail = True
         assert error(await http.put("/v1/kv/ev/k", content=b"w")) == (504, "outcome_unknown")
         assert error(await http.put("/v1/kv/ev/k", content=b"x")) == (503, "unavailable")

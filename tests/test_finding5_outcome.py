@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from configsvc.client import AsyncClient, Client, ClientError
+from configsvc.runtime.strong_driver import Halted, NotLeader, OutcomeUnknown, StrongDriver
 from strong.config import ReplicaConfig
-from strong.driver import Halted, NotLeader, OutcomeUnknown, StrongDriver
 from strong.ops import CreateNamespace, Put
 from tests.test_strong_driver import MemoryStorage, cmd, started
 
@@ -58,7 +58,7 @@ def test_finding5_a_write_handed_to_the_replica_is_outcome_unknown_when_the_driv
             a = asyncio.create_task(driver.propose(cmd(2, Put("ns", b"a", b"1")), timeout=10))
             await _until(storage.entered.is_set, "write A's fsync to start")
             b = asyncio.create_task(driver.propose(cmd(3, Put("ns", b"b", b"1")), timeout=10))
-            await _until(lambda: driver._inbox.qsize() == 1, "write B queued behind the fsync")
+            await _until(lambda: driver.loop.pending_inputs == 1, "write B queued behind the fsync")
             storage.fail = True
             storage.release.set()
             with pytest.raises(OutcomeUnknown, match="Input/output error"):

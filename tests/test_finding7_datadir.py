@@ -18,8 +18,8 @@ import pytest
 
 from configsvc.config import parse_config
 from configsvc.datadir import MARKER, DataDirError, Member, open_data_dir, read_marker, reset
-from configsvc.disklog import DiskLog, make_frame
 from configsvc.node import Node
+from configsvc.runtime.disklog import DiskLog, make_frame
 from tests.cluster import free_ports
 
 

@@ -20,6 +20,7 @@ import pytest
 from configsvc.config import parse_config
 from configsvc.http.app import build_app
 from configsvc.node import Node
+from configsvc.runtime.strong_driver import StrongDriver
 from strong import state_machine as sm_module
 from strong.commands import (
     Command,
@@ -32,7 +33,6 @@ from strong.commands import (
     encode_command,
 )
 from strong.config import ReplicaConfig
-from strong.driver import StrongDriver
 from strong.results import ErrorCode, ErrorResult, PutResult, VersionResult
 from strong.sm_snapshot import decode_snapshot
 from strong.state_machine import StateMachine

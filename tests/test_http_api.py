@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from configsvc.config import parse_config
-from configsvc.http.app import build_app
+from configsvc.http.service import HttpService
 from configsvc.node import Node
 from tests.cluster import free_ports
 
@@ -35,9 +35,10 @@ async def single_node(root: Path) -> AsyncIterator[tuple[Node, httpx.AsyncClient
         "namespaces": [{"name": "app", "consistency": "strong"}, {"name": "ev", "consistency": "eventual"}],
     })
     node = Node(config, "n1", initial_cluster_state="new")
-    await node.start()
+    service = HttpService(node)
+    await service.start()
     try:
-        transport = httpx.ASGITransport(app=build_app(node))
+        transport = httpx.ASGITransport(app=service.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://n1") as http:
             deadline = asyncio.get_running_loop().time() + 10
             while not node.namespaces_ready:
@@ -45,7 +46,7 @@ async def single_node(root: Path) -> AsyncIterator[tuple[Node, httpx.AsyncClient
                 await asyncio.sleep(0.01)  # polling an in-process condition with a deadline
             yield node, http
     finally:
-        await node.close()
+        await service.close()
 
 
 def run(tmp_path: Path, scenario: Scenario) -> None:

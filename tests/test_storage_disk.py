@@ -24,7 +24,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from configsvc.disklog import REWRITE_STEPS, CorruptLog, LogLocked, make_frame
+from configsvc.runtime.disk_storage import (
+    STRONG_RECORDS,
+    DiskStorage,
+    eventual_storage,
+    strong_storage,
+)
+from configsvc.runtime.disklog import REWRITE_STEPS, CorruptLog, LogLocked, make_frame
 from configsvc.sim.eventual_storage import EventualSimStorage
 from configsvc.sim.sim_storage import SimStorage
 from eventual import records as ev
@@ -33,7 +39,6 @@ from eventual.messages import Event
 from eventual.replica import Replica
 from eventual.requests import Put
 from eventual.storage import recover as ev_recover
-from eventual.storage_disk import EventualDiskStorage
 from strong.ballot import Ballot
 from strong.records import (
     AcceptRecord,
@@ -42,10 +47,8 @@ from strong.records import (
     PromiseRecord,
     Record,
     SnapshotRecord,
-    encode_frame,
 )
 from strong.storage import compacted, recover
-from strong.storage_disk import DiskStorage
 from tests.test_disklog import _read_lines_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,7 +77,7 @@ def test_strong_disk_storage_loads_what_the_simulated_disk_loads(
     sim = SimStorage()
     with tempfile.TemporaryDirectory() as d:
         for life in history:  # each life ends with a close (a clean crash) and a reopen
-            with DiskStorage(d, segment_bytes=64) as disk:
+            with strong_storage(d, segment_bytes=64) as disk:
                 assert disk.load() == sim.load()
                 for batch in life:
                     sim.append(batch)
@@ -85,7 +88,7 @@ def test_strong_disk_storage_loads_what_the_simulated_disk_loads(
                 disk.append([CommitRecord(99)])  # never synced: lost on close, as in the sim
                 sim.append([CommitRecord(99)])
                 sim.crash()
-        with DiskStorage(d) as disk:
+        with strong_storage(d) as disk:
             assert disk.load() == sim.load()
 
 
@@ -98,10 +101,10 @@ def test_strong_round_trip_reopen_and_compaction(tmp_path: Path) -> None:
         ChosenRecord(1, (b"a",)),
         CommitRecord(1),
     ]
-    with DiskStorage(tmp_path) as disk:
+    with strong_storage(tmp_path) as disk:
         disk.append(records)
         disk.sync()
-    with DiskStorage(tmp_path) as disk:
+    with strong_storage(tmp_path) as disk:
         assert disk.recovery.frames == 5 and disk.load() == records
         more: list[Record] = [PromiseRecord(b2), AcceptRecord(3, b2, (b"c",))]
         more += [AcceptRecord(s, b2, (b"x" * 100,)) for s in range(4, 40)]
@@ -116,7 +119,7 @@ def test_strong_round_trip_reopen_and_compaction(tmp_path: Path) -> None:
         assert disk.load() == expected
         assert disk.disk_log.durable_bytes < size_before / 4
         assert len(disk.disk_log.segment_paths) == 1
-    with DiskStorage(tmp_path) as disk:
+    with strong_storage(tmp_path) as disk:
         assert disk.load() == expected
         state = recover(disk.load())
         assert (state.promised, state.snapshot_index, sorted(state.accepted)) == (b2, 38, [39])
@@ -134,49 +137,49 @@ def test_a_crash_inside_a_compacting_sync_leaves_the_state_before_or_after_it(
         if name == step:
             raise OSError("simulated crash")
 
-    with DiskStorage(tmp_path) as disk:
+    with strong_storage(tmp_path) as disk:
         disk.append(before)
         disk.sync()
-    disk = DiskStorage(tmp_path, fault_hook=crash)
+    disk = strong_storage(tmp_path, fault_hook=crash)
     disk.append(batch)
     with pytest.raises(OSError):
         disk.sync()
     disk.close()
-    with DiskStorage(tmp_path) as disk:
+    with strong_storage(tmp_path) as disk:
         got = recover(disk.load())
     assert got in (recover(before), recover([*before, *batch]))
     assert (got == recover(before)) == (step in ("tmp_written", "tmp_synced"))
 
 
 def test_corruption_refuses_to_open_and_says_where(tmp_path: Path) -> None:
-    with DiskStorage(tmp_path) as disk:
+    with strong_storage(tmp_path) as disk:
         disk.append([PromiseRecord(Ballot(1, "n1")), CommitRecord(0), CommitRecord(0)])
         disk.sync()
         (seg,) = disk.disk_log.segment_paths
     data = bytearray(seg.read_bytes())
-    second = len(encode_frame(PromiseRecord(Ballot(1, "n1"))))
+    second = len(STRONG_RECORDS.encode(PromiseRecord(Ballot(1, "n1"))))
     data[second + 9] ^= 0x01
     seg.write_bytes(bytes(data))
     for _ in range(2):  # a refused open releases the directory (no LogLocked the second time)
         with pytest.raises(CorruptLog, match="checksum mismatch") as err:
-            DiskStorage(tmp_path)
+            strong_storage(tmp_path)
         assert (err.value.path, err.value.offset) == (seg, second)
 
 
 def test_a_frame_with_a_valid_checksum_but_no_record_in_it_is_corruption(tmp_path: Path) -> None:
-    with DiskStorage(tmp_path) as disk:
+    with strong_storage(tmp_path) as disk:
         disk.append([CommitRecord(1)])
         disk.sync()
         (seg,) = disk.disk_log.segment_paths
     with open(seg, "ab") as f:
         f.write(make_frame(b"\x92\xa1Zx"))  # well-framed msgpack ["Z", "x"]: no such record
     with pytest.raises(CorruptLog, match="undecodable frame"):
-        DiskStorage(tmp_path)
+        strong_storage(tmp_path)
 
 
 def test_one_storage_per_directory(tmp_path: Path) -> None:
-    with DiskStorage(tmp_path), pytest.raises(LogLocked):
-        EventualDiskStorage(tmp_path)
+    with strong_storage(tmp_path), pytest.raises(LogLocked):
+        eventual_storage(tmp_path)
 
 
 # ---------------------------------------------------------------------- eventual
@@ -208,7 +211,7 @@ def test_eventual_disk_storage_loads_what_the_simulated_disk_loads(
     sim = EventualSimStorage()
     with tempfile.TemporaryDirectory() as d:
         for i, life in enumerate(lives):
-            with EventualDiskStorage(d, segment_bytes=64) as disk:
+            with eventual_storage(d, segment_bytes=64) as disk:
                 assert disk.load() == sim.load()
                 if i == 0:  # the identity, as a new replica writes it
                     life = [[ev.IdentityRecord("n1.a")], *life]
@@ -218,11 +221,11 @@ def test_eventual_disk_storage_loads_what_the_simulated_disk_loads(
                         storage.sync()
                     assert disk.load() == sim.load()
                 sim.crash()
-        with EventualDiskStorage(d) as disk:
+        with eventual_storage(d) as disk:
             assert disk.load() == sim.load()
 
 
-def _drive(replica: Replica, storage: EventualDiskStorage) -> None:
+def _drive(replica: Replica, storage: DiskStorage[ev.Record]) -> None:
     ready = replica.ready()
     storage.append(ready.persist)
     storage.sync()
@@ -232,7 +235,7 @@ def test_an_eventual_replica_restarts_from_disk_with_its_identity_and_state(
     tmp_path: Path,
 ) -> None:
     config = ReplicaConfig("n1", ("n1",), snapshot_every=5)
-    with EventualDiskStorage(tmp_path) as storage:
+    with eventual_storage(tmp_path) as storage:
         assert storage.load() == []  # a new node: the replica picks a fresh identity
         replica = Replica(config, ev_recover(storage.load()), 0.0, random.Random(1))
         _drive(replica, storage)
@@ -242,13 +245,13 @@ def test_an_eventual_replica_restarts_from_disk_with_its_identity_and_state(
         records = storage.load()
         assert isinstance(records[0], ev.IdentityRecord) and len(records) < 10  # compacted
         identity, store = replica.replica, replica.store
-    with EventualDiskStorage(tmp_path) as storage:
+    with eventual_storage(tmp_path) as storage:
         durable = ev_recover(storage.load())
         assert durable.replica == identity and durable.store == store
         again = Replica(config, durable, 1.0, random.Random(2))
         again.submit(99, Put("cfg", "k0", b"after restart"), None, 1.0)
         _drive(again, storage)
-    with EventualDiskStorage(tmp_path) as storage:
+    with eventual_storage(tmp_path) as storage:
         assert ev_recover(storage.load()).store == again.store
 
 
@@ -260,8 +263,7 @@ STRONG_WRITER = textwrap.dedent(
     from strong.ballot import Ballot
     from strong.records import AcceptRecord, SnapshotRecord
     from strong.storage import recover
-    from strong.storage_disk import DiskStorage
-    disk = DiskStorage(sys.argv[1], segment_bytes=4096)
+        disk = strong_storage(sys.argv[1], segment_bytes=4096)
     state = recover(disk.load())
     slot = max([state.snapshot_index, *state.accepted])
     b = Ballot(1, "n1")
@@ -299,7 +301,7 @@ def test_kill_9_during_appends_and_compactions_loses_no_acknowledged_accept(
             finally:
                 proc.kill()
         acked |= {int(line) for line in seen}
-        with DiskStorage(tmp_path) as disk:
+        with strong_storage(tmp_path) as disk:
             state = recover(disk.load())
         lost = sorted(s for s in acked if s > state.snapshot_index and s not in state.accepted)
         assert not lost, f"seed={seed} round={round_}: acknowledged accepts lost: {lost[:10]}"

@@ -7,9 +7,9 @@ import random
 
 import pytest
 
+from configsvc.runtime.strong_driver import Halted, OutcomeUnknown, StrongDriver
 from strong.commands import Command, encode_command
 from strong.config import ReplicaConfig
-from strong.driver import Halted, OutcomeUnknown, StrongDriver
 from strong.ops import CreateNamespace, Get, Put
 from strong.records import AcceptRecord, Record
 from strong.results import GetResult, PutResult

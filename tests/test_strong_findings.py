@@ -14,9 +14,9 @@ from collections.abc import Callable
 
 import crc32c
 
+from configsvc.runtime.strong_driver import StrongDriver
 from strong.ballot import Ballot
 from strong.config import PlantedBugs, ReplicaConfig
-from strong.driver import StrongDriver
 from strong.messages import (
     Accept,
     CatchUpReply,
@@ -433,7 +433,7 @@ def test_finding2_a_transfer_completes_while_the_sender_compacts() -> None:
 def test_finding2_a_send_the_transport_refuses_is_counted() -> None:
     """The transport's ``send`` returns False when it cannot queue a message;
     the driver counted nothing before. The core resends whatever matters (see
-    ``strong.driver``), so the driver only counts it: here a replica of three
+    ``configsvc.runtime.strong_driver``), so the driver only counts it: here a replica of three
     whose every send is refused campaigns (pre-votes) and counts each refusal."""
     async def main() -> tuple[int, int]:
         offered: list[str] = []
@@ -451,7 +451,7 @@ def test_finding2_a_send_the_transport_refuses_is_counted() -> None:
             while len(offered) < 4:
                 assert asyncio.get_running_loop().time() < deadline, "nothing was sent"
                 await asyncio.sleep(0.01)  # polling an in-process condition with a deadline
-            return len(offered), driver.stats.send_failures
+            return len(offered), driver.loop.stats.send_failures
         finally:
             await driver.close()
 

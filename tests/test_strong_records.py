@@ -6,16 +6,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from configsvc.runtime.disk_storage import STRONG_RECORDS
+from configsvc.runtime.framing import CorruptRecord
 from strong.ballot import Ballot
 from strong.records import (
     AcceptRecord,
     ChosenRecord,
     CommitRecord,
-    CorruptRecord,
     PromiseRecord,
     SnapshotRecord,
-    decode_frames,
-    encode_frame,
 )
 from strong.storage import compacted, recover
 
@@ -30,31 +29,31 @@ RECORDS = [
 
 
 def test_frames_round_trip() -> None:
-    data = b"".join(encode_frame(r) for r in RECORDS)
-    assert decode_frames(data) == (RECORDS, len(data))
+    data = b"".join(STRONG_RECORDS.encode(r) for r in RECORDS)
+    assert STRONG_RECORDS.decode_all(data) == (RECORDS, len(data))
 
 
 def test_a_torn_tail_is_reported_not_decoded() -> None:
-    data = b"".join(encode_frame(r) for r in RECORDS)
-    last = encode_frame(RECORDS[-1])
+    data = b"".join(STRONG_RECORDS.encode(r) for r in RECORDS)
+    last = STRONG_RECORDS.encode(RECORDS[-1])
     torn = data[: len(data) - 3]
-    records, valid = decode_frames(torn)
+    records, valid = STRONG_RECORDS.decode_all(torn)
     assert records == RECORDS[:-1]
     assert valid == len(data) - len(last)
 
 
 def test_a_flipped_bit_is_corruption_never_skipped() -> None:
-    data = bytearray(b"".join(encode_frame(r) for r in RECORDS))
+    data = bytearray(b"".join(STRONG_RECORDS.encode(r) for r in RECORDS))
     data[12] ^= 0x01
     with pytest.raises(CorruptRecord) as info:
-        decode_frames(bytes(data))
+        STRONG_RECORDS.decode_all(bytes(data))
     assert info.value.offset == 0
 
 
 @given(st.binary(max_size=300))
 def test_garbage_never_raises_anything_but_corrupt_record(blob: bytes) -> None:
     try:
-        _records, valid = decode_frames(blob)
+        _records, valid = STRONG_RECORDS.decode_all(blob)
     except CorruptRecord:
         return
     assert 0 <= valid <= len(blob)

@@ -20,6 +20,7 @@ import pytest
 
 from configsvc.config import parse_config
 from configsvc.node import Node
+from configsvc.runtime.strong_driver import StrongDriver
 from strong.commands import (
     Command,
     CreateNamespace,
@@ -30,7 +31,6 @@ from strong.commands import (
     encode_command,
 )
 from strong.config import ReplicaConfig
-from strong.driver import StrongDriver
 from strong.results import InstancesResult, ServiceWriteResult
 from strong.sm_snapshot import decode_snapshot
 from strong.state_machine import StateMachine

@@ -26,24 +26,26 @@ from typing import Any
 
 import pytest
 
-import configsvc.transport
-from configsvc.transport import (
-    _CHALLENGE,
-    _DATA,
-    _HELLO,
-    _LEN,
-    _PROOF,
+import configsvc.runtime.transport
+from configsvc.runtime.transport import (
     MAX_HANDSHAKE_FRAME,
     PROTOCOL_VERSION,
     Fault,
     PeerStats,
     Transport,
     TransportConfig,
-    _client_handshake,
-    _control,
-    _data_frame,
-    _read_frame,
-    _server_handshake,
+)
+from configsvc.runtime.transport.wire import (
+    CHALLENGE,
+    DATA,
+    HELLO,
+    LENGTH,
+    PROOF,
+    client_handshake,
+    control_frame,
+    data_frame,
+    read_frame,
+    server_handshake,
 )
 from strong.ballot import Ballot
 from strong.messages import Prepare
@@ -192,7 +194,7 @@ class FakePeer:
         self.accepted += 1
         try:
             if self.handshake:
-                await _server_handshake(
+                await server_handshake(
                     reader,
                     writer,
                     cluster_id=CLUSTER,
@@ -221,7 +223,7 @@ class FakePeer:
 
 
 def test_public_surface() -> None:
-    assert set(configsvc.transport.__all__) == {
+    assert set(configsvc.runtime.transport.__all__) == {
         "MAX_HANDSHAKE_FRAME",
         "PROTOCOL_VERSION",
         "Address",
@@ -237,7 +239,7 @@ def test_public_surface() -> None:
 
 def test_backoff_is_exponential_capped_and_jittered() -> None:
     rng = random.Random(1)
-    backoff = configsvc.transport.backoff_delay
+    backoff = configsvc.runtime.transport.backoff_delay
     for attempt, ceiling in [(1, 0.1), (2, 0.2), (3, 0.4), (5, 1.6), (6, 2.0), (10_000, 2.0)]:
         delays = {backoff(attempt, 0.1, 2.0, rng) for _ in range(50)}
         assert all(ceiling / 2 <= d <= ceiling for d in delays), (attempt, delays)
@@ -468,11 +470,11 @@ def test_forged_proof_is_rejected() -> None:
             reader, writer = await asyncio.open_connection(HOST, b.port)
             try:
                 hello = [PROTOCOL_VERSION, CLUSTER, "mallory", "b", b"n" * 16]
-                writer.write(_control(_HELLO, hello))
-                challenge = await _read_frame(reader, MAX_HANDSHAKE_FRAME)
-                assert challenge[0] == _CHALLENGE
-                writer.write(_control(_PROOF, [b"\x00" * 32]))
-                refusal = await _read_frame(reader, MAX_HANDSHAKE_FRAME)
+                writer.write(control_frame(HELLO, hello))
+                challenge = await read_frame(reader, MAX_HANDSHAKE_FRAME)
+                assert challenge[0] == CHALLENGE
+                writer.write(control_frame(PROOF, [b"\x00" * 32]))
+                refusal = await read_frame(reader, MAX_HANDSHAKE_FRAME)
                 assert b"auth" in refusal
                 assert await until_closed(reader) == b""  # b hung up
             finally:
@@ -507,11 +509,11 @@ def test_garbage_from_raw_sockets_does_not_crash_the_receiver() -> None:
     blobs = [
         b"\xff\xff\xff\xff",  # oversize length
         b"\x00\x00\x00\x00",  # empty frame
-        _LEN.pack(5) + b"hello",  # unknown frame kind
-        _control(_HELLO, [1, 2, 3, 4, 5]),  # a hello of the wrong types
-        _control(_HELLO, [PROTOCOL_VERSION, CLUSTER, "a", "b"]),  # too short
-        _LEN.pack(100) + b"\x01truncated",  # then EOF
-        _data_frame(b"strong", b"no handshake first"),
+        LENGTH.pack(5) + b"hello",  # unknown frame kind
+        control_frame(HELLO, [1, 2, 3, 4, 5]),  # a hello of the wrong types
+        control_frame(HELLO, [PROTOCOL_VERSION, CLUSTER, "a", "b"]),  # too short
+        LENGTH.pack(100) + b"\x01truncated",  # then EOF
+        data_frame(b"strong", b"no handshake first"),
         *(rng.randbytes(rng.randrange(1, 64)) for _ in range(20)),
     ]
 
@@ -547,7 +549,7 @@ def test_bad_frames_from_an_authenticated_peer_close_only_that_connection() -> N
             async def as_c(frame: bytes) -> bytes:
                 reader, writer = await asyncio.open_connection(HOST, b.port)
                 try:
-                    await _client_handshake(
+                    await client_handshake(
                         reader, writer, cluster_id=CLUSTER, node_id="c", peer_id="b", secret=None
                     )
                     writer.write(frame)
@@ -556,11 +558,11 @@ def test_bad_frames_from_an_authenticated_peer_close_only_that_connection() -> N
                     await close_quietly(writer)
 
             bad = [
-                _LEN.pack(MAX_HANDSHAKE_FRAME + 1) + b"x" * 64,  # oversize
-                _LEN.pack(1) + bytes([99]),  # unknown kind
-                _LEN.pack(3) + bytes([_DATA, 9]) + b"s",  # channel longer than the frame
-                _data_frame(b"\xff\xfe", b"x"),  # channel not UTF-8
-                _control(_HELLO, []),  # a second hello
+                LENGTH.pack(MAX_HANDSHAKE_FRAME + 1) + b"x" * 64,  # oversize
+                LENGTH.pack(1) + bytes([99]),  # unknown kind
+                LENGTH.pack(3) + bytes([DATA, 9]) + b"s",  # channel longer than the frame
+                data_frame(b"\xff\xfe", b"x"),  # channel not UTF-8
+                control_frame(HELLO, []),  # a second hello
             ]
             for n, frame in enumerate(bad, start=1):
                 assert await as_c(frame) == b""  # closed on us
@@ -571,10 +573,10 @@ def test_bad_frames_from_an_authenticated_peer_close_only_that_connection() -> N
             # A good frame from c is delivered, and a's connection never noticed.
             reader, writer = await asyncio.open_connection(HOST, b.port)
             try:
-                await _client_handshake(
+                await client_handshake(
                     reader, writer, cluster_id=CLUSTER, node_id="c", peer_id="b", secret=None
                 )
-                writer.write(_data_frame(b"membership", b"from c"))
+                writer.write(data_frame(b"membership", b"from c"))
                 assert await inbox_b.next() == ("membership", "c", b"from c")
             finally:
                 await close_quietly(writer)
@@ -610,7 +612,7 @@ def test_silent_inbound_connection_is_closed_after_idle_timeout() -> None:
             b.add_peer("c", (HOST, 9))
             reader, writer = await asyncio.open_connection(HOST, b.port)
             try:
-                await _client_handshake(
+                await client_handshake(
                     reader, writer, cluster_id=CLUSTER, node_id="c", peer_id="b", secret=None
                 )
                 await eventually(lambda: peer_stats(b, "c").inbound_connected, "c accepted")

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from configsvc.http.errors import ApiError, bad_request
+from configsvc.http.node_requests import check_serving, read_body
 
 if TYPE_CHECKING:
     from configsvc.node import Node
@@ -29,7 +30,7 @@ class AdminApi:
         self.node = node
 
     def _authorize(self, request: Request) -> None:
-        self.node.check_serving()
+        check_serving(self.node)
         token = self.node.config.security.admin_token
         if token is None:
             raise ApiError(403, "admin_disabled", "no admin_token is configured for this cluster")
@@ -54,7 +55,7 @@ class AdminApi:
         peer = request.path_params["peer"]
         if peer not in self.node.transport.peers:
             raise ApiError(404, "peer_not_found", f"{peer!r} is not a peer of {self.node.id}")
-        raw = await self.node.body(request, 4096, "body_too_large")
+        raw = await read_body(request, 4096, "body_too_large")
         try:
             spec = json.loads(raw or b"{}")
             drop_out, drop_in = spec.get("drop_out", False), spec.get("drop_in", False)

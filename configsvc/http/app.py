@@ -26,6 +26,14 @@ from configsvc.http.errors import (
     json_object,
 )
 from configsvc.http.eventual_api import EventualApi
+from configsvc.http.forwarding import Forwarder
+from configsvc.http.node_requests import (
+    check_serving,
+    consistency_of,
+    forward,
+    read_body,
+    registry_barrier,
+)
 from configsvc.http.openapi import OPENAPI
 from configsvc.http.strong_api import StrongApi, ns_json
 from configsvc.http.ui import ui_routes
@@ -34,31 +42,33 @@ if TYPE_CHECKING:
     from configsvc.node import Node
 
 
-def build_app(node: Node) -> Starlette:
+def build_app(node: Node, forwarder: Forwarder | None = None) -> Starlette:
+    """The native API over ``node``; ``forwarder`` sends what only the leader may
+    answer to it (None: answer here or 503)."""
     strong = StrongApi(node)
     eventual = EventualApi(node)
     admin = AdminApi(node)
 
     async def store_for(request: Request, name: str) -> str | None:
         """The namespace's consistency, or None: this node cannot tell; forward to the leader."""
-        return await node.consistency_of(request, name)
+        return await consistency_of(node, request, name)
 
     async def json_body(request: Request) -> dict[str, Any]:
-        return json_object(await node.body(request, node.config.limits.body_max_bytes, "body_too_large"))
+        return json_object(await read_body(request, node.config.limits.body_max_bytes, "body_too_large"))
 
     async def list_namespaces(request: Request) -> Response:
         """The registry as the leader has it after a quorum round (``?consistency=stale``:
         this node's applied registry, which may miss a just-acknowledged change)."""
-        node.check_serving()
+        check_serving(node)
         mode = request.query_params.get("consistency", "linearizable")
         if mode not in ("linearizable", "stale"):
             raise bad_request("consistency must be 'linearizable' or 'stale'")
-        if mode == "linearizable" and not await node.registry_barrier(request):
-            return await node.forward(request, node.strong.status().leader)
+        if mode == "linearizable" and not await registry_barrier(node, request):
+            return await forward(node, request, node.strong.status().leader)
         return JSONResponse({"namespaces": [ns_json(i) for i in node.strong.sm.namespaces()]})
 
     async def create_namespace(request: Request) -> Response:
-        node.check_serving()
+        check_serving(node)
         data = await json_body(request)
         name, consistency = data.get("name"), data.get("consistency", "strong")
         merge = data.get("merge", "mvr")
@@ -73,19 +83,19 @@ def build_app(node: Node) -> Starlette:
     async def get_namespace(request: Request) -> Response:
         name = request.path_params["ns"]
         if await store_for(request, name) is None:
-            return await node.forward(request, node.strong.status().leader)
+            return await forward(node, request, node.strong.status().leader)
         info = next(i for i in node.strong.sm.namespaces() if i.name == name)
         return JSONResponse({"namespace": ns_json(info)})
 
     async def delete_namespace(request: Request) -> Response:
-        node.check_serving()
+        check_serving(node)
         return await strong.delete_namespace(request, request.path_params["ns"])
 
     async def kv_list(request: Request) -> Response:
         ns = request.path_params["ns"]
         kind = await store_for(request, ns)
         if kind is None:
-            return await node.forward(request, node.strong.status().leader)
+            return await forward(node, request, node.strong.status().leader)
         if kind == "eventual":
             return await eventual.list_keys(request, ns)
         return await strong.list_keys(request, ns)
@@ -94,7 +104,7 @@ def build_app(node: Node) -> Starlette:
         ns, key = request.path_params["ns"], request.path_params["key"]
         kind = await store_for(request, ns)
         if kind is None:
-            return await node.forward(request, node.strong.status().leader)
+            return await forward(node, request, node.strong.status().leader)
         api: StrongApi | EventualApi = eventual if kind == "eventual" else strong
         if request.method == "GET":
             return await api.get_key(request, ns, key)
@@ -106,7 +116,7 @@ def build_app(node: Node) -> Starlette:
         ns = request.path_params["ns"]
         kind = await store_for(request, ns)
         if kind is None:
-            return await node.forward(request, node.strong.status().leader)
+            return await forward(node, request, node.strong.status().leader)
         if kind == "eventual":
             return await eventual.txn(request, ns, await json_body(request))
         return await strong.txn(request, ns, await json_body(request))
@@ -118,7 +128,7 @@ def build_app(node: Node) -> Starlette:
         ns, prefix = request.path_params["ns"], request.path_params.get("prefix", "")
         kind = await store_for(request, ns)
         if kind is None:
-            return await node.forward(request, node.strong.status().leader)
+            return await forward(node, request, node.strong.status().leader)
         return await docs.get(request, ns, prefix, kind)
 
     config_routes = [
@@ -156,8 +166,8 @@ def build_app(node: Node) -> Starlette:
         *ui_routes(node),  # the dashboard at /ui (configsvc.http.ui)
     ]
 
-    # Service discovery (configsvc.http.discovery_api over configsvc.discovery).
-    services = DiscoveryApi(node, json_body)
+    # Service discovery (configsvc.http.discovery_api over configsvc.http.discovery).
+    services = DiscoveryApi(node, json_body, forwarder)
     instance = "/v1/services/{ns}/{service}/{instance_id}"
     routes += [
         Route("/v1/services/{ns}", services.services, methods=["GET"]),
@@ -168,7 +178,7 @@ def build_app(node: Node) -> Starlette:
         Route(instance + "/heartbeat", services.heartbeat, methods=["PUT"]),
     ]
 
-    return Starlette(
+    app = Starlette(
         routes=routes,
         exception_handlers={
             ApiError: api_error_handler,
@@ -177,3 +187,5 @@ def build_app(node: Node) -> Starlette:
             Exception: internal_error_handler,
         },
     )
+    app.state.forwarder = forwarder
+    return app

@@ -1,4 +1,4 @@
-"""Native JSON API for service discovery (both kinds of namespace), over ``configsvc.discovery``.
+"""Native JSON API for service discovery (both kinds of namespace), over ``configsvc.http.discovery``.
 
     PUT    /v1/services/{ns}/{service}/{id}             register (JSON body below)
     PUT    /v1/services/{ns}/{service}/{id}/check       {"status", "output"}: a check result
@@ -30,9 +30,11 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from configsvc.discovery import Discovery, InstancesView, Registration, WriteOutcome
 from configsvc.discovery_types import service_summary
+from configsvc.http.discovery import Discovery, InstancesView, Registration, WriteOutcome
 from configsvc.http.errors import bad_request
+from configsvc.http.forwarding import Forwarder
+from configsvc.http.node_requests import check_serving
 
 if TYPE_CHECKING:
     from configsvc.node import Node
@@ -84,9 +86,9 @@ def _query_headers(view: InstancesView) -> dict[str, str]:
 
 
 class DiscoveryApi:
-    def __init__(self, node: Node, json_body: JsonBody) -> None:
+    def __init__(self, node: Node, json_body: JsonBody, forwarder: Forwarder | None = None) -> None:
         self.node = node
-        self.discovery = Discovery(node)
+        self.discovery = Discovery(node, forwarder)
         self._json_body = json_body
 
     @staticmethod
@@ -95,7 +97,7 @@ class DiscoveryApi:
         return p["ns"], p["service"], p["instance_id"]
 
     async def register(self, request: Request) -> Response:
-        self.node.check_serving()
+        check_serving(self.node)
         ns, service, instance_id = self._names(request)
         body = await self._json_body(request)
         try:
@@ -111,7 +113,7 @@ class DiscoveryApi:
         return await self._check(request, "passing")
 
     async def _check(self, request: Request, default: str | None) -> Response:
-        self.node.check_serving()
+        check_serving(self.node)
         ns, service, instance_id = self._names(request)
         body = await self._json_body(request)
         unknown = sorted(set(body) - {"status", "output"})
@@ -125,7 +127,7 @@ class DiscoveryApi:
         return _write(outcome)
 
     async def deregister(self, request: Request) -> Response:
-        self.node.check_serving()
+        check_serving(self.node)
         ns, service, instance_id = self._names(request)
         return _write(await self.discovery.deregister(request, ns, service, instance_id))
 
@@ -138,7 +140,7 @@ class DiscoveryApi:
         return await self._query(request, request.path_params["ns"], None)
 
     async def _query(self, request: Request, ns: str, service: str | None) -> Response:
-        self.node.check_serving()
+        check_serving(self.node)
         every = service is None and _flag(request, "instances")
         view = await self.discovery.instances(
             request, ns, service, passing_only=_flag(request, "passing"),

@@ -31,8 +31,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from configsvc.http.errors import ApiError
+from configsvc.http.node_requests import read_body
+from configsvc.runtime.eventual_driver import Halted, OutcomeUnknown
 from eventual.codec import MAX_IDEMPOTENCY_KEY
-from eventual.driver import Halted, OutcomeUnknown
 from eventual.requests import (
     BadRequest,
     CausallyBehind,
@@ -183,7 +184,7 @@ class EventualApi:
             await self.node.eventual.wait_for_change(remaining)
 
     async def put_key(self, request: Request, ns: str, key: str) -> Response:
-        value = await self.node.body(request, self.node.config.limits.value_max_bytes, "value_too_large")
+        value = await read_body(request, self.node.config.limits.value_max_bytes, "value_too_large")
         if len(key.encode()) > self.node.config.limits.key_max_bytes:
             raise ApiError(400, "key_too_long", f"keys are at most {self.node.config.limits.key_max_bytes} bytes")
         idem = idempotency_key(request)

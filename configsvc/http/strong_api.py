@@ -20,8 +20,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from configsvc.http.errors import ApiError, bad_request
+from configsvc.http.node_requests import forward, read_body, watch
+from configsvc.runtime.strong_driver import Halted, NotLeader, OutcomeUnknown
 from strong.commands import Command, encode_command
-from strong.driver import Halted, NotLeader, OutcomeUnknown
 from strong.ops import (
     Compare,
     CreateNamespace,
@@ -170,7 +171,7 @@ class StrongApi:
         try:
             return await node.strong.propose(command, node.config.timing.request_timeout)
         except NotLeader as exc:
-            return await node.forward(request, exc.leader_hint)
+            return await forward(node, request, exc.leader_hint)
         except OutcomeUnknown as exc:
             raise ApiError(504, "outcome_unknown", f"the write was proposed; {exc}") from None
         except Halted as exc:
@@ -216,7 +217,7 @@ class StrongApi:
                 return node.strong.read_stale(op), {}
             return await node.strong.read(op, node.config.timing.request_timeout), {}
         except NotLeader as exc:
-            return await node.forward(request, exc.leader_hint)
+            return await forward(node, request, exc.leader_hint)
         except TimeoutError:
             raise ApiError(503, "no_quorum", "could not confirm leadership in time") from None
         except Halted as exc:
@@ -228,7 +229,7 @@ class StrongApi:
         key = self._key(raw_key)
         index = _int_param(request, "index", 0)
         if index:
-            await self.node.watch(request, lambda: self._mod_revision(ns, key) > index)
+            await watch(self.node, request, lambda: self._mod_revision(ns, key) > index)
         return await self.read(request, _op(Get, ns, key))
 
     async def list_keys(self, request: Request, ns: str) -> Response:
@@ -243,7 +244,7 @@ class StrongApi:
         index = _int_param(request, "index", 0)
         changed = self.changed_since(_op(Range, ns, prefix, 0), index) if index else None
         if changed is not None:
-            await self.node.watch(request, changed)
+            await watch(self.node, request, changed)
 
     async def range_read(
         self, request: Request, ns: str, prefix: bytes
@@ -263,7 +264,7 @@ class StrongApi:
 
     async def put_key(self, request: Request, ns: str, raw_key: str) -> Response:
         key = self._key(raw_key)
-        value = await self.node.body(request, self.limits.value_max_bytes, "value_too_large")
+        value = await read_body(request, self.limits.value_max_bytes, "value_too_large")
         cas = _optional_int(request, "cas")
         flags = _int_param(request, "flags", 0)
         return await self.write(request, _op(Put, ns, key, value, flags=flags, if_mod_revision=cas))

@@ -42,6 +42,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from configsvc.http.errors import ApiError, bad_request, json_object
+from configsvc.http.node_requests import read_body
 from configsvc.http.strong_api import ns_json
 from configsvc.lab.cuts import describe
 
@@ -250,7 +251,7 @@ class Dashboard:
                            "controls exist only on local and lab clusters (no control server here)")
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             raise ApiError(415, "unsupported_media_type", "control requests must be application/json")
-        return json_object(await self.node.body(request, 4096, "body_too_large"))
+        return json_object(await read_body(request, 4096, "body_too_large"))
 
     def _known(self, nid: object) -> str:
         if not isinstance(nid, str) or nid not in self.members:

@@ -9,7 +9,8 @@ with nothing, and so with a fresh identity.
 
 from __future__ import annotations
 
-from eventual.records import IdentityRecord, Record, SnapshotRecord, decode_frames, encode_frame
+from configsvc.runtime.disk_storage import EVENTUAL_RECORDS
+from eventual.records import IdentityRecord, Record, SnapshotRecord
 
 
 class EventualSimStorage:
@@ -22,7 +23,7 @@ class EventualSimStorage:
 
     def append(self, records: list[Record]) -> None:
         for record in records:
-            frame = encode_frame(record)
+            frame = EVENTUAL_RECORDS.encode(record)
             if isinstance(record, IdentityRecord):
                 self._identity = frame
             if isinstance(record, SnapshotRecord):
@@ -41,7 +42,7 @@ class EventualSimStorage:
 
     def load(self) -> list[Record]:
         data = b"".join(self._durable)
-        records, valid = decode_frames(data)
+        records, valid = EVENTUAL_RECORDS.decode_all(data)
         assert valid == len(data), "the simulated disk never tears a synced frame"
         return records
 

@@ -9,7 +9,8 @@ rewritten in compacted form, as the real storage does.
 
 from __future__ import annotations
 
-from strong.records import Record, SnapshotRecord, decode_frames, encode_frame
+from configsvc.runtime.disk_storage import STRONG_RECORDS
+from strong.records import Record, SnapshotRecord
 from strong.storage import compacted, recover
 
 
@@ -45,8 +46,8 @@ class SimStorage:
         lost = len(self._pending)
         self._pending = []
         self._compact_due = False
-        data = b"".join(encode_frame(r) for r in self._durable)
-        records, valid = decode_frames(data)
+        data = b"".join(STRONG_RECORDS.encode(r) for r in self._durable)
+        records, valid = STRONG_RECORDS.decode_all(data)
         assert valid == len(data), "the simulated disk never tears a synced frame"
         self._durable = records
         return lost

@@ -1,6 +1,6 @@
 """``/v1/agent/service/*`` and ``/v1/agent/check/*``: registering services and their health.
 
-Over ``configsvc.discovery.Discovery`` (one implementation for every face).
+Over ``configsvc.http.discovery.Discovery`` (one implementation for every face).
 The namespace is ``?ns=`` (or the definition's ``Namespace``), else
 ``consul.services_namespace``; strong and eventual namespaces behave as the
 facade says (docs/discovery.md). The instance belongs to the node the request
@@ -27,10 +27,11 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import Response
 
-from configsvc.discovery import Discovery, Instance, WriteOutcome
 from configsvc.http.consul.params import Query
 from configsvc.http.consul.registration import fold, parse_registration
+from configsvc.http.discovery import Discovery, Instance, WriteOutcome
 from configsvc.http.errors import ApiError, bad_request
+from configsvc.http.node_requests import read_body
 
 if TYPE_CHECKING:
     from configsvc.node import Node
@@ -62,7 +63,7 @@ class ConsulAgent:
 
     async def register(self, request: Request) -> Response:
         q = Query(request, {"ns", "replace-existing-checks"}, self.consul.datacenter)
-        raw = await self.node.body(request, self.node.config.limits.body_max_bytes, "body_too_large")
+        raw = await read_body(request, self.node.config.limits.body_max_bytes, "body_too_large")
         registration, named = parse_registration(raw)
         ns = self.namespace(q, named)
         existing = await self.discovery.find(request, ns, registration.instance_id)
@@ -89,7 +90,7 @@ class ConsulAgent:
 
     async def update(self, request: Request) -> Response:
         q = Query(request, {"ns"}, self.consul.datacenter)
-        raw = await self.node.body(request, self.node.config.limits.body_max_bytes, "body_too_large")
+        raw = await read_body(request, self.node.config.limits.body_max_bytes, "body_too_large")
         try:
             body = json.loads(raw or b"{}")
         except (ValueError, UnicodeDecodeError, RecursionError):

@@ -4,7 +4,7 @@ A second Starlette app of the node, served on its ``consul_port``: Consul's
 paths (``/v1/kv/<key>``) clash with the native API's. It translates Consul's
 requests into the same calls the native API makes (``StrongApi``,
 ``EventualApi``, ``Discovery``); requests a follower forwards to the leader run through this
-same face there (``app.state.face``, ``configsvc.forwarding``).
+same face there (``app.state.face``, ``configsvc.http.forwarding``).
 
 Errors keep the native contract (a JSON body with a stable code; bad input
 is 4xx and changes nothing; never a 500 for a client's mistake). An endpoint
@@ -22,30 +22,32 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from configsvc.discovery import Discovery
 from configsvc.http.consul.agent import ConsulAgent
 from configsvc.http.consul.catalog import ConsulCatalog
 from configsvc.http.consul.kv import ConsulKV
 from configsvc.http.consul.status import ConsulStatus
 from configsvc.http.consul.txn import ConsulTxn
+from configsvc.http.discovery import Discovery
 from configsvc.http.errors import ApiError, api_error_handler, internal_error_handler
 from configsvc.http.eventual_api import EventualApi
+from configsvc.http.forwarding import Forwarder
 from configsvc.http.strong_api import StrongApi
 
 if TYPE_CHECKING:
     from configsvc.node import Node
 
-#: the face name forwarded requests carry (``configsvc.forwarding``)
+#: the face name forwarded requests carry (``configsvc.http.forwarding``)
 FACE = "consul"
 
 
-def build_consul_app(node: Node) -> Starlette:
+def build_consul_app(node: Node, forwarder: Forwarder | None = None) -> Starlette:
+    """The Consul-compatible face over ``node`` (``forwarder`` as in ``build_app``)."""
     strong = StrongApi(node)
     eventual = EventualApi(node)
     kv = ConsulKV(node, strong, eventual)
     txn = ConsulTxn(node, strong, eventual)
     status = ConsulStatus(node)
-    discovery = Discovery(node)
+    discovery = Discovery(node, forwarder)
     agent = ConsulAgent(node, discovery)
     catalog = ConsulCatalog(node, discovery)
 
@@ -88,4 +90,5 @@ def build_consul_app(node: Node) -> Starlette:
         },
     )
     app.state.face = FACE
+    app.state.forwarder = forwarder
     return app

@@ -1,6 +1,6 @@
 """``/v1/catalog/services``, ``/v1/catalog/service/<name>``, ``/v1/health/service/<name>``.
 
-Queries over ``configsvc.discovery.Discovery``, in Consul's shapes. Every one
+Queries over ``configsvc.http.discovery.Discovery``, in Consul's shapes. Every one
 blocks with ``?index=&wait=`` and takes ``?stale``/``?consistent`` and ``?ns=``;
 the service queries also ``?tag=`` (repeatable: instances with every tag), and
 the health query ``?passing`` (only instances whose check passes).
@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from configsvc.discovery import Discovery, Instance, InstancesView
 from configsvc.discovery_types import service_summary
 from configsvc.http.consul.consistency import ReadMeta
 from configsvc.http.consul.kv import consul_json
 from configsvc.http.consul.params import BLOCKING_READ, Query
 from configsvc.http.consul.status import node_uuid
+from configsvc.http.discovery import Discovery, Instance, InstancesView
 
 if TYPE_CHECKING:
     from configsvc.node import Node

@@ -50,6 +50,7 @@ from configsvc.http.consul.entries import (
 from configsvc.http.consul.params import BLOCKING_READ, Query, unsupported
 from configsvc.http.errors import ApiError
 from configsvc.http.eventual_api import TOKEN, EventualApi, idempotency_key
+from configsvc.http.node_requests import consistency_of, forward, read_body
 from configsvc.http.strong_api import StrongApi, _op, result_json
 from eventual.requests import Delete as EventualDelete
 from eventual.requests import Get as EventualGet
@@ -94,13 +95,13 @@ class ConsulKV:
         separator = q.text("separator") if keys else None
         raw = q.flag("raw") and not listing
         try:
-            kind = await self.node.consistency_of(request, ns)
+            kind = await consistency_of(self.node, request, ns)
         except ApiError as exc:
             if exc.status != 404:
                 raise
             return not_found(strong_meta(self.node, "stale", self.node.strong.sm.revision))
         if kind is None:
-            return await self.node.forward(request, self.node.strong.status().leader)
+            return await forward(self.node, request, self.node.strong.status().leader)
         if kind == "eventual":
             return await self._eventual_get(request, ns, rest, key, index, wait, listing, keys,
                                             separator, raw)
@@ -162,10 +163,10 @@ class ConsulKV:
         ns, rest = split_key(request.path_params["key"], prefix=False,
                              key_max_bytes=self.limits.key_max_bytes)
         cas, flags = q.uint("cas"), q.uint("flags") or 0
-        value = await self.node.body(request, self.limits.value_max_bytes, "value_too_large")
-        kind = await self.node.consistency_of(request, ns)
+        value = await read_body(request, self.limits.value_max_bytes, "value_too_large")
+        kind = await consistency_of(self.node, request, ns)
         if kind is None:
-            return await self.node.forward(request, self.node.strong.status().leader)
+            return await forward(self.node, request, self.node.strong.status().leader)
         if kind == "eventual":
             if flags:
                 raise unsupported("flags in an eventual namespace", "its keys carry no flags")
@@ -180,9 +181,9 @@ class ConsulKV:
             raise ApiError(400, "invalid_argument", "recurse and cas exclude each other")
         ns, rest = split_key(request.path_params["key"], prefix=recurse,
                              key_max_bytes=self.limits.key_max_bytes)
-        kind = await self.node.consistency_of(request, ns)
+        kind = await consistency_of(self.node, request, ns)
         if kind is None:
-            return await self.node.forward(request, self.node.strong.status().leader)
+            return await forward(self.node, request, self.node.strong.status().leader)
         if kind == "eventual":
             if recurse:
                 return await self._eventual_delete_tree(request, ns, rest)

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from configsvc.http.consul.consistency import strong_meta
 from configsvc.http.consul.kv import consul_json
 from configsvc.http.consul.params import Query
+from configsvc.http.node_requests import check_serving
 
 if TYPE_CHECKING:
     from configsvc.node import Node
@@ -48,7 +49,7 @@ class ConsulStatus:
 
     async def leader(self, request: Request) -> Response:
         Query(request, (), self.datacenter)
-        self.node.check_serving()
+        check_serving(self.node)
         meta = strong_meta(self.node, "stale", self.node.strong.sm.revision)
         leader = self.node.strong.status().leader if meta.known_leader else None
         return consul_json(self._address(leader) if leader else "")

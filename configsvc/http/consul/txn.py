@@ -55,6 +55,7 @@ from configsvc.http.consul.kv import consul_json
 from configsvc.http.consul.params import MAX_UINT64, Query, unsupported
 from configsvc.http.errors import ApiError, bad_request
 from configsvc.http.eventual_api import TOKEN, EventualApi, idempotency_key
+from configsvc.http.node_requests import consistency_of, forward, read_body
 from configsvc.http.strong_api import StrongApi, result_json
 from eventual import requests as ev
 from strong.kv import compare_holds
@@ -342,7 +343,7 @@ class ConsulTxn:
     async def txn(self, request: Request) -> Response:
         Query(request, {"stale", "consistent"}, self.node.config.consul.datacenter).mode()
         limits = self.node.config.limits
-        raw = await self.node.body(request, limits.body_max_bytes, "body_too_large")
+        raw = await read_body(request, limits.body_max_bytes, "body_too_large")
         ops = parse_ops(raw, limits.key_max_bytes, limits.value_max_bytes)
         if not ops:
             return consul_json({"Results": [], "Errors": None})
@@ -351,9 +352,9 @@ class ConsulTxn:
             raise ApiError(400, "invalid_argument", "a transaction's keys must all be in one "
                            f"namespace (their first path segment); these name {', '.join(namespaces)}")
         ns = namespaces[0]
-        kind = await self.node.consistency_of(request, ns)
+        kind = await consistency_of(self.node, request, ns)
         if kind is None:
-            return await self.node.forward(request, self.node.strong.status().leader)
+            return await forward(self.node, request, self.node.strong.status().leader)
         if kind == "eventual":
             return await self._eventual_txn(request, ns, ops)
         try:

@@ -1,10 +1,11 @@
-"""The asyncio driver of the eventual replica: the thin loop around the pure core.
+"""The eventual replica in the runtime: its adapter to the one driver loop.
 
-Contract (``eventual.ready``): append ``persist`` and fsync it (in a worker
-thread, off the event loop), then send ``messages``, then deliver
-``replies`` — so "acknowledged" means "durable", and peers never count on
-events this replica could still lose. Inputs arriving during an fsync are all
-handed to the core before the next Ready (group commit).
+Contract (``eventual.ready``, kept by ``configsvc.runtime.loop``): append
+``persist`` and fsync it (in a worker thread, off the event loop), then send
+``messages``, then deliver ``replies`` — so "acknowledged" means "durable",
+and peers never count on events this replica could still lose. Inputs
+arriving during an fsync are all handed to the core before the next Ready
+(group commit).
 
 The change index it shows (``change_index``, ``namespace_index``) is the
 core's, but never above the reservation already fsynced
@@ -14,17 +15,16 @@ core's, but never above the reservation already fsynced
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from configsvc.runtime.loop import CoreLoop, Step
 from eventual.codec import MalformedMessage, decode, encode
 from eventual.config import ReplicaConfig
 from eventual.ready import EventualStatus, Ready
-from eventual.records import Record
 from eventual.replica import Replica
 from eventual.requests import Request, Result
 from eventual.storage import Storage, recover
@@ -47,8 +47,8 @@ class OutcomeUnknown(Halted):
 
 @dataclass
 class DriverStats:
-    readies: int = 0
-    fsyncs: int = 0
+    """The eventual adapter's counters (the loop's own are ``CoreLoop.stats``)."""
+
     malformed_messages: int = 0
 
 
@@ -65,9 +65,8 @@ class EventualDriver:
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
-        self.storage = storage
-        self._send = send
-        self.tick_interval = tick_interval
+        self.loop = CoreLoop(self, storage, send, tick_interval=tick_interval, clock=clock,
+                             name=f"eventual-driver-{config.node_id}")
         self.clock = clock
         #: wall time for the hybrid logical clock (LWW order must not follow host uptime)
         self.wall_clock = wall_clock
@@ -75,26 +74,19 @@ class EventualDriver:
         self.halted: str | None = None
         self.replica = Replica(config, recover(storage.load()), clock(), rng or random.Random(),
                                wall_clock())
-        self._inbox: asyncio.Queue[Callable[[], None]] = asyncio.Queue()
         self._next_request = 0
         self._replies: dict[int, asyncio.Future[Result]] = {}
         #: requests handed to the core: if the driver halts, their outcome is unknown
         self._submitted: set[int] = set()
-        self._task: asyncio.Task[None] | None = None
-        #: notified after every Ready that changed anything (blocking reads wait on it)
-        self._changed = asyncio.Condition()
         #: the change-index reservation known durable (recovered, or fsynced since)
         self._durable_limit = self.replica.change_limit
         self._announced = self.change_index
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"eventual-driver-{self.config.node_id}")
+        await self.loop.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self.loop.close()
         for fut in self._replies.values():
             if not fut.done():
                 fut.cancel()
@@ -109,7 +101,7 @@ class EventualDriver:
             self.stats.malformed_messages += 1
             log.warning("dropped a malformed message from %s: %s", src, exc)
             return
-        self._inbox.put_nowait(lambda: self.replica.step(src, message, self.clock(), self.wall_clock()))
+        self.loop.submit(lambda: self.replica.step(src, message, self.clock(), self.wall_clock()))
 
     async def request(self, request: Request, token: str | None, timeout: float) -> Result:
         """Submit a client request; the result comes once durable (writes) or covered (reads).
@@ -131,7 +123,7 @@ class EventualDriver:
             self.replica.submit(rid, request, token, self.clock(),
                                 self.wall_clock())
 
-        self._inbox.put_nowait(submit)
+        self.loop.submit(submit)
         try:
             return await asyncio.wait_for(fut, timeout)
         finally:
@@ -155,69 +147,52 @@ class EventualDriver:
     def set_alive(self, alive: list[str]) -> None:
         """The failure detector's view: which configured members are alive now."""
         members = list(self.config.nodes)
-        self._inbox.put_nowait(lambda: self.replica.set_members(members, alive, self.clock()))
+        self.loop.submit(lambda: self.replica.set_members(members, alive, self.clock()))
 
     async def wait_for_change(self, timeout: float) -> bool:
         """Wait until the replica next persists something or its change index moves
         (a local or remote change, an instance going silent); False on timeout."""
-        async with self._changed:
-            try:
-                await asyncio.wait_for(self._changed.wait(), timeout)
-                return True
-            except TimeoutError:
-                return False
+        return await self.loop.wait_next(timeout)
 
-    async def _run(self) -> None:
-        try:
-            await self._loop()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # fail-stop: a disk error must not go unnoticed
-            self.halted = f"{type(exc).__name__}: {exc}"
-            log.error("eventual replica halted: %s", self.halted)
-            for rid, fut in self._replies.items():
-                if not fut.done():
-                    kind = OutcomeUnknown if rid in self._submitted else Halted
-                    fut.set_exception(kind(self.halted))
+    # ------------------------------------------------------------------ the loop's core
 
-    async def _loop(self) -> None:
-        next_tick = self.clock()
-        while True:
-            timeout = max(0.0, next_tick - self.clock())
-            try:
-                first = await asyncio.wait_for(self._inbox.get(), timeout)
-                first()
-            except TimeoutError:
-                pass
-            while not self._inbox.empty():
-                self._inbox.get_nowait()()
-            now = self.clock()
-            if now >= next_tick:
-                self.replica.tick(now, self.wall_clock())
-                next_tick = now + self.tick_interval
-            ready = self.replica.ready()
-            # every reservation up to this limit is in ``ready.persist`` or already durable
-            limit = self.replica.change_limit
-            if not ready.empty():
-                await self._handle(ready, limit)
-            if ready.persist or self.change_index != self._announced:
-                self._announced = self.change_index
-                async with self._changed:
-                    self._changed.notify_all()
+    def tick(self, now: float) -> None:
+        self.replica.tick(now, self.wall_clock())
 
-    async def _handle(self, ready: Ready, limit: int) -> None:
-        self.stats.readies += 1
-        if ready.persist:
-            await asyncio.to_thread(self._persist, ready.persist)
-            self.stats.fsyncs += 1
+    def failed(self, exc: Exception) -> None:
+        """Fail-stop: a disk error must not go unnoticed."""
+        self.halted = f"{type(exc).__name__}: {exc}"
+        log.error("eventual replica halted: %s", self.halted)
+        for rid, fut in self._replies.items():
+            if not fut.done():
+                kind = OutcomeUnknown if rid in self._submitted else Halted
+                fut.set_exception(kind(self.halted))
+
+    def ready(self) -> Step | None:
+        ready = self.replica.ready()
+        # every reservation up to this limit is in ``ready.persist`` or already durable
+        limit = self.replica.change_limit
+        if ready.empty():
+            if self.change_index == self._announced:
+                return None
+            return Step(then=self._announce)  # the index moved (e.g. an instance went silent)
+        return Step(
+            records=ready.persist,
+            messages=[(env.dst, encode(env.message)) for env in ready.messages],
+            then=lambda: self._answer(ready, limit),
+        )
+
+    def _answer(self, ready: Ready, limit: int) -> bool:
+        """After ``persist`` is durable and the messages sent: reply; wake blocking reads
+        if anything was persisted or the change index moved."""
         self._durable_limit = limit
-        for env in ready.messages:
-            self._send(env.dst, encode(env.message))
         for reply in ready.replies:
             fut = self._replies.get(reply.request_id)
             if fut is not None and not fut.done():
                 fut.set_result(reply.result)
+        return self._announce() or bool(ready.persist)
 
-    def _persist(self, records: list[Record]) -> None:
-        self.storage.append(records)
-        self.storage.sync()
+    def _announce(self) -> bool:
+        moved = self.change_index != self._announced
+        self._announced = self.change_index
+        return moved

@@ -1,7 +1,7 @@
 """A durable append-only log of CRC32C frames: the storage engine of both stores.
 
 The engine is codec-agnostic. It stores *frames* exactly as a store's
-``encode_frame`` produces them::
+record format produces them (``configsvc.runtime.framing``)::
 
     u32 length | u32 crc32c(payload) | payload
 

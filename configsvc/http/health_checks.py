@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from configsvc.discovery import Discovery
 from configsvc.discovery_types import MAX_OUTPUT, HttpCheck
+from configsvc.http.discovery import Discovery
 from configsvc.http.errors import ApiError
+from configsvc.http.forwarding import Forwarder
 from eventual.dots import SVC_SPACE
 from eventual.instances import resolve_instance
 from strong.ops import ListInstances
@@ -38,7 +39,7 @@ from strong.results import InstancesResult
 if TYPE_CHECKING:
     from configsvc.node import Node
 
-log = logging.getLogger("configsvc.health_checks")
+log = logging.getLogger("configsvc.http.health_checks")
 
 Key = tuple[str, str, str]
 
@@ -71,10 +72,11 @@ def verdict(status_code: int) -> str:
 class HealthChecks:
     """Started and stopped by the node; scans its replicas every ``rescan_interval``."""
 
-    def __init__(self, node: Node, *, rescan_interval: float = 0.5,
+    def __init__(self, node: Node, forwarder: Forwarder | None = None, *,
+                 rescan_interval: float = 0.5,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.node = node
-        self.discovery = Discovery(node)
+        self.discovery = Discovery(node, forwarder)
         self.rescan_interval = rescan_interval
         self.clock = clock
         self._running: dict[Key, tuple[Target, asyncio.Task[None]]] = {}

@@ -1,18 +1,12 @@
-"""The asyncio driver of one strong-group replica: the thin loop around the pure core.
+"""The strong-group replica in the runtime: its adapter to the one driver loop.
 
-Contract (``strong.ready``): for every Ready, **append its records and fsync
-them, then send its messages, then install/apply, then answer**. The fsync
-runs in a worker thread (``asyncio.to_thread``) so the event loop keeps
-serving HTTP and the transport meanwhile; inputs that arrive during it are
-all handed to the core before the next Ready, so one fsync covers them all
-(group commit).
+The loop (``configsvc.runtime.loop``) persists, fsyncs, sends, then runs this
+adapter's ``then``: install a snapshot, apply committed slots to the state
+machine, resolve the futures of writes and reads. Only the loop task touches
+the replica and the state machine's mutating methods; client coroutines
+submit inputs and await futures.
 
-Only the loop task touches the replica and the state machine's mutating
-methods; client coroutines enqueue inputs and await futures.
-
-A send the transport refuses (``send`` returns False: queue full, frame too
-large, peer unknown) is counted in ``DriverStats.send_failures`` and dropped,
-like a message lost on the network: the core already survives every loss,
+The core survives every message the transport refuses (``LoopStats.send_failures``),
 because every message whose loss matters is resent by the core itself --
 Accept every ``retransmit_interval`` until acknowledged (which re-sends the
 Accepted too); Heartbeat every ``heartbeat_interval`` (and a read's round
@@ -27,7 +21,6 @@ message.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -35,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from configsvc.runtime.loop import CoreLoop, Step
 from strong.ballot import Ballot
 from strong.commands import MalformedCommand, decode_command
 from strong.config import ReplicaConfig
@@ -74,14 +68,12 @@ class Halted(Exception):
 
 @dataclass
 class DriverStats:
-    readies: int = 0
-    fsyncs: int = 0
+    """The strong adapter's counters (the loop's own are ``CoreLoop.stats``)."""
+
     malformed_messages: int = 0
     applied_slots: int = 0
     #: retries that joined a proposal their leadership already held
     retries_joined: int = 0
-    #: messages the transport refused to queue (``send`` returned False)
-    send_failures: int = 0
 
 
 class StrongDriver:
@@ -100,9 +92,8 @@ class StrongDriver:
         """``voting=False``: this node lost its disk and was reset; it learns but does not
         vote (``strong.replica`` rule 7)."""
         self.config = config
-        self.storage = storage
-        self._send = send
-        self.tick_interval = tick_interval
+        self.loop = CoreLoop(self, storage, send, tick_interval=tick_interval, clock=clock,
+                             name=f"strong-driver-{config.node_id}")
         self.snapshot_every = snapshot_every
         self.clock = clock
         self.rng = rng or random.Random()
@@ -111,7 +102,6 @@ class StrongDriver:
         durable = recover(storage.load())
         self.sm = StateMachine()
         self.replica = Replica(config, durable, clock(), self.rng, voting=voting)
-        self._inbox: asyncio.Queue[Callable[[], None]] = asyncio.Queue()
         self._next_request = 0
         #: request id -> its future; (client_id, seq) -> the request ids proposing it
         self._writes: dict[int, asyncio.Future[Result]] = {}
@@ -125,24 +115,18 @@ class StrongDriver:
         self._proposed_ballot: Ballot | None = None
         self._joined: dict[int, set[int]] = {}
         self._reads: dict[int, asyncio.Future[Any]] = {}
-        self._read_waits: list[tuple[int, asyncio.Future[None]]] = []
-        self._applied = asyncio.Condition()
-        self._task: asyncio.Task[None] | None = None
         #: the snapshot being encoded in a worker thread, if any
         self._snapshotting: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"strong-driver-{self.config.node_id}")
+        await self.loop.start()
 
     async def close(self) -> None:
         if self._snapshotting is not None:
             self._snapshotting.cancel()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self.loop.close()
         for fut in list(self._writes.values()) + list(self._reads.values()):
             if not fut.done():
                 fut.cancel()
@@ -159,7 +143,7 @@ class StrongDriver:
             self.stats.malformed_messages += 1
             log.warning("dropped a malformed message from %s: %s", src, exc)
             return
-        self._inbox.put_nowait(lambda: self.replica.step(src, message, self.clock()))
+        self.loop.submit(lambda: self.replica.step(src, message, self.clock()))
 
     async def propose(self, command: bytes, timeout: float) -> Result:
         """Propose an encoded Command; return its result once applied here.
@@ -179,7 +163,7 @@ class StrongDriver:
         rid = self._next_request
         self._writes[rid] = fut
         self._by_command.setdefault(key, set()).add(rid)
-        self._inbox.put_nowait(lambda: self._hand(rid, key, command))
+        self.loop.submit(lambda: self._hand(rid, key, command))
         try:
             return await asyncio.wait_for(asyncio.shield(fut), timeout)
         except TimeoutError:
@@ -212,7 +196,7 @@ class StrongDriver:
         self._next_request += 1
         rid = self._next_request
         self._reads[rid] = fut
-        self._inbox.put_nowait(lambda: self.replica.read_index(rid, self.clock(), quorum=quorum))
+        self.loop.submit(lambda: self.replica.read_index(rid, self.clock(), quorum=quorum))
         try:
             index = await asyncio.wait_for(fut, timeout)
             await self.wait_applied(index, timeout)
@@ -224,21 +208,16 @@ class StrongDriver:
         return self.sm.read(op)
 
     async def wait_applied(self, index: int, timeout: float) -> None:
-        async with self._applied:
-            await asyncio.wait_for(
-                self._applied.wait_for(lambda: self.sm.applied_index >= index or bool(self.halted)),
-                timeout,
-            )
+        """Return once slot ``index`` is applied here; TimeoutError, Halted."""
+        if not await self.loop.wait_for(
+            lambda: self.sm.applied_index >= index or bool(self.halted), timeout
+        ):
+            raise TimeoutError(f"slot {index} not applied within {timeout}s")
         self._check_running()
 
     async def wait_for_change(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Wait until ``predicate()`` holds after some apply; False on timeout (watches)."""
-        async with self._applied:
-            try:
-                await asyncio.wait_for(self._applied.wait_for(predicate), timeout)
-                return True
-            except TimeoutError:
-                return False
+        return await self.loop.wait_for(predicate, timeout)
 
     def status(self) -> ReplicaStatus:
         return self.replica.status(self.clock())
@@ -297,52 +276,32 @@ class StrongDriver:
             if not read.done():
                 read.set_exception(Halted(reason))
 
-    # ------------------------------------------------------------------ the loop
+    # ------------------------------------------------------------------ the loop's core
 
-    async def _run(self) -> None:
-        try:
-            await self._loop()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a disk error, a state it cannot restore: stop, loudly
-            self._halt(f"{type(exc).__name__}: {exc}")
-            async with self._applied:
-                self._applied.notify_all()
+    def tick(self, now: float) -> None:
+        self.replica.tick(now)
 
-    async def _loop(self) -> None:
-        next_tick = self.clock()
-        while True:
-            timeout = max(0.0, next_tick - self.clock())
-            try:
-                first = await asyncio.wait_for(self._inbox.get(), timeout)
-                first()
-            except TimeoutError:
-                pass
-            while not self._inbox.empty():
-                self._inbox.get_nowait()()
-            now = self.clock()
-            if now >= next_tick:
-                self.replica.tick(now)
-                next_tick = now + self.tick_interval
-            ready = self.replica.ready()
-            if not ready.empty():
-                await self._handle(ready)
+    def failed(self, exc: Exception) -> None:
+        """A disk error, a state it cannot restore: stop, loudly."""
+        self._halt(f"{type(exc).__name__}: {exc}")
 
-    async def _handle(self, ready: Ready) -> None:
-        self.stats.readies += 1
-        if ready.persist:
-            records = ready.persist
-            if all(type(r) is CommitRecord for r in records):
-                # Only commit-index hints: recovery never trusts them beyond the
-                # values it holds, so they need no fsync of their own; they
-                # become durable with the next synced batch.
-                self.storage.append(records)
-            else:
-                await asyncio.to_thread(self._persist, records)
-                self.stats.fsyncs += 1
-        for env in ready.messages:
-            if self._send(env.dst, encode_message(env.message)) is False:
-                self.stats.send_failures += 1
+    def ready(self) -> Step | None:
+        ready = self.replica.ready()
+        if ready.empty():
+            return None
+        # Only commit-index hints: recovery never trusts them beyond the values it
+        # holds, so they need no fsync of their own; they become durable with the
+        # next synced batch.
+        hints_only = all(type(r) is CommitRecord for r in ready.persist)
+        return Step(
+            records=ready.persist,
+            sync=not hints_only,
+            messages=[(env.dst, encode_message(env.message)) for env in ready.messages],
+            then=lambda: self._apply(ready),
+        )
+
+    def _apply(self, ready: Ready) -> bool:
+        """After the records are durable and the messages sent: install, apply, answer."""
         if ready.snapshot is not None and ready.snapshot.index > self.sm.applied_index:
             self.sm = StateMachine.restore(ready.snapshot.data)
         for slot, batch in ready.committed:
@@ -369,8 +328,6 @@ class StrongDriver:
                 read.set_result(rs.index)
         for rej in ready.rejected:
             self._reject(rej.request_id, rej.reason, rej.leader_hint)
-        async with self._applied:
-            self._applied.notify_all()
         if (
             self.sm.applied_index - self.replica.snapshot_index >= self.snapshot_every
             and self._snapshotting is None
@@ -378,6 +335,7 @@ class StrongDriver:
             # A consistent copy now, encoded off the event loop, compacted from the loop task.
             index, state = self.sm.applied_index, self.sm.snapshot_state()
             self._snapshotting = asyncio.create_task(self._encode_snapshot(index, state))
+        return True
 
     async def _encode_snapshot(self, index: int, state: SnapshotState) -> None:
         try:
@@ -388,7 +346,7 @@ class StrongDriver:
             def fail() -> None:
                 raise failure
 
-            self._inbox.put_nowait(fail)
+            self.loop.submit(fail)
             return
 
         def compact() -> None:
@@ -396,11 +354,7 @@ class StrongDriver:
             self.replica.compact(index, data)  # ignored if a newer snapshot arrived meanwhile
             self.sm.adopt_snapshot(index, data)
 
-        self._inbox.put_nowait(compact)
-
-    def _persist(self, records: list[Any]) -> None:
-        self.storage.append(records)
-        self.storage.sync()
+        self.loop.submit(compact)
 
     def _reject(self, rid: int, reason: RejectReason, hint: str | None) -> None:
         for joined in self._joined.pop(rid, ()):  # they were never proposed on their own

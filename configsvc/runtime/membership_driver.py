@@ -1,4 +1,5 @@
-"""The asyncio driver of SWIM/Lifeguard membership (``eventual.membership``).
+"""SWIM/Lifeguard membership (``eventual.membership``) in the runtime: its adapter
+to the one driver loop (``configsvc.runtime.loop``; it persists nothing).
 
 Members are addressed by node id over the peer transport (channel
 ``membership``). Every process start is a new *generation*, so a restarted
@@ -10,14 +11,13 @@ replica, so failure detection informs, it does not shrink the roster).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import random
 import time
 import uuid
 from collections.abc import Callable, Sequence
 
+from configsvc.runtime.loop import CoreLoop, Step
 from eventual.membership import Membership, MembershipStatus
 from eventual.membership_config import MembershipConfig
 from eventual.membership_messages import MalformedMessage, decode_message, encode_message
@@ -40,26 +40,21 @@ class MembershipDriver:
         rng: random.Random | None = None,
     ) -> None:
         self.peers = list(peers)
-        self._send = send
         self._on_alive = on_alive
-        self.tick_interval = tick_interval
+        self.loop = CoreLoop(self, None, send, tick_interval=tick_interval, clock=clock,
+                             name="membership")
         self.clock = clock
         config = MembershipConfig(node_id=node_id, address=node_id, generation=uuid.uuid4().hex)
         self.membership = Membership(config, clock(), rng or random.Random())
-        self._inbox: asyncio.Queue[Callable[[], None]] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
         self.malformed = 0
         self.alive: list[str] = []
 
     async def start(self) -> None:
         self.membership.join(self.peers, self.clock())
-        self._task = asyncio.create_task(self._run(), name="membership")
+        await self.loop.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self.loop.close()
 
     def deliver(self, src: str, payload: bytes) -> None:
         try:
@@ -68,26 +63,31 @@ class MembershipDriver:
             self.malformed += 1
             log.warning("dropped a malformed membership message from %s: %s", src, exc)
             return
-        self._inbox.put_nowait(lambda: self.membership.step(src, message, self.clock()))
+        self.loop.submit(lambda: self.membership.step(src, message, self.clock()))
 
     def status(self) -> MembershipStatus:
         return self.membership.status(self.clock())
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                first = await asyncio.wait_for(self._inbox.get(), self.tick_interval)
-                first()
-            except TimeoutError:
-                pass
-            while not self._inbox.empty():
-                self._inbox.get_nowait()()
-            self.membership.tick(self.clock())
-            ready = self.membership.ready()
-            for env in ready.messages:
-                self._send(env.dst, encode_message(env.message))
-            if ready.events:
-                alive = sorted(m.id for m in self.membership.live_members() if m.id in self.peers)
-                if alive != self.alive:
-                    self.alive = alive
-                    self._on_alive(alive)
+    # ------------------------------------------------------------------ the loop's core
+
+    def tick(self, now: float) -> None:
+        self.membership.tick(now)
+
+    def failed(self, exc: Exception) -> None:
+        log.error("membership stopped: %s: %s", type(exc).__name__, exc)
+
+    def ready(self) -> Step | None:
+        ready = self.membership.ready()
+        if not ready.messages and not ready.events:
+            return None
+        return Step(
+            messages=[(env.dst, encode_message(env.message)) for env in ready.messages],
+            then=self._report_alive if ready.events else None,
+        )
+
+    def _report_alive(self) -> bool:
+        alive = sorted(m.id for m in self.membership.live_members() if m.id in self.peers)
+        if alive != self.alive:
+            self.alive = alive
+            self._on_alive(alive)
+        return False

@@ -1,5 +1,10 @@
 """The on-disk frame of every durable record, for both stores (pure).
 
+The cores define their records and a pure codec for them (``record_fields``
+and ``record_from_fields`` in ``strong.records`` and ``eventual.records``);
+the frame around them (length, checksum) belongs to the runtime, which writes
+them: ``RecordFormat`` pairs a store's codec with the framing.
+
     u32 length | u32 crc32c(payload) | payload (msgpack)
 
 Invariants:
@@ -14,7 +19,8 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import crc32c
 import msgpack
@@ -72,3 +78,25 @@ def unframe_one(data: bytes, decode: Callable[[object], R]) -> R:
     if len(records) != 1 or valid != len(data):
         raise ValueError("not exactly one record")
     return records[0]
+
+
+@dataclass(frozen=True)
+class RecordFormat(Generic[R]):
+    """One store's records in frames: ``fields`` turns a record into msgpack-able
+    fields, ``from_fields`` back (raising ValueError/TypeError on anything else)."""
+
+    fields: Callable[[R], object]
+    from_fields: Callable[[object], R]
+
+    def encode(self, record: R) -> bytes:
+        """One record as one frame."""
+        return frame(self.fields(record))
+
+    def decode_all(self, buf: bytes) -> tuple[list[R], int]:
+        """Every complete frame of ``buf`` and the length of the valid prefix
+        (``unframe``); CorruptRecord for a bad checksum or payload."""
+        return unframe(buf, self.from_fields)
+
+    def decode_one(self, data: bytes) -> R:
+        """Exactly one frame; ValueError if it is not one valid record."""
+        return unframe_one(data, self.from_fields)

@@ -36,7 +36,7 @@ from starlette.responses import Response
 
 from configsvc.http.errors import ApiError
 
-log = logging.getLogger("configsvc.forwarding")
+log = logging.getLogger("configsvc.http.forwarding")
 
 CHANNEL = "rpc"
 FORWARDED = "x-configsvc-forwarded"

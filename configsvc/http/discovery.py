@@ -1,7 +1,7 @@
 """Service discovery over both kinds of namespace: one implementation of the semantics.
 
 Every face (the native API ``configsvc.http.discovery_api``, the Consul face,
-the node's HTTP-check runner ``configsvc.health_checks``) calls this facade;
+the node's HTTP-check runner ``configsvc.http.health_checks``) calls this facade;
 none holds a second copy. Rules:
 
 1. Strong namespaces: registrations, check results and deregistrations are
@@ -57,10 +57,12 @@ from configsvc.discovery_types import (
     check_name,
     check_status,
 )
-from configsvc.forwarding import FORWARDED
 from configsvc.http.errors import ApiError, bad_request
 from configsvc.http.eventual_api import TOKEN, EventualApi
+from configsvc.http.forwarding import FORWARDED, Forwarder
+from configsvc.http.node_requests import consistency_of, forward
 from configsvc.http.strong_api import StrongApi, result_json
+from configsvc.runtime.strong_driver import Halted, NotLeader, OutcomeUnknown
 from eventual.dots import SVC_SPACE
 from eventual.instances import InstanceInfo, InstanceView, Status
 from eventual.requests import (
@@ -75,7 +77,6 @@ from eventual.requests import (
 from eventual.requests import (
     Request as EventualRequest,
 )
-from strong.driver import Halted, NotLeader, OutcomeUnknown
 from strong.ops import DeregisterInstance, ListInstances, RegisterInstance, UpdateCheck
 from strong.results import ErrorResult, InstanceRecord, InstancesResult, ServiceWriteResult
 
@@ -167,8 +168,10 @@ class Discovery:
     ``request`` is the HTTP request the call serves (its session headers, causal
     token and forwarding mark travel on); ``None`` for the node's own calls."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, forwarder: Forwarder | None = None) -> None:
+        """``forwarder``: how the facade's own requests reach the leader (None: not at all)."""
         self.node = node
+        self.forwarder = forwarder
         self._strong = StrongApi(node)
         self._eventual = EventualApi(node)
         self._node_ids = {n.id for n in node.config.nodes}
@@ -180,7 +183,7 @@ class Discovery:
         request = request or internal_request()
         native = _Native("PUT", service_path(ns, reg.service, reg.instance_id),
                          body=json.dumps(reg.to_json()).encode())
-        kind = await self.node.consistency_of(request, ns)
+        kind = await consistency_of(self.node, request, ns)
         ttl, origin = reg.effective_ttl, self.origin(request)
         check = reg.http_check.encode() if reg.http_check else b""
         if kind == "eventual":
@@ -208,7 +211,7 @@ class Discovery:
             raise bad_request(str(exc)) from None
         body = json.dumps({"status": status, "output": output}).encode()
         native = _Native("PUT", service_path(ns, service, instance_id, "check"), body=body)
-        kind = await self.node.consistency_of(request, ns)
+        kind = await consistency_of(self.node, request, ns)
         if kind == "eventual":
             beat = Heartbeat(ns, service, instance_id, cast(Status, status), output)
             return await self._eventual_write(request, ns, beat)
@@ -227,7 +230,7 @@ class Discovery:
         except ValueError as exc:
             raise bad_request(str(exc)) from None
         native = _Native("DELETE", service_path(ns, service, instance_id))
-        kind = await self.node.consistency_of(request, ns)
+        kind = await consistency_of(self.node, request, ns)
         if kind == "eventual":
             try:
                 return await self._eventual_write(request, ns, Deregister(ns, service, instance_id))
@@ -267,7 +270,7 @@ class Discovery:
         if service is None:
             query.append(("instances", "true"))
         native = _Native("GET", service_path(ns, *([service] if service else [])), tuple(query))
-        kind = await self.node.consistency_of(request, ns)
+        kind = await consistency_of(self.node, request, ns)
         if kind == "eventual":
             view = await self._eventual_instances(request, ns, service, index, wait)
         elif kind == "strong":
@@ -433,7 +436,7 @@ class Discovery:
         """Ask the leader (``leader`` or the one this node knows) through the native API."""
         if leader is None:
             leader = self.node.strong.status().leader
-        response = await self.node.forward(native.request(request), leader)
+        response = await forward(self.node, native.request(request), leader, self.forwarder)
         try:
             data = json.loads(bytes(response.body) or b"{}")
         except ValueError:
