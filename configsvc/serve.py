@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import signal
 from collections.abc import Generator
@@ -18,8 +19,9 @@ from configsvc.node import Node
 
 
 def _uvicorn_config(app: Starlette, host: str, port: int) -> uvicorn.Config:
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     return uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
-                          timeout_graceful_shutdown=2)
+                          timeout_graceful_shutdown=2, http=http)
 
 
 class _SecondServer(uvicorn.Server):
@@ -56,5 +58,13 @@ async def serve_node(config_path: str, node_id: str, initial_cluster_state: Init
 
 def serve(config_path: str, node_id: str, initial_cluster_state: InitialState = "existing") -> int:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {node_id} %(name)s %(levelname)s %(message)s")
-    asyncio.run(serve_node(config_path, node_id, initial_cluster_state))
+    # httpx logs every request at INFO: the forwarder and the health checks make many.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    main = serve_node(config_path, node_id, initial_cluster_state)
+    try:
+        import uvloop  # the node's whole event loop: HTTP, peers and both drivers
+    except ImportError:  # pragma: no cover - a platform without uvloop (Windows)
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
     return 0
