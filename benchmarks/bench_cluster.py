@@ -78,6 +78,12 @@ class Point:
     result: PointResult
     leader_before: str
     leader_after: str
+    #: CPU seconds all of the system's processes used during the point
+    server_cpu: float = 0.0
+
+    @property
+    def server_cpu_us_per_op(self) -> float:
+        return self.server_cpu / max(1, self.result.ops) * 1e6
 
     @property
     def key(self) -> tuple[str, int, str, str, int]:
@@ -86,7 +92,9 @@ class Point:
     def row(self) -> dict[str, Any]:
         return {"system": self.system, "nodes": self.nodes, "workload": self.workload,
                 "placement": self.placement, **self.result.summary(),
-                "leader_before": self.leader_before, "leader_after": self.leader_after}
+                "leader_before": self.leader_before, "leader_after": self.leader_after,
+                "server_cpu_s": round(self.server_cpu, 3),
+                "server_cpu_us_per_op": round(self.server_cpu_us_per_op, 1)}
 
 
 def log(text: str = "") -> None:
@@ -122,20 +130,29 @@ def terminate_on_sigterm() -> Iterator[None]:
 @contextlib.contextmanager
 def cluster_of(system: str, root: Path, nodes: int, etcd_binary: str | None) -> Iterator[Cluster]:
     """A running cluster of ``system`` with its data under ``root``; stopped and its
-    data removed on exit, whatever happens."""
+    data removed on exit, whatever happens. When something fails, the members'
+    logs are kept (the directory is named)."""
     started = time.monotonic()
-    cluster: Cluster
-    if system == "configsvc":
-        cluster = Configsvc(root, nodes)
-    else:
-        assert etcd_binary is not None
-        cluster = Etcd(root, etcd_binary, nodes)
-    log(f"{system}, {nodes} nodes: up in {time.monotonic() - started:.1f} s "
-        f"(leader {cluster.leader()}; logs in {root})")
     try:
-        yield cluster
+        cluster: Cluster
+        if system == "configsvc":
+            cluster = Configsvc(root, nodes)
+        else:
+            assert etcd_binary is not None
+            cluster = Etcd(root, etcd_binary, nodes)
+        log(f"{system}, {nodes} nodes: up in {time.monotonic() - started:.1f} s "
+            f"(leader {cluster.leader()})")
+        try:
+            yield cluster
+        finally:
+            cluster.close()
+    except (Exception, KeyboardInterrupt):
+        kept = Path(tempfile.mkdtemp(prefix=f"bench-logs-{system}-"))
+        for path in root.glob("*.log"):
+            shutil.copy(path, kept)
+        log(f"{system}: the members' logs are kept in {kept}")
+        raise
     finally:
-        cluster.close()
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -157,11 +174,22 @@ def measure_ceiling(gen: LoadGenerator, clients: list[int], duration: float,
     return rows
 
 
+def idle_cpu(cluster: Cluster, seconds: float = 1.0) -> float:
+    """The cores the cluster's processes use with no client requests (heartbeats,
+    gossip, timers), measured over ``seconds``."""
+    before, began = cluster.cpu(), time.monotonic()
+    time.sleep(seconds)  # a measurement interval, not a wait for a condition
+    return (cluster.cpu() - before) / (time.monotonic() - began)
+
+
 def measure_system(cluster: Cluster, gen: LoadGenerator, nodes: int, workloads: list[str],
                    clients: list[int], placements: list[str], duration: float,
-                   value: bytes) -> list[Point]:
-    """Every workload x placement x client count on one running cluster."""
+                   value: bytes) -> tuple[list[Point], float]:
+    """Every workload x placement x client count on one running cluster; also
+    the cluster's idle CPU (cores)."""
     cluster.preload(value)
+    idle = idle_cpu(cluster)
+    log(f"  {cluster.name:9} idle: {idle * 100:.0f}% of a core (all members, no requests)")
     points = []
     for workload in workloads:
         for placement in placements:
@@ -172,15 +200,18 @@ def measure_system(cluster: Cluster, gen: LoadGenerator, nodes: int, workloads: 
                 plan = cluster.plan(workload, value, endpoints)
                 if plan is None:
                     continue
+                cpu_before = cluster.cpu()
                 result = gen.run(plan, n, duration)
                 for m in cluster.members:
                     m.check_running()
+                cpu = cluster.cpu() - cpu_before
                 after = cluster.leader()
-                point = Point(cluster.name, nodes, workload, placement, result, leader, after)
+                point = Point(cluster.name, nodes, workload, placement, result, leader, after, cpu)
                 moved = f"  LEADER MOVED {leader} -> {after}" if after != leader else ""
-                log(f"  {cluster.name:9} {workload:17} {placement:6} clients={n:3}  {describe(result)}{moved}")
+                log(f"  {cluster.name:9} {workload:17} {placement:6} clients={n:3}  {describe(result)}"
+                    f"  server CPU {point.server_cpu_us_per_op:5.0f} µs/op{moved}")
                 points.append(point)
-    return points
+    return points, idle
 
 
 def ratio_rows(points: list[Point]) -> list[dict[str, Any]]:
@@ -228,8 +259,11 @@ def measure_memory(cluster: Cluster, nodes: int, keys: int, value: bytes, batch:
                    parallel: int) -> dict[str, Any]:
     """Load ``keys`` keys, then resident memory, then a follower's restart."""
     started = time.monotonic()
-    last = cluster.bulk_load(keys, value, batch, parallel)
+    last, retries = cluster.bulk_load(keys, value, batch, parallel)
     load_s = time.monotonic() - started
+    if retries:
+        log(f"  {cluster.name:9} {keys:>9,} keys: the load retried " +
+            ", ".join(f"{cause} x{n}" for cause, n in retries.most_common()))
     cluster.wait(lambda: all(cluster.serves_key(m, last) for m in cluster.members), 300,
                  f"every member to serve {last}")
     rss = cluster.rss()
@@ -241,7 +275,7 @@ def measure_memory(cluster: Cluster, nodes: int, keys: int, value: bytes, batch:
         f"{restart['answers_s']:.2f} s, serves {last} after {restart['serve_s']:.2f} s, healthy after {restart['healthy_s']:.2f} s; "
         f"RSS then {restart['rss_after_restart_mb']} MB")
     return {"system": cluster.name, "nodes": nodes, "keys": keys, "value_bytes": len(value),
-            "load_s": round(load_s, 2), "rss_mb": rss, "max_rss_mb": max(rss.values()),
+            "load_s": round(load_s, 2), "load_retries": dict(retries), "rss_mb": rss, "max_rss_mb": max(rss.values()),
             "data_mb": data, "restart": restart}
 
 
@@ -368,7 +402,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     value = value_of(args.value_bytes)
     report: dict[str, Any] = {"machine": machine(), "args": vars(args),
                               "etcd_version": etcd_version(args.etcd) if args.etcd else None,
-                              "ceiling": [], "points": [], "ratios": [], "memory": [], "targets": []}
+                              "ceiling": [], "idle_cpu": [], "points": [], "ratios": [], "memory": [], "targets": []}
     throughput = not (args.memory or args.ceiling)
     memory_mode = not (args.throughput or args.ceiling)
     points: list[Point] = []
@@ -381,8 +415,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     for nodes in node_counts:
                         for system in systems:
                             with cluster_of(system, Path(tmp) / f"{system}-{nodes}", nodes, args.etcd) as c:
-                                points += measure_system(c, gen, nodes, workloads, clients,
-                                                         placements, args.duration, value)
+                                found, idle = measure_system(c, gen, nodes, workloads, clients,
+                                                             placements, args.duration, value)
+                                points += found
+                                report["idle_cpu"].append({"system": system, "nodes": nodes,
+                                                           "cores": round(idle, 3)})
         if memory_mode:
             for nodes in node_counts:
                 for keys in [int(k) for k in args.keys.split(",")]:

@@ -18,11 +18,13 @@ import asyncio
 import base64
 import contextlib
 import json
+import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +79,12 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024 / 1e6
     raise BenchError(f"no VmRSS for process {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds process ``pid`` has used (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def dir_mb(path: Path) -> float:
@@ -172,6 +180,10 @@ class Cluster:
         """Each member's resident memory in MB."""
         return {m.name: round(rss_mb(m.proc.pid), 1) for m in self.members if m.proc is not None}
 
+    def cpu(self) -> float:
+        """CPU seconds used so far by all members together."""
+        return sum(cpu_seconds(m.proc.pid) for m in self.members if m.proc is not None)
+
     def member(self, name: str) -> Member:
         return next(m for m in self.members if m.name == name)
 
@@ -185,7 +197,9 @@ class Cluster:
     def preload(self, value: bytes) -> None:
         raise NotImplementedError
 
-    def bulk_load(self, keys: int, value: bytes, batch: int, parallel: int) -> str:
+    def bulk_load(self, keys: int, value: bytes, batch: int, parallel: int) -> tuple[str, Counter[str]]:
+        """Write ``keys`` keys ``mem/00000000``…; return the last key and the
+        retries the load needed, by cause."""
         raise NotImplementedError
 
     def serves_key(self, member: Member, key: str) -> bool:
@@ -223,21 +237,47 @@ class Cluster:
         }
 
 
-async def _bulk(requests: list[tuple[str, Any]], parallel: int, ok: Callable[[int, Any], bool]) -> None:
-    """POST each ``(url, json)``, ``parallel`` at a time; raise on the first failure."""
+#: answers a bulk load retries: "not done, safe to retry" and "outcome unknown"
+#: (the batches only put fixed values, so applying one twice changes nothing)
+RETRY_STATUSES = (503, 504)
+
+
+async def _bulk(requests: list[tuple[str, Any]], parallel: int, ok: Callable[[int, Any], bool],
+                deadline_s: float = 120.0) -> Counter[str]:
+    """POST each ``(url, json)``, ``parallel`` at a time. A 503/504, a timeout or a
+    lost connection is retried (after 0.1 s) until ``deadline_s`` per request;
+    any other failure raises. Returns the retries by cause."""
     queue = iter(requests)
-    timeout = aiohttp.ClientTimeout(total=120)
+    retries: Counter[str] = Counter()
+    timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(timeout=timeout) as session:
+
+        async def post(url: str, body: Any) -> str | None:
+            """None when done; else the cause of a retryable failure."""
+            try:
+                async with session.post(url, json=body) as response:
+                    answer = await response.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                return type(exc).__name__
+            data = json.loads(answer) if answer else None
+            if ok(response.status, data):
+                return None
+            if response.status in RETRY_STATUSES:
+                code = data.get("error", {}).get("code", "") if isinstance(data, dict) else ""
+                return f"http {response.status} {code}".strip()
+            raise BenchError(f"bulk load: {url} answered {response.status}: {answer[:300]!r}")
 
         async def worker() -> None:
             for url, body in queue:
-                async with session.post(url, json=body) as response:
-                    answer = await response.read()
-                    data = json.loads(answer) if answer else None
-                    if not ok(response.status, data):
-                        raise BenchError(f"bulk load: {url} answered {response.status}: {answer[:300]!r}")
+                give_up = time.monotonic() + deadline_s
+                while (cause := await post(url, body)) is not None:
+                    retries[cause] += 1
+                    if time.monotonic() >= give_up:
+                        raise BenchError(f"bulk load: {url} still failing after {deadline_s:.0f} s: {cause}")
+                    await asyncio.sleep(0.1)  # back off before retrying
 
         await asyncio.gather(*(worker() for _ in range(parallel)))
+    return retries
 
 
 # ------------------------------------------------------------------ configsvc
@@ -323,9 +363,8 @@ class Configsvc(Cluster):
         requests += [(f"{base}/v1/txn/ebench", {"ops": ops[i:i + 128]}) for i in range(0, len(ops), 128)]
         asyncio.run(_bulk(requests, 1, lambda status, _: status == 200))
 
-    def bulk_load(self, keys: int, value: bytes, batch: int, parallel: int) -> str:
-        """Write ``mem/00000000``… through strong transactions of ``batch`` puts,
-        ``parallel`` at a time, to the leader; return the last key."""
+    def bulk_load(self, keys: int, value: bytes, batch: int, parallel: int) -> tuple[str, Counter[str]]:
+        """Strong transactions of ``batch`` puts, ``parallel`` at a time, to the leader."""
         leader = self.member(self.leader()).endpoint
         encoded = _b64(value)
         requests = []
@@ -333,8 +372,8 @@ class Configsvc(Cluster):
             ops = [{"op": "put", "key": f"mem/{k:08d}", "value": encoded}
                    for k in range(first, min(keys, first + batch))]
             requests.append((f"{leader}/v1/txn/bench", {"success": ops}))
-        asyncio.run(_bulk(requests, parallel, lambda status, _: status == 200))
-        return f"mem/{keys - 1:08d}"
+        retries = asyncio.run(_bulk(requests, parallel, lambda status, _: status == 200))
+        return f"mem/{keys - 1:08d}", retries
 
     def serves_key(self, member: Member, key: str) -> bool:
         response = httpx.get(f"{member.endpoint}/v1/kv/bench/{key}", params={"consistency": "stale"},
@@ -421,7 +460,7 @@ class Etcd(Cluster):
     def preload(self, value: bytes) -> None:
         self._put_batches([f"k{k:04d}" for k in range(WORKLOAD_KEYS)], value, 128, 4)
 
-    def _put_batches(self, keys: list[str], value: bytes, batch: int, parallel: int) -> None:
+    def _put_batches(self, keys: list[str], value: bytes, batch: int, parallel: int) -> Counter[str]:
         """Put ``keys`` through transactions of at most ``batch`` puts (etcd's
         ``--max-txn-ops`` defaults to 128)."""
         encoded = _b64(value)
@@ -430,12 +469,13 @@ class Etcd(Cluster):
             ops = [{"request_put": {"key": _b64(k), "value": encoded}} for k in keys[first:first + batch]]
             endpoint = self.endpoints[(first // batch) % len(self.endpoints)]
             requests.append((f"{endpoint}/v3/kv/txn", {"success": ops}))
-        asyncio.run(_bulk(requests, parallel, lambda status, data: status == 200 and "error" not in data))
+        return asyncio.run(_bulk(requests, parallel,
+                                 lambda status, data: status == 200 and "error" not in data))
 
-    def bulk_load(self, keys: int, value: bytes, batch: int, parallel: int) -> str:
+    def bulk_load(self, keys: int, value: bytes, batch: int, parallel: int) -> tuple[str, Counter[str]]:
         del batch  # etcd caps a transaction at 128 operations
-        self._put_batches([f"mem/{k:08d}" for k in range(keys)], value, 128, parallel)
-        return f"mem/{keys - 1:08d}"
+        retries = self._put_batches([f"mem/{k:08d}" for k in range(keys)], value, 128, parallel)
+        return f"mem/{keys - 1:08d}", retries
 
     def serves_key(self, member: Member, key: str) -> bool:
         response = httpx.post(member.endpoint + "/v3/kv/range",
