@@ -20,8 +20,8 @@ every workload and client count:
 - eventual write: configsvc only (``PUT`` in an eventual namespace).
 
 Each point runs twice: with the clients spread over every node (client ``c``
-on node ``c mod n``, as etcd's clients spread) and with every client on the
-leader. Before the systems, the generator is measured against a trivial local
+on node ``c mod n``, as etcd's clients spread; the followers come first, so a
+single client sits on a follower) and with every client on the leader. Before the systems, the generator is measured against a trivial local
 server: its ceiling on this machine at that moment.
 
 Memory (``--memory``, part of the default run with 100,000 keys). For each
@@ -174,6 +174,14 @@ def measure_ceiling(gen: LoadGenerator, clients: list[int], duration: float,
     return rows
 
 
+def spread(cluster: Cluster, leader: str, placement: str) -> list[str]:
+    """The endpoints clients go to, client ``c`` to the ``c mod len``-th: the leader
+    alone, or every member with the followers first (so that one client sits on a
+    follower, as most clients of a spread do, in both systems alike)."""
+    ordered = [m for m in cluster.members if m.name != leader] + [cluster.member(leader)]
+    return [ordered[-1].endpoint] if placement == "leader" else [m.endpoint for m in ordered]
+
+
 def idle_cpu(cluster: Cluster, seconds: float = 1.0) -> float:
     """The cores the cluster's processes use with no client requests (heartbeats,
     gossip, timers), measured over ``seconds``."""
@@ -195,8 +203,7 @@ def measure_system(cluster: Cluster, gen: LoadGenerator, nodes: int, workloads: 
         for placement in placements:
             for n in clients:
                 leader = cluster.leader()
-                endpoints = ([cluster.member(leader).endpoint] if placement == "leader"
-                             else cluster.endpoints)
+                endpoints = spread(cluster, leader, placement)
                 plan = cluster.plan(workload, value, endpoints)
                 if plan is None:
                     continue
@@ -333,6 +340,17 @@ def targets(points: list[Point], memory: list[dict[str, Any]], nodes: int) -> li
     return out
 
 
+def print_memory(rows: list[dict[str, Any]]) -> None:
+    log("\n| system | nodes | keys | load s | RSS MB per member (max) | restart: answers s "
+        "| serves last key s | healthy s | RSS after restart MB |")
+    log("|---|---|---|---|---|---|---|---|---|")
+    for m in rows:
+        r = m["restart"]
+        log(f"| {m['system']} | {m['nodes']} | {m['keys']:,} | {m['load_s']:.1f} | {m['max_rss_mb']:.0f} "
+            f"| {r['answers_s']:.2f} | {r['serve_s']:.2f} | {r['healthy_s']:.2f} "
+            f"| {r['rss_after_restart_mb']:.0f} |")
+
+
 def print_targets(rows: list[dict[str, Any]]) -> None:
     log("\nissue 10 targets:")
     for t in rows:
@@ -431,6 +449,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ratios = ratio_rows(points)
     if points:
         print_table(points, ratios)
+    if memory:
+        print_memory(memory)
     report["points"] = [p.row() for p in points]
     report["ratios"] = ratios
     report["memory"] = memory
