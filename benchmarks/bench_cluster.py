@@ -146,7 +146,7 @@ def cluster_of(system: str, root: Path, nodes: int, etcd_binary: str | None) -> 
             yield cluster
         finally:
             cluster.close()
-    except (Exception, KeyboardInterrupt):
+    except Exception:
         kept = Path(tempfile.mkdtemp(prefix=f"bench-logs-{system}-"))
         for path in root.glob("*.log"):
             shutil.copy(path, kept)
