@@ -128,10 +128,12 @@ def terminate_on_sigterm() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def cluster_of(system: str, root: Path, nodes: int, etcd_binary: str | None) -> Iterator[Cluster]:
+def cluster_of(system: str, root: Path, nodes: int, etcd_binary: str | None,
+               keep_logs: Path | None = None) -> Iterator[Cluster]:
     """A running cluster of ``system`` with its data under ``root``; stopped and its
     data removed on exit, whatever happens. When something fails, the members'
-    logs are kept (the directory is named)."""
+    logs are kept (the directory is named); with ``keep_logs``, always, there
+    (in a subdirectory named after ``root``)."""
     started = time.monotonic()
     try:
         cluster: Cluster
@@ -147,12 +149,16 @@ def cluster_of(system: str, root: Path, nodes: int, etcd_binary: str | None) -> 
         finally:
             cluster.close()
     except Exception:
-        kept = Path(tempfile.mkdtemp(prefix=f"bench-logs-{system}-"))
-        for path in root.glob("*.log"):
-            shutil.copy(path, kept)
-        log(f"{system}: the members' logs are kept in {kept}")
+        if keep_logs is None:
+            keep_logs = Path(tempfile.mkdtemp(prefix=f"bench-logs-{system}-"))
         raise
     finally:
+        if keep_logs is not None:
+            kept = keep_logs / root.name
+            kept.mkdir(parents=True, exist_ok=True)
+            for path in root.glob("*.log"):
+                shutil.copy(path, kept)
+            log(f"{system}: the members' logs are kept in {kept}")
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -401,6 +407,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="memory mode: transactions in flight (default 8)")
     parser.add_argument("--etcd", default=shutil.which("etcd"), help="etcd binary (default: on PATH)")
     parser.add_argument("--json", default=None, metavar="PATH", help="write every result here")
+    parser.add_argument("--keep-logs", default=None, metavar="DIR",
+                        help="copy every member's log here (default: only when a cluster fails)")
     return parser.parse_args(argv)
 
 
@@ -418,6 +426,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         log("etcd is not installed (apt-get install etcd-server): configsvc only")
         systems.remove("etcd")
     value = value_of(args.value_bytes)
+    keep_logs = Path(args.keep_logs).resolve() if args.keep_logs else None
     report: dict[str, Any] = {"machine": machine(), "args": vars(args),
                               "etcd_version": etcd_version(args.etcd) if args.etcd else None,
                               "ceiling": [], "idle_cpu": [], "points": [], "ratios": [], "memory": [], "targets": []}
@@ -432,7 +441,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if throughput:
                     for nodes in node_counts:
                         for system in systems:
-                            with cluster_of(system, Path(tmp) / f"{system}-{nodes}", nodes, args.etcd) as c:
+                            with cluster_of(system, Path(tmp) / f"{system}-{nodes}", nodes, args.etcd,
+                                            keep_logs) as c:
                                 found, idle = measure_system(c, gen, nodes, workloads, clients,
                                                              placements, args.duration, value)
                                 points += found
@@ -443,7 +453,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 for keys in [int(k) for k in args.keys.split(",")]:
                     for system in systems:
                         root = Path(tmp) / f"mem-{system}-{nodes}-{keys}"
-                        with cluster_of(system, root, nodes, args.etcd) as c:
+                        with cluster_of(system, root, nodes, args.etcd, keep_logs) as c:
                             memory.append(measure_memory(c, nodes, keys, value, args.load_batch,
                                                          args.load_parallel))
     ratios = ratio_rows(points)

@@ -322,7 +322,7 @@ class Configsvc(Cluster):
         return data
 
     def healthy(self, member: Member) -> bool:
-        return self._health(member)["status"] == "healthy"
+        return bool(self._health(member)["status"] == "healthy")
 
     def answers(self, member: Member) -> bool:
         return httpx.get(member.endpoint + "/v1/cluster/health", timeout=2).status_code > 0
