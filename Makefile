@@ -45,3 +45,10 @@ sim-planted: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# configsvc vs etcd (Debian etcd-server) on this machine, same client; a few
+# minutes. Options: make bench BENCH_ARGS="--json out.json --nodes 3,5"
+# (benchmarks/README.md, "Cluster benchmark (issue 10): how to run").
+BENCH_ARGS ?=
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_cluster.py $(BENCH_ARGS)
