@@ -3,7 +3,8 @@
 Phase names follow "Paxos Made Simple": Prepare/Promise is phase 1 (1a/1b),
 Accept/Accepted is phase 2 (2a/2b). Everything else is Multi-Paxos plumbing:
 heartbeats (commit propagation, leases, read confirmation), catch-up of chosen
-slots, and snapshot transfer for replicas that fell behind compaction.
+slots, snapshot transfer for replicas that fell behind compaction, and the
+requests a follower hands to its leader (commands to propose, read indexes).
 
 Every message is bounded in bytes by its sender (issue 7, finding 2): a batch
 by ``ReplicaConfig.max_batch_bytes``, a catch-up reply, a Promise and a
@@ -162,6 +163,51 @@ class InstallSnapshot:
     data: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """A follower hands client commands to the leader of ``ballot``, which proposes
+    them as its own (batched: one message per Ready). ``request_ids`` are the
+    follower's, one per command; the follower answers when it applies them."""
+
+    ballot: Ballot
+    #: the follower's process life (replies name it: ids restart with a process)
+    incarnation: int
+    request_ids: tuple[int, ...]
+    commands: Batch
+
+
+@dataclass(frozen=True, slots=True)
+class ReadIndexRequest:
+    """A follower asks the leader of ``ballot`` for the index a linearizable read
+    may be answered at (ReadIndex on a follower); ``quorum`` as in ``read_index``."""
+
+    ballot: Ballot
+    incarnation: int
+    request_ids: tuple[int, ...]
+    quorum: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReadIndexReply:
+    """The leader of ``ballot`` confirmed its leadership after the requests arrived:
+    the follower may answer them once it has applied slot ``index``."""
+
+    ballot: Ballot
+    incarnation: int
+    index: int
+    request_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """The receiver of a Forward or ReadIndexRequest will not act on these requests
+    (it does not lead, or stepped down first): never proposed, safe to retry."""
+
+    ballot: Ballot
+    incarnation: int
+    request_ids: tuple[int, ...]
+
+
 Message = (
     Prepare
     | Promise
@@ -175,6 +221,10 @@ Message = (
     | CatchUpRequest
     | CatchUpReply
     | InstallSnapshot
+    | Forward
+    | ReadIndexRequest
+    | ReadIndexReply
+    | Refused
 )
 
 

@@ -1,9 +1,25 @@
 """The output batch of a replica: what the driver must do, in order.
 
-Driver contract (etcd-raft's): append ``persist`` to storage and sync it; then
-send ``messages``; then install ``snapshot`` (if any) and apply ``committed``
-in order; then answer ``reads`` once the state machine has applied at least
-their index, and answer ``rejected`` requests with their reason.
+Driver contract (etcd-raft's): send ``send_first`` at once; append ``persist``
+to storage and sync it; then send ``messages``; then install ``snapshot`` (if
+any) and apply ``committed`` in order; then answer ``reads`` once the state
+machine has applied at least their index, and answer ``rejected`` requests
+with their reason. The driver takes no input (no message, no request) between
+taking a Ready and finishing its sync.
+
+``send_first`` holds a follower's requests to its leader (``Forward``,
+``ReadIndexRequest``: they assert nothing) and the leader's Accepts (the
+leader writes its own log while the followers write theirs, as etcd-raft's
+leader does). The Accepts are safe because nothing they say waits on this
+Ready's records: its ballot was
+promised durably before phase 1 began (the Prepare went out only after the
+PromiseRecord was synced), so a leader that crashes before the sync can never
+reuse the ballot for another value; the leader's own accept counts toward a
+quorum only through ``persist``, and the Accepted replies that complete that
+quorum are handled after the sync (no input between Ready and sync); and the
+commit index it carries is a fact learned from replies already handled.
+Every acceptor's reply (Promise, Accepted, HeartbeatAck) stays in
+``messages``, after its record is durable.
 """
 
 from __future__ import annotations
@@ -52,6 +68,8 @@ class SnapshotInstall:
 
 @dataclass
 class Ready:
+    #: the leader's Accepts: sent before ``persist`` is synced (see the module docstring)
+    send_first: list[Envelope] = field(default_factory=list)
     persist: list[Record] = field(default_factory=list)
     messages: list[Envelope] = field(default_factory=list)
     snapshot: SnapshotInstall | None = None
@@ -59,9 +77,14 @@ class Ready:
     reads: list[ReadState] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
 
+    def outbox(self) -> list[Envelope]:
+        """Every message of this Ready, ``send_first`` first (for observers and tests)."""
+        return self.send_first + self.messages
+
     def empty(self) -> bool:
         return not (
-            self.persist
+            self.send_first
+            or self.persist
             or self.messages
             or self.snapshot
             or self.committed

@@ -29,7 +29,24 @@ Rules this module obeys (each one is what safety rests on):
    above the end of its recovery (the slots phase 1 found).
 5. Reads: with a valid lease the leader answers at its commit index; otherwise
    it waits for a heartbeat round sent after the request to be acknowledged by
-   a quorum (ReadIndex). Followers never answer linearizable reads.
+   a quorum (ReadIndex). A follower never answers a linearizable read from its
+   own commit index: it asks the leader (``ReadIndexRequest``), which answers
+   by the same rule at the time the request arrived, and the follower's
+   driver serves the read once it has applied that index. Replies name the
+   follower's incarnation (drawn at boot): a reply to a previous process life,
+   whose request ids are reused, is ignored.
+9. Forwarding: a follower that knows a leader hands it client commands
+   (``Forward``, batched per Ready) instead of refusing them; the leader
+   proposes them as its own, or answers ``Refused`` if it does not lead (or
+   steps down before proposing them), which the follower reports as "not
+   the leader" (never proposed). A forwarded command the leader already
+   holds, byte for byte, pending or in flight (a client's retry through
+   another node) is not queued again: a copy could only apply as a no-op
+   (the state machine deduplicates by client and sequence), and under load
+   copies crowd out new work (a retry storm). The follower learns a forwarded command's
+   outcome by applying it, like any other replica. A leader announces every
+   commit at once (a heartbeat when no Accept carries it), so followers apply
+   without waiting for the next heartbeat.
 6. Chosen values learned from any replica (catch-up, snapshots) are chosen:
    they never disagree with what a leader would propose. A snapshot is
    installed only whole and verified (``strong.snapshot_transfer``).
@@ -68,6 +85,7 @@ from strong.messages import (
     CatchUpReply,
     CatchUpRequest,
     Envelope,
+    Forward,
     Heartbeat,
     HeartbeatAck,
     InstallSnapshot,
@@ -77,6 +95,9 @@ from strong.messages import (
     PreVote,
     PreVoteReply,
     Promise,
+    ReadIndexReply,
+    ReadIndexRequest,
+    Refused,
     SlotValue,
 )
 from strong.phase1 import recovery_values
@@ -170,6 +191,15 @@ class Replica:
         self._persist: list[Record] = []
         self._deferred: list[Record] = []
         self._messages: list[Envelope] = []
+        #: the leader's Accepts, sent before the Ready's records are synced (``strong.ready``)
+        self._early: list[Envelope] = []
+        #: this process life, named in requests to the leader and echoed in its replies
+        self.incarnation = int(rng.random() * 2**53)
+        #: requests for the leader, sent in one message each per Ready (rule 9, rule 5)
+        self._to_forward: list[tuple[int, bytes]] = []
+        self._to_ask: dict[bool, list[int]] = {False: [], True: []}
+        #: the commit index the followers were last told (an Accept or a Heartbeat)
+        self._announced_commit = self.commit_index
         self._reads: list[ReadState] = []
         self._rejected: list[Rejection] = []
         self._install: SnapshotInstall | None = None
@@ -210,6 +240,18 @@ class Replica:
                 self._on_catchup_reply(src, message)
             case InstallSnapshot():
                 self._on_install_snapshot(src, message)
+            case Forward():
+                self._on_forward(src, message)
+            case ReadIndexRequest():
+                self._on_read_index_request(src, message)
+            case ReadIndexReply():
+                if message.incarnation == self.incarnation:
+                    self._reads.extend(ReadState(r, message.index) for r in message.request_ids)
+            case Refused():
+                if message.incarnation == self.incarnation:
+                    hint = self.leader if self.leader != src else None
+                    self._rejected.extend(Rejection(r, RejectReason.NOT_LEADER, hint)
+                                          for r in message.request_ids)
 
     def tick(self, now: float) -> None:
         self.now = now
@@ -237,13 +279,18 @@ class Replica:
         self._release_reads(lead)
 
     def propose(self, request_id: int, command: bytes, now: float) -> None:
-        """Queue a command. Not leading: rejected at once (safe to retry elsewhere)."""
+        """Queue a command. A follower hands it to the leader it follows (rule 9);
+        knowing no leader, it is rejected at once (safe to retry elsewhere)."""
         self.now = now
         lead = self.leadership
         if lead is None:
+            if self._knows_leader():
+                self._to_forward.append((request_id, command))
+                return
             self._rejected.append(Rejection(request_id, RejectReason.NOT_LEADER, self.leader))
             return
-        lead.pending.append((request_id, command))
+        lead.pending.append((request_id, command, None))
+        lead.queued.add(command)
 
     def read_index(self, request_id: int, now: float, *, quorum: bool = False) -> None:
         """Ask for a linearizable read; answered by a ReadState or a Rejection.
@@ -256,12 +303,19 @@ class Replica:
             if self.config.bugs.follower_local_reads and self.leader is not None:
                 self._reads.append(ReadState(request_id, self.commit_index))
                 return
+            if self._knows_leader():
+                self._to_ask[quorum].append(request_id)  # rule 5: the leader's read index
+                return
             self._rejected.append(Rejection(request_id, RejectReason.NOT_LEADER, self.leader))
             return
-        index = max(self.commit_index, lead.recovery_end)
-        lead.reads.append(PendingRead(request_id, index, lead.rounds.round + 1, quorum))
-        lead.round_wanted = True
+        self._add_read(lead, request_id, quorum, None)
         self._release_reads(lead)
+
+    def _add_read(self, lead: Leadership, request_id: int, quorum: bool,
+                  origin: tuple[str, int] | None) -> None:
+        index = max(self.commit_index, lead.recovery_end)
+        lead.reads.append(PendingRead(request_id, index, lead.rounds.round + 1, quorum, origin))
+        lead.round_wanted = True
 
     def stand_down(self) -> None:
         """Stop leading and never campaign again (this process cannot apply the
@@ -285,14 +339,19 @@ class Replica:
 
     def ready(self) -> Ready:
         """Drain the outputs (after packing queued proposals into slots)."""
+        if self._to_forward or self._to_ask[False] or self._to_ask[True]:
+            self._send_to_leader()
         lead = self.leadership
         if lead is not None:
             if lead.pending:
                 self._fill_window(lead)
             if self._read_round_due(lead):
                 self._heartbeat_round(lead)
+            elif lead.active and self.commit_index > self._announced_commit:
+                self._heartbeat_round(lead)  # rule 9: announce the commit now
         committed = self._take_committed() if self._emitted < self.commit_index else []
         ready = Ready(
+            send_first=self._early,
             persist=self._persist,
             messages=self._messages,
             snapshot=self._install,
@@ -302,7 +361,7 @@ class Replica:
         )
         self._persist = self._deferred
         self._deferred = []
-        self._messages, self._reads, self._rejected = [], [], []
+        self._messages, self._reads, self._rejected, self._early = [], [], [], []
         self._install = None
         return ready
 
@@ -742,16 +801,89 @@ class Replica:
     def _step_down(self) -> None:
         lead = self.leadership
         if lead is not None:
-            for request_id, _ in lead.pending:
-                self._rejected.append(Rejection(request_id, RejectReason.STEPPED_DOWN, None))
+            refused: dict[tuple[str, int], list[int]] = {}
+            for request_id, _, origin in lead.pending:
+                if origin is None:
+                    self._rejected.append(Rejection(request_id, RejectReason.STEPPED_DOWN, None))
+                else:
+                    refused.setdefault(origin, []).append(request_id)
             for read in lead.reads:
-                self._rejected.append(Rejection(read.request_id, RejectReason.STEPPED_DOWN, None))
+                if read.origin is None:
+                    self._rejected.append(Rejection(read.request_id, RejectReason.STEPPED_DOWN, None))
+                else:
+                    refused.setdefault(read.origin, []).append(read.request_id)
+            for (node, incarnation), ids in refused.items():
+                self._send(node, Refused(lead.ballot, incarnation, tuple(ids)))
         self.leadership = None
         self.candidacy = None
         self.role = Role.FOLLOWER
         self.leader = None
         self.last_leader_contact = self.now
         self.election_deadline = self.now + self._election_timeout()
+
+    # ------------------------------------------------------------------ follower -> leader
+
+    def _knows_leader(self) -> bool:
+        return self.role is Role.FOLLOWER and self.leader is not None and self.leader != self.id
+
+    def _send_to_leader(self) -> None:
+        """Hand the requests gathered since the last Ready to the leader (rules 5, 9):
+        one Forward per batch's worth of commands, one ReadIndexRequest per kind.
+        They assert nothing about this replica's records, so they go out first."""
+        forward, self._to_forward = self._to_forward, []
+        asks, self._to_ask = self._to_ask, {False: [], True: []}
+        lead = self.leadership
+        if lead is not None:  # this replica leads now: the requests are its own
+            lead.pending.extend((rid, cmd, None) for rid, cmd in forward)
+            lead.queued.update(cmd for _, cmd in forward)
+            for quorum, ids in asks.items():
+                for rid in ids:
+                    self._add_read(lead, rid, quorum, None)
+            self._release_reads(lead)
+            return
+        if not self._knows_leader():
+            for rid in [r for r, _ in forward] + asks[False] + asks[True]:
+                self._rejected.append(Rejection(rid, RejectReason.NOT_LEADER, self.leader))
+            return
+        leader, ballot, cfg = self.leader, self.leader_ballot, self.config
+        assert leader is not None
+        out = self._early
+        start = 0
+        while start < len(forward):
+            take, size = 0, 0
+            for _, cmd in forward[start : start + cfg.max_batch]:
+                if take and size + len(cmd) > cfg.max_batch_bytes:
+                    break
+                take += 1
+                size += len(cmd)
+            chunk = forward[start : start + take]
+            start += take
+            out.append(Envelope(self.id, leader, Forward(
+                ballot, self.incarnation, tuple(r for r, _ in chunk), tuple(c for _, c in chunk))))
+        for quorum, ids in asks.items():
+            for i in range(0, len(ids), cfg.max_batch):
+                out.append(Envelope(self.id, leader, ReadIndexRequest(
+                    ballot, self.incarnation, tuple(ids[i : i + cfg.max_batch]), quorum)))
+
+    def _on_forward(self, src: str, msg: Forward) -> None:
+        lead = self.leadership
+        if lead is None:
+            self._send(src, Refused(msg.ballot, msg.incarnation, msg.request_ids))
+            return
+        origin = (src, msg.incarnation)
+        for rid, cmd in zip(msg.request_ids, msg.commands, strict=True):
+            if cmd not in lead.queued:  # rule 9: a retry's copy
+                lead.queued.add(cmd)
+                lead.pending.append((rid, cmd, origin))
+
+    def _on_read_index_request(self, src: str, msg: ReadIndexRequest) -> None:
+        lead = self.leadership
+        if lead is None:
+            self._send(src, Refused(msg.ballot, msg.incarnation, msg.request_ids))
+            return
+        for rid in msg.request_ids:
+            self._add_read(lead, rid, msg.quorum, (src, msg.incarnation))
+        self._release_reads(lead)
 
     # ------------------------------------------------------------------ leader (phase 2)
 
@@ -766,7 +898,9 @@ class Replica:
         lead.inflight[slot] = entry
         self.accepted[slot] = (lead.ballot, value)
         self._durable(AcceptRecord(slot, lead.ballot, value))
-        self._broadcast(Accept(lead.ballot, slot, value, self.commit_index))
+        accept = Accept(lead.ballot, slot, value, self.commit_index)
+        self._announced_commit = self.commit_index
+        self._early.extend(Envelope(self.id, peer, accept) for peer in self.peers)
         self._maybe_chosen(lead, slot)
 
     def _fill_window(self, lead: Leadership) -> None:
@@ -776,7 +910,7 @@ class Replica:
         byte_cap = None if cfg.bugs.unbounded_bytes else cfg.max_batch_bytes
         while lead.pending and lead.next_slot - 1 - self.commit_index < cfg.window:
             take, size = 0, 0
-            for _, cmd in lead.pending[: cfg.max_batch]:
+            for _, cmd, _ in lead.pending[: cfg.max_batch]:
                 if take and byte_cap is not None and size + len(cmd) > byte_cap:
                     break
                 take += 1
@@ -785,7 +919,7 @@ class Replica:
             del lead.pending[:take]
             slot = lead.next_slot
             lead.next_slot += 1
-            self._propose_slot(lead, slot, tuple(cmd for _, cmd in batch))
+            self._propose_slot(lead, slot, tuple(cmd for _, cmd, _ in batch))
 
     def _on_accepted(self, src: str, msg: Accepted) -> None:
         lead = self.leadership
@@ -803,6 +937,7 @@ class Replica:
             return
         del lead.inflight[slot]
         self.chosen[slot] = entry.value
+        lead.queued.difference_update(entry.value)
         start = self.commit_index
         while self.commit_index + 1 in self.chosen:
             self.commit_index += 1
@@ -826,6 +961,7 @@ class Replica:
         lead.round_wanted = False
         lead.next_heartbeat = self.now + self.config.heartbeat_interval
         self._broadcast(Heartbeat(lead.ballot, number, self.commit_index))
+        self._announced_commit = self.commit_index
         self._confirm_reads(lead)
 
     def _read_round_due(self, lead: Leadership) -> bool:
@@ -858,12 +994,18 @@ class Replica:
             return
         lease = lead.rounds.lease_valid(self.now)
         keep: list[PendingRead] = []
+        answered: dict[tuple[str, int, int], list[int]] = {}
         for read in lead.reads:
             if read.round == 0 or (lease and not read.quorum):
-                self._reads.append(ReadState(read.request_id, read.index))
+                if read.origin is None:
+                    self._reads.append(ReadState(read.request_id, read.index))
+                else:
+                    answered.setdefault((*read.origin, read.index), []).append(read.request_id)
             else:
                 keep.append(read)
         lead.reads = keep
+        for (node, incarnation, index), ids in answered.items():
+            self._send(node, ReadIndexReply(lead.ballot, incarnation, index, tuple(ids)))
 
     def _check_quorum(self, lead: Leadership) -> None:
         """Step down if a quorum has been silent for an election timeout (check quorum)."""

@@ -29,6 +29,8 @@ class PendingRead:
     round: int
     #: answer only after that round, even while the lease is valid
     quorum: bool = False
+    #: a follower's read (``ReadIndexRequest``): (node, its incarnation); None: ours
+    origin: tuple[str, int] | None = None
 
 
 @dataclass(slots=True)
@@ -41,7 +43,10 @@ class Leadership:
     active_at: float
     active: bool = False
     inflight: dict[int, InFlight] = field(default_factory=dict)
-    pending: list[tuple[int, bytes]] = field(default_factory=list)
+    #: commands to propose: (request id, command, origin); origin as in ``PendingRead``
+    pending: list[tuple[int, bytes, tuple[str, int] | None]] = field(default_factory=list)
+    #: every command in ``pending`` or in flight: a forwarded copy of one is dropped
+    queued: set[bytes] = field(default_factory=set)
     #: heartbeat rounds: leadership confirmation, the lease (``strong.rounds``)
     rounds: HeartbeatRounds = field(default_factory=lambda: HeartbeatRounds("", 1, 0.0))
     reads: list[PendingRead] = field(default_factory=list)

@@ -26,6 +26,9 @@ Rules:
    - an ``InstallSnapshot`` chunk lies within its snapshot
      (``offset + len(data) <= total``), is non-empty unless the snapshot is,
      and names a 32-bit ``crc``; ``total`` is at most ``max_snapshot_total``;
+   - ``Forward`` carries one request id per command, and ``Forward``,
+     ``ReadIndexRequest``, ``ReadIndexReply`` and ``Refused`` name at least one
+     request id and at most a batch's worth;
    - ``CatchUpReply`` names slots ``from_slot .. from_slot + len - 1``, all
      within 64 bits;
    - sizes stay within ``WireLimits``: the whole message, commands per batch,
@@ -51,6 +54,7 @@ from strong.messages import (
     Batch,
     CatchUpReply,
     CatchUpRequest,
+    Forward,
     Heartbeat,
     HeartbeatAck,
     InstallSnapshot,
@@ -60,6 +64,9 @@ from strong.messages import (
     PreVote,
     PreVoteReply,
     Promise,
+    ReadIndexReply,
+    ReadIndexRequest,
+    Refused,
     SlotValue,
 )
 
@@ -125,7 +132,11 @@ DEFAULT_LIMITS = WireLimits()
     _INSTALL_SNAPSHOT,
     _PRE_VOTE,
     _PRE_VOTE_REPLY,
-) = range(1, 13)
+    _FORWARD,
+    _READ_INDEX_REQUEST,
+    _READ_INDEX_REPLY,
+    _REFUSED,
+) = range(1, 17)
 
 
 # ---------------------------------------------------------------- encoding
@@ -214,6 +225,18 @@ def encode_message(message: Message) -> bytes:
             obj = [_PRE_VOTE, _ballot_out(message.ballot), message.commit_index]
         case PreVoteReply():
             obj = [_PRE_VOTE_REPLY, _ballot_out(message.ballot), message.granted]
+        case Forward():
+            obj = [_FORWARD, _ballot_out(message.ballot), message.incarnation,
+                   list(message.request_ids), _batch_out(message.commands)]
+        case ReadIndexRequest():
+            obj = [_READ_INDEX_REQUEST, _ballot_out(message.ballot), message.incarnation,
+                   list(message.request_ids), message.quorum]
+        case ReadIndexReply():
+            obj = [_READ_INDEX_REPLY, _ballot_out(message.ballot), message.incarnation,
+                   message.index, list(message.request_ids)]
+        case Refused():
+            obj = [_REFUSED, _ballot_out(message.ballot), message.incarnation,
+                   list(message.request_ids)]
         case _:
             raise TypeError(f"not a strong message: {type(message).__name__}")
     data: bytes = msgpack.packb(obj, use_bin_type=True)
@@ -322,7 +345,37 @@ class _Reader:
             if type(body[1]) is not bool:
                 raise MalformedMessage("PreVoteReply.granted: expected a bool")
             return PreVoteReply(self.ballot(body[0], "ballot"), body[1])
+        if tag == _FORWARD:
+            _arity(body, 4, "Forward")
+            ids = self.request_ids(body[2])
+            commands = self.batch(body[3], "commands")
+            if len(ids) != len(commands):
+                raise MalformedMessage("Forward: one request id per command")
+            return Forward(self.ballot(body[0], "ballot"), _uint(body[1], "incarnation"), ids,
+                           commands)
+        if tag == _READ_INDEX_REQUEST:
+            _arity(body, 4, "ReadIndexRequest")
+            if type(body[3]) is not bool:
+                raise MalformedMessage("ReadIndexRequest.quorum: expected a bool")
+            return ReadIndexRequest(self.ballot(body[0], "ballot"), _uint(body[1], "incarnation"),
+                                    self.request_ids(body[2]), body[3])
+        if tag == _READ_INDEX_REPLY:
+            _arity(body, 4, "ReadIndexReply")
+            return ReadIndexReply(self.ballot(body[0], "ballot"), _uint(body[1], "incarnation"),
+                                  _uint(body[2], "index"), self.request_ids(body[3]))
+        if tag == _REFUSED:
+            _arity(body, 3, "Refused")
+            return Refused(self.ballot(body[0], "ballot"), _uint(body[1], "incarnation"),
+                           self.request_ids(body[2]))
         raise MalformedMessage(f"unknown message tag {tag}")
+
+    def request_ids(self, obj: object) -> tuple[int, ...]:
+        """A non-empty list of request ids (at most a batch's worth)."""
+        ids = tuple(_uint(i, "request_ids[]")
+                    for i in _list(obj, "request_ids", self.limits.max_batch_commands))
+        if not ids:
+            raise MalformedMessage("request_ids: empty")
+        return ids
 
     def install_snapshot(self, body: list[object]) -> InstallSnapshot:
         _arity(body, 6, "InstallSnapshot")

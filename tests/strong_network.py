@@ -63,7 +63,7 @@ class Network:
     def collect(self, nid: str) -> None:
         ready = self.replicas[nid].ready()
         self.disk[nid].extend(ready.persist)
-        self.queue.extend(ready.messages)
+        self.queue.extend(ready.outbox())
         if ready.snapshot is not None:
             self.applied[nid] = [(ready.snapshot.index, (b"<snapshot>",))]
         self.applied[nid].extend(ready.committed)

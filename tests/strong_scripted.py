@@ -55,7 +55,7 @@ class Scripted:
         for slot, batch in ready.committed:
             self.applied[node][slot] = batch
         self.reads[node].extend(ready.reads)
-        out.extend(ready.messages)
+        out.extend(ready.outbox())
 
     def pump(self, now: float | None = None) -> None:
         """Deliver until quiet (minus blocked links and held messages)."""

@@ -104,7 +104,7 @@ def test_finding7_a_non_voter_sends_no_promise_and_no_accepted_and_starts_no_ele
     r.step("n1", Accept(Ballot(1, "n1"), 1, (b"x",), 5), 0.2)
     r.tick(10.0)
     ready = r.ready()
-    sent = [env.message for env in ready.messages]
+    sent = [env.message for env in ready.outbox()]
     assert not any(isinstance(m, Promise | Accepted | Prepare) for m in sent)
     assert 1 not in r.accepted and r.leadership is None and r.candidacy is None
     assert not r.voting

@@ -55,7 +55,7 @@ def _finding1(bugs: PlantedBugs) -> tuple[int, list[int], bool]:
     c.step("n1", reply, 0.21)  # a duplicate, or the answer to a resent request
     committed = [slot for slot, _ in c.ready().committed]
     c.step("n4", Prepare(Ballot(3, "n4"), 3), 0.3)
-    [promise] = [e.message for e in c.ready().messages if isinstance(e.message, Promise)]
+    [promise] = [e.message for e in c.ready().outbox() if isinstance(e.message, Promise)]
     x = next(v for v in promise.accepted if v.slot == 5)
     return c.commit_index, committed, x.chosen
 
@@ -90,7 +90,7 @@ def _run_delayed(
         r.tick(now)
         ready = r.ready()
         reads_done.extend(rs.request_id for rs in ready.reads)
-        queue.extend((now + delay, e.src, e.dst, e.message) for e in ready.messages)
+        queue.extend((now + delay, e.src, e.dst, e.message) for e in ready.outbox())
         del nid
 
 
@@ -341,7 +341,7 @@ def test_finding2_a_partial_corrupted_or_mixed_snapshot_is_never_installed() -> 
     # the receiver asks for the next chunk at the offset it holds
     r = _replica("n3", ("n1", "n2", "n3"))
     r.step("n1", s[0], 1.0)
-    asks = [e.message for e in r.ready().messages if isinstance(e.message, CatchUpRequest)]
+    asks = [e.message for e in r.ready().outbox() if isinstance(e.message, CatchUpRequest)]
     assert asks == [CatchUpRequest(r.promised, 1, 10, 1000)]
 
 
@@ -487,8 +487,8 @@ def test_finding2_a_promise_part_is_bounded_in_slots_too() -> None:
         r.step("n1", Accept(Ballot(1, "n1"), slot, (), 0), 0.1)
     r.ready()
     r.step("n3", Prepare(Ballot(2, "n3"), 1), 0.2)
-    [promise] = [e.message for e in r.ready().messages if isinstance(e.message, Promise)]
+    [promise] = [e.message for e in r.ready().outbox() if isinstance(e.message, Promise)]
     assert [v.slot for v in promise.accepted] == [1, 2, 3] and promise.truncated
     r.step("n3", Prepare(Ballot(2, "n3"), 10), 0.3)
-    [promise] = [e.message for e in r.ready().messages if isinstance(e.message, Promise)]
+    [promise] = [e.message for e in r.ready().outbox() if isinstance(e.message, Promise)]
     assert [v.slot for v in promise.accepted] == [10] and not promise.truncated

@@ -10,15 +10,19 @@ from strong.lease import old_leases_expired_at
 from strong.messages import (
     Accept,
     Accepted,
+    Forward,
     Heartbeat,
     Nack,
     Prepare,
     PreVote,
     PreVoteReply,
     Promise,
+    ReadIndexReply,
+    ReadIndexRequest,
+    Refused,
     SlotValue,
 )
-from strong.ready import RejectReason, Role
+from strong.ready import ReadState, RejectReason, Role
 from strong.records import AcceptRecord, PromiseRecord
 from strong.replica import Replica
 from strong.storage import DurableState, recover
@@ -36,10 +40,10 @@ def campaign(r: Replica, now: float) -> Ballot:
     """Let ``r``'s election timeout pass and n2 grant its pre-vote: phase 1 starts.
     Returns the ballot of its Prepare."""
     r.tick(now)
-    [pre] = {e.message for e in r.ready().messages}
+    [pre] = {e.message for e in r.ready().outbox()}
     assert isinstance(pre, PreVote)
     r.step("n2", PreVoteReply(pre.ballot, True), now)
-    prepares = [e.message for e in r.ready().messages if isinstance(e.message, Prepare)]
+    prepares = [e.message for e in r.ready().outbox() if isinstance(e.message, Prepare)]
     assert prepares and prepares[0].ballot == pre.ballot
     return prepares[0].ballot
 
@@ -52,7 +56,7 @@ def test_acceptor_persists_its_promise_in_the_same_ready_as_the_reply() -> None:
     r.step("n1", Prepare(Ballot(1, "n1"), 1), 0.1)
     ready = r.ready()
     assert PromiseRecord(Ballot(1, "n1")) in ready.persist
-    [env] = ready.messages
+    [env] = ready.outbox()
     assert isinstance(env.message, Promise) and env.dst == "n1"
 
 
@@ -63,7 +67,7 @@ def test_acceptor_refuses_a_lower_ballot_with_a_nack() -> None:
     r.step("n3", Accept(Ballot(4, "n3"), 1, (b"x",), 0), 0.2)
     ready = r.ready()
     assert ready.persist == []
-    [env] = ready.messages
+    [env] = ready.outbox()
     assert env.message == Nack(Ballot(4, "n3"), Ballot(5, "n1"))
 
 
@@ -72,7 +76,7 @@ def test_accept_is_durable_before_the_accepted_reply() -> None:
     r.step("n1", Accept(Ballot(1, "n1"), 1, (b"x",), 0), 0.1)
     ready = r.ready()
     assert AcceptRecord(1, Ballot(1, "n1"), (b"x",)) in ready.persist
-    assert any(isinstance(e.message, Accepted) for e in ready.messages)
+    assert any(isinstance(e.message, Accepted) for e in ready.outbox())
 
 
 def test_promise_reports_accepted_slots_and_time_since_leader_contact() -> None:
@@ -80,7 +84,7 @@ def test_promise_reports_accepted_slots_and_time_since_leader_contact() -> None:
     r.step("n1", Accept(Ballot(1, "n1"), 1, (b"x",), 0), 1.0)
     r.ready()
     r.step("n3", Prepare(Ballot(2, "n3"), 1), 1.25)
-    [env] = r.ready().messages
+    [env] = r.ready().outbox()
     promise = env.message
     assert isinstance(promise, Promise)
     assert promise.accepted == (SlotValue(1, Ballot(1, "n1"), (b"x",), False),)
@@ -131,9 +135,9 @@ def test_new_leader_waits_out_an_old_lease_before_proposing() -> None:
     expected = old_leases_expired_at(10.01, 0.05, r.config.lease_duration, r.config.max_drift)
     assert lead.active_at == expected > 10.01 + r.config.lease_duration - 0.05
     r.propose(1, b"cmd", 10.02)
-    assert not any(isinstance(e.message, Accept) for e in r.ready().messages)
+    assert not any(isinstance(e.message, Accept) for e in r.ready().outbox())
     r.tick(expected + 0.001)
-    accepts = [e.message for e in r.ready().messages if isinstance(e.message, Accept)]
+    accepts = [e.message for e in r.ready().outbox() if isinstance(e.message, Accept)]
     assert {a.value for a in accepts} == {(b"cmd",)}
 
 
@@ -146,16 +150,108 @@ def test_planted_bug_skips_the_lease_wait() -> None:
     assert r.leadership is not None and r.leadership.active
 
 
-def test_follower_rejects_proposals_and_reads_with_a_leader_hint() -> None:
+def test_a_follower_hands_proposals_and_reads_to_the_leader_it_follows() -> None:
+    # Rules 5 and 9: one Forward and one ReadIndexRequest per Ready, sent first,
+    # naming this process life; nothing is rejected and nothing answered yet.
     r = replica("n2")
-    r.step("n1", Heartbeat(Ballot(1, "n1"), 1, 0), 0.1)
+    b = Ballot(1, "n1")
+    r.step("n1", Heartbeat(b, 1, 0), 0.1)
+    r.propose(7, b"x", 0.2)
+    r.propose(8, b"y", 0.2)
+    r.read_index(9, 0.2)
+    r.read_index(10, 0.2, quorum=True)
+    ready = r.ready()
+    assert ready.rejected == [] and ready.reads == []
+    assert all(env.dst == "n1" for env in ready.send_first)
+    sent = {type(env.message): env.message for env in ready.send_first}
+    assert sent[Forward] == Forward(b, r.incarnation, (7, 8), (b"x", b"y"))
+    asks = [env.message for env in ready.send_first if isinstance(env.message, ReadIndexRequest)]
+    assert asks == [ReadIndexRequest(b, r.incarnation, (9,), False),
+                    ReadIndexRequest(b, r.incarnation, (10,), True)]
+
+
+def test_a_follower_that_knows_no_leader_rejects_at_once() -> None:
+    r = replica("n2")
     r.propose(7, b"x", 0.2)
     r.read_index(8, 0.2)
-    rejected = r.ready().rejected
-    assert [(x.request_id, x.reason, x.leader_hint) for x in rejected] == [
-        (7, RejectReason.NOT_LEADER, "n1"),
-        (8, RejectReason.NOT_LEADER, "n1"),
+    ready = r.ready()
+    assert [(x.request_id, x.reason, x.leader_hint) for x in ready.rejected] == [
+        (7, RejectReason.NOT_LEADER, None),
+        (8, RejectReason.NOT_LEADER, None),
     ]
+    assert ready.outbox() == []
+
+
+def test_replies_to_a_follower_count_only_for_its_own_process_life() -> None:
+    r = replica("n2")
+    b = Ballot(1, "n1")
+    r.step("n1", Heartbeat(b, 1, 0), 0.1)
+    r.ready()
+    other_life = r.incarnation + 1
+    r.step("n1", ReadIndexReply(b, other_life, 5, (1,)), 0.2)
+    r.step("n1", Refused(b, other_life, (2,)), 0.2)
+    ready = r.ready()  # request ids restart with a process: never trust old replies
+    assert ready.reads == [] and ready.rejected == []
+    r.step("n1", ReadIndexReply(b, r.incarnation, 5, (1,)), 0.3)
+    r.step("n3", Refused(b, r.incarnation, (2,)), 0.3)
+    ready = r.ready()
+    assert ready.reads == [ReadState(1, 5)]
+    assert [(x.request_id, x.reason, x.leader_hint) for x in ready.rejected] == [
+        (2, RejectReason.NOT_LEADER, "n1"),
+    ]
+
+
+def test_a_non_leader_refuses_forwarded_requests() -> None:
+    r = replica("n3")
+    b = Ballot(1, "n1")
+    r.step("n2", Forward(b, 42, (7,), (b"x",)), 0.1)
+    r.step("n2", ReadIndexRequest(b, 42, (8,), False), 0.1)
+    assert [e.message for e in r.ready().outbox()] == [Refused(b, 42, (7,)), Refused(b, 42, (8,))]
+
+
+def test_forwarded_writes_and_reads_through_the_network() -> None:
+    net = Network(3)
+    leader = net.elect()
+    follower = next(n for n in net.ids if n != leader)
+    net.propose(follower, 1, b"from-a-follower")
+    net.tick(0.1)
+    for node in net.ids:  # chosen, and applied by the follower itself
+        assert [c for _, batch in net.applied[node] for c in batch][-1] == b"from-a-follower"
+    net.replicas[follower].read_index(2, net.now)
+    net.deliver_all()
+    [state] = net.reads[follower]
+    assert state.request_id == 2 and state.index == net.replicas[leader].commit_index
+    assert net.rejected[follower] == []
+
+
+def test_a_leader_queues_a_forwarded_copy_of_a_command_it_holds_once() -> None:
+    net = Network(3)
+    leader = net.elect()
+    lead = net.replicas[leader].leadership
+    assert lead is not None
+    lead.active = False  # hold proposals back so the copies would pile up
+    lead.active_at = float("inf")
+    net.replicas[leader].propose(1, b"cmd", net.now)
+    for follower in (n for n in net.ids if n != leader):
+        net.replicas[leader].step(follower, Forward(lead.ballot, 9, (2, 3), (b"cmd", b"cmd")),
+                                  net.now)
+        net.replicas[leader].step(follower, Forward(lead.ballot, 9, (4,), (b"other",)), net.now)
+    assert [cmd for _, cmd, _ in lead.pending] == [b"cmd", b"other"]
+
+
+def test_a_leader_that_steps_down_refuses_what_followers_forwarded() -> None:
+    r = replica("n1")
+    b = campaign(r, 10.0)
+    r.step("n2", Promise(b, 1, (), 1, 0, 0.05), 10.01)  # leads, waiting out n2's old lease
+    assert r.leadership is not None and not r.leadership.active
+    r.step("n3", Forward(b, 42, (7, 8), (b"x", b"y")), 10.02)
+    r.step("n3", ReadIndexRequest(b, 42, (9,), False), 10.02)
+    r.ready()
+    higher = Ballot(b.round + 1, "n3")
+    r.step("n3", Prepare(higher, 1), 10.03)  # a higher ballot: it steps down
+    assert r.leadership is None
+    refused = [e.message for e in r.ready().outbox() if isinstance(e.message, Refused)]
+    assert refused == [Refused(b, 42, (7, 8, 9))]
 
 
 def test_messages_from_strangers_or_itself_are_ignored() -> None:

@@ -134,7 +134,7 @@ def test_review_r1_a_round_whose_successor_cannot_encode_is_refused() -> None:
     s.r["n1"].ready()
     s.r["n1"].election_deadline = 2.0
     s.r["n1"].tick(2.0)
-    sent = [e.message for e in s.r["n1"].ready().messages]
+    sent = [e.message for e in s.r["n1"].ready().outbox()]
     assert sent and all(isinstance(m, PreVote) and m.ballot.round == MAX_ROUND + 1 for m in sent)
     for message in sent:  # its successor still encodes (a peer refuses it, no one halts)
         assert encode_message(message)
@@ -147,7 +147,7 @@ def test_review_r2_an_accept_beyond_any_window_is_ignored() -> None:
     far = Accept(Ballot(1, "n1"), MAX_WINDOW + 10, (b"x",), 5)
     s.r["n2"].step("n1", far, 1.0)
     ready = s.r["n2"].ready()
-    assert ready.persist == [] and ready.messages == []
+    assert ready.persist == [] and ready.outbox() == []
     near = Accept(Ballot(1, "n1"), MAX_WINDOW + 5, (b"x",), 5)
     s.r["n2"].step("n1", near, 1.0)
-    assert any(isinstance(e.message, Accepted) for e in s.r["n2"].ready().messages)
+    assert any(isinstance(e.message, Accepted) for e in s.r["n2"].ready().outbox())

@@ -24,7 +24,7 @@ PLANTED = [
     ("skip_dedup", 3),
     ("no_prevote", 3),
     ("reply_before_durable", 5),
-    ("lease_from_ack", 5),
+    ("lease_from_ack", 8),
     ("catchup_commits_uncarried", 5),
     ("unbounded_bytes", 3),
     ("unchunked_snapshots", 3),
@@ -73,6 +73,16 @@ def test_regression_seed_4094_a_late_answer_to_an_abandoned_read_matches_nothing
     abandoned read does not grow, and nothing completed during the outage), and the
     read's late answer completed the cas. A harness bug; ids are per client now."""
     result = run_seed(4094)
+    assert result.ok, (result.checker, result.violation)
+
+
+def test_regression_seed_486_forwarded_retries_do_not_crowd_out_new_work() -> None:
+    """Seed 486 (window 1, one command per slot, slow disks, 45 clients) failed
+    liveness once followers forwarded commands to the leader (issue 10): every
+    client retry through a follower queued another copy of the same command at
+    the leader, and the copies, each a whole slot, starved new work. The leader
+    now drops a forwarded command it already holds pending or in flight."""
+    result = run_seed(486)
     assert result.ok, (result.checker, result.violation)
 
 

@@ -23,6 +23,7 @@ from strong.messages import (
     Accepted,
     CatchUpReply,
     CatchUpRequest,
+    Forward,
     Heartbeat,
     HeartbeatAck,
     InstallSnapshot,
@@ -32,6 +33,9 @@ from strong.messages import (
     PreVote,
     PreVoteReply,
     Promise,
+    ReadIndexReply,
+    ReadIndexRequest,
+    Refused,
     SlotValue,
 )
 from strong.wire import (
@@ -70,6 +74,11 @@ SAMPLES: tuple[Message, ...] = (
     PreVote(B1, 3),
     PreVoteReply(B1, True),
     PreVoteReply(B1, False),
+    Forward(B1, 2**53 - 1, (1, 2), (b"cmd1", b"")),
+    ReadIndexRequest(B1, 7, (3,), False),
+    ReadIndexRequest(B1, 7, (3, 4), True),
+    ReadIndexReply(B1, 7, 42, (3, 4)),
+    Refused(B1, 7, (1, 2, 3)),
 )
 
 
@@ -93,6 +102,19 @@ def test_every_message_round_trips(msg: Message) -> None:
 
 def test_every_message_class_has_a_sample() -> None:
     assert {type(m) for m in SAMPLES} == set(Message.__args__)
+
+
+@pytest.mark.parametrize("obj", [
+    [13, [3, "n1"], 7, [1, 2], [b"only one"]],  # Forward: one id per command
+    [13, [3, "n1"], 7, [], []],  # no request at all
+    [13, [3, "n1"], -1, [1], [b"x"]],  # incarnation is unsigned
+    [14, [3, "n1"], 7, [1], 1],  # ReadIndexRequest.quorum must be a bool
+    [15, [3, "n1"], 7, 5, [True]],  # a bool is no request id
+    [16, [3, "n1"], 7],  # Refused without its ids
+])
+def test_malformed_requests_to_the_leader_are_refused(obj: object) -> None:
+    with pytest.raises(MalformedMessage):
+        decode_message(msgpack.packb(obj, use_bin_type=True))
 
 
 def test_encoding_is_a_tagged_msgpack_list() -> None:

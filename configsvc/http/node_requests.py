@@ -83,13 +83,11 @@ async def consistency_of(node: Node, request: Request, name: str) -> str | None:
 
 
 async def registry_barrier(node: Node, request: Request) -> bool:
-    """On the leader, wait until every acknowledged registry change is applied here
-    (a quorum round) and return True; on a follower return False: forward the request.
-    Raises 503 ``not_leader`` for a forwarded request that found no leader here."""
-    if not node.strong.is_leader:
-        if request.headers.get(FORWARDED):
-            raise ApiError(503, "not_leader", "leadership moved; retry")
-        return False
+    """Wait until every acknowledged registry change is applied here and return True
+    (a linearizable barrier: the leader's lease or a quorum round; a follower asks
+    the leader for the index). Knowing no leader, return False: forward the request
+    (which answers 503 without one). Raises 503 ``not_leader`` for a forwarded
+    request that found no leader here."""
     try:
         await node.strong.barrier(node.config.timing.request_timeout)
     except NotLeader:

@@ -5,6 +5,9 @@ batch of work out (``ready``). This loop is the only place that turns that
 into IO, the way httpcore drives h11. Its contract is etcd-raft's, for every
 ``Step`` a core hands out, in this order:
 
+0. send its ``first`` messages, which a core vouches depend on nothing in
+   this step's records (the strong leader's Accepts: it writes its own log
+   while the followers write theirs, as etcd-raft's leader does);
 1. **persist**: append the step's records and fsync them (in a worker
    thread, so the event loop keeps serving HTTP and peers meanwhile);
 2. **send** its messages (already encoded for the wire);
@@ -17,6 +20,10 @@ core before the next ``ready``, so one fsync covers all of them.
 Invariants:
 - Only the loop task calls into the core. Client coroutines and the transport
   ``submit`` closures and await futures the core's adapter resolves.
+- No input reaches the core between its ``ready`` and the end of that step's
+  fsync: inputs submitted meanwhile wait in the inbox. (The strong leader's
+  early Accepts rely on it: the replies they bring are counted only after
+  the leader's own accept is durable.)
 - A step's messages leave only after its records are durable, and its
   ``then`` runs only after its messages were handed to the transport. A step
   may say ``sync=False``: its records are hints recovery never trusts alone
@@ -48,7 +55,9 @@ log = logging.getLogger("configsvc.runtime")
 class Step:
     """What one ``ready()`` of a core asks of the runtime, done in field order."""
 
-    #: records to make durable before anything else
+    #: (destination, encoded message) sent at once, before the records are durable
+    first: list[tuple[str, bytes]] = field(default_factory=list)
+    #: records to make durable before anything after them
     records: list[Any] = field(default_factory=list)
     #: False: the records need no fsync of their own (hints; durable with the next sync)
     sync: bool = True
@@ -197,6 +206,10 @@ class CoreLoop:
 
     async def _handle(self, step: Step) -> None:
         self.stats.readies += 1
+        send = self._send
+        for dst, payload in step.first:
+            if send(dst, payload) is False:
+                self.stats.send_failures += 1
         if step.records:
             assert self.storage is not None, "a core without storage asked to persist"
             if step.sync:
@@ -205,7 +218,6 @@ class CoreLoop:
             else:
                 self.storage.append(step.records)
             self.stats.records += len(step.records)
-        send = self._send
         for dst, payload in step.messages:
             if send(dst, payload) is False:
                 self.stats.send_failures += 1

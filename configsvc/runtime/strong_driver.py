@@ -294,6 +294,7 @@ class StrongDriver:
         # next synced batch.
         hints_only = all(type(r) is CommitRecord for r in ready.persist)
         return Step(
+            first=[(env.dst, encode_message(env.message)) for env in ready.send_first],
             records=ready.persist,
             sync=not hints_only,
             messages=[(env.dst, encode_message(env.message)) for env in ready.messages],

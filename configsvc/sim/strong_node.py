@@ -1,7 +1,7 @@
 """One strong-store node under simulation: the replica core driven like production.
 
 The driver contract, exactly as the asyncio driver obeys it: take ``Ready``,
-append its records, fsync (here: a simulated disk latency during which the
+send its ``send_first`` (the leader's Accepts), append its records, fsync (here: a simulated disk latency during which the
 node handles nothing and a crash loses the records), then send its messages,
 then install/apply, then answer clients. Inputs that arrive while the node is
 busy queue up and are all handled before the next ``Ready``: group commit.
@@ -18,7 +18,7 @@ from configsvc.sim.sim_storage import SimStorage
 from configsvc.sim.world import World
 from strong.ballot import Ballot
 from strong.config import ReplicaConfig
-from strong.messages import Batch, Message, payload_bytes
+from strong.messages import Batch, Envelope, Message, payload_bytes
 from strong.ops import Get
 from strong.ready import Ready
 from strong.replica import Replica
@@ -197,6 +197,7 @@ class SimStrongNode:
         ready = self.replica.ready()
         if ready.empty():
             return
+        self._send_all(ready.send_first)  # the leader's Accepts: before its own fsync
         self.storage.append(ready.persist)
         if not ready.persist:
             self._complete(ready)
@@ -218,16 +219,19 @@ class SimStrongNode:
                 self._handle(src, message)
             self._process()
 
-    def _complete(self, ready: Ready) -> None:
+    def _send_all(self, envelopes: list[Envelope]) -> None:
         send = self.world.send
         cap = self.max_message_bytes
-        for env in ready.messages:
+        for env in envelopes:
             # Every message, snapshot chunks included, is bounded by its sender
             # (issue 7, finding 2); one that is not is refused by the receiver.
             if payload_bytes(env.message) > cap:
                 self.oversize += 1  # the receiver's frame cap refuses it
                 continue
             send(env.src, env.dst, env.message)
+
+    def _complete(self, ready: Ready) -> None:
+        self._send_all(ready.messages)
         if self.crash_after_send and self._crash_after_reply(ready):
             return
         if ready.snapshot is not None and ready.snapshot.index > self.sm.applied_index:
