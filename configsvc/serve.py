@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib.util
 import logging
 import signal
@@ -36,6 +37,10 @@ async def serve_node(config_path: str, node_id: str, initial_cluster_state: Init
     config = load_config(config_path)
     service = HttpService(Node(config, node_id, initial_cluster_state=initial_cluster_state))
     await service.start()  # raises DataDirError (before serving anything) for a wiped directory
+    # What start-up built (recovered state, imports) lives as long as the process:
+    # keep it out of every future garbage collection (full collections scan it all).
+    gc.collect()
+    gc.freeze()
     me = config.node(node_id)
     server = uvicorn.Server(_uvicorn_config(service.app, me.host, me.api_port))
     # The Consul-compatible API, on its own port when the node has one.

@@ -23,7 +23,7 @@ PLANTED = [
     ("follower_local_reads", 3),
     ("skip_dedup", 3),
     ("no_prevote", 3),
-    ("reply_before_durable", 5),
+    ("reply_before_durable", 10),
     ("lease_from_ack", 8),
     ("catchup_commits_uncarried", 5),
     ("unbounded_bytes", 3),

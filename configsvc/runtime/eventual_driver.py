@@ -125,7 +125,8 @@ class EventualDriver:
 
         self.loop.submit(submit)
         try:
-            return await asyncio.wait_for(fut, timeout)
+            async with asyncio.timeout(timeout):
+                return await fut
         finally:
             self._replies.pop(rid, None)
             self._submitted.discard(rid)

@@ -8,8 +8,9 @@ into IO, the way httpcore drives h11. Its contract is etcd-raft's, for every
 0. send its ``first`` messages, which a core vouches depend on nothing in
    this step's records (the strong leader's Accepts: it writes its own log
    while the followers write theirs, as etcd-raft's leader does);
-1. **persist**: append the step's records and fsync them (in a worker
-   thread, so the event loop keeps serving HTTP and peers meanwhile);
+1. **persist**: append the step's records and fsync them (in the loop's own
+   disk thread, so the event loop keeps serving HTTP and peers meanwhile, and
+   the storage has exactly one writer);
 2. **send** its messages (already encoded for the wire);
 3. **then**: apply, install, answer clients: only now may anything learn of
    the records' effects.
@@ -45,6 +46,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -123,6 +125,8 @@ class CoreLoop:
         self._waiter: asyncio.Future[None] | None = None
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
+        #: the one thread that writes this core's storage
+        self._disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-disk")
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=self.name)
@@ -132,6 +136,8 @@ class CoreLoop:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        # An fsync may still run: the storage's own close waits for it.
+        self._disk.shutdown(wait=False)
 
     @property
     def pending_inputs(self) -> int:
@@ -213,7 +219,8 @@ class CoreLoop:
         if step.records:
             assert self.storage is not None, "a core without storage asked to persist"
             if step.sync:
-                await asyncio.to_thread(self._persist, step.records)
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(self._disk, self._persist, step.records)
                 self.stats.fsyncs += 1
             else:
                 self.storage.append(step.records)

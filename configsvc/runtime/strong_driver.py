@@ -165,7 +165,8 @@ class StrongDriver:
         self._by_command.setdefault(key, set()).add(rid)
         self.loop.submit(lambda: self._hand(rid, key, command))
         try:
-            return await asyncio.wait_for(asyncio.shield(fut), timeout)
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(fut)
         except TimeoutError:
             if rid not in self._handed:
                 self._check_running()
@@ -198,7 +199,8 @@ class StrongDriver:
         self._reads[rid] = fut
         self.loop.submit(lambda: self.replica.read_index(rid, self.clock(), quorum=quorum))
         try:
-            index = await asyncio.wait_for(fut, timeout)
+            async with asyncio.timeout(timeout):
+                index = await fut
             await self.wait_applied(index, timeout)
         finally:
             self._reads.pop(rid, None)
@@ -209,6 +211,8 @@ class StrongDriver:
 
     async def wait_applied(self, index: int, timeout: float) -> None:
         """Return once slot ``index`` is applied here; TimeoutError, Halted."""
+        if self.sm.applied_index >= index and not self.halted:
+            return  # the common case of a read: nothing to wait for
         if not await self.loop.wait_for(
             lambda: self.sm.applied_index >= index or bool(self.halted), timeout
         ):

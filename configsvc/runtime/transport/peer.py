@@ -56,6 +56,18 @@ class SendQueue:
         self._bytes -= len(item.frame)
         return item
 
+    def take(self, max_bytes: int) -> list[Outgoing]:
+        """The oldest frames already queued, in order, up to about ``max_bytes``
+        (at least one if any): what one write to the socket may carry."""
+        taken: list[Outgoing] = []
+        size = 0
+        while self._items and (not taken or size + len(self._items[0].frame) <= max_bytes):
+            item = self._items.popleft()
+            self._bytes -= len(item.frame)
+            size += len(item.frame)
+            taken.append(item)
+        return taken
+
 
 class PeerState:
     def __init__(self, peer_id: str, address: Address, config: TransportConfig) -> None:
