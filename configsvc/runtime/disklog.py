@@ -212,7 +212,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _valid_frame_after(data: bytes, start: int) -> int | None:
+def _valid_frame_after(data: bytes | memoryview, start: int) -> int | None:
     """The offset of the first complete, checksum-valid frame at or after ``start``, if any.
 
     A frame that claims to run past the end of the last segment is either a
@@ -234,7 +234,7 @@ def _valid_frame_after(data: bytes, start: int) -> int | None:
     return None
 
 
-def _scan(path: Path, data: bytes, *, last: bool) -> tuple[int, int]:
+def _scan(path: Path, data: bytes | memoryview, *, last: bool) -> tuple[int, int]:
     """Validate the frames of one segment; return (frames, valid length).
 
     A valid length below ``len(data)`` means a torn tail (only allowed if ``last``).
@@ -354,7 +354,7 @@ class DiskLog:
                 raise CorruptLog(
                     path, 0, f"segment starts at frame {first_seq}, expected {expected} (gap)"
                 )
-            data = path.read_bytes()
+            data = memoryview(path.read_bytes())  # frames are checked in place, not copied
             last = i == len(order) - 1
             frames, valid = _scan(path, data, last=last)
             if valid < len(data):
@@ -543,10 +543,11 @@ class DiskLog:
 
     # ------------------------------------------------------------------ reading
 
-    def read(self, decode: Callable[[bytes], R]) -> Iterator[R]:
+    def read(self, decode: Callable[[memoryview], R]) -> Iterator[R]:
         """Yield ``decode(frame)`` for every durable frame, in order (re-reads the files).
 
-        ``decode`` gets one whole frame (header included) and raises ValueError
+        ``decode`` gets one whole frame (header included), a view into the segment
+        read (valid only during the call: copy what it keeps), and raises ValueError
         if it cannot decode it; that becomes CorruptLog with the file and offset.
         Buffered, unsynced frames are not included. Meant for startup: do not
         interleave writes with an unfinished iteration.
@@ -554,12 +555,12 @@ class DiskLog:
         self._usable()
         for segment in list(self._segments):
             with open(segment.path, "rb") as f:
-                data = f.read(segment.size)
+                data = memoryview(f.read(segment.size))
             offset = 0
             while offset < len(data):
                 (length, crc) = HEADER.unpack_from(data, offset)
                 end = offset + HEADER.size + length
-                frame = data[offset:end]
+                frame = data[offset:end]  # a view: no copy of a large snapshot frame
                 if len(frame) != end - offset or crc32c.crc32c(frame[HEADER.size :]) != crc:
                     raise CorruptLog(segment.path, offset, "changed since the log was opened")
                 try:
