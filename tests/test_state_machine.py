@@ -309,3 +309,36 @@ def test_versions_only_go_up(run: Driver, monkeypatch: pytest.MonkeyPatch) -> No
     assert run.sm.version == 2
     assert code(run(SetVersion(1))) == ErrorCode.VERSION_DOWNGRADE
     assert run.sm.version == 2
+
+
+# --- memory and restart -----------------------------------------------------------
+
+
+def test_a_bulk_transaction_applies_like_small_ones_and_leaves_no_cached_copy(run: Driver) -> None:
+    from strong.commands import decode_command
+
+    puts = tuple(Put("cfg", b"bulk/%05d" % i, bytes(128)) for i in range(400))
+    data = encode_command(Command("", 0, Txn((), puts)))
+    assert len(data) >= 16 << 10  # above the state machine's cache limit
+    before, cached = run.sm.applied_bytes, decode_command.cache_info().currsize
+    (applied,) = run.sm.apply(run.sm.applied_index + 1, (data,))
+    assert run.sm.applied_bytes == before + len(data)
+    assert decode_command.cache_info().currsize == cached  # not kept alive by the cache
+    result = applied.result
+    assert isinstance(result, TxnResult) and result.succeeded
+    assert {r.revision for r in result.responses} == {result.revision}
+    got = run.sm.read(Get("cfg", b"bulk/00399"))
+    assert isinstance(got, GetResult) and got.kv is not None and got.kv.value == bytes(128)
+
+
+def test_a_restored_machine_iterates_and_hashes_like_the_original(run: Driver) -> None:
+    for i in (5, 1, 3, 2, 4):
+        run(Put("cfg", b"k%d" % i, b"v%d" % i))
+    restored = StateMachine.restore(run.sm.snapshot())
+    assert restored.state_hash() == run.sm.state_hash()
+    assert restored.applied_bytes == 0  # counts from the restore on
+    got = restored.read(Range("cfg", b"k"))
+    assert isinstance(got, RangeResult)
+    assert [kv.key for kv in got.kvs] == [b"k1", b"k2", b"k3", b"k4", b"k5"]
+    restored.apply(restored.applied_index + 1, (encode_command(Command("", 0, Put("cfg", b"k0", b"x"))),))
+    assert restored.read(Range("cfg", b"k")).kvs[0].key == b"k0"  # type: ignore[union-attr]
