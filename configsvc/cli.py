@@ -95,10 +95,20 @@ def _add_lab(sub: Any) -> None:
     lab.set_defaults(func=_lab)
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _serve_entry() -> Any:
+    """``configsvc.serve.serve``, imported with no more than a node needs.
+
+    httpx imports its command-line tool (rich, click, pygments: ~3 MB resident,
+    70 modules) whenever they are installed: a node never uses it."""
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     from configsvc.serve import serve
 
-    return serve(args.config, args.node, args.initial_cluster_state)
+    return serve
+
+
+def _serve(args: argparse.Namespace) -> int:
+    code: int = _serve_entry()(args.config, args.node, args.initial_cluster_state)
+    return code
 
 
 def _node_reset(args: argparse.Namespace) -> int:
