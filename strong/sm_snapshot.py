@@ -47,6 +47,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from strong.canonical import (
+    MAX_UINT,
     WireError,
     pack,
     read_list,
@@ -64,7 +65,6 @@ from strong.results import (
     decode_namespace,
     decode_result,
     encode_instance,
-    encode_kv,
     encode_namespace,
     encode_result,
 )
@@ -124,7 +124,7 @@ def encode_snapshot(state: SnapshotState) -> bytes:
     below ``SERVICES_VERSION`` there are no service tables.
     """
     namespaces = [
-        [encode_namespace(info), None if kvs is None else [encode_kv(kv) for kv in kvs]]
+        [encode_namespace(info), None if kvs is None else _encode_kvs(kvs)]
         for info, kvs in state.namespaces
     ]
     head: list[object] = [state.applied_index, state.version, state.revision]
@@ -190,8 +190,7 @@ def _decode(data: bytes) -> SnapshotState:
             raise WireError(f"namespace {info.name!r}: options not sorted")
         kvs: tuple[KeyValue, ...] | None = None
         if kvs_obj is not None:
-            kvs = tuple(_kv(obj) for obj in read_list(kvs_obj, "kvs"))
-            _strictly_increasing([kv.key for kv in kvs], f"keys of {info.name!r}")
+            kvs = _decode_kvs(read_list(kvs_obj, "kvs"), info.name)
         if (kvs is not None) != (info.consistency == STRONG):
             raise WireError(f"namespace {info.name!r}: a table iff strong")
         decoded_namespaces.append((info, kvs))
@@ -250,6 +249,45 @@ def _service_table(obj: object) -> tuple[str, ServiceTableState]:
     except ValueError as exc:
         raise WireError(f"service table of {name!r:.60}: {exc}") from exc
     return read_str(name, "namespace name"), state
+
+
+def _encode_kvs(kvs: tuple[KeyValue, ...]) -> list[list[object]]:
+    """``[encode_kv(kv) for kv in kvs]``, inlined: it runs once per key per snapshot."""
+    return [[kv.key, kv.value, kv.create_revision, kv.mod_revision, kv.version, kv.flags]
+            for kv in kvs]
+
+
+def _decode_kvs(items: list[object], namespace: str) -> tuple[KeyValue, ...]:
+    """``_kv`` of each item, keys strictly increasing: the checks of ``decode_kv``
+    inlined for the common, well-formed entry (a restart decodes every key); any
+    other entry goes through ``_kv``, which names what is wrong."""
+    decoded: list[KeyValue] = []
+    previous = b""
+    for i, item in enumerate(items):
+        if type(item) is list and len(item) == 6:
+            key, value, create, mod, version, flags = item
+            if (
+                type(key) is bytes
+                and type(value) is bytes
+                and type(create) is int
+                and type(mod) is int
+                and type(version) is int
+                and type(flags) is int
+                and 0 <= create <= MAX_UINT
+                and 0 <= mod <= MAX_UINT
+                and 0 <= version <= MAX_UINT
+                and 0 <= flags <= MAX_UINT
+            ):
+                kv = KeyValue(key, value, create, mod, version, flags)
+            else:
+                kv = _kv(item)
+        else:
+            kv = _kv(item)
+        if i and not previous < kv.key:
+            raise WireError(f"keys of {namespace!r} not strictly increasing")
+        previous = kv.key
+        decoded.append(kv)
+    return tuple(decoded)
 
 
 def _kv(obj: object) -> KeyValue:
