@@ -94,7 +94,7 @@ class ReplicaConfig:
     #: ``snapshot_every`` slots). It bounds what the log holds twice (in the log and in
     #: the state) and what a restart replays; the half-snapshot floor keeps the
     #: cost of snapshotting a large state at O(1) per byte written.
-    snapshot_log_bytes: int = 8 << 20
+    snapshot_log_bytes: int = 4 << 20
     bugs: PlantedBugs = field(default_factory=PlantedBugs)
 
     def __post_init__(self) -> None:
