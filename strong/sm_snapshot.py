@@ -46,10 +46,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import msgpack  # type: ignore[import-untyped, unused-ignore]
+
 from strong.canonical import (
     MAX_UINT,
     WireError,
-    pack,
     read_list,
     read_str,
     read_uint,
@@ -123,22 +124,19 @@ def encode_snapshot(state: SnapshotState) -> bytes:
     Below ``CLOCK_VERSION`` the clock and every ``last_seen`` must be 0 (format 1);
     below ``SERVICES_VERSION`` there are no service tables.
     """
-    namespaces = [
-        [encode_namespace(info), None if kvs is None else _encode_kvs(kvs)]
-        for info, kvs in state.namespaces
-    ]
+    namespaces = _Tables(state.namespaces)
     head: list[object] = [state.applied_index, state.version, state.revision]
     if state.version < CLOCK_VERSION:
         if state.clock or state.expired or any(seen for *_, seen in state.sessions):
             raise ValueError("a session clock below state-machine version 2")
         sessions = [[c, seq, encode_result(r)] for c, seq, r, _ in state.sessions]
-        return pack([1, *head, namespaces, sessions])
+        return _pack([1, *head, namespaces, sessions])
     sessions = [[c, seq, encode_result(r), seen] for c, seq, r, seen in state.sessions]
     expired = [[client_id, at] for client_id, at in state.expired]
     if state.version < SERVICES_VERSION:
         if state.services:
             raise ValueError("service tables below state-machine version 3")
-        return pack([2, *head, state.clock, namespaces, sessions, expired])
+        return _pack([2, *head, state.clock, namespaces, sessions, expired])
     services = [
         [
             name,
@@ -149,7 +147,7 @@ def encode_snapshot(state: SnapshotState) -> bytes:
         ]
         for name, table in state.services
     ]
-    return pack([3, *head, state.clock, namespaces, sessions, expired, services])
+    return _pack([3, *head, state.clock, namespaces, sessions, expired, services])
 
 
 def decode_snapshot(data: bytes) -> SnapshotState:
@@ -251,10 +249,48 @@ def _service_table(obj: object) -> tuple[str, ServiceTableState]:
     return read_str(name, "namespace name"), state
 
 
-def _encode_kvs(kvs: tuple[KeyValue, ...]) -> list[list[object]]:
-    """``[encode_kv(kv) for kv in kvs]``, inlined: it runs once per key per snapshot."""
-    return [[kv.key, kv.value, kv.create_revision, kv.mod_revision, kv.version, kv.flags]
-            for kv in kvs]
+class _Tables:
+    """The namespaces field of a snapshot, packed by ``_pack`` as it walks the keys."""
+
+    __slots__ = ("namespaces",)
+
+    def __init__(self, namespaces: tuple[tuple[NamespaceInfo, tuple[KeyValue, ...] | None], ...]):
+        self.namespaces = namespaces
+
+
+#: keys packed between two flushes of ``_pack``'s buffer (~0.7 MB of 128-byte values)
+_FLUSH_KEYS = 4096
+
+
+def _pack(fields: list[object]) -> bytes:
+    """``pack(fields)`` with the key tables (``_Tables``) written key by key, byte for
+    byte what ``pack`` of ``[[encode_namespace(info), [encode_kv(kv), ...] | None], ...]``
+    gives (msgpack's array headers are the same either way), without first building
+    one list per key: that transient nested list was the size of the state again, in
+    small objects whose arenas the allocator keeps."""
+    packer = msgpack.Packer(use_bin_type=True, autoreset=False)
+    chunks: list[bytes] = []
+    packer.pack_array_header(len(fields))
+    for field in fields:
+        if not isinstance(field, _Tables):
+            packer.pack(field)
+            continue
+        packer.pack_array_header(len(field.namespaces))
+        for info, kvs in field.namespaces:
+            packer.pack_array_header(2)
+            packer.pack(encode_namespace(info))
+            if kvs is None:
+                packer.pack(None)
+                continue
+            packer.pack_array_header(len(kvs))
+            for i, kv in enumerate(kvs, 1):
+                packer.pack([kv.key, kv.value, kv.create_revision, kv.mod_revision,
+                             kv.version, kv.flags])
+                if i % _FLUSH_KEYS == 0:
+                    chunks.append(packer.bytes())
+                    packer.reset()
+    chunks.append(packer.bytes())
+    return b"".join(chunks)
 
 
 def _decode_kvs(items: list[object], namespace: str) -> tuple[KeyValue, ...]:

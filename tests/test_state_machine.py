@@ -342,3 +342,31 @@ def test_a_restored_machine_iterates_and_hashes_like_the_original(run: Driver) -
     assert [kv.key for kv in got.kvs] == [b"k1", b"k2", b"k3", b"k4", b"k5"]
     restored.apply(restored.applied_index + 1, (encode_command(Command("", 0, Put("cfg", b"k0", b"x"))),))
     assert restored.read(Range("cfg", b"k")).kvs[0].key == b"k0"  # type: ignore[union-attr]
+
+
+def test_the_streamed_snapshot_is_byte_for_byte_the_nested_encoding(run: Driver) -> None:
+    from strong.canonical import pack
+    from strong.results import encode_kv, encode_namespace
+    from strong.sm_snapshot import encode_snapshot
+
+    for i in range(10_000):  # more than one flush of the packer's buffer
+        run(Put("cfg", b"k%05d" % i, b"v" * (i % 300), flags=i % 3))
+    run(Put("cfg", b"big", bytes(70_000)))
+    for version in (1, 2, 3):
+        if version > run.sm.version:
+            run(SetVersion(version))
+        state = run.sm.snapshot_state()
+        streamed = encode_snapshot(state)
+        nested = [[encode_namespace(info), None if kvs is None else [encode_kv(kv) for kv in kvs]]
+                  for info, kvs in state.namespaces]
+        fields = list(msgpack_fields(streamed))
+        fields[5 if version > 1 else 4] = nested
+        assert streamed == pack(fields)
+
+
+def msgpack_fields(data: bytes) -> list[object]:
+    from strong.canonical import unpack
+
+    fields = unpack(data)
+    assert isinstance(fields, list)
+    return fields
