@@ -212,6 +212,21 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+def _write_frames(fd: int, frames: list[bytes]) -> None:
+    """Write ``frames`` in order, without joining them into one copy first (a
+    rewrite holds a snapshot frame as large as the state): ``writev`` of up to 512
+    at a time, finishing any partial write."""
+    for start in range(0, len(frames), 512):
+        group = frames[start : start + 512]
+        written = os.writev(fd, group)
+        for frame in group:
+            if written >= len(frame):
+                written -= len(frame)
+                continue
+            _write_all(fd, memoryview(frame)[written:])  # type: ignore[arg-type]
+            written = 0
+
+
 def _valid_frame_after(data: bytes | memoryview, start: int) -> int | None:
     """The offset of the first complete, checksum-valid frame at or after ``start``, if any.
 
@@ -509,12 +524,12 @@ class DiskLog:
 
     def _rewrite(self, frames: list[bytes]) -> None:
         first = self.next_seq
-        data = b"".join(frames)
+        size = sum(len(frame) for frame in frames)
         tmp = self.path / f"rewrite-{first:020d}.tmp"
         base = self.path / _segment_name("base", first)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            _write_all(fd, data)
+            _write_frames(fd, frames)
             self._step("tmp_written")
             os.fsync(fd)
             self._step("tmp_synced")
@@ -537,7 +552,7 @@ class DiskLog:
         os.rename(base, target)
         self._step("base_to_log")
         fsync_dir(self.path)
-        self._segments = [_Segment(target, first, len(frames), len(data))]
+        self._segments = [_Segment(target, first, len(frames), size)]
         self._fd = os.open(target, os.O_WRONLY | os.O_APPEND)
         self._step("done")
 
