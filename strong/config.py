@@ -89,11 +89,12 @@ class ReplicaConfig:
     #: (see ``snapshot_chunk``)
     snapshot_chunk_bytes: int = 4 << 20
     #: compact (snapshot the state machine) once the commands applied since the last
-    #: snapshot weigh this many bytes, or half the last snapshot's size if that is
-    #: more (``StateMachine.applied_bytes``; a driver also compacts every
+    #: snapshot weigh this many bytes, or a quarter of the last snapshot's size if
+    #: that is more (``StateMachine.applied_bytes``; a driver also compacts every
     #: ``snapshot_every`` slots). It bounds what the log holds twice (in the log and in
-    #: the state) and what a restart replays; the half-snapshot floor keeps the
-    #: cost of snapshotting a large state at O(1) per byte written.
+    #: the state) and what a restart replays (replaying a byte costs about twice
+    #: restoring one); the quarter-snapshot floor keeps the cost of snapshotting a
+    #: large state at O(1) per byte written (four bytes encoded per byte applied).
     snapshot_log_bytes: int = 4 << 20
     bugs: PlantedBugs = field(default_factory=PlantedBugs)
 
@@ -122,7 +123,7 @@ class ReplicaConfig:
     def compaction_due(self, log_bytes: int, snapshot_bytes: int) -> bool:
         """Whether ``log_bytes`` of commands applied since the last snapshot (of
         ``snapshot_bytes``; 0 if none) call for a new one (``snapshot_log_bytes``)."""
-        return log_bytes >= max(self.snapshot_log_bytes, snapshot_bytes // 2)
+        return log_bytes >= max(self.snapshot_log_bytes, snapshot_bytes // 4)
 
     @property
     def snapshot_chunk(self) -> int:
