@@ -50,6 +50,7 @@ Rules (everything that decides what a replica's state becomes lives here):
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import replace
 
 from strong.commands import (
@@ -138,7 +139,7 @@ _KEY_OPS = (Put, Delete, DeletePrefix, Get, Range)
 #: transaction (1,000 puts: ~160 KB) would otherwise stay alive in it, bytes and
 #: decoded ops, long after the log that held it was compacted (8,192 entries)
 _UNCACHED_COMMAND_BYTES = 16 << 10
-_decode_uncached = decode_command.__wrapped__
+_decode_uncached: Callable[[bytes], Command] = getattr(decode_command, "__wrapped__", decode_command)
 
 _Undo = list[tuple[KVTable, bytes, KeyValue | None]]
 """Writes of the current command, oldest first: (table, key, value before)."""
