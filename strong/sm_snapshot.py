@@ -159,7 +159,9 @@ def decode_snapshot(data: bytes) -> SnapshotState:
 
 
 def _decode(data: bytes) -> SnapshotState:
-    fields = read_list(unpack(data), "snapshot")
+    fields = _unpack_streaming(data)
+    if fields is None:
+        fields = read_list(unpack(data), "snapshot")
     fmt = read_uint(fields[0], "snapshot format") if fields else None
     if fmt == 1:
         _, applied_index, version, revision, namespaces, sessions = read_list(fields, "snapshot", 6)
@@ -187,7 +189,9 @@ def _decode(data: bytes) -> SnapshotState:
         if list(info.options) != sorted(set(info.options)):
             raise WireError(f"namespace {info.name!r}: options not sorted")
         kvs: tuple[KeyValue, ...] | None = None
-        if kvs_obj is not None:
+        if isinstance(kvs_obj, _DecodedKvs):
+            kvs = kvs_obj.kvs
+        elif kvs_obj is not None:
             kvs = _decode_kvs(read_list(kvs_obj, "kvs"), info.name)
         if (kvs is not None) != (info.consistency == STRONG):
             raise WireError(f"namespace {info.name!r}: a table iff strong")
@@ -323,6 +327,96 @@ def _decode_kvs(items: list[object], namespace: str) -> tuple[KeyValue, ...]:
             raise WireError(f"keys of {namespace!r} not strictly increasing")
         previous = kv.key
         decoded.append(kv)
+    return tuple(decoded)
+
+
+class _DecodedKvs:
+    """A key table ``_unpack_streaming`` already decoded and checked (well-formed,
+    strictly increasing keys): never produced by msgpack, so never ambiguous."""
+
+    __slots__ = ("kvs",)
+
+    def __init__(self, kvs: tuple[KeyValue, ...]) -> None:
+        self.kvs = kvs
+
+
+#: the first byte of a msgpack array (fixarray, array 16, array 32) and of nil
+_ARRAY_START = frozenset(range(0x90, 0xA0)) | {0xDC, 0xDD}
+_NIL = 0xC0
+
+
+def _unpack_streaming(data: bytes) -> list[object] | None:
+    """``unpack(data)`` with each key table decoded key by key into a ``_DecodedKvs``
+    (a list per key, freed before the next: unpacking 1,000,000 keys whole first
+    left a state's worth of freed small lists in the allocator's arenas).
+
+    Only for a well-formed snapshot: at anything else (a key that fails
+    ``decode_kv``'s checks, keys out of order, bytes that are not msgpack, a
+    format it does not know) it returns None and the caller decodes ``data`` the
+    plain way, which names the fault."""
+    try:
+        unpacker = msgpack.Unpacker(raw=False, use_list=True, strict_map_key=True,
+                                    max_buffer_size=max(len(data), 1))
+        unpacker.feed(data)
+        view = memoryview(data)
+        if view[0] not in _ARRAY_START:
+            return None
+        length = unpacker.read_array_header()
+        fmt = unpacker.unpack()
+        at = 4 if fmt == 1 else 5  # the namespaces field
+        if type(fmt) is not int or fmt not in (1, 2, 3) or length <= at:
+            return None
+        fields: list[object] = [fmt, *(unpacker.unpack() for _ in range(at - 1))]
+        if view[unpacker.tell()] not in _ARRAY_START:
+            return None
+        namespaces: list[object] = []
+        for _ in range(unpacker.read_array_header()):
+            if view[unpacker.tell()] not in _ARRAY_START or unpacker.read_array_header() != 2:
+                return None
+            info = unpacker.unpack()
+            if view[unpacker.tell()] == _NIL:
+                namespaces.append([info, unpacker.unpack()])
+                continue
+            if view[unpacker.tell()] not in _ARRAY_START:
+                return None
+            kvs = _stream_kvs(unpacker, unpacker.read_array_header())
+            if kvs is None:
+                return None
+            namespaces.append([info, _DecodedKvs(kvs)])
+        fields.append(namespaces)
+        fields += [unpacker.unpack() for _ in range(length - at - 1)]
+        if unpacker.tell() != len(data):
+            return None
+        return fields
+    except Exception:  # the unpacker's failure modes are not a closed set
+        return None
+
+
+def _stream_kvs(unpacker: msgpack.Unpacker, count: int) -> tuple[KeyValue, ...] | None:
+    """``count`` well-formed, strictly increasing entries, or None (see ``_decode_kvs``)."""
+    decoded: list[KeyValue] = []
+    previous = b""
+    for i in range(count):
+        item = unpacker.unpack()
+        if type(item) is not list or len(item) != 6:
+            return None
+        key, value, create, mod, version, flags = item
+        if not (
+            type(key) is bytes
+            and type(value) is bytes
+            and type(create) is int
+            and type(mod) is int
+            and type(version) is int
+            and type(flags) is int
+            and 0 <= create <= MAX_UINT
+            and 0 <= mod <= MAX_UINT
+            and 0 <= version <= MAX_UINT
+            and 0 <= flags <= MAX_UINT
+            and (i == 0 or previous < key)
+        ):
+            return None
+        decoded.append(KeyValue(key, value, create, mod, version, flags))
+        previous = key
     return tuple(decoded)
 
 

@@ -370,3 +370,28 @@ def msgpack_fields(data: bytes) -> list[object]:
     fields = unpack(data)
     assert isinstance(fields, list)
     return fields
+
+
+def test_a_snapshot_decodes_key_by_key_exactly_as_whole(run: Driver) -> None:
+    from strong.canonical import pack
+    from strong.sm_snapshot import MalformedSnapshot, _unpack_streaming, decode_snapshot
+
+    for i in range(300):
+        run(Put("cfg", b"k%03d" % i, b"v" * i))
+    data = run.sm.snapshot()
+    fields = _unpack_streaming(data)
+    assert fields is not None  # the key-by-key path took it
+    assert decode_snapshot(data) == decode_snapshot(data + b"") and StateMachine.restore(data).snapshot() == data
+    whole = msgpack_fields(data)
+    ns_field = whole[4 if whole[0] == 1 else 5]
+    assert isinstance(ns_field, list)
+    table = next(kvs for _, kvs in ns_field if kvs is not None)
+    assert isinstance(table, list)
+    table[3], table[4] = table[4], table[3]  # keys out of order: the plain path names it
+    bad = pack(whole)
+    assert _unpack_streaming(bad) is None
+    with pytest.raises(MalformedSnapshot, match="not strictly increasing"):
+        decode_snapshot(bad)
+    assert _unpack_streaming(data + b"\x00") is None
+    with pytest.raises(MalformedSnapshot):
+        decode_snapshot(data + b"\x00")
