@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import importlib
 import json
 import sys
@@ -95,10 +96,43 @@ def _add_lab(sub: Any) -> None:
     lab.set_defaults(func=_lab)
 
 
-def _serve(args: argparse.Namespace) -> int:
+#: glibc's ``mallopt`` parameter number of ``M_MMAP_THRESHOLD``
+_M_MMAP_THRESHOLD = -3
+
+
+def _fixed_mmap_threshold(size: int = 128 << 10) -> None:
+    """Serve every allocation of ``size`` bytes or more with its own mmap, returned to
+    the system when freed.
+
+    glibc raises the threshold each time such a block is freed (up to 32 MiB), so after
+    the first snapshot a node's next snapshots, log rewrites and large messages come
+    from the heap, which keeps its high-water mark: 15 MB of resident memory per
+    snapshot of 100,000 keys. Setting it explicitly turns that adjustment off. A no-op
+    where there is no glibc."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):  # musl has no mallopt
+        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, size)
+
+
+def _serve_entry() -> Any:
+    """``configsvc.serve.serve``, imported with no more than a node needs, in a
+    process whose large buffers go back to the system (``_fixed_mmap_threshold``).
+
+    httpx imports its command-line tool (rich, click, pygments: ~3 MB resident,
+    70 modules) whenever they are installed: a node never uses it."""
+    _fixed_mmap_threshold()
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     from configsvc.serve import serve
 
-    return serve(args.config, args.node, args.initial_cluster_state)
+    return serve
+
+
+def _serve(args: argparse.Namespace) -> int:
+    code: int = _serve_entry()(args.config, args.node, args.initial_cluster_state)
+    return code
 
 
 def _node_reset(args: argparse.Namespace) -> int:

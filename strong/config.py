@@ -88,6 +88,14 @@ class ReplicaConfig:
     #: snapshot bytes in one InstallSnapshot chunk; capped by ``catchup_max_bytes``
     #: (see ``snapshot_chunk``)
     snapshot_chunk_bytes: int = 4 << 20
+    #: compact (snapshot the state machine) once the commands applied since the last
+    #: snapshot weigh this many bytes, or a quarter of the last snapshot's size if
+    #: that is more (``StateMachine.applied_bytes``; a driver also compacts every
+    #: ``snapshot_every`` slots). It bounds what the log holds twice (in the log and in
+    #: the state) and what a restart replays (replaying a byte costs about twice
+    #: restoring one); the quarter-snapshot floor keeps the cost of snapshotting a
+    #: large state at O(1) per byte written (four bytes encoded per byte applied).
+    snapshot_log_bytes: int = 4 << 20
     bugs: PlantedBugs = field(default_factory=PlantedBugs)
 
     def __post_init__(self) -> None:
@@ -109,6 +117,13 @@ class ReplicaConfig:
             raise ValueError("need 1 <= max_batch_bytes <= catchup_max_bytes")
         if self.snapshot_chunk_bytes < 1 or self.promise_max_slots < 1:
             raise ValueError("snapshot_chunk_bytes and promise_max_slots must be >= 1")
+        if self.snapshot_log_bytes < 1:
+            raise ValueError("snapshot_log_bytes must be >= 1")
+
+    def compaction_due(self, log_bytes: int, snapshot_bytes: int) -> bool:
+        """Whether ``log_bytes`` of commands applied since the last snapshot (of
+        ``snapshot_bytes``; 0 if none) call for a new one (``snapshot_log_bytes``)."""
+        return log_bytes >= max(self.snapshot_log_bytes, snapshot_bytes // 4)
 
     @property
     def snapshot_chunk(self) -> int:

@@ -46,9 +46,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import msgpack  # type: ignore[import-untyped, unused-ignore]
+
 from strong.canonical import (
+    MAX_UINT,
     WireError,
-    pack,
     read_list,
     read_str,
     read_uint,
@@ -64,7 +66,6 @@ from strong.results import (
     decode_namespace,
     decode_result,
     encode_instance,
-    encode_kv,
     encode_namespace,
     encode_result,
 )
@@ -123,22 +124,19 @@ def encode_snapshot(state: SnapshotState) -> bytes:
     Below ``CLOCK_VERSION`` the clock and every ``last_seen`` must be 0 (format 1);
     below ``SERVICES_VERSION`` there are no service tables.
     """
-    namespaces = [
-        [encode_namespace(info), None if kvs is None else [encode_kv(kv) for kv in kvs]]
-        for info, kvs in state.namespaces
-    ]
+    namespaces = _Tables(state.namespaces)
     head: list[object] = [state.applied_index, state.version, state.revision]
     if state.version < CLOCK_VERSION:
         if state.clock or state.expired or any(seen for *_, seen in state.sessions):
             raise ValueError("a session clock below state-machine version 2")
         sessions = [[c, seq, encode_result(r)] for c, seq, r, _ in state.sessions]
-        return pack([1, *head, namespaces, sessions])
+        return _pack([1, *head, namespaces, sessions])
     sessions = [[c, seq, encode_result(r), seen] for c, seq, r, seen in state.sessions]
     expired = [[client_id, at] for client_id, at in state.expired]
     if state.version < SERVICES_VERSION:
         if state.services:
             raise ValueError("service tables below state-machine version 3")
-        return pack([2, *head, state.clock, namespaces, sessions, expired])
+        return _pack([2, *head, state.clock, namespaces, sessions, expired])
     services = [
         [
             name,
@@ -149,7 +147,7 @@ def encode_snapshot(state: SnapshotState) -> bytes:
         ]
         for name, table in state.services
     ]
-    return pack([3, *head, state.clock, namespaces, sessions, expired, services])
+    return _pack([3, *head, state.clock, namespaces, sessions, expired, services])
 
 
 def decode_snapshot(data: bytes) -> SnapshotState:
@@ -161,7 +159,9 @@ def decode_snapshot(data: bytes) -> SnapshotState:
 
 
 def _decode(data: bytes) -> SnapshotState:
-    fields = read_list(unpack(data), "snapshot")
+    fields = _unpack_streaming(data)
+    if fields is None:
+        fields = read_list(unpack(data), "snapshot")
     fmt = read_uint(fields[0], "snapshot format") if fields else None
     if fmt == 1:
         _, applied_index, version, revision, namespaces, sessions = read_list(fields, "snapshot", 6)
@@ -189,9 +189,10 @@ def _decode(data: bytes) -> SnapshotState:
         if list(info.options) != sorted(set(info.options)):
             raise WireError(f"namespace {info.name!r}: options not sorted")
         kvs: tuple[KeyValue, ...] | None = None
-        if kvs_obj is not None:
-            kvs = tuple(_kv(obj) for obj in read_list(kvs_obj, "kvs"))
-            _strictly_increasing([kv.key for kv in kvs], f"keys of {info.name!r}")
+        if isinstance(kvs_obj, _DecodedKvs):
+            kvs = kvs_obj.kvs
+        elif kvs_obj is not None:
+            kvs = _decode_kvs(read_list(kvs_obj, "kvs"), info.name)
         if (kvs is not None) != (info.consistency == STRONG):
             raise WireError(f"namespace {info.name!r}: a table iff strong")
         decoded_namespaces.append((info, kvs))
@@ -250,6 +251,173 @@ def _service_table(obj: object) -> tuple[str, ServiceTableState]:
     except ValueError as exc:
         raise WireError(f"service table of {name!r:.60}: {exc}") from exc
     return read_str(name, "namespace name"), state
+
+
+class _Tables:
+    """The namespaces field of a snapshot, packed by ``_pack`` as it walks the keys."""
+
+    __slots__ = ("namespaces",)
+
+    def __init__(self, namespaces: tuple[tuple[NamespaceInfo, tuple[KeyValue, ...] | None], ...]):
+        self.namespaces = namespaces
+
+
+#: keys packed between two flushes of ``_pack``'s buffer (~0.7 MB of 128-byte values)
+_FLUSH_KEYS = 4096
+
+
+def _pack(fields: list[object]) -> bytes:
+    """``pack(fields)`` with the key tables (``_Tables``) written key by key, byte for
+    byte what ``pack`` of ``[[encode_namespace(info), [encode_kv(kv), ...] | None], ...]``
+    gives (msgpack's array headers are the same either way), without first building
+    one list per key: that transient nested list was the size of the state again, in
+    small objects whose arenas the allocator keeps."""
+    packer = msgpack.Packer(use_bin_type=True, autoreset=False)
+    chunks: list[bytes] = []
+    packer.pack_array_header(len(fields))
+    for field in fields:
+        if not isinstance(field, _Tables):
+            packer.pack(field)
+            continue
+        packer.pack_array_header(len(field.namespaces))
+        for info, kvs in field.namespaces:
+            packer.pack_array_header(2)
+            packer.pack(encode_namespace(info))
+            if kvs is None:
+                packer.pack(None)
+                continue
+            packer.pack_array_header(len(kvs))
+            for i, kv in enumerate(kvs, 1):
+                packer.pack([kv.key, kv.value, kv.create_revision, kv.mod_revision,
+                             kv.version, kv.flags])
+                if i % _FLUSH_KEYS == 0:
+                    chunks.append(packer.bytes())
+                    packer.reset()
+    chunks.append(packer.bytes())
+    return b"".join(chunks)
+
+
+def _decode_kvs(items: list[object], namespace: str) -> tuple[KeyValue, ...]:
+    """``_kv`` of each item, keys strictly increasing: the checks of ``decode_kv``
+    inlined for the common, well-formed entry (a restart decodes every key); any
+    other entry goes through ``_kv``, which names what is wrong."""
+    decoded: list[KeyValue] = []
+    previous = b""
+    for i, item in enumerate(items):
+        if type(item) is list and len(item) == 6:
+            key, value, create, mod, version, flags = item
+            if (
+                type(key) is bytes
+                and type(value) is bytes
+                and type(create) is int
+                and type(mod) is int
+                and type(version) is int
+                and type(flags) is int
+                and 0 <= create <= MAX_UINT
+                and 0 <= mod <= MAX_UINT
+                and 0 <= version <= MAX_UINT
+                and 0 <= flags <= MAX_UINT
+            ):
+                kv = KeyValue(key, value, create, mod, version, flags)
+            else:
+                kv = _kv(item)
+        else:
+            kv = _kv(item)
+        if i and not previous < kv.key:
+            raise WireError(f"keys of {namespace!r} not strictly increasing")
+        previous = kv.key
+        decoded.append(kv)
+    return tuple(decoded)
+
+
+class _DecodedKvs:
+    """A key table ``_unpack_streaming`` already decoded and checked (well-formed,
+    strictly increasing keys): never produced by msgpack, so never ambiguous."""
+
+    __slots__ = ("kvs",)
+
+    def __init__(self, kvs: tuple[KeyValue, ...]) -> None:
+        self.kvs = kvs
+
+
+#: the first byte of a msgpack array (fixarray, array 16, array 32) and of nil
+_ARRAY_START = frozenset(range(0x90, 0xA0)) | {0xDC, 0xDD}
+_NIL = 0xC0
+
+
+def _unpack_streaming(data: bytes) -> list[object] | None:
+    """``unpack(data)`` with each key table decoded key by key into a ``_DecodedKvs``
+    (a list per key, freed before the next: unpacking 1,000,000 keys whole first
+    left a state's worth of freed small lists in the allocator's arenas).
+
+    Only for a well-formed snapshot: at anything else (a key that fails
+    ``decode_kv``'s checks, keys out of order, bytes that are not msgpack, a
+    format it does not know) it returns None and the caller decodes ``data`` the
+    plain way, which names the fault."""
+    try:
+        unpacker = msgpack.Unpacker(raw=False, use_list=True, strict_map_key=True,
+                                    max_buffer_size=max(len(data), 1))
+        unpacker.feed(data)
+        view = memoryview(data)
+        if view[0] not in _ARRAY_START:
+            return None
+        length = unpacker.read_array_header()
+        fmt = unpacker.unpack()
+        at = 4 if fmt == 1 else 5  # the namespaces field
+        if type(fmt) is not int or fmt not in (1, 2, 3) or length <= at:
+            return None
+        fields: list[object] = [fmt, *(unpacker.unpack() for _ in range(at - 1))]
+        if view[unpacker.tell()] not in _ARRAY_START:
+            return None
+        namespaces: list[object] = []
+        for _ in range(unpacker.read_array_header()):
+            if view[unpacker.tell()] not in _ARRAY_START or unpacker.read_array_header() != 2:
+                return None
+            info = unpacker.unpack()
+            if view[unpacker.tell()] == _NIL:
+                namespaces.append([info, unpacker.unpack()])
+                continue
+            if view[unpacker.tell()] not in _ARRAY_START:
+                return None
+            kvs = _stream_kvs(unpacker, unpacker.read_array_header())
+            if kvs is None:
+                return None
+            namespaces.append([info, _DecodedKvs(kvs)])
+        fields.append(namespaces)
+        fields += [unpacker.unpack() for _ in range(length - at - 1)]
+        if unpacker.tell() != len(data):
+            return None
+        return fields
+    except Exception:  # the unpacker's failure modes are not a closed set
+        return None
+
+
+def _stream_kvs(unpacker: msgpack.Unpacker, count: int) -> tuple[KeyValue, ...] | None:
+    """``count`` well-formed, strictly increasing entries, or None (see ``_decode_kvs``)."""
+    decoded: list[KeyValue] = []
+    previous = b""
+    for i in range(count):
+        item = unpacker.unpack()
+        if type(item) is not list or len(item) != 6:
+            return None
+        key, value, create, mod, version, flags = item
+        if not (
+            type(key) is bytes
+            and type(value) is bytes
+            and type(create) is int
+            and type(mod) is int
+            and type(version) is int
+            and type(flags) is int
+            and 0 <= create <= MAX_UINT
+            and 0 <= mod <= MAX_UINT
+            and 0 <= version <= MAX_UINT
+            and 0 <= flags <= MAX_UINT
+            and (i == 0 or previous < key)
+        ):
+            return None
+        decoded.append(KeyValue(key, value, create, mod, version, flags))
+        previous = key
+    return tuple(decoded)
 
 
 def _kv(obj: object) -> KeyValue:

@@ -309,3 +309,89 @@ def test_versions_only_go_up(run: Driver, monkeypatch: pytest.MonkeyPatch) -> No
     assert run.sm.version == 2
     assert code(run(SetVersion(1))) == ErrorCode.VERSION_DOWNGRADE
     assert run.sm.version == 2
+
+
+# --- memory and restart -----------------------------------------------------------
+
+
+def test_a_bulk_transaction_applies_like_small_ones_and_leaves_no_cached_copy(run: Driver) -> None:
+    from strong.commands import decode_command
+
+    puts = tuple(Put("cfg", b"bulk/%05d" % i, bytes(128)) for i in range(400))
+    data = encode_command(Command("", 0, Txn((), puts)))
+    assert len(data) >= 16 << 10  # above the state machine's cache limit
+    before, cached = run.sm.applied_bytes, decode_command.cache_info().currsize
+    (applied,) = run.sm.apply(run.sm.applied_index + 1, (data,))
+    assert run.sm.applied_bytes == before + len(data)
+    assert decode_command.cache_info().currsize == cached  # not kept alive by the cache
+    result = applied.result
+    assert isinstance(result, TxnResult) and result.succeeded
+    assert {r.revision for r in result.responses} == {result.revision}
+    got = run.sm.read(Get("cfg", b"bulk/00399"))
+    assert isinstance(got, GetResult) and got.kv is not None and got.kv.value == bytes(128)
+
+
+def test_a_restored_machine_iterates_and_hashes_like_the_original(run: Driver) -> None:
+    for i in (5, 1, 3, 2, 4):
+        run(Put("cfg", b"k%d" % i, b"v%d" % i))
+    restored = StateMachine.restore(run.sm.snapshot())
+    assert restored.state_hash() == run.sm.state_hash()
+    assert restored.applied_bytes == 0  # counts from the restore on
+    got = restored.read(Range("cfg", b"k"))
+    assert isinstance(got, RangeResult)
+    assert [kv.key for kv in got.kvs] == [b"k1", b"k2", b"k3", b"k4", b"k5"]
+    restored.apply(restored.applied_index + 1, (encode_command(Command("", 0, Put("cfg", b"k0", b"x"))),))
+    assert restored.read(Range("cfg", b"k")).kvs[0].key == b"k0"  # type: ignore[union-attr]
+
+
+def test_the_streamed_snapshot_is_byte_for_byte_the_nested_encoding(run: Driver) -> None:
+    from strong.canonical import pack
+    from strong.results import encode_kv, encode_namespace
+    from strong.sm_snapshot import encode_snapshot
+
+    for i in range(10_000):  # more than one flush of the packer's buffer
+        run(Put("cfg", b"k%05d" % i, b"v" * (i % 300), flags=i % 3))
+    run(Put("cfg", b"big", bytes(70_000)))
+    for version in (1, 2, 3):
+        if version > run.sm.version:
+            run(SetVersion(version))
+        state = run.sm.snapshot_state()
+        streamed = encode_snapshot(state)
+        nested = [[encode_namespace(info), None if kvs is None else [encode_kv(kv) for kv in kvs]]
+                  for info, kvs in state.namespaces]
+        fields = list(msgpack_fields(streamed))
+        fields[5 if version > 1 else 4] = nested
+        assert streamed == pack(fields)
+
+
+def msgpack_fields(data: bytes) -> list[object]:
+    from strong.canonical import unpack
+
+    fields = unpack(data)
+    assert isinstance(fields, list)
+    return fields
+
+
+def test_a_snapshot_decodes_key_by_key_exactly_as_whole(run: Driver) -> None:
+    from strong.canonical import pack
+    from strong.sm_snapshot import MalformedSnapshot, _unpack_streaming, decode_snapshot
+
+    for i in range(300):
+        run(Put("cfg", b"k%03d" % i, b"v" * i))
+    data = run.sm.snapshot()
+    fields = _unpack_streaming(data)
+    assert fields is not None  # the key-by-key path took it
+    assert decode_snapshot(data) == decode_snapshot(data + b"") and StateMachine.restore(data).snapshot() == data
+    whole = msgpack_fields(data)
+    ns_field = whole[4 if whole[0] == 1 else 5]
+    assert isinstance(ns_field, list)
+    table = next(kvs for _, kvs in ns_field if kvs is not None)
+    assert isinstance(table, list)
+    table[3], table[4] = table[4], table[3]  # keys out of order: the plain path names it
+    bad = pack(whole)
+    assert _unpack_streaming(bad) is None
+    with pytest.raises(MalformedSnapshot, match="not strictly increasing"):
+        decode_snapshot(bad)
+    assert _unpack_streaming(data + b"\x00") is None
+    with pytest.raises(MalformedSnapshot):
+        decode_snapshot(data + b"\x00")

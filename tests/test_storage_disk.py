@@ -92,6 +92,24 @@ def test_strong_disk_storage_loads_what_the_simulated_disk_loads(
             assert disk.load() == sim.load()
 
 
+def test_the_first_load_after_open_hands_back_the_records_read_at_open(tmp_path: Path) -> None:
+    b1 = Ballot(1, "n1")
+    records: list[Record] = [PromiseRecord(b1), AcceptRecord(1, b1, (b"v" * 1000,)), CommitRecord(1)]
+    with strong_storage(tmp_path) as disk:
+        disk.append(records)
+        disk.sync()
+    with strong_storage(tmp_path) as disk:
+        first = disk.load()
+        assert first == records == disk.load()  # the second load re-reads the log
+        again = disk.load()
+        assert isinstance(first[1], AcceptRecord) and isinstance(again[1], AcceptRecord)
+        assert first[1].value[0] is not again[1].value[0]  # only the first was kept
+    with strong_storage(tmp_path) as disk:  # a sync forgets what open read
+        disk.append([CommitRecord(2)])
+        disk.sync()
+        assert disk.load() == [*records, CommitRecord(2)]
+
+
 def test_strong_round_trip_reopen_and_compaction(tmp_path: Path) -> None:
     b1, b2 = Ballot(1, "n1"), Ballot(2, "n2")
     records: list[Record] = [

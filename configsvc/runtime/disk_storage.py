@@ -150,9 +150,14 @@ class DiskStorage(Generic[R]):
         self._compaction = compaction
         self._log = DiskLog(path, segment_bytes=segment_bytes, fault_hook=fault_hook)
         self._pending: list[R] = []
+        #: the records read at open, handed to the first ``load`` (the driver's, at
+        #: startup) instead of reading and decoding the log a second time: the
+        #: replica then shares every value with the compaction state, one copy in memory
+        self._opened: list[R] | None = []
         try:
             for record in self._log.read(records.decode_one):
                 compaction.fold(record)
+                self._opened.append(record)
         except BaseException:
             self._log.close()
             raise
@@ -178,6 +183,7 @@ class DiskStorage(Generic[R]):
         batch, self._pending = self._pending, []
         if not batch:
             return
+        self._opened = None
         encode = self._records.encode
         rewritten = self._compaction.plan(batch)
         if rewritten is None:
@@ -188,12 +194,19 @@ class DiskStorage(Generic[R]):
         self._compaction.done(batch, rewritten)
 
     def load(self) -> list[R]:
-        """Every durable record in append order (compacted where a snapshot was synced)."""
+        """Every durable record in append order (compacted where a snapshot was synced).
+
+        The first call before any ``sync`` returns the records read at open (they
+        are what is durable: nothing was written since) and forgets them."""
+        if self._opened is not None:
+            opened, self._opened = self._opened, None
+            return opened
         return list(self._log.read(self._records.decode_one))
 
     def close(self) -> None:
         """Release the data directory; unsynced records are dropped, as by a crash."""
         self._pending = []
+        self._opened = None
         self._log.close()
 
     def __enter__(self) -> DiskStorage[R]:

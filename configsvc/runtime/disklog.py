@@ -212,7 +212,22 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _valid_frame_after(data: bytes, start: int) -> int | None:
+def _write_frames(fd: int, frames: list[bytes]) -> None:
+    """Write ``frames`` in order, without joining them into one copy first (a
+    rewrite holds a snapshot frame as large as the state): ``writev`` of up to 512
+    at a time, finishing any partial write."""
+    for start in range(0, len(frames), 512):
+        group = frames[start : start + 512]
+        written = os.writev(fd, group)
+        for frame in group:
+            if written >= len(frame):
+                written -= len(frame)
+                continue
+            _write_all(fd, memoryview(frame)[written:])  # type: ignore[arg-type]
+            written = 0
+
+
+def _valid_frame_after(data: bytes | memoryview, start: int) -> int | None:
     """The offset of the first complete, checksum-valid frame at or after ``start``, if any.
 
     A frame that claims to run past the end of the last segment is either a
@@ -234,7 +249,7 @@ def _valid_frame_after(data: bytes, start: int) -> int | None:
     return None
 
 
-def _scan(path: Path, data: bytes, *, last: bool) -> tuple[int, int]:
+def _scan(path: Path, data: bytes | memoryview, *, last: bool) -> tuple[int, int]:
     """Validate the frames of one segment; return (frames, valid length).
 
     A valid length below ``len(data)`` means a torn tail (only allowed if ``last``).
@@ -354,7 +369,7 @@ class DiskLog:
                 raise CorruptLog(
                     path, 0, f"segment starts at frame {first_seq}, expected {expected} (gap)"
                 )
-            data = path.read_bytes()
+            data = memoryview(path.read_bytes())  # frames are checked in place, not copied
             last = i == len(order) - 1
             frames, valid = _scan(path, data, last=last)
             if valid < len(data):
@@ -509,12 +524,12 @@ class DiskLog:
 
     def _rewrite(self, frames: list[bytes]) -> None:
         first = self.next_seq
-        data = b"".join(frames)
+        size = sum(len(frame) for frame in frames)
         tmp = self.path / f"rewrite-{first:020d}.tmp"
         base = self.path / _segment_name("base", first)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            _write_all(fd, data)
+            _write_frames(fd, frames)
             self._step("tmp_written")
             os.fsync(fd)
             self._step("tmp_synced")
@@ -537,16 +552,17 @@ class DiskLog:
         os.rename(base, target)
         self._step("base_to_log")
         fsync_dir(self.path)
-        self._segments = [_Segment(target, first, len(frames), len(data))]
+        self._segments = [_Segment(target, first, len(frames), size)]
         self._fd = os.open(target, os.O_WRONLY | os.O_APPEND)
         self._step("done")
 
     # ------------------------------------------------------------------ reading
 
-    def read(self, decode: Callable[[bytes], R]) -> Iterator[R]:
+    def read(self, decode: Callable[[memoryview], R]) -> Iterator[R]:
         """Yield ``decode(frame)`` for every durable frame, in order (re-reads the files).
 
-        ``decode`` gets one whole frame (header included) and raises ValueError
+        ``decode`` gets one whole frame (header included), a view into the segment
+        read (valid only during the call: copy what it keeps), and raises ValueError
         if it cannot decode it; that becomes CorruptLog with the file and offset.
         Buffered, unsynced frames are not included. Meant for startup: do not
         interleave writes with an unfinished iteration.
@@ -554,12 +570,12 @@ class DiskLog:
         self._usable()
         for segment in list(self._segments):
             with open(segment.path, "rb") as f:
-                data = f.read(segment.size)
+                data = memoryview(f.read(segment.size))
             offset = 0
             while offset < len(data):
                 (length, crc) = HEADER.unpack_from(data, offset)
                 end = offset + HEADER.size + length
-                frame = data[offset:end]
+                frame = data[offset:end]  # a view: no copy of a large snapshot frame
                 if len(frame) != end - offset or crc32c.crc32c(frame[HEADER.size :]) != crc:
                     raise CorruptLog(segment.path, offset, "changed since the log was opened")
                 try:

@@ -45,20 +45,24 @@ def frame(fields: object) -> bytes:
     return HEADER.pack(len(payload), crc32c.crc32c(payload)) + payload
 
 
-def unframe(buf: bytes, decode: Callable[[object], R]) -> tuple[list[R], int]:
+def unframe(buf: bytes | memoryview, decode: Callable[[object], R]) -> tuple[list[R], int]:
     """Decode every complete frame with ``decode`` (which raises ValueError/TypeError
     on bad fields); return the records and the length of the valid prefix.
+
+    Payloads are checked and unpacked in place (no copy of ``buf``: a snapshot
+    record can be most of a node's memory).
 
     Raises CorruptRecord for a complete frame with a bad checksum or payload.
     """
     records: list[R] = []
+    buf = memoryview(buf)
     offset = 0
     while offset + HEADER.size <= len(buf):
         length, crc = HEADER.unpack_from(buf, offset)
         end = offset + HEADER.size + length
         if end > len(buf):
             break  # torn tail
-        payload = bytes(buf[offset + HEADER.size : end])
+        payload = buf[offset + HEADER.size : end]
         if crc32c.crc32c(payload) != crc:
             raise CorruptRecord(offset, "checksum mismatch")
         try:
@@ -69,7 +73,7 @@ def unframe(buf: bytes, decode: Callable[[object], R]) -> tuple[list[R], int]:
     return records, offset
 
 
-def unframe_one(data: bytes, decode: Callable[[object], R]) -> R:
+def unframe_one(data: bytes | memoryview, decode: Callable[[object], R]) -> R:
     """Decode exactly one frame; ValueError if it is not one valid record."""
     try:
         records, valid = unframe(data, decode)
@@ -97,6 +101,6 @@ class RecordFormat(Generic[R]):
         (``unframe``); CorruptRecord for a bad checksum or payload."""
         return unframe(buf, self.from_fields)
 
-    def decode_one(self, data: bytes) -> R:
+    def decode_one(self, data: bytes | memoryview) -> R:
         """Exactly one frame; ValueError if it is not one valid record."""
         return unframe_one(data, self.from_fields)
