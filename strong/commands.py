@@ -125,13 +125,28 @@ def encode_command(cmd: Command) -> bytes:
     return pack([COMMAND_FORMAT, cmd.client_id, cmd.seq, encode_op(cmd.op)])
 
 
-@functools.lru_cache(maxsize=8192)
+#: commands this large are decoded afresh each time: a bulk transaction (1,000
+#: puts: ~160 KB) would otherwise stay alive in the cache, bytes and decoded ops,
+#: long after the log that held it was compacted
+UNCACHED_COMMAND_BYTES = 16 << 10
+
+
 def decode_command(data: bytes) -> Command:
     """Parse bytes produced by ``encode_command``.
 
-    Cached: every replica decodes the same chosen bytes, and a ``Command`` is
-    immutable. (A ``MalformedCommand`` is raised afresh each time: exceptions
-    are not cached.)
+    Cached below ``UNCACHED_COMMAND_BYTES``: every replica decodes the same
+    chosen bytes, and a ``Command`` is immutable. (A ``MalformedCommand`` is
+    raised afresh each time: exceptions are not cached.)
+
+    Raises ``MalformedCommand`` like ``_decode_command``.
+    """
+    if len(data) < UNCACHED_COMMAND_BYTES:
+        return _decode_cached(data)
+    return _decode_command(data)
+
+
+def _decode_command(data: bytes) -> Command:
+    """Parse bytes produced by ``encode_command`` (uncached).
 
     Raises ``MalformedCommand`` for anything else (wrong format number, unknown
     op tag, wrong field types, values an op's constructor rejects, trailing
@@ -146,6 +161,9 @@ def decode_command(data: bytes) -> Command:
         return Command(client_id, seq, decode_op(fields[3]))
     except ValueError as exc:  # WireError, or a constructor's own check
         raise MalformedCommand(str(exc)) from exc
+
+
+_decode_cached = functools.lru_cache(maxsize=8192)(_decode_command)
 
 
 # --- op codec: one tagged list per op; field order = dataclass field order ---

@@ -50,7 +50,6 @@ Rules (everything that decides what a replica's state becomes lives here):
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from dataclasses import replace
 
 from strong.commands import (
@@ -135,11 +134,6 @@ _SERVICE_OPS = (RegisterInstance, UpdateCheck, DeregisterInstance, ExpireInstanc
 _KEY_OPS = (Put, Delete, DeletePrefix, Get, Range)
 """The ops ``_txn_op`` applies (also outside a ``Txn``)."""
 
-#: commands at least this long are decoded without ``decode_command``'s cache: a bulk
-#: transaction (1,000 puts: ~160 KB) would otherwise stay alive in it, bytes and
-#: decoded ops, long after the log that held it was compacted (8,192 entries)
-_UNCACHED_COMMAND_BYTES = 16 << 10
-_decode_uncached: Callable[[bytes], Command] = getattr(decode_command, "__wrapped__", decode_command)
 
 _Undo = list[tuple[KVTable, bytes, KeyValue | None]]
 """Writes of the current command, oldest first: (table, key, value before)."""
@@ -188,10 +182,7 @@ class StateMachine:
         for data in batch:
             self.applied_bytes += len(data)
             try:
-                if len(data) < _UNCACHED_COMMAND_BYTES:
-                    commands.append(decode_command(data))
-                else:
-                    commands.append(_decode_uncached(data))
+                commands.append(decode_command(data))
             except MalformedCommand as exc:
                 commands.append(exc)
         for cmd in commands:

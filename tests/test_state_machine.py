@@ -22,6 +22,7 @@ from strong.commands import (
     Range,
     SetVersion,
     Txn,
+    _decode_cached,
     encode_command,
 )
 from strong.results import (
@@ -315,15 +316,14 @@ def test_versions_only_go_up(run: Driver, monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_a_bulk_transaction_applies_like_small_ones_and_leaves_no_cached_copy(run: Driver) -> None:
-    from strong.commands import decode_command
 
     puts = tuple(Put("cfg", b"bulk/%05d" % i, bytes(128)) for i in range(400))
     data = encode_command(Command("", 0, Txn((), puts)))
     assert len(data) >= 16 << 10  # above the state machine's cache limit
-    before, cached = run.sm.applied_bytes, decode_command.cache_info().currsize
+    before, cached = run.sm.applied_bytes, _decode_cached.cache_info().currsize
     (applied,) = run.sm.apply(run.sm.applied_index + 1, (data,))
     assert run.sm.applied_bytes == before + len(data)
-    assert decode_command.cache_info().currsize == cached  # not kept alive by the cache
+    assert _decode_cached.cache_info().currsize == cached  # not kept alive by the cache
     result = applied.result
     assert isinstance(result, TxnResult) and result.succeeded
     assert {r.revision for r in result.responses} == {result.revision}

@@ -101,6 +101,8 @@ class StrongDriver:
         self.halted: str | None = None
         durable = recover(storage.load())
         self.sm = StateMachine()
+        #: ``sm.applied_bytes`` when the last compaction began (compaction by bytes)
+        self._compacted_bytes = 0
         self.replica = Replica(config, durable, clock(), self.rng, voting=voting)
         self._next_request = 0
         #: request id -> its future; (client_id, seq) -> the request ids proposing it
@@ -309,6 +311,7 @@ class StrongDriver:
         """After the records are durable and the messages sent: install, apply, answer."""
         if ready.snapshot is not None and ready.snapshot.index > self.sm.applied_index:
             self.sm = StateMachine.restore(ready.snapshot.data)
+            self._compacted_bytes = 0
         for slot, batch in ready.committed:
             if slot <= self.sm.applied_index or self.halted:
                 continue
@@ -333,10 +336,13 @@ class StrongDriver:
                 read.set_result(rs.index)
         for rej in ready.rejected:
             self._reject(rej.request_id, rej.reason, rej.leader_hint)
-        if (
-            self.sm.applied_index - self.replica.snapshot_index >= self.snapshot_every
-            and self._snapshotting is None
+        behind = self.sm.applied_index - self.replica.snapshot_index
+        if self._snapshotting is None and behind > 0 and (
+            behind >= self.snapshot_every
+            or self.config.compaction_due(self.sm.applied_bytes - self._compacted_bytes,
+                                          len(self.replica.snapshot or b""))
         ):
+            self._compacted_bytes = self.sm.applied_bytes
             # A consistent copy now, encoded off the event loop, compacted from the loop task.
             index, state = self.sm.applied_index, self.sm.snapshot_state()
             self._snapshotting = asyncio.create_task(self._encode_snapshot(index, state))
