@@ -25,13 +25,14 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import requests
 import schemathesis
 import uvicorn
 from hypothesis import HealthCheck, settings
@@ -53,6 +54,9 @@ class Server:
     url: str
     node: Node
     loop: asyncio.AbstractEventLoop
+    #: kept-alive connections (a new one per request costs more than most requests)
+    http: httpx.Client
+    session: requests.Session
 
     def call(self, fn: Any) -> Any:
         """Run ``fn()`` on the server's loop (the node's state belongs to it)."""
@@ -62,8 +66,9 @@ class Server:
 
 
 @contextlib.contextmanager
-def served(root: Path) -> Iterator[Server]:
-    """``single_node`` behind uvicorn, in a thread with its own event loop."""
+def served(root: Path, build: Callable[[Node], Any] = build_app) -> Iterator[Server]:
+    """``single_node`` behind uvicorn (its ``build(node)`` app: the native API by
+    default), in a thread with its own event loop."""
     ready: threading.Event = threading.Event()
     box: dict[str, Any] = {}
 
@@ -75,7 +80,7 @@ def served(root: Path) -> Iterator[Server]:
             assert node.health_checks is not None
             await node.health_checks.close()
             api = node.me.api_port
-            config = uvicorn.Config(build_app(node), host="127.0.0.1", port=api,
+            config = uvicorn.Config(build(node), host="127.0.0.1", port=api,
                                     log_level="warning", lifespan="off")
             server = uvicorn.Server(config)
             task = asyncio.create_task(server.serve())
@@ -83,7 +88,9 @@ def served(root: Path) -> Iterator[Server]:
                 assert not task.done(), "uvicorn did not start"
                 await asyncio.sleep(0.01)  # polling an in-process condition; the test bounds it
             stop = asyncio.Event()
-            box.update(server=Server(f"http://127.0.0.1:{api}", node, asyncio.get_running_loop()),
+            url = f"http://127.0.0.1:{api}"
+            box.update(server=Server(url, node, asyncio.get_running_loop(),
+                                     httpx.Client(base_url=url, timeout=15), requests.Session()),
                        stop=stop)
             ready.set()
             await stop.wait()
@@ -95,7 +102,8 @@ def served(root: Path) -> Iterator[Server]:
     assert ready.wait(30), "the node did not start"
     server: Server = box["server"]
     try:
-        yield server
+        with server.http, server.session:
+            yield server
     finally:
         server.loop.call_soon_threadsafe(box["stop"].set)
         thread.join(30)
@@ -136,7 +144,7 @@ schema = _schema()
 
 
 def test_the_node_serves_this_description(server: Server) -> None:
-    served = httpx.get(f"{server.url}/v1/openapi.json", timeout=10)
+    served = server.http.get("/v1/openapi.json")
     assert served.status_code == 200 and served.json() == json.loads(json.dumps(OPENAPI))
 
 
@@ -160,8 +168,7 @@ KINDS = {"app": "strong", "ev": "eventual"}
 def _restore_namespaces(server: Server) -> None:
     present = server.call(lambda: {i.name for i in server.node.strong.sm.namespaces()})
     for name in sorted(set(KINDS) - present):
-        created = httpx.post(f"{server.url}/v1/namespaces", timeout=15,
-                             json={"name": name, "consistency": KINDS[name]})
+        created = server.http.post("/v1/namespaces", json={"name": name, "consistency": KINDS[name]})
         assert created.status_code == 201, created.text
 
 
@@ -207,7 +214,7 @@ def test_the_served_description_holds(case: schemathesis.Case, server: Server) -
     _known_query(case)
     _short_waits(case)
     before = server.call(lambda: _fingerprint(server.node))
-    response = case.call(base_url=server.url, timeout=15)
+    response = case.call(base_url=server.url, session=server.session, timeout=15)
     case.validate_response(response)
     if 400 <= response.status_code < 500:
         after = server.call(lambda: _fingerprint(server.node))
