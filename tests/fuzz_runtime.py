@@ -6,6 +6,12 @@ when they land, only these imports change.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from typing import Any
+
+from hypothesis import HealthCheck, seed, settings
+
 from configsvc.forwarding import Forwarder
 from configsvc.transport import (
     _HELLO,
@@ -29,6 +35,8 @@ from strong.driver import StrongDriver
 __all__ = [
     "MAX_HANDSHAKE_FRAME",
     "PROTOCOL_VERSION",
+    "SCALE",
+    "SEED",
     "_HELLO",
     "_PING",
     "_WELCOME",
@@ -45,7 +53,22 @@ __all__ = [
     "_data_frame",
     "_frame",
     "_server_handshake",
+    "fuzz_settings",
 ]
+
+#: ``make fuzz`` multiplies every fuzz test's examples by this (``make test``: 1)
+SCALE = int(os.environ.get("CONFIGSVC_FUZZ_SCALE", "1"))
+#: every run draws the same examples, unless ``CONFIGSVC_FUZZ_SEED`` names another seed
+SEED = int(os.environ.get("CONFIGSVC_FUZZ_SEED", "2026"))
+
+
+def fuzz_settings(examples: int) -> Callable[[Any], Any]:
+    """``examples * SCALE`` examples from ``SEED``, no example database, no deadline."""
+    def apply(test: Any) -> Any:
+        bounded = settings(max_examples=examples * SCALE, database=None, deadline=None,
+                           suppress_health_check=list(HealthCheck))
+        return seed(SEED)(bounded(test))
+    return apply
 
 
 class MemoryStorage:

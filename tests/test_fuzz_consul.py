@@ -11,22 +11,20 @@ shapes; the table below pins the cases the issue names.
 from __future__ import annotations
 
 import base64
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from configsvc.http.consul import build_consul_app
 from configsvc.http.consul.params import parse_duration
+from tests.fuzz_runtime import fuzz_settings
 from tests.test_fuzz_api import Server, _fingerprint, served
 
-SCALE = int(os.environ.get("CONFIGSVC_FUZZ_EXAMPLES", "0")) or 1
-FUZZ = settings(max_examples=120 * SCALE, derandomize=True, database=None, deadline=None,
-                suppress_health_check=list(HealthCheck))
+FUZZ = fuzz_settings(100)
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,8 @@ returns re-encodes to itself. Then:
 - forwarding frames and the transport's own framing (handshake and data
   frames) end in their documented errors, never in another exception.
 
-Bounded and seeded (``derandomize``): ``CONFIGSVC_FUZZ_EXAMPLES`` raises the
-example counts for ``make fuzz``.
+Bounded and seeded (``tests.fuzz_runtime.fuzz_settings``); ``make fuzz`` runs
+more examples from other seeds.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import os
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import eventual.records
@@ -47,6 +46,7 @@ from eventual.membership_config import MembershipConfig
 from eventual.replica import Replica as EventualReplica
 from eventual.storage import recover as eventual_recover
 from strong import wire
+from strong.ballot import Ballot
 from strong.commands import (
     Command,
     CreateNamespace,
@@ -56,7 +56,10 @@ from strong.commands import (
     encode_command,
 )
 from strong.config import ReplicaConfig as StrongConfig
+from strong.messages import InstallSnapshot
+from strong.records import SnapshotRecord
 from strong.replica import Replica as StrongReplica
+from strong.snapshot_transfer import checksum
 from strong.state_machine import StateMachine
 from strong.storage import recover as strong_recover
 from tests.fuzz_runtime import (
@@ -78,16 +81,15 @@ from tests.fuzz_runtime import (
     _frame,
     _ProtocolError,
     _server_handshake,
+    fuzz_settings,
 )
 from tests.test_commands import EVERY_OP
 from tests.test_eventual_codec import SAMPLES, any_events
 from tests.test_eventual_membership import messages_st as swim_messages
 from tests.test_strong_wire import messages as strong_messages
 
-SCALE = int(os.environ.get("CONFIGSVC_FUZZ_EXAMPLES", "0")) or 1
-FUZZ = settings(max_examples=150 * SCALE, derandomize=True, database=None, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-FEW = settings(FUZZ, max_examples=40 * SCALE)
+FUZZ = fuzz_settings(120)
+FEW = fuzz_settings(40)
 
 # ---------------------------------------------------------------- mutations
 
@@ -254,6 +256,25 @@ def test_the_strong_core_takes_any_decodable_peer_message(inputs: list[tuple[str
         for slot, batch in ready.committed:
             if slot == sm.applied_index + 1:
                 sm.apply(slot, batch)
+
+
+@pytest.mark.xfail(strict=True, reason="open: the fix belongs in strong/replica.py (or the "
+                   "strong driver), which this change does not touch; see the docstring")
+def test_a_snapshot_that_does_not_decode_is_refused_before_it_is_persisted() -> None:
+    """Found by the core fuzzing: a complete InstallSnapshot whose CRC matches but whose
+    bytes are no state-machine snapshot is persisted (SnapshotRecord) and handed to
+    the driver, whose ``StateMachine.restore`` raises ``MalformedSnapshot``: the
+    driver halts, and the record is durable, so a restart halts again. Only a
+    member can send one (the transport authenticates peers), so this is a buggy or
+    Byzantine peer, but it bricks a follower for good. Suggested fix: on COMPLETE,
+    ``strong.sm_snapshot.decode_snapshot(data)`` before ``_install_snapshot``, and
+    treat a failure like ``Offer.CORRUPT`` (dropped, asked again)."""
+    replica = StrongReplica(StrongConfig("n1", VOTERS), strong_recover([]), 0.0, random.Random(1))
+    data = b"not a snapshot"
+    replica.step("n2", InstallSnapshot(Ballot(1, "n2"), 5, 0, len(data), checksum(data), data), 0.1)
+    ready = replica.ready()
+    assert not any(isinstance(r, SnapshotRecord) for r in ready.persist)
+    assert ready.snapshot is None
 
 
 _eventual_input = st.tuples(st.sampled_from(VOTERS[1:]), st.one_of(_eventual, mutants(_eventual)))
