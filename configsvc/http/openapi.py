@@ -43,9 +43,12 @@ def _created(op: dict[str, Any]) -> dict[str, Any]:
     return op
 
 
-def _q(name: str, kind: str | dict[str, Any], text: str) -> dict[str, Any]:
+def _q(name: str, kind: str | dict[str, Any], text: str, *, empty: bool = False) -> dict[str, Any]:
+    """A query parameter; ``empty``: the server reads ``?name=`` too (a number: as if
+    absent; a discovery flag: as true)."""
     schema = {"type": kind} if isinstance(kind, str) else kind
-    return {"name": name, "in": "query", "required": False, "schema": schema, "description": text}
+    param = {"name": name, "in": "query", "required": False, "schema": schema, "description": text}
+    return param | {"allowEmptyValue": True} if empty else param
 
 
 def _h(name: str, schema: dict[str, Any], text: str) -> dict[str, Any]:
@@ -60,13 +63,13 @@ _NS = _p("ns", _NAME)
 _KEY = _p("key", {"type": "string", "minLength": 1})
 _WAIT = {"type": "number", "minimum": 0}
 #: strong namespaces: a revision; eventual namespaces: the ``index`` of the previous answer
-#: (empty: no index, as for every optional number here)
-_INDEX = {"oneOf": [_UINT64, {"type": "string", "pattern": "^([0-9a-f]{16})?$"}]}
+_INDEX = {"oneOf": [_UINT64, {"type": "string", "pattern": "^[0-9a-f]{16}$"}]}
 _READ = [
     _q("consistency", {"type": "string", "enum": ["linearizable", "stale"]},
        "linearizable (default) or stale"),
     _q("index", _INDEX, "block until the answer differs from the one with this index: "
-       "strong namespaces, a revision (X-Configsvc-Index); eventual, the answer's 'index'"),
+       "strong namespaces, a revision (X-Configsvc-Index); eventual, the answer's 'index'",
+       empty=True),
     _q("wait", _WAIT, "seconds to block at most (watch)"),
 ]
 _TOKEN = _h("X-Configsvc-Token", {"type": "string"}, "eventual namespaces: the causal token of "
@@ -146,18 +149,18 @@ OPENAPI: dict[str, Any] = {
             "delete": _op("Delete a namespace and its keys", [_NS], errors=(400, 404, 503, 504)),
         },
         "/v1/kv/{ns}": {"get": _op("List keys by prefix", [_NS, _q("prefix", "string", ""),
-                                                           _q("limit", _UINT64, ""), *_READ, _TOKEN],
+                                                           _q("limit", _UINT64, "", empty=True), *_READ, _TOKEN],
                                    errors=(400, 404, 409, 503))},
         "/v1/kv/{ns}/{key}": {
             "get": _op("Read a key", [_NS, _KEY, *_READ, _TOKEN], errors=(400, 404, 409, 503)),
             "put": _op("Write a key (body: the value bytes)",
-                       [_NS, _KEY, _q("cas", _UINT64, "expected mod_revision; 0 = create only"),
-                        _q("flags", _UINT64, ""),
+                       [_NS, _KEY, _q("cas", _UINT64, "expected mod_revision; 0 = create only", empty=True),
+                        _q("flags", _UINT64, "", empty=True),
                         _q("blind", "boolean", "eventual: supersede nothing (keep every value)"),
                         *_WRITE_HEADERS],
                        body="application/octet-stream", errors=(400, 404, 409, 412, 413, 503, 504)),
             "delete": _op("Delete a key (recurse=true: a prefix)",
-                          [_NS, _KEY, _q("cas", _UINT64, ""), _q("recurse", "boolean", ""),
+                          [_NS, _KEY, _q("cas", _UINT64, "", empty=True), _q("recurse", "boolean", ""),
                            *_WRITE_HEADERS],
                           errors=(400, 404, 409, 412, 503, 504)),
         },
@@ -194,18 +197,18 @@ OPENAPI: dict[str, Any] = {
 # ---------------------------------------------------------------- service discovery
 _INSTANCE = [_NS, _p("service", _SERVICE_NAME), _p("instance_id", _SERVICE_NAME)]
 _QUERY = [
-    _q("passing", "boolean", "only instances whose status is passing"),
+    _q("passing", "boolean", "only instances whose status is passing", empty=True),
     _q("consistency", {"type": "string", "enum": ["default", "consistent", "stale"]},
        "strong: default (leader lease), consistent (quorum round) or "
        "stale (this node); eventual namespaces always answer locally"),
     _q("index", {"type": "integer", "minimum": 0, "maximum": 10**19 - 1},
-       "block until X-Configsvc-Index exceeds this"),
+       "block until X-Configsvc-Index exceeds this", empty=True),
     _q("wait", _WAIT, "seconds to block at most"),
 ]
 OPENAPI["paths"].update({
     "/v1/services/{ns}": {
         "get": _op("Services of a namespace: tags, instances, passing (instances=true: every instance)",
-                   [_NS, _q("instances", "boolean", ""), *_QUERY]),
+                   [_NS, _q("instances", "boolean", "", empty=True), *_QUERY]),
     },
     "/v1/services/{ns}/{service}": {
         "get": _op("Instances of a service (blocking with index and wait)",
