@@ -2,8 +2,10 @@
 
 One node (the shared ``single_node`` fixture: real storage, real Paxos group
 of one) behind a real uvicorn server on a loopback port, in a thread of its
-own. Schemathesis reads the description from that server and, for every
-operation, sends requests the description calls valid and requests it calls
+own. Schemathesis loads the description at import (its lazy, fixture-loaded
+schemas break on pytest 9: ``request.node._nodeid``), and
+``test_the_node_serves_this_description`` checks the node serves exactly it. For
+every operation it sends requests the description calls valid and requests it calls
 invalid (wrong types, values out of range, bodies of the wrong shape). Each
 answer must hold to the contract (``configsvc.http.errors``):
 
