@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo sim-strong sim-eventual sim-long sim-planted bench clean
+.PHONY: test lint typecheck unit demo fuzz sim-strong sim-eventual sim-long sim-planted bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,6 +27,15 @@ demo: $(STAMP)
 	$(BIN)/configsvc demo
 
 # Long runs live behind their own targets, not in `make test`.
+
+# The fuzz tests of `make test` with FUZZ_SCALE times the examples, from FUZZ_SEED
+# (docs/simulation.md, "Fuzzing").
+FUZZ_SCALE ?= 40
+FUZZ_SEED  ?= 2026
+fuzz: $(STAMP)
+	CONFIGSVC_FUZZ_SCALE=$(FUZZ_SCALE) CONFIGSVC_FUZZ_SEED=$(FUZZ_SEED) \
+		$(BIN)/pytest -q -n 2 tests/test_fuzz_api.py tests/test_fuzz_wire.py tests/test_fuzz_consul.py
+
 sim-strong: $(STAMP)
 	$(BIN)/configsvc sim strong --seeds 500 --json
 

@@ -26,7 +26,8 @@ Scenario = Callable[[Node, httpx.AsyncClient], Awaitable[None]]
 
 
 @contextlib.asynccontextmanager
-async def single_node(root: Path) -> AsyncIterator[tuple[Node, httpx.AsyncClient]]:
+async def single_service(root: Path) -> AsyncIterator[tuple[HttpService, httpx.AsyncClient]]:
+    """One node with its HTTP service (native API in-process), namespaces ready."""
     api, peer = free_ports(2)
     config = parse_config({
         "data_root": str(root),
@@ -44,9 +45,15 @@ async def single_node(root: Path) -> AsyncIterator[tuple[Node, httpx.AsyncClient
             while not node.namespaces_ready:
                 assert asyncio.get_running_loop().time() < deadline, "no leader in time"
                 await asyncio.sleep(0.01)  # polling an in-process condition with a deadline
-            yield node, http
+            yield service, http
     finally:
         await service.close()
+
+
+@contextlib.asynccontextmanager
+async def single_node(root: Path) -> AsyncIterator[tuple[Node, httpx.AsyncClient]]:
+    async with single_service(root) as (service, http):
+        yield service.node, http
 
 
 def run(tmp_path: Path, scenario: Scenario) -> None:

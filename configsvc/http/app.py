@@ -24,6 +24,7 @@ from configsvc.http.errors import (
     bad_request,
     internal_error_handler,
     json_object,
+    method_not_allowed,
 )
 from configsvc.http.eventual_api import EventualApi
 from configsvc.http.forwarding import Forwarder
@@ -70,6 +71,9 @@ def build_app(node: Node, forwarder: Forwarder | None = None) -> Starlette:
     async def create_namespace(request: Request) -> Response:
         check_serving(node)
         data = await json_body(request)
+        unknown = sorted(set(data) - {"name", "consistency", "merge"})
+        if unknown:  # a misspelt "consistency" must not create a strong namespace
+            raise bad_request(f"unknown field(s) {', '.join(unknown)} (known: consistency, merge, name)")
         name, consistency = data.get("name"), data.get("consistency", "strong")
         merge = data.get("merge", "mvr")
         if not isinstance(name, str) or consistency not in ("strong", "eventual"):
@@ -147,7 +151,7 @@ def build_app(node: Node, forwarder: Forwarder | None = None) -> Starlette:
         return ApiError(404, "not_found", f"no route {request.method} {request.url.path}").response()
 
     async def not_allowed(request: Request, exc: Exception) -> Response:
-        return ApiError(405, "method_not_allowed", f"{request.method} not allowed here").response()
+        return method_not_allowed(request, f"{request.method} not allowed here")
 
     routes = [
         Route("/v1/namespaces", list_namespaces, methods=["GET"]),

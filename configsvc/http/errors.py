@@ -25,6 +25,7 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.routing import Match
 
 log = logging.getLogger("configsvc.http")
 
@@ -56,6 +57,19 @@ def json_object(raw: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise bad_request("the body must be a JSON object")
     return data
+
+
+def method_not_allowed(request: Request, message: str) -> JSONResponse:
+    """``405 method_not_allowed`` with the ``Allow`` header RFC 9110 requires: every
+    method some route of the app takes at this path."""
+    allowed: set[str] = set()
+    for route in getattr(request.scope.get("app"), "routes", ()):
+        methods = getattr(route, "methods", None)
+        if methods and route.matches(request.scope)[0] is not Match.NONE:
+            allowed |= methods
+    response = ApiError(405, "method_not_allowed", message).response()
+    response.headers["Allow"] = ", ".join(sorted(allowed))
+    return response
 
 
 async def api_error_handler(request: Request, exc: Exception) -> JSONResponse:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ from starlette.responses import JSONResponse, Response
 
 from configsvc.http.errors import ApiError
 from configsvc.http.node_requests import read_body
+from configsvc.http.params import flag, unsupported_here, wait_seconds
 from configsvc.runtime.eventual_driver import Halted, OutcomeUnknown
 from eventual.codec import MAX_IDEMPOTENCY_KEY
 from eventual.requests import (
@@ -81,6 +83,9 @@ def idempotency_key(request: Request) -> str | None:
         raise ApiError(400, "invalid_argument", f"{IDEMPOTENCY_KEY} must be 1-"
                        f"{MAX_IDEMPOTENCY_KEY} printable ASCII characters")
     return key
+
+
+_DIGEST = re.compile("[0-9a-f]{16}")
 
 
 def _digest(body: dict[str, Any]) -> str:
@@ -144,6 +149,9 @@ class EventualApi:
         return JSONResponse(body, headers=headers)
 
     async def list_keys(self, request: Request, ns: str) -> Response:
+        if request.query_params.get("limit", "0") not in ("", "0"):  # 0: no limit
+            raise ApiError(400, "invalid_argument", "limit is not supported on an eventual "
+                           "namespace: it lists every key under the prefix (0 means no limit)")
         body, headers, _ = await self.list_read(request, ns, request.query_params.get("prefix", ""))
         return JSONResponse(body, headers=headers)
 
@@ -169,12 +177,15 @@ class EventualApi:
     ) -> tuple[dict[str, Any], dict[str, str]]:
         """Answer ``read()``, with an ``index`` (a digest of the answer). Given
         ``?index=I``, block (up to ``wait`` seconds) until the answer's index differs."""
-        since = request.query_params.get("index")
-        try:
-            wait = float(request.query_params.get("wait", "60"))
-        except ValueError:
-            raise ApiError(400, "invalid_argument", "wait must be a number of seconds") from None
-        deadline = time.monotonic() + max(0.0, min(wait, self.node.config.limits.watch_max_seconds))
+        since = request.query_params.get("index") or None
+        if since is not None and not _DIGEST.fullmatch(since):
+            # e.g. a strong revision: it never matches, so a watch loop would spin
+            raise ApiError(400, "invalid_argument", "index must be the 'index' of an earlier "
+                           "answer from this namespace (16 hex digits)")
+        wait = wait_seconds(request, 60.0)
+        if request.query_params.get("consistency", "stale") not in ("linearizable", "stale"):
+            raise ApiError(400, "invalid_argument", "consistency must be 'linearizable' or 'stale'")
+        deadline = time.monotonic() + min(wait, self.node.config.limits.watch_max_seconds)
         while True:
             body, headers = await read()
             body["index"] = _digest(body)
@@ -184,6 +195,8 @@ class EventualApi:
             await self.node.eventual.wait_for_change(remaining)
 
     async def put_key(self, request: Request, ns: str, key: str) -> Response:
+        unsupported_here(request, ("cas", "flags"), "an eventual key has no mod revision or "
+                         "flags (a transaction's put takes if_version)")
         value = await read_body(request, self.node.config.limits.value_max_bytes, "value_too_large")
         if len(key.encode()) > self.node.config.limits.key_max_bytes:
             raise ApiError(400, "key_too_long", f"keys are at most {self.node.config.limits.key_max_bytes} bytes")
@@ -197,7 +210,7 @@ class EventualApi:
     async def _seen_context(self, request: Request, ns: str, key: str) -> str | None:
         """Without an explicit context a write supersedes what this node has seen of
         the key (``?blind=true``: supersede nothing, keep every value as a sibling)."""
-        if request.query_params.get("blind") in ("1", "true"):
+        if flag(request, "blind"):
             return None
         try:
             result, _ = await self._call(request, ns, Get(ns, key))
@@ -208,6 +221,8 @@ class EventualApi:
         return result.context if isinstance(result, ReadResult) else None
 
     async def delete_key(self, request: Request, ns: str, key: str) -> Response:
+        unsupported_here(request, ("cas", "recurse"), "in an eventual namespace a transaction's "
+                         "delete takes if_version, its delete_prefix deletes a prefix")
         context = request.headers.get(CONTEXT) or None
         result, token = await self._call(request, ns, Delete(ns, key, context,
                                                               idempotency_key(request)))
@@ -224,6 +239,12 @@ class EventualApi:
         "prefix"}``. ``200 {"succeeded": true, "results": [...]}`` (per op, the
         keys it saw with their siblings and ``version``), or ``409 {"succeeded":
         false, "failed_op": i, "reason"}``: nothing written."""
+        unknown = sorted(set(spec) - {"ops"})
+        if unknown:  # e.g. a strong {compare, success, failure}
+            raise ApiError(400, "invalid_argument", f"unknown field(s) {', '.join(unknown)}: an "
+                           "eventual namespace's transaction is {ops}")
+        if not isinstance(spec.get("ops"), list):
+            raise ApiError(400, "invalid_argument", "an eventual transaction is {\"ops\": [...]}")
         try:
             ops = tuple(_eventual_txn_op(o) for o in spec["ops"])
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

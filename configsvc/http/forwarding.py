@@ -13,8 +13,11 @@ one): a forwarded request names its face (``X-Configsvc-Face``, from the
 leader, so the client gets that face's answer.
 
 Frames (msgpack): ``["req", id, method, path, query, headers, body]`` and
-``["resp", id, status, headers, body]``. Malformed frames are counted and
-dropped; a request with no response in time is answered 503 (reads: safe to
+``["resp", id, status, headers, body]``; ``decode_frame`` checks every field
+(an id is an unsigned 64-bit int, a status 100-599, headers ``[name, value]``
+string pairs, a body bytes) and raises ``MalformedFrame`` and nothing else
+for anything that is not exactly such a frame. Malformed frames are counted
+and dropped; a request with no response in time is answered 503 (reads: safe to
 retry) or 504 ``outcome_unknown`` (writes: it may have been proposed). A
 blocking read (``index``/``wait``) waits on the node it arrived at; what it
 forwards is a plain read, answered at once.
@@ -26,6 +29,7 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -52,6 +56,73 @@ def face_of(request: Request) -> str:
     state = getattr(request.scope.get("app"), "state", None)
     face = getattr(state, "face", NATIVE)
     return face if isinstance(face, str) else NATIVE
+
+
+class MalformedFrame(ValueError):
+    """Bytes that are not a forwarding frame."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFrame:
+    rid: int
+    method: str
+    path: str
+    query: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseFrame:
+    rid: int
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+def decode_frame(payload: bytes) -> RequestFrame | ResponseFrame:
+    """One frame; raises ``MalformedFrame`` (only) for anything else. Never converts:
+    a body that is an int must not become ``bytes(int)`` (a peer could make us
+    allocate whatever it names), a status must be one HTTP can carry."""
+    try:
+        frame = msgpack.unpackb(payload, raw=False, strict_map_key=True)
+    except Exception as exc:  # the unpacker's failure modes are not a closed set
+        raise MalformedFrame(f"not msgpack: {exc!r:.80}") from exc
+    if not isinstance(frame, list) or len(frame) < 2:
+        raise MalformedFrame("a frame is a list [kind, id, ...]")
+    kind, rid = frame[0], frame[1]
+    if type(rid) is not int or not 0 <= rid < 2**64:
+        raise MalformedFrame("bad id")
+    if kind == "req" and len(frame) == 7:
+        _, _, method, path, query, headers, body = frame
+        if not (_text(method) and _text(path) and path.startswith("/") and isinstance(query, str)):
+            raise MalformedFrame("bad request line")
+        return RequestFrame(rid, method, path, query, _headers(headers), _body(body))
+    if kind == "resp" and len(frame) == 5:
+        _, _, status, headers, body = frame
+        if type(status) is not int or not 100 <= status <= 599:
+            raise MalformedFrame("bad status")
+        return ResponseFrame(rid, status, _headers(headers), _body(body))
+    raise MalformedFrame(f"unknown frame {str(kind)[:20]!r} of {len(frame)} fields")
+
+
+def _text(obj: object) -> bool:
+    return isinstance(obj, str) and 0 < len(obj) <= 65536
+
+
+def _headers(obj: object) -> list[tuple[str, str]]:
+    if not isinstance(obj, list) or not all(
+        isinstance(h, list) and len(h) == 2 and isinstance(h[0], str) and isinstance(h[1], str)
+        for h in obj
+    ):
+        raise MalformedFrame("headers are [name, value] string pairs")
+    return [(k, v) for k, v in obj]
+
+
+def _body(obj: object) -> bytes:
+    if not isinstance(obj, bytes):
+        raise MalformedFrame("a body is bytes")
+    return obj
 
 
 class Forwarder:
@@ -105,29 +176,22 @@ class Forwarder:
 
     def deliver(self, src: str, payload: bytes) -> None:
         try:
-            frame = msgpack.unpackb(payload, raw=False)
-            kind, rid = frame[0], frame[1]
-            if not isinstance(rid, int):
-                raise ValueError("bad id")
-            if kind == "req":
-                _, _, method, path, query, headers, body = frame
-                if not (isinstance(method, str) and isinstance(path, str) and isinstance(body, bytes)):
-                    raise ValueError("bad request frame")
-                task = asyncio.get_running_loop().create_task(
-                    self._run(src, rid, method, path, str(query), [(str(k), str(v)) for k, v in headers], body)
-                )
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-            elif kind == "resp":
-                _, _, status, headers, body = frame
-                fut = self._waiting.get(rid)
-                if fut is not None and not fut.done():
-                    fut.set_result((int(status), [(str(k), str(v)) for k, v in headers], bytes(body)))
-            else:
-                raise ValueError(f"unknown frame {kind!r}")
-        except (ValueError, TypeError, IndexError, msgpack.UnpackException) as exc:
+            frame = decode_frame(payload)
+        except MalformedFrame as exc:
             self.malformed += 1
             log.warning("dropped a malformed forwarding frame from %s: %s", src, exc)
+            return
+        if isinstance(frame, RequestFrame):
+            task = asyncio.get_running_loop().create_task(
+                self._run(src, frame.rid, frame.method, frame.path, frame.query, frame.headers,
+                          frame.body)
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
+        fut = self._waiting.get(frame.rid)
+        if fut is not None and not fut.done():
+            fut.set_result((frame.status, frame.headers, frame.body))
 
     async def _run(self, src: str, rid: int, method: str, path: str, query: str,
                    headers: list[tuple[str, str]], body: bytes) -> None:

@@ -1,17 +1,31 @@
-"""The OpenAPI description of the native API, served at ``/v1/openapi.json``."""
+"""The OpenAPI description of the native API, served at ``/v1/openapi.json``.
+
+It is the contract the fuzzer holds the server to (tests/test_fuzz_api.py,
+``make fuzz``): every request it calls valid must not be a 5xx, every
+request it calls invalid must be a 4xx, and every answer has a status and a
+body it declares (errors: the ``Error`` object). So parameters say what the
+server checks — enums, patterns, ranges — not merely their JSON type.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
+_UINT64 = {"type": "integer", "minimum": 0, "maximum": 2**64 - 1}
+#: namespace names (``configsvc.config.valid_name``)
+_NAME = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"}
+#: service names and instance ids (``configsvc.discovery_types.check_name``)
+_SERVICE_NAME = {"type": "string", "pattern": r"^[^/\x00-\x1f\x7f]{1,256}$"}
 
 
 def _op(summary: str, params: list[dict[str, Any]] | None = None, body: str | None = None,
-        ok: str = "OK", errors: tuple[int, ...] = (400, 404, 503)) -> dict[str, Any]:
+        ok: str = "OK", errors: tuple[int, ...] = (400, 404, 503),
+        body_schema: dict[str, Any] | None = None) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "parameters": params or []}
     if body:
-        op["requestBody"] = {"content": {body: {"schema": {}}}}
+        op["requestBody"] = {"content": {body: {"schema": body_schema or {}}},
+                             "required": bool(body_schema and body_schema.get("required"))}
     op["responses"] = {"200": {"description": ok}} | {
         str(code): {"description": "error", "content": {"application/json": {"schema": _ERROR}}}
         for code in errors
@@ -24,19 +38,99 @@ def _not_modified(op: dict[str, Any]) -> dict[str, Any]:
     return op
 
 
-def _q(name: str, kind: str, text: str) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "schema": {"type": kind}, "description": text}
+def _created(op: dict[str, Any]) -> dict[str, Any]:
+    op["responses"]["201"] = {"description": "created"}
+    return op
 
 
-def _p(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+def _q(name: str, kind: str | dict[str, Any], text: str, *, empty: bool = False) -> dict[str, Any]:
+    """A query parameter; ``empty``: the server reads ``?name=`` too (a number: as if
+    absent; a discovery flag: as true)."""
+    schema = {"type": kind} if isinstance(kind, str) else kind
+    param = {"name": name, "in": "query", "required": False, "schema": schema, "description": text}
+    return param | {"allowEmptyValue": True} if empty else param
 
 
+def _h(name: str, schema: dict[str, Any], text: str) -> dict[str, Any]:
+    return {"name": name, "in": "header", "required": False, "schema": schema, "description": text}
+
+
+def _p(name: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": schema or {"type": "string"}}
+
+
+_NS = _p("ns", _NAME)
+_KEY = _p("key", {"type": "string", "minLength": 1})
+_WAIT = {"type": "number", "minimum": 0}
+#: strong namespaces: a revision; eventual namespaces: the ``index`` of the previous answer
+_INDEX = {"oneOf": [_UINT64, {"type": "string", "pattern": "^[0-9a-f]{16}$"}]}
 _READ = [
-    _q("consistency", "string", "linearizable (default) or stale"),
-    _q("index", "integer", "block until the revision exceeds this (watch)"),
-    _q("wait", "number", "seconds to block at most (watch)"),
+    _q("consistency", {"type": "string", "enum": ["linearizable", "stale"]},
+       "linearizable (default) or stale"),
+    _q("index", _INDEX, "block until the answer differs from the one with this index: "
+       "strong namespaces, a revision (X-Configsvc-Index); eventual, the answer's 'index'",
+       empty=True),
+    _q("wait", _WAIT, "seconds to block at most (watch)"),
 ]
+_TOKEN = _h("X-Configsvc-Token", {"type": "string"}, "eventual namespaces: the causal token of "
+            "an earlier answer")
+# X-Client-Id/X-Client-Seq (strong namespaces) and Idempotency-Key (eventual) are not
+# listed: each kind of namespace ignores the other's, so no value is invalid on these paths.
+_WRITE_HEADERS = [_TOKEN]
+_OBJECTS = {"type": "array", "items": {"type": "object"}}
+_TXN = {
+    "description": "strong namespaces: {compare, success, failure}; eventual: {ops}",
+    "anyOf": [
+        {"type": "object", "additionalProperties": False,
+         "properties": {"compare": _OBJECTS, "success": _OBJECTS, "failure": _OBJECTS}},
+        {"type": "object", "additionalProperties": False, "properties": {"ops": _OBJECTS},
+         "required": ["ops"]},
+    ],
+}
+_NAMESPACE = {
+    "type": "object",
+    "properties": {
+        "name": _NAME,
+        "consistency": {"type": "string", "enum": ["strong", "eventual"]},
+        "merge": {"type": "string", "enum": ["mvr", "lww"]},
+    },
+    "required": ["name"],
+    "additionalProperties": False,
+}
+_SECONDS = {"type": "number", "exclusiveMinimum": True, "minimum": 0, "maximum": 365 * 24 * 3600}
+_STATUS = {"type": "string", "enum": ["passing", "warning", "critical"]}
+_REGISTRATION = {
+    "type": "object",
+    "properties": {
+        "address": {"type": "string", "maxLength": 256, "nullable": True},
+        "port": {"type": "integer", "minimum": 0, "maximum": 65535},
+        "tags": {"type": "array", "maxItems": 64, "nullable": True,
+                 "items": {"type": "string", "minLength": 1, "maxLength": 256}},
+        "meta": {"type": "object", "maxProperties": 64, "nullable": True,
+                 "propertyNames": {"minLength": 1, "maxLength": 128},
+                 "additionalProperties": {"type": "string", "maxLength": 512}},
+        "ttl": _SECONDS | {"nullable": True},
+        "deregister_after": _SECONDS | {"nullable": True},
+        "status": _STATUS,
+        "check": {
+            "type": "object",
+            "nullable": True,
+            "properties": {
+                "http": {"type": "string", "pattern": "^https?://", "maxLength": 2048},
+                "interval": _SECONDS | {"minimum": 0.05, "exclusiveMinimum": False},
+                "timeout": _SECONDS | {"nullable": True},
+            },
+            "required": ["http"],
+            "additionalProperties": False,
+        },
+    },
+    "additionalProperties": False,
+}
+_CHECK = {
+    "type": "object",
+    "properties": {"status": _STATUS, "output": {"type": "string", "maxLength": 4096}},
+    "additionalProperties": False,
+}
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.0.3",
@@ -44,31 +138,39 @@ OPENAPI: dict[str, Any] = {
     "paths": {
         "/v1/namespaces": {
             "get": _op("List namespaces (linearizable; consistency=stale: this node's registry)",
-                       [_q("consistency", "string", "linearizable (default) or stale")]),
-            "post": _op("Create a namespace {name, consistency, merge}", body="application/json",
-                        errors=(400, 409, 503, 504)),
+                       [_q("consistency", {"type": "string", "enum": ["linearizable", "stale"]},
+                           "linearizable (default) or stale")]),
+            "post": _created(_op("Create a namespace {name, consistency, merge} (200: it "
+                                 "already exists as asked)", body="application/json",
+                                 errors=(400, 409, 413, 503, 504), body_schema=_NAMESPACE)),
         },
         "/v1/namespaces/{ns}": {
-            "get": _op("Describe a namespace", [_p("ns")]),
-            "delete": _op("Delete a namespace and its keys", [_p("ns")], errors=(404, 503, 504)),
+            "get": _op("Describe a namespace", [_NS]),
+            "delete": _op("Delete a namespace and its keys", [_NS], errors=(400, 404, 503, 504)),
         },
-        "/v1/kv/{ns}": {"get": _op("List keys by prefix", [_p("ns"), _q("prefix", "string", ""),
-                                                           _q("limit", "integer", ""), *_READ])},
+        "/v1/kv/{ns}": {"get": _op("List keys by prefix", [_NS, _q("prefix", "string", ""),
+                                                           _q("limit", _UINT64, "", empty=True), *_READ, _TOKEN],
+                                   errors=(400, 404, 409, 503))},
         "/v1/kv/{ns}/{key}": {
-            "get": _op("Read a key", [_p("ns"), _p("key"), *_READ]),
+            "get": _op("Read a key", [_NS, _KEY, *_READ, _TOKEN], errors=(400, 404, 409, 503)),
             "put": _op("Write a key (body: the value bytes)",
-                       [_p("ns"), _p("key"), _q("cas", "integer", "expected mod_revision; 0 = create only"),
-                        _q("flags", "integer", "")],
-                       body="application/octet-stream", errors=(400, 404, 412, 413, 503, 504)),
+                       [_NS, _KEY, _q("cas", _UINT64, "expected mod_revision; 0 = create only", empty=True),
+                        _q("flags", _UINT64, "", empty=True),
+                        _q("blind", "boolean", "eventual: supersede nothing (keep every value)"),
+                        *_WRITE_HEADERS],
+                       body="application/octet-stream", errors=(400, 404, 409, 412, 413, 503, 504)),
             "delete": _op("Delete a key (recurse=true: a prefix)",
-                          [_p("ns"), _p("key"), _q("cas", "integer", ""), _q("recurse", "boolean", "")],
-                          errors=(400, 404, 412, 503, 504)),
+                          [_NS, _KEY, _q("cas", _UINT64, "", empty=True), _q("recurse", "boolean", ""),
+                           *_WRITE_HEADERS],
+                          errors=(400, 404, 409, 412, 503, 504)),
         },
         "/v1/txn/{ns}": {"post": _op("All-or-nothing transaction: strong, under compares; eventual, ops in order at this node",
-                                      [_p("ns")], body="application/json", errors=(400, 404, 409, 503, 504))},
+                                      [_NS, _TOKEN], body="application/json",
+                                      errors=(400, 404, 409, 413, 503, 504), body_schema=_TXN)},
         "/v1/config/{ns}/{prefix}": {"get": _not_modified(_op(
             "The keys under a prefix as one nested document (docs/config-documents.md)",
-            [_p("ns"), _p("prefix"), _q("format", "string", "json (default) or yaml"), *_READ,
+            [_NS, _p("prefix"), _q("format", {"type": "string", "enum": ["json", "yaml"]},
+                                   "json (default) or yaml"), *_READ, _TOKEN,
              {"name": "If-None-Match", "in": "header", "required": False,
               "schema": {"type": "string"}, "description": "an ETag: 304 if unchanged"}],
             ok="the document (application/json or application/yaml), with ETag and "
@@ -86,40 +188,45 @@ OPENAPI: dict[str, Any] = {
                         "required": ["code", "message"],
                     }
                 },
+                "required": ["error"],
             }
         }
     },
 }
 
 # ---------------------------------------------------------------- service discovery
-_INSTANCE = [_p("ns"), _p("service"), _p("instance_id")]
+_INSTANCE = [_NS, _p("service", _SERVICE_NAME), _p("instance_id", _SERVICE_NAME)]
 _QUERY = [
-    _q("passing", "boolean", "only instances whose status is passing"),
-    _q("consistency", "string", "strong: default (leader lease), consistent (quorum round) or "
+    _q("passing", "boolean", "only instances whose status is passing", empty=True),
+    _q("consistency", {"type": "string", "enum": ["default", "consistent", "stale"]},
+       "strong: default (leader lease), consistent (quorum round) or "
        "stale (this node); eventual namespaces always answer locally"),
-    _q("index", "integer", "block until X-Configsvc-Index exceeds this"),
-    _q("wait", "number", "seconds to block at most"),
+    _q("index", {"type": "integer", "minimum": 0, "maximum": 10**19 - 1},
+       "block until X-Configsvc-Index exceeds this", empty=True),
+    _q("wait", _WAIT, "seconds to block at most"),
 ]
 OPENAPI["paths"].update({
     "/v1/services/{ns}": {
         "get": _op("Services of a namespace: tags, instances, passing (instances=true: every instance)",
-                   [_p("ns"), _q("instances", "boolean", ""), *_QUERY]),
+                   [_NS, _q("instances", "boolean", "", empty=True), *_QUERY]),
     },
     "/v1/services/{ns}/{service}": {
-        "get": _op("Instances of a service (blocking with index and wait)", [_p("ns"), _p("service"), *_QUERY]),
+        "get": _op("Instances of a service (blocking with index and wait)",
+                   [_NS, _p("service", _SERVICE_NAME), *_QUERY]),
     },
     "/v1/services/{ns}/{service}/{instance_id}": {
         "put": _op("Register an instance {address, port, tags, meta, ttl, deregister_after, status, "
                    "check: {http, interval, timeout}}", _INSTANCE, body="application/json",
-                   errors=(400, 404, 409, 413, 503, 504)),
+                   errors=(400, 404, 409, 413, 503, 504), body_schema=_REGISTRATION),
         "delete": _op("Deregister an instance", _INSTANCE, errors=(400, 404, 503, 504)),
     },
     "/v1/services/{ns}/{service}/{instance_id}/check": {
         "put": _op("Report a check result {status: passing|warning|critical, output}", _INSTANCE,
-                   body="application/json", errors=(400, 404, 409, 503, 504)),
+                   body="application/json", errors=(400, 404, 409, 413, 503, 504),
+                   body_schema=_CHECK | {"required": ["status"]}),
     },
     "/v1/services/{ns}/{service}/{instance_id}/heartbeat": {
         "put": _op("A TTL heartbeat {status (default passing), output}", _INSTANCE,
-                   body="application/json", errors=(400, 404, 409, 503, 504)),
+                   body="application/json", errors=(400, 404, 409, 413, 503, 504), body_schema=_CHECK),
     },
 })

@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 
 from configsvc.http.errors import ApiError, bad_request
 from configsvc.http.node_requests import forward, read_body, watch
+from configsvc.http.params import flag, unsupported_here, wait_seconds
 from configsvc.runtime.strong_driver import Halted, NotLeader, OutcomeUnknown
 from strong.commands import Command, encode_command
 from strong.ops import (
@@ -139,6 +140,8 @@ class StrongApi:
         client_id = request.headers.get("x-client-id")
         seq_text = request.headers.get("x-client-seq")
         if client_id is None:
+            if seq_text is not None:  # the client expects at-most-once; it would not get it
+                raise bad_request("X-Client-Seq needs X-Client-Id")
             # No session: seq 0 bypasses the client table (nothing to remember);
             # the unique id only pairs this request with its result.
             return encode_command(Command(f"anon-{uuid.uuid4().hex}", 0, op))
@@ -228,6 +231,7 @@ class StrongApi:
     async def get_key(self, request: Request, ns: str, raw_key: str) -> Response:
         key = self._key(raw_key)
         index = _int_param(request, "index", 0)
+        wait_seconds(request, 60.0)  # a bad wait is a 400 even when the read would not block
         if index:
             await watch(self.node, request, lambda: self._mod_revision(ns, key) > index)
         return await self.read(request, _op(Get, ns, key))
@@ -242,6 +246,7 @@ class StrongApi:
         """With ``?index=R`` (the revision of the client's last answer), block (up to
         ``wait``) until the keys under ``prefix`` differ from what they were at R."""
         index = _int_param(request, "index", 0)
+        wait_seconds(request, 60.0)  # a bad wait is a 400 even when the read would not block
         changed = self.changed_since(_op(Range, ns, prefix, 0), index) if index else None
         if changed is not None:
             await watch(self.node, request, changed)
@@ -264,18 +269,28 @@ class StrongApi:
 
     async def put_key(self, request: Request, ns: str, raw_key: str) -> Response:
         key = self._key(raw_key)
+        unsupported_here(request, ("blind",), "a strong key holds one value (blind is for "
+                         "eventual namespaces)")
         value = await read_body(request, self.limits.value_max_bytes, "value_too_large")
         cas = _optional_int(request, "cas")
         flags = _int_param(request, "flags", 0)
         return await self.write(request, _op(Put, ns, key, value, flags=flags, if_mod_revision=cas))
 
     async def delete_key(self, request: Request, ns: str, raw_key: str) -> Response:
-        if request.query_params.get("recurse") in ("1", "true"):
+        if flag(request, "recurse"):
+            if request.query_params.get("cas"):
+                raise bad_request("recurse and cas exclude each other")
             return await self.write(request, _op(DeletePrefix, ns, raw_key.encode()))
         key = self._key(raw_key)
         return await self.write(request, _op(Delete, ns, key, if_mod_revision=_optional_int(request, "cas")))
 
     async def txn(self, request: Request, ns: str, spec: dict[str, Any]) -> Response:
+        unknown = sorted(set(spec) - {"compare", "success", "failure"})
+        if unknown:  # e.g. an eventual {"ops": ...}: ignoring it would commit an empty txn
+            raise bad_request(f"unknown field(s) {', '.join(unknown)}: a strong namespace's "
+                              "transaction is {compare, success, failure}")
+        if not all(isinstance(spec.get(part, []), list) for part in ("compare", "success", "failure")):
+            raise bad_request("compare, success and failure must be lists")
         try:
             compares = tuple(_compare(ns, c) for c in spec.get("compare", []))
             success = tuple(_txn_op(ns, o) for o in spec.get("success", []))
@@ -335,6 +350,9 @@ class StrongApi:
         return result.revision, tuple((kv.key, kv.mod_revision) for kv in kvs)
 
 
+MAX_UINT64 = 2**64 - 1
+
+
 def _op(cls: Any, *args: Any, **kwargs: Any) -> Any:
     """Build a state-machine op; its own validation (ranges, names) becomes a 400."""
     try:
@@ -356,8 +374,8 @@ def _optional_int(request: Request, name: str) -> int | None:
         value = int(text)
     except ValueError:
         raise bad_request(f"{name} must be a non-negative integer") from None
-    if value < 0:
-        raise bad_request(f"{name} must be a non-negative integer")
+    if not 0 <= value <= MAX_UINT64:
+        raise bad_request(f"{name} must be an unsigned 64-bit integer")
     return value
 
 

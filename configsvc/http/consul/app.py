@@ -28,7 +28,12 @@ from configsvc.http.consul.kv import ConsulKV
 from configsvc.http.consul.status import ConsulStatus
 from configsvc.http.consul.txn import ConsulTxn
 from configsvc.http.discovery import Discovery
-from configsvc.http.errors import ApiError, api_error_handler, internal_error_handler
+from configsvc.http.errors import (
+    ApiError,
+    api_error_handler,
+    internal_error_handler,
+    method_not_allowed,
+)
 from configsvc.http.eventual_api import EventualApi
 from configsvc.http.forwarding import Forwarder
 from configsvc.http.strong_api import StrongApi
@@ -59,8 +64,7 @@ def build_consul_app(node: Node, forwarder: Forwarder | None = None) -> Starlett
                         "of this Consul-compatible API (docs/consul.md lists what is)").response()
 
     async def not_allowed(request: Request, exc: Exception) -> Response:
-        return ApiError(405, "method_not_allowed", f"{request.method} is not supported on "
-                        f"{request.url.path}").response()
+        return method_not_allowed(request, f"{request.method} is not supported on {request.url.path}")
 
     routes = [
         Route("/v1/kv", kv_root, methods=["GET", "PUT", "DELETE"]),
