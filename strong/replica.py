@@ -198,6 +198,8 @@ class Replica:
         #: requests for the leader, sent in one message each per Ready (rule 9, rule 5)
         self._to_forward: list[tuple[int, bytes]] = []
         self._to_ask: dict[bool, list[int]] = {False: [], True: []}
+        #: read-index requests sent to a leader and not yet answered: request id -> sent at
+        self._asked: dict[int, float] = {}
         #: the commit index the followers were last told (an Accept or a Heartbeat)
         self._announced_commit = self.commit_index
         self._reads: list[ReadState] = []
@@ -246,15 +248,21 @@ class Replica:
                 self._on_read_index_request(src, message)
             case ReadIndexReply():
                 if message.incarnation == self.incarnation:
-                    self._reads.extend(ReadState(r, message.index) for r in message.request_ids)
+                    for r in message.request_ids:
+                        if self._asked.pop(r, None) is not None:
+                            self._reads.append(ReadState(r, message.index))
             case Refused():
                 if message.incarnation == self.incarnation:
+                    for r in message.request_ids:
+                        self._asked.pop(r, None)
                     hint = self.leader if self.leader != src else None
                     self._rejected.extend(Rejection(r, RejectReason.NOT_LEADER, hint)
                                           for r in message.request_ids)
 
     def tick(self, now: float) -> None:
         self.now = now
+        if self._asked:
+            self._expire_asked(now)
         lead = self.leadership
         if lead is None:
             if self.candidacy is not None:
@@ -861,9 +869,19 @@ class Replica:
             out.append(Envelope(self.id, leader, Forward(
                 ballot, self.incarnation, tuple(r for r, _ in chunk), tuple(c for _, c in chunk))))
         for quorum, ids in asks.items():
+            self._asked.update(dict.fromkeys(ids, self.now))
             for i in range(0, len(ids), cfg.max_batch):
                 out.append(Envelope(self.id, leader, ReadIndexRequest(
                     ballot, self.incarnation, tuple(ids[i : i + cfg.max_batch]), quorum)))
+
+    def _expire_asked(self, now: float) -> None:
+        """A read-index request unanswered for an election timeout (its leader died, was
+        cut off or deposed, or the message was lost) is refused: a read changes
+        nothing, so "not the leader, retry" is always true enough."""
+        horizon = now - self.config.election_timeout
+        for rid in [r for r, sent in self._asked.items() if sent <= horizon]:
+            del self._asked[rid]
+            self._rejected.append(Rejection(rid, RejectReason.NOT_LEADER, self.leader))
 
     def _on_forward(self, src: str, msg: Forward) -> None:
         lead = self.leadership

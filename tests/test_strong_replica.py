@@ -186,6 +186,8 @@ def test_replies_to_a_follower_count_only_for_its_own_process_life() -> None:
     r = replica("n2")
     b = Ballot(1, "n1")
     r.step("n1", Heartbeat(b, 1, 0), 0.1)
+    r.read_index(1, 0.15)
+    r.propose(2, b"x", 0.15)
     r.ready()
     other_life = r.incarnation + 1
     r.step("n1", ReadIndexReply(b, other_life, 5, (1,)), 0.2)
@@ -199,6 +201,19 @@ def test_replies_to_a_follower_count_only_for_its_own_process_life() -> None:
     assert [(x.request_id, x.reason, x.leader_hint) for x in ready.rejected] == [
         (2, RejectReason.NOT_LEADER, "n1"),
     ]
+
+
+def test_a_read_index_request_nobody_answers_is_refused_after_an_election_timeout() -> None:
+    r = replica("n2")
+    r.step("n1", Heartbeat(Ballot(1, "n1"), 1, 0), 0.1)
+    r.read_index(8, 0.2)
+    r.ready()
+    r.tick(0.2 + r.config.election_timeout / 2)
+    assert r.ready().rejected == []
+    r.tick(0.21 + r.config.election_timeout)
+    assert [(x.request_id, x.reason) for x in r.ready().rejected] == [(8, RejectReason.NOT_LEADER)]
+    r.step("n1", ReadIndexReply(Ballot(1, "n1"), r.incarnation, 3, (8,)), 2.0)
+    assert r.ready().reads == []  # refused already: a late answer answers nothing
 
 
 def test_a_non_leader_refuses_forwarded_requests() -> None:

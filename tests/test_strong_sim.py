@@ -23,7 +23,7 @@ PLANTED = [
     ("follower_local_reads", 3),
     ("skip_dedup", 3),
     ("no_prevote", 3),
-    ("reply_before_durable", 10),
+    ("reply_before_durable", 31),
     ("lease_from_ack", 8),
     ("catchup_commits_uncarried", 5),
     ("unbounded_bytes", 3),
@@ -83,6 +83,19 @@ def test_regression_seed_486_forwarded_retries_do_not_crowd_out_new_work() -> No
     the leader, and the copies, each a whole slot, starved new work. The leader
     now drops a forwarded command it already holds pending or in flight."""
     result = run_seed(486)
+    assert result.ok, (result.checker, result.violation)
+
+
+@pytest.mark.parametrize("seed", [1, 74, 77, 85])
+def test_regression_reads_profile_a_follower_refuses_read_index_requests_nobody_answers(
+    seed: int,
+) -> None:
+    """The ``reads`` profile's control (no planted bug) failed liveness in these
+    seeds once followers asked the leader for read indexes (issue 10): a request sent
+    to a leader that died or was deposed was never answered, so reads after the heal
+    never completed. A follower now refuses a request unanswered for an election
+    timeout ("not the leader": a read changes nothing, the client retries)."""
+    result = run_seed(seed, CATALOGUE["exact_round_acks"].control())
     assert result.ok, (result.checker, result.violation)
 
 
