@@ -297,6 +297,29 @@ def _pack(fields: list[object]) -> bytes:
     return b"".join(chunks)
 
 
+def _plain_kv(item: object) -> KeyValue | None:
+    """The entry if it is a well-formed ``[key, value, create, mod, version, flags]``
+    (``_kv``'s checks, inlined for the common case: a restart decodes every key);
+    None for anything else (``_kv`` then names what is wrong)."""
+    if type(item) is not list or len(item) != 6:
+        return None
+    key, value, create, mod, version, flags = item
+    if (
+        type(key) is bytes
+        and type(value) is bytes
+        and type(create) is int
+        and type(mod) is int
+        and type(version) is int
+        and type(flags) is int
+        and 0 <= create <= MAX_UINT
+        and 0 <= mod <= MAX_UINT
+        and 0 <= version <= MAX_UINT
+        and 0 <= flags <= MAX_UINT
+    ):
+        return KeyValue(key, value, create, mod, version, flags)
+    return None
+
+
 def _decode_kvs(items: list[object], namespace: str) -> tuple[KeyValue, ...]:
     """``_kv`` of each item, keys strictly increasing: the checks of ``decode_kv``
     inlined for the common, well-formed entry (a restart decodes every key); any
@@ -304,25 +327,7 @@ def _decode_kvs(items: list[object], namespace: str) -> tuple[KeyValue, ...]:
     decoded: list[KeyValue] = []
     previous = b""
     for i, item in enumerate(items):
-        if type(item) is list and len(item) == 6:
-            key, value, create, mod, version, flags = item
-            if (
-                type(key) is bytes
-                and type(value) is bytes
-                and type(create) is int
-                and type(mod) is int
-                and type(version) is int
-                and type(flags) is int
-                and 0 <= create <= MAX_UINT
-                and 0 <= mod <= MAX_UINT
-                and 0 <= version <= MAX_UINT
-                and 0 <= flags <= MAX_UINT
-            ):
-                kv = KeyValue(key, value, create, mod, version, flags)
-            else:
-                kv = _kv(item)
-        else:
-            kv = _kv(item)
+        kv = _plain_kv(item) or _kv(item)
         if i and not previous < kv.key:
             raise WireError(f"keys of {namespace!r} not strictly increasing")
         previous = kv.key
@@ -397,26 +402,11 @@ def _stream_kvs(unpacker: msgpack.Unpacker, count: int) -> tuple[KeyValue, ...] 
     decoded: list[KeyValue] = []
     previous = b""
     for i in range(count):
-        item = unpacker.unpack()
-        if type(item) is not list or len(item) != 6:
+        kv = _plain_kv(unpacker.unpack())
+        if kv is None or (i and not previous < kv.key):
             return None
-        key, value, create, mod, version, flags = item
-        if not (
-            type(key) is bytes
-            and type(value) is bytes
-            and type(create) is int
-            and type(mod) is int
-            and type(version) is int
-            and type(flags) is int
-            and 0 <= create <= MAX_UINT
-            and 0 <= mod <= MAX_UINT
-            and 0 <= version <= MAX_UINT
-            and 0 <= flags <= MAX_UINT
-            and (i == 0 or previous < key)
-        ):
-            return None
-        decoded.append(KeyValue(key, value, create, mod, version, flags))
-        previous = key
+        decoded.append(kv)
+        previous = kv.key
     return tuple(decoded)
 
 

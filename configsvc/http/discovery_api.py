@@ -23,7 +23,6 @@ Query answers carry ``X-Configsvc-Index`` (block on it with ``?index=``) and
 
 from __future__ import annotations
 
-import math
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +34,7 @@ from configsvc.http.discovery import Discovery, InstancesView, Registration, Wri
 from configsvc.http.errors import bad_request
 from configsvc.http.forwarding import Forwarder
 from configsvc.http.node_requests import check_serving
+from configsvc.http.params import wait_seconds
 
 if TYPE_CHECKING:
     from configsvc.node import Node
@@ -63,17 +63,6 @@ def _index(request: Request) -> int | None:
     if not text.isdigit() or len(text) > 19:
         raise bad_request("index must be a non-negative integer (from X-Configsvc-Index)")
     return int(text)
-
-
-def _wait(request: Request) -> float:
-    text = request.query_params.get("wait", "60")
-    try:
-        wait = float(text)
-    except ValueError:
-        raise bad_request("wait must be a number of seconds") from None
-    if not math.isfinite(wait) or wait < 0:
-        raise bad_request("wait must be a non-negative number of seconds")
-    return wait
 
 
 def _write(outcome: WriteOutcome) -> Response:
@@ -145,7 +134,7 @@ class DiscoveryApi:
         view = await self.discovery.instances(
             request, ns, service, passing_only=_flag(request, "passing"),
             consistency=request.query_params.get("consistency", "default"),
-            index=_index(request), wait=_wait(request),
+            index=_index(request), wait=wait_seconds(request, 60.0),
         )
         body: dict[str, Any] = {"index": view.index, "consistency": view.consistency}
         if service is None and not every:

@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from configsvc.http.errors import ApiError
 from configsvc.http.forwarding import FORWARDED, Forwarder
+from configsvc.http.params import wait_seconds
 from configsvc.runtime.strong_driver import Halted, NotLeader
 
 if TYPE_CHECKING:
@@ -45,12 +46,9 @@ async def forward(node: Node, request: Request, leader: str | None,
 
 
 async def watch(node: Node, request: Request, changed: Callable[[], bool]) -> None:
-    """Block (long poll) until ``changed()`` holds or the wait bound passes."""
-    try:
-        wait = float(request.query_params.get("wait", "60"))
-    except ValueError:
-        raise ApiError(400, "invalid_argument", "wait must be a number of seconds") from None
-    wait = max(0.0, min(wait, node.config.limits.watch_max_seconds))
+    """Block (long poll) until ``changed()`` holds or the wait bound passes
+    (``?wait=S``, checked by ``params.wait_seconds``, capped by the limits)."""
+    wait = min(wait_seconds(request, 60.0), node.config.limits.watch_max_seconds)
     await node.strong.wait_for_change(changed, wait)
 
 
