@@ -187,6 +187,9 @@ def test_kill_9_while_writing_a_snapshot_loses_nothing_acknowledged(tmp_path: Pa
     try:
         acked, died = _crash_under_load(cluster, point)
         assert died
+        # Killed past the rename: the new log waits as a base, the old one still there.
+        assert all(_strong_files(cluster, n, "base-*.seg") and _strong_files(cluster, n, "log-*.seg")
+                   for n in died)
         _restart_and_check(cluster, acked)
     finally:
         cluster.stop_all()
@@ -199,7 +202,58 @@ def test_kill_9_while_compacting_the_log_loses_nothing_acknowledged(tmp_path: Pa
     try:
         acked, died = _crash_under_load(cluster, point)
         assert died
+        # Killed after removing one old segment, before the base became the log.
+        assert all(_strong_files(cluster, n, "base-*.seg") for n in died)
         _restart_and_check(cluster, acked)
+    finally:
+        cluster.stop_all()
+
+
+def _strong_files(cluster: LocalCluster, nid: str, pattern: str) -> list[Path]:
+    return sorted((cluster.root / "data" / nid / "strong").glob(pattern))
+
+
+# ---------------------------------------------------------------- every point (make crash-points)
+
+LONG = pytest.mark.skipif(os.environ.get("CONFIGSVC_CRASH_LONG") != "1",
+                          reason="every crash point: make crash-points (CONFIGSVC_CRASH_LONG=1)")
+EVERY_POINT = [
+    ("group-commit:before-fsync", 120), ("group-commit:after-fsync", 120),
+    ("snapshot-write:before-fsync", 2), ("snapshot-write:before-rename", 2),
+    ("snapshot-write:after-rename", 1), ("compaction:remove-old", 1),
+    ("compaction:old-removed", 2), ("compaction:before-final-fsync", 2),
+]
+
+
+@LONG
+@pytest.mark.slow
+@pytest.mark.parametrize(("point", "nth"), EVERY_POINT, ids=[p for p, _ in EVERY_POINT])
+def test_kill_9_at_every_crash_point_loses_nothing_acknowledged(tmp_path: Path, point: str, nth: int) -> None:
+    assert set(crash_points.POINTS) == {p for p, _ in EVERY_POINT}
+    cluster = _cluster(tmp_path, f"strong/{point}@{nth}", {"snapshot_every": 40})
+    try:
+        acked, died = _crash_under_load(cluster, point)
+        assert died
+        _restart_and_check(cluster, acked)
+    finally:
+        cluster.stop_all()
+
+
+@LONG
+@pytest.mark.slow
+def test_the_loss_check_fails_when_every_log_loses_acknowledged_records(tmp_path: Path) -> None:
+    """The checker can fail: cut the second half of every node's log (what a store
+    that acknowledged before its fsync could lose in a power cut) and it reports
+    acknowledged writes lost."""
+    point = "group-commit:before-fsync"
+    cluster = _cluster(tmp_path, f"strong/{point}@150")
+    try:
+        acked, _ = _crash_under_load(cluster, point)
+        for nid in cluster.ids:
+            last = _strong_files(cluster, nid, "log-*.seg")[-1]
+            os.truncate(last, last.stat().st_size // 2)
+        with pytest.raises(AssertionError, match="acknowledged writes lost"):
+            _restart_and_check(cluster, acked)
     finally:
         cluster.stop_all()
 
