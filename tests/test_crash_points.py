@@ -166,7 +166,7 @@ def test_kill_9_in_group_commit_before_fsync_and_a_torn_record_lose_nothing_ackn
     tmp_path: Path,
 ) -> None:
     point = "group-commit:before-fsync"
-    cluster = _cluster(tmp_path, f"strong/{point}@150")
+    cluster = _cluster(tmp_path, f"strong/{point}@60")
     try:
         acked, died = _crash_under_load(cluster, point)
         assert died
@@ -180,33 +180,30 @@ def test_kill_9_in_group_commit_before_fsync_and_a_torn_record_lose_nothing_ackn
         cluster.stop_all()
 
 
-@pytest.mark.slow
-def test_kill_9_while_writing_a_snapshot_loses_nothing_acknowledged(tmp_path: Path) -> None:
-    point = "snapshot-write:after-rename"
-    cluster = _cluster(tmp_path, f"strong/{point}@2", {"snapshot_every": 40})
+def _crash_and_recover(tmp_path: Path, point: str, nth: int, leftovers: tuple[str, ...] = ()) -> None:
+    """Crash every node at ``point`` (its ``nth`` time) under load, check that each
+    node that died there left files matching ``leftovers``, restart and check."""
+    cluster = _cluster(tmp_path, f"strong/{point}@{nth}", {"snapshot_every": 20})
     try:
         acked, died = _crash_under_load(cluster, point)
         assert died
-        # Killed past the rename: the new log waits as a base, the old one still there.
-        assert all(_strong_files(cluster, n, "base-*.seg") and _strong_files(cluster, n, "log-*.seg")
-                   for n in died)
+        for pattern in leftovers:
+            assert all(_strong_files(cluster, n, pattern) for n in died), f"the crash left no {pattern}"
         _restart_and_check(cluster, acked)
     finally:
         cluster.stop_all()
+
+
+@pytest.mark.slow
+def test_kill_9_while_writing_a_snapshot_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    # Killed past the rename: the new log waits as a base, the old one still there.
+    _crash_and_recover(tmp_path, "snapshot-write:after-rename", 2, ("base-*.seg", "log-*.seg"))
 
 
 @pytest.mark.slow
 def test_kill_9_while_compacting_the_log_loses_nothing_acknowledged(tmp_path: Path) -> None:
-    point = "compaction:remove-old"
-    cluster = _cluster(tmp_path, f"strong/{point}@2", {"snapshot_every": 40})
-    try:
-        acked, died = _crash_under_load(cluster, point)
-        assert died
-        # Killed after removing one old segment, before the base became the log.
-        assert all(_strong_files(cluster, n, "base-*.seg") for n in died)
-        _restart_and_check(cluster, acked)
-    finally:
-        cluster.stop_all()
+    # Killed after removing one old segment, before the base became the log.
+    _crash_and_recover(tmp_path, "compaction:remove-old", 2, ("base-*.seg",))
 
 
 def _strong_files(cluster: LocalCluster, nid: str, pattern: str) -> list[Path]:
@@ -218,7 +215,7 @@ def _strong_files(cluster: LocalCluster, nid: str, pattern: str) -> list[Path]:
 LONG = pytest.mark.skipif(os.environ.get("CONFIGSVC_CRASH_LONG") != "1",
                           reason="every crash point: make crash-points (CONFIGSVC_CRASH_LONG=1)")
 EVERY_POINT = [
-    ("group-commit:before-fsync", 120), ("group-commit:after-fsync", 120),
+    ("group-commit:before-fsync", 60), ("group-commit:after-fsync", 60),
     ("snapshot-write:before-fsync", 2), ("snapshot-write:before-rename", 2),
     ("snapshot-write:after-rename", 1), ("compaction:remove-old", 1),
     ("compaction:old-removed", 2), ("compaction:before-final-fsync", 2),
@@ -230,13 +227,7 @@ EVERY_POINT = [
 @pytest.mark.parametrize(("point", "nth"), EVERY_POINT, ids=[p for p, _ in EVERY_POINT])
 def test_kill_9_at_every_crash_point_loses_nothing_acknowledged(tmp_path: Path, point: str, nth: int) -> None:
     assert set(crash_points.POINTS) == {p for p, _ in EVERY_POINT}
-    cluster = _cluster(tmp_path, f"strong/{point}@{nth}", {"snapshot_every": 40})
-    try:
-        acked, died = _crash_under_load(cluster, point)
-        assert died
-        _restart_and_check(cluster, acked)
-    finally:
-        cluster.stop_all()
+    _crash_and_recover(tmp_path, point, nth)
 
 
 @LONG
@@ -246,7 +237,7 @@ def test_the_loss_check_fails_when_every_log_loses_acknowledged_records(tmp_path
     that acknowledged before its fsync could lose in a power cut) and it reports
     acknowledged writes lost."""
     point = "group-commit:before-fsync"
-    cluster = _cluster(tmp_path, f"strong/{point}@150")
+    cluster = _cluster(tmp_path, f"strong/{point}@60")
     try:
         acked, _ = _crash_under_load(cluster, point)
         for nid in cluster.ids:
