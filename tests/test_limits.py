@@ -8,6 +8,7 @@ change nothing; slow clients must not keep a normal client from being served.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import socket
@@ -18,11 +19,15 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import yaml
+from starlette.applications import Starlette
 from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
 from configsvc.config import LimitsConfig
 from configsvc.http.errors import ApiError
-from configsvc.http.limits import check_txn_size, client_key, request_token
+from configsvc.http.limits import RequestLimits, check_txn_size, client_key, request_token
 from configsvc.http.token_bucket import Buckets, TokenBucket
 from strong.ops import Put
 from tests.cluster import LocalCluster, wait_for
@@ -94,6 +99,34 @@ def test_transaction_size_checks_name_the_limit() -> None:
         with pytest.raises(ApiError) as info:
             check_txn_size(limits, ops)
         assert (info.value.status, info.value.code) == (status, code)
+
+
+def test_the_middleware_refuses_past_the_bucket_and_admits_once_time_refilled_it() -> None:
+    """``RequestLimits`` in-process with a fake clock: exact Retry-After, nothing run."""
+    ran: list[str] = []
+
+    async def endpoint(request: Request) -> PlainTextResponse:
+        ran.append("ran")
+        return PlainTextResponse("ok")
+
+    now = [0.0]
+    limits = RequestLimits(LimitsConfig(rate_per_second=0.5, rate_burst=2), clock=lambda: now[0])
+    app = limits.wrap(Starlette(routes=[Route("/x", endpoint)]))
+
+    async def run() -> list[httpx.Response]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+            first = [await http.get("/x") for _ in range(3)]
+            now[0] += 1.9
+            early = await http.get("/x")
+            now[0] += 0.1
+            return [*first, early, await http.get("/x"),
+                    await http.get("/x", headers={"X-Consul-Token": "other"})]
+
+    answers = asyncio.run(run())
+    assert [r.status_code for r in answers] == [200, 200, 429, 429, 200, 200]
+    assert answers[2].headers["Retry-After"] == "2" and answers[2].json()["error"]["code"] == "rate_limited"
+    assert answers[3].headers["Retry-After"] == "1"  # 0.1 s left, rounded up
+    assert ran == ["ran"] * 4 and limits.refused == {"rate_limited": 2}
 
 
 # ---------------------------------------------------------------- a real node
