@@ -13,7 +13,6 @@ import base64
 import json
 import socket
 import threading
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -294,17 +293,16 @@ def test_slowloris_connections_are_capped_and_closed_and_others_are_served(node:
     for t in drippers:
         t.start()
     try:
-        # A normal client from another address is served within its deadline.
-        started = time.monotonic()
+        # A normal client from another address is served within its deadline (10 s).
         with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"), timeout=10.0) as other:
-            r = other.get(f"http://127.0.0.1:{port}/v1/cluster/health")
-        served_in = time.monotonic() - started
-        assert r.status_code == 200 and served_in < 10.0
-        # Every slow connection is closed by the node: those over the cap at once
-        # with a 429, the others at the header deadline; none left open.
+            assert other.get(f"http://127.0.0.1:{port}/v1/cluster/health").status_code == 200
+        # Every slow connection is closed by the node (a recv timeout of 30 s fails
+        # the test): those over the cap at once with a 429, the others at the
+        # header deadline. (A dripping socket over the cap may see its 429 lost to
+        # the reset its next byte provokes: only the quiet ones are counted.)
         answers = [_closed_by_server(s) for s in slow]
-        over_cap = [a for a in answers if a.startswith(b"HTTP/1.1 429")]
-        assert len(over_cap) >= n - LIMITS["connections_per_client"]  # type: ignore[operator]
+        quiet_over_cap = answers[LIMITS["connections_per_client"]:][1::2]  # type: ignore[misc]
+        assert all(a.startswith(b"HTTP/1.1 429") for a in quiet_over_cap), quiet_over_cap
         assert all(a == b"" or a.startswith(b"HTTP/1.1 429") for a in answers)
     finally:
         stop.set()
@@ -322,10 +320,9 @@ def test_a_body_slower_than_the_body_timeout_gets_408_and_writes_nothing(node: L
     try:
         sock.sendall(b"PUT /v1/kv/app/slow-body HTTP/1.1\r\nHost: x\r\nX-Consul-Token: slow-body\r\n"
                      b"Content-Length: 100\r\n\r\nab")
-        started = time.monotonic()
         answer = _closed_by_server(sock)  # the node answers and closes; we never send the rest
     finally:
         sock.close()
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
-    assert b"request_timeout" in answer and time.monotonic() - started < 30
+    assert b"request_timeout" in answer
     assert _absent(node, "slow-body")
