@@ -291,6 +291,15 @@ class StateMachine:
         """Every registered namespace (strong and eventual), sorted by name."""
         return [self._namespaces[name] for name in sorted(self._namespaces)]
 
+    def has_namespace(self, name: str) -> bool:
+        """Whether ``name`` is a registered namespace (strong or eventual)."""
+        return name in self._namespaces
+
+    def key_count(self, ns: str) -> int:
+        """How many keys strong namespace ``ns`` holds (0 if it is not one)."""
+        table = self._tables.get(ns)
+        return len(table) if table is not None else 0
+
     def _table(self, ns: str) -> KVTable | ErrorResult:
         table = self._tables.get(ns)
         if table is not None:
