@@ -169,7 +169,9 @@ def cluster_status(node: Node, reports: dict[str, PeerReport]) -> dict[str, Any]
     me = health_with_digests(node, reports)
     now = asyncio.get_running_loop().time()
     by_node: dict[str, dict[str, Any] | None] = {node.id: me}
-    by_node.update({p: r.report for p, r in reports.items()})
+    # A peer that did not answer this round is shown by what this node knows of it,
+    # never by its last report (which could say anything about the past).
+    by_node.update({p: r.report for p, r in reports.items() if r.error is None})
     reachable = set(me.get("strong", {}).get("reachable_voters", [node.id]))
     commits = [r["strong"]["commit_index"] for r in by_node.values() if r and "strong" in r]
     leader_lag: dict[str, int] = {}
@@ -226,5 +228,8 @@ def cluster_status(node: Node, reports: dict[str, PeerReport]) -> dict[str, Any]
                 agree = digests.get(info.name, {}).get("agree")
             namespaces.append({"name": info.name, "consistency": info.consistency,
                                "keys": keys, "digests_agree": agree})
+    rank = {"unavailable": 0, "degraded": 1}
+    ordered = sorted(reasons.values(), key=lambda r: (rank.get(str(r.get("severity")), 2),
+                                                       str(r.get("code")), str(r.get("message"))))
     return {"node": node.id, "status": worst, "nodes": nodes, "namespaces": namespaces,
-            "reasons": sorted(reasons.values(), key=lambda r: (r.get("code", ""), r.get("message", "")))}
+            "reasons": ordered}
