@@ -41,7 +41,7 @@ from configsvc.runtime.strong_driver import CHANNEL, Halted, NotLeader, OutcomeU
 from configsvc.runtime.transport import Transport, TransportConfig
 from eventual.config import LWW, MVR, Merge
 from eventual.config import ReplicaConfig as EventualConfig
-from eventual.digests import NamespaceDigest, namespace_digests
+from eventual.digests import DigestSnapshot, NamespaceDigest, namespace_digests
 from eventual.health import SelfPreservation
 from eventual.membership_messages import MemberState
 from eventual.records import Record as EventualRecord
@@ -126,6 +126,8 @@ class Node:
         self.namespaces_ready = False
         #: set when the data directory cannot be trusted: the node serves nothing
         self.corrupt: str | None = None
+        #: the last eventual digests (``eventual_digests``)
+        self._digests: DigestSnapshot | None = None
         #: more reasons for health reports (``add_health_reasons``)
         self.health_sources: list[Callable[[], Iterable[Reason]]] = []
         #: this node's Prometheus registry (``GET /metrics``; ``configsvc.metrics``)
@@ -413,12 +415,20 @@ class Node:
         sm = self.strong.sm
         return {i.name: {"keys": sm.key_count(i.name)} for i in sm.namespaces() if i.consistency == "strong"}
 
-    def eventual_digests(self) -> dict[str, NamespaceDigest]:
+    def eventual_digests(self) -> DigestSnapshot:
         """Per eventual namespace of the registry, the digest of this replica's state
-        (``eventual.digests``; a namespace without keys: digest 0)."""
-        found = namespace_digests(self.eventual.replica.store.entries)
-        return {i.name: found.get(i.name, NamespaceDigest())
-                for i in self.strong.sm.namespaces() if i.consistency == "eventual"}
+        (``eventual.digests``; a namespace without keys: digest 0) with the version
+        vector it was taken at; recomputed at most every ``health.peer_report_max_age``."""
+        now = time.monotonic()
+        snap = self._digests
+        if snap is None or now - snap.at >= self.config.health.peer_report_max_age:
+            replica = self.eventual.replica
+            found = namespace_digests(replica.store.entries)
+            snap = self._digests = DigestSnapshot(
+                {i.name: found.get(i.name, NamespaceDigest())
+                 for i in self.strong.sm.namespaces() if i.consistency == "eventual"},
+                dict(replica.vv), now)
+        return snap
 
     def _eventual_view(self) -> EventualView:
         status = self.eventual.status()
@@ -433,6 +443,7 @@ class Node:
 
     def _eventual_health(self) -> dict[str, Any]:
         status = self.eventual.status()
+        digests = self.eventual_digests()
         return {
             "replica": status.replica,
             "events_pending_causal_past": status.pending,
@@ -448,10 +459,11 @@ class Node:
             },
             "halted": self.eventual.halted,
             "membership": self._membership_health(),
-            #: this replica's version vector: equal vectors must mean equal digests
-            "vv": dict(sorted(status.vv.items())),
+            #: the version vector the digests were taken at: equal vectors, equal digests
+            "vv": dict(sorted(digests.vv.items())),
+            "digests_age_ms": int((time.monotonic() - digests.at) * 1000),
             "namespaces": {ns: {"digest": d.hex, "keys": d.keys, "instances": d.instances}
-                           for ns, d in sorted(self.eventual_digests().items())},
+                           for ns, d in sorted(digests.digests.items())},
         }
 
     def _membership_health(self) -> dict[str, Any]:

@@ -76,9 +76,9 @@ class PeerReports:
         """Per eventual namespace, whether the peers' last reports agree with this node
         (``DigestComparison.agree``); starts a round if the reports are old."""
         peers = {p: _digests_of(r.report) for p, r in self.cached().items()}
-        mine = {ns: d.hex for ns, d in self.node.eventual_digests().items()}
-        vv = self.node.eventual.status().vv
-        return {c.namespace: c.agree for c in compare_digests(mine, vv, peers)}
+        snap = self.node.eventual_digests()
+        mine = {ns: d.hex for ns, d in snap.digests.items()}
+        return {c.namespace: c.agree for c in compare_digests(mine, snap.vv, peers)}
 
     def cached(self) -> dict[str, PeerReport]:
         """The reports held now; starts a round in the background if they are old."""
