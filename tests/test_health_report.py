@@ -16,6 +16,7 @@ from configsvc.health_report import (
     status_of,
     strong_reasons,
 )
+from configsvc.http.cluster_view import plausible_report
 from eventual.digests import NamespaceDigest, namespace_digests
 from eventual.dots import KV_SPACE, SVC_SPACE, Sibling
 
@@ -141,3 +142,14 @@ def test_namespace_digests_depend_on_the_siblings_not_their_order() -> None:
         assert other["hosts"].digest != digests["hosts"].digest
         assert other["other"] == digests["other"]
     assert NamespaceDigest().hex == "0" * 16
+
+
+def test_a_peer_report_is_read_only_in_the_shape_the_cluster_view_uses() -> None:
+    good = {"node": "n2", "status": "degraded", "reasons": [],
+            "strong": {"commit_index": 5, "applied_index": 5, "replica_lag": {}}, "eventual": {}}
+    assert plausible_report(good, "n2")
+    assert plausible_report({"node": "n2", "status": "unavailable", "reasons": [], "error": "x"}, "n2")
+    for bad in (None, [], "x", {**good, "node": "n3"}, {**good, "status": "fine"},
+                {**good, "reasons": {}}, {**good, "strong": {"commit_index": "5", "applied_index": 5}},
+                {**good, "strong": None}, {**good, "strong": {**good["strong"], "replica_lag": []}}):  # type: ignore[dict-item]
+        assert not plausible_report(bad, "n2"), bad

@@ -4,6 +4,7 @@ the test did (writes through a follower and the leader, eventual writes, errors)
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 
 import httpx
@@ -130,3 +131,25 @@ def test_namespace_label_comes_from_the_route() -> None:
     assert namespace_of("/v1/namespaces/flags") == "flags"
     assert namespace_of("/v1/kv/") is None
     assert namespace_of("/v1/cluster/health") is None
+
+
+def test_a_leader_cut_from_its_quorum_counts_a_lease_expiry(cluster: LocalCluster) -> None:
+    """Both followers stopped: the leader's lease lapses, and the counter says so."""
+    leader = cluster.leader()
+    assert leader is not None
+    followers = [n for n in cluster.ids if n != leader]
+
+    def expiries() -> float:
+        return value(scrape(cluster, leader)["configsvc_strong_lease_expiries"],
+                     "configsvc_strong_lease_expiries_total")
+
+    before = expiries()
+    for nid in followers:
+        cluster.kill(nid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: expiries() >= before + 1, 20, "the leader to count its lease lapsing")
+        assert value(scrape(cluster, leader)["configsvc_strong_lease_valid"], "configsvc_strong_lease_valid") == 0
+    finally:
+        for nid in followers:
+            cluster.kill(nid, signal.SIGCONT)
+    wait_for(lambda: all(cluster.health(n)["status"] == "healthy" for n in cluster.ids), 30, "healthy again")

@@ -115,15 +115,30 @@ class PeerReports:
         try:
             status, body = await self.forwarder.ask(peer, "/v1/cluster/health", "local=true", timeout)
             report = json.loads(body)
-            if status != 200 or not isinstance(report, dict) or report.get("node") != peer:
+            if status != 200 or not plausible_report(report, peer):
                 raise ValueError(f"answered {status} without its report")
         except TimeoutError:
             entry.error = f"no answer within {timeout:g}s"
             return
-        except ValueError as exc:  # json.JSONDecodeError is one
+        except Exception as exc:  # whatever a peer sends, this node keeps serving
             entry.error = f"bad report: {exc}"[:200]
             return
         entry.report, entry.at, entry.error = report, asyncio.get_running_loop().time(), None
+
+
+def plausible_report(report: object, peer: str) -> bool:
+    """The shape ``cluster_status`` reads: a report of ``peer`` with a known status,
+    a list of reasons and, unless it serves nothing, integer strong indexes."""
+    if not (isinstance(report, dict) and report.get("node") == peer
+            and report.get("status") in ("healthy", "degraded", "unavailable")
+            and isinstance(report.get("reasons"), list)):
+        return False
+    strong = report.get("strong")
+    if strong is None:
+        return "eventual" not in report
+    return isinstance(strong, dict) and all(
+        type(strong.get(k)) is int for k in ("commit_index", "applied_index")) and isinstance(
+        strong.get("replica_lag", {}), dict)
 
 
 def _age_ms(entry: PeerReport, now: float) -> int | None:
