@@ -42,11 +42,11 @@ async def serve_node(config_path: str, node_id: str, initial_cluster_state: Init
     gc.collect()
     gc.freeze()
     me = config.node(node_id)
-    server = uvicorn.Server(_uvicorn_config(service.app, me.host, me.api_port, service.connection_guard))
+    server = uvicorn.Server(_uvicorn_config(service.limited_app, me.host, me.api_port, service.connection_guard))
     # The Consul-compatible API, on its own port when the node has one.
     consul = None
     if me.consul_port is not None:
-        consul = _SecondServer(_uvicorn_config(service.consul_app, me.host, me.consul_port,
+        consul = _SecondServer(_uvicorn_config(service.limited_consul_app, me.host, me.consul_port,
                                                   service.connection_guard))
     # uvicorn re-raises the signal that stopped it, under the handler in force
     # before it started: make that one harmless so the node closes cleanly.
