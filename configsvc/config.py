@@ -77,10 +77,55 @@ class TimingConfig(_Strict):
 
 
 class LimitsConfig(_Strict):
+    """What one client may ask of a node (docs/limits.md: each limit, its default,
+    and what a client sees past it). A client is its token (``X-Consul-Token`` or
+    ``Authorization: Bearer``), or its IP address without one."""
+
+    #: a key (413/400 key_too_long)
     key_max_bytes: int = Field(default=512, ge=1)
+    #: a value (413 value_too_large)
     value_max_bytes: int = Field(default=512 * 1024, ge=1)
+    #: a request body (413 body_too_large)
     body_max_bytes: int = Field(default=2 * 1024 * 1024, ge=1)
+    #: operations in one transaction, both APIs (413 too_many_operations)
+    txn_max_ops: int = Field(default=128, ge=1)
+    #: the longest a blocking read (``?wait=``) waits
     watch_max_seconds: float = Field(default=300.0, gt=0)
+    #: blocking reads (``?index=``) one client may have open at once (429)
+    watchers_per_client: int = Field(default=64, ge=1)
+    #: requests per second one client may make, sustained (429 with Retry-After) ...
+    rate_per_second: float = Field(default=2000.0, gt=0)
+    #: ... and in a burst
+    rate_burst: int = Field(default=4000, ge=1)
+    #: open connections from one IP address, over both API ports (closed at once)
+    connections_per_client: int = Field(default=256, ge=1)
+    #: open connections in all, per API port (past it uvicorn answers 503)
+    max_connections: int = Field(default=4096, ge=1)
+    #: a request's headers must arrive within this many seconds of the connection
+    #: opening or of the previous response (else the connection is closed)
+    header_timeout: float = Field(default=10.0, gt=0)
+    #: a request's whole body must arrive within this many seconds (408)
+    body_timeout: float = Field(default=30.0, gt=0)
+    #: an idle keep-alive connection is closed after this many seconds
+    keep_alive_timeout: float = Field(default=5.0, gt=0)
+    #: the request line and headers (h11's largest incomplete event; 431/400 past it)
+    header_max_bytes: int = Field(default=16 * 1024, ge=1024)
+
+    @model_validator(mode="after")
+    def _caps(self) -> LimitsConfig:
+        if self.connections_per_client > self.max_connections:
+            raise ValueError("connections_per_client must not exceed max_connections")
+        return self
+
+
+class StorageConfig(_Strict):
+    """When the strong store snapshots its state machine and compacts its log."""
+
+    #: snapshot after this many slots applied since the last snapshot
+    snapshot_every: int = Field(default=10_000, ge=1)
+    #: or once the commands applied since then weigh this many bytes
+    #: (``strong.config.ReplicaConfig.snapshot_log_bytes``)
+    snapshot_log_bytes: int = Field(default=4 << 20, ge=1)
 
 
 class SecurityConfig(_Strict):
@@ -176,6 +221,7 @@ class ClusterConfig(_Strict):
     nodes: list[NodeConfig] = Field(min_length=1)
     timing: TimingConfig = Field(default_factory=TimingConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     state_machine: StateMachineConfig = Field(default_factory=StateMachineConfig)
     eventual: EventualStoreConfig = Field(default_factory=EventualStoreConfig)

@@ -199,6 +199,7 @@ class Node:
             election_timeout=timing.election_timeout,
             lease_duration=timing.lease_duration,
             max_drift=timing.max_drift,
+            snapshot_log_bytes=cfg.storage.snapshot_log_bytes,
             bugs=planted_bugs(),
         )
         transport = self.transport
@@ -207,6 +208,7 @@ class Node:
             self.storage,
             lambda dst, payload: transport.send(dst, CHANNEL, payload),
             voting=self.member.voting,
+            snapshot_every=cfg.storage.snapshot_every,
         )
         self.transport.on_receive(CHANNEL, self._strong.deliver)
         assert self.event_storage is not None
