@@ -41,6 +41,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from strong.acl import AclOp
 from strong.canonical import MAX_UINT
 
 __all__ = [
@@ -514,4 +515,5 @@ Op = (
     | ExpireInstances
     | ListInstances
     | Noop
+    | AclOp
 )
