@@ -48,8 +48,9 @@ CRC32C framing belongs to storage; this is the payload it protects.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import msgpack  # type: ignore[import-untyped, unused-ignore]
 
@@ -116,7 +117,7 @@ class SnapshotState:
     #: SERVICES_VERSION, none below
     services: tuple[tuple[str, ServiceTableState], ...] = ()
     #: tokens and policies; empty below ACL_VERSION
-    acl: AclState = field(default_factory=AclState)
+    acl: AclState = dataclasses.field(default_factory=AclState)
 
 
 def _format(version: int) -> int:
