@@ -133,6 +133,13 @@ def _fold(obj: Any) -> dict[str, Any]:
     return {str(k).lower(): v for k, v in obj.items()} if isinstance(obj, dict) else {}
 
 
+def _present(request: Request, name: str) -> bool:
+    """A Consul flag (``configsvc.http.consul.params`` rule 3): present means true,
+    unless ``false`` or ``0``."""
+    value = request.query_params.get(name)
+    return value is not None and value.lower() not in ("false", "0")
+
+
 def consul_needs(node: Node) -> dict[str, NeedFn]:
     """The Consul face's table (paths as in ``configsvc.http.consul.app``)."""
     consul = node.config.consul
@@ -143,8 +150,8 @@ def consul_needs(node: Node) -> dict[str, NeedFn]:
 
     async def kv(request: Request) -> Sequence[Need]:
         key = request.path_params["key"]
-        listing = request.method == "GET" and (flag(request, "recurse") or flag(request, "keys"))
-        recursive = request.method == "DELETE" and flag(request, "recurse")
+        listing = request.method == "GET" and (_present(request, "recurse") or _present(request, "keys"))
+        recursive = request.method == "DELETE" and _present(request, "recurse")
         return (Need(KEY, key, _rw(request), every=listing or recursive),)
 
     async def txn(request: Request) -> Sequence[Need]:
