@@ -249,7 +249,7 @@ def test_the_consul_face_checks_kv_txn_catalog_and_manages_tokens(tmp_path: Path
 
 def test_acl_management_answers_acl_disabled_when_acls_are_off(tmp_path: Path) -> None:
     async def main() -> None:
-        async with single_service(tmp_path) as (service, http):
+        async with single_service(tmp_path) as (_, http):
             assert error(await http.get("/v1/acl/tokens")) == (401, "acl_disabled")
             assert (await http.put("/v1/kv/app/a", content=b"1")).status_code == 200
 

@@ -95,17 +95,26 @@ def fold_fields(obj: Any, where: str) -> dict[str, Any]:
     return {str(k).lower().replace("_", ""): v for k, v in obj.items()}
 
 
-def text_field(value: Any, what: str) -> str:
-    if value is None:
+def text_field(value: Any, what: str, *, nullable: bool = False) -> str:
+    """``value`` if a string ("" if absent: the caller's default; ``nullable``: null too)."""
+    if value is None and nullable:
         return ""
     if not isinstance(value, str):
         raise bad_request(f"{what} must be a string")
     return value
 
 
+def _given(spec: dict[str, Any], name: str) -> str | None:
+    """An optional field that, when present, is a non-empty string."""
+    if name not in spec:
+        return None
+    value = spec[name]
+    if not isinstance(value, str) or not value:
+        raise bad_request(f"{name} must be a non-empty string")
+    return value
+
+
 def _names(value: Any, what: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise bad_request(f"{what} must be a list of names")
     return tuple(value)
@@ -208,9 +217,9 @@ class AclApi:
 
     @staticmethod
     def _expiration(spec: dict[str, Any], now_ms: int) -> int:
-        ttl = spec.get("ttl")
-        if ttl is None:
+        if "ttl" not in spec:
             return 0
+        ttl = spec["ttl"]
         if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl <= 10**9:
             raise bad_request("ttl must be a positive number of seconds")
         return now_ms + max(1, round(ttl * 1000))
@@ -227,10 +236,12 @@ class AclApi:
         if unknown:
             raise bad_request(f"unknown field(s) {', '.join(unknown)} (known: description, name, rules)")
         rules = spec.get("rules", [])
-        if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
+        if not isinstance(rules, list) or not all(
+            isinstance(r, dict) and set(r) <= {"resource", "prefix", "access"} for r in rules
+        ):
             raise bad_request("rules must be a list of {resource, prefix, access}")
         try:
-            policy = AclPolicy(text_field(spec.get("name"), "name"), text_field(spec.get("description"), "description"),
+            policy = AclPolicy(text_field(spec.get("name"), "name"), text_field(spec.get("description", ""), "description"),
                                tuple(AclRule(r.get("resource"), r.get("prefix", ""), r.get("access"))
                                      for r in rules))
             op = SetAclPolicy(policy)
@@ -273,8 +284,8 @@ class AclApi:
                               "(known: accessor_id, description, policies, secret, ttl)")
         now_ms = int(time.time() * 1000)
         token, secret = self.new_token(
-            text_field(spec.get("accessor_id"), "accessor_id") or None, text_field(spec.get("secret"), "secret") or None,
-            text_field(spec.get("description"), "description"), _names(spec.get("policies"), "policies"),
+            _given(spec, "accessor_id"), _given(spec, "secret"),
+            text_field(spec.get("description", ""), "description"), _names(spec.get("policies", []), "policies"),
             self._expiration(spec, now_ms), now_ms)
         outcome = await self.write(request, SetAclToken(token, now_ms))
         if isinstance(outcome, Response):

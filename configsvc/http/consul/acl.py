@@ -170,9 +170,9 @@ class ConsulAcl:
         if not isinstance(links, list):
             raise bad_request("Policies must be a list of links")
         token, secret = self.api.new_token(
-            text_field(spec.get("accessorid"), "AccessorID") or None,
-            text_field(spec.get("secretid"), "SecretID") or None,
-            text_field(spec.get("description"), "Description"),
+            text_field(spec.get("accessorid"), "AccessorID", nullable=True) or None,
+            text_field(spec.get("secretid"), "SecretID", nullable=True) or None,
+            text_field(spec.get("description"), "Description", nullable=True),
             tuple(self._policy_name(link) for link in links),
             self._expiration(spec, now_ms) or 0, now_ms)
         forwarded = await self._done(request, SetAclToken(token, now_ms))
@@ -195,7 +195,7 @@ class ConsulAcl:
             raise bad_request("Policies must be a list of links")
         expiration = self._expiration(spec, now_ms)
         token = self.api.updated(
-            old.accessor_id, text_field(spec.get("description", old.description), "Description"),
+            old.accessor_id, text_field(spec.get("description", old.description), "Description", nullable=True),
             old.policies if links is None else tuple(self._policy_name(link) for link in links),
             old.expiration_ms if expiration is None else expiration)
         forwarded = await self._done(request, SetAclToken(token, now_ms))
@@ -224,15 +224,15 @@ class ConsulAcl:
     async def set_policy(self, request: Request) -> Response:
         await self.api.check(request, ACL_WRITE)
         spec = await self._spec(request)
-        rules = parse_rules(text_field(spec.get("rules"), "Rules"))
-        name = text_field(spec.get("name"), "Name")
+        rules = parse_rules(text_field(spec.get("rules"), "Rules", nullable=True))
+        name = text_field(spec.get("name"), "Name", nullable=True)
         if "id" in request.path_params:
             old = self._by_id(request.path_params["id"])
             if name and name != old.name:
                 raise bad_request("renaming a policy is not supported: create one and relink")
             name = old.name
         try:
-            policy = AclPolicy(name, text_field(spec.get("description"), "Description"), rules)
+            policy = AclPolicy(name, text_field(spec.get("description"), "Description", nullable=True), rules)
             op = SetAclPolicy(policy)
         except ValueError as exc:
             raise bad_request(f"invalid policy: {exc}") from None
