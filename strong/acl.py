@@ -39,7 +39,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from strong.canonical import MAX_UINT, WireError, read_bytes, read_list, read_str, read_uint
+from strong.canonical import WireError, read_bytes, read_list, read_str, read_uint
+from strong.canonical import check_text as _text
+from strong.canonical import check_uint as _uint
 from strong.results import ErrorCode, ErrorResult, NoopResult, Result
 
 __all__ = [
@@ -79,22 +81,6 @@ MAX_NAME_BYTES = 128
 MAX_RULES = 256
 MAX_LINKS = 64
 SECRET_HASH_BYTES = 32
-
-
-def _text(value: object, what: str, limit: int, *, empty: bool = True) -> None:
-    if type(value) is not str or (not empty and not value):
-        raise ValueError(f"{what} must be a{'' if empty else ' non-empty'} str, got {value!r:.60}")
-    try:
-        size = len(value.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise ValueError(f"{what} is not valid Unicode text") from None
-    if size > limit:
-        raise ValueError(f"{what} is limited to {limit} bytes of UTF-8, got {size}")
-
-
-def _uint(value: object, what: str) -> None:
-    if type(value) is not int or not 0 <= value <= MAX_UINT:
-        raise ValueError(f"{what} must be an int in [0, 2**64), got {value!r:.60}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ import contextlib
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,8 @@ EXAMPLES = 25 * SCALE
 #: the fuzzed node runs with ACLs on; every request presents this management token
 ROOT = "fuzz-bootstrap-token-0123"
 ACL = {"enabled": True, "bootstrap_token": ROOT}
+#: a token expiring after this (ms since the epoch) cannot expire during the run
+LASTING_MS = int(time.time() * 1000) + 86_400_000
 #: a blocking read waits at most this long here (the generated ``wait`` is kept if invalid)
 SHORT_WAIT = "0.05"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
@@ -174,7 +177,10 @@ def _fingerprint(node: Node) -> tuple[object, ...]:
     store = node.eventual.replica.store
     kv = tuple(sorted((key, tuple(sorted(sibs))) for key, sibs in store.entries.items()
                       if key[1] == KV_SPACE and sibs))
-    return state.revision, state.namespaces, state.services, state.acl, kv
+    # Tokens that may expire during the run are left out: the leader's periodic
+    # ExpireSessions drops them by itself, whatever request is in flight.
+    lasting = tuple(t for t in state.acl.tokens if not t.expiration_ms or t.expiration_ms > LASTING_MS)
+    return state.revision, state.namespaces, state.services, state.acl.policies, lasting, kv
 
 
 #: the namespaces calls go to: ``single_node``'s two, and "0", the name the coverage

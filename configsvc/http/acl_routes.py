@@ -32,9 +32,9 @@ from its name. Every write goes through the strong log (``strong.acl``).
 from __future__ import annotations
 
 import datetime
-import json
 import time
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -42,7 +42,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from configsvc.http.acl import Need, require, secret_hash
-from configsvc.http.errors import ApiError, bad_request
+from configsvc.http.errors import ApiError, bad_request, json_object
+from configsvc.http.node_requests import read_body
 from configsvc.http.strong_api import StrongApi
 from strong.acl import (
     ACL,
@@ -50,6 +51,7 @@ from strong.acl import (
     READ,
     RESOURCES,
     WRITE,
+    AclOp,
     AclPolicy,
     AclRule,
     AclToken,
@@ -58,7 +60,7 @@ from strong.acl import (
     SetAclPolicy,
     SetAclToken,
 )
-from strong.results import ErrorCode, ErrorResult, Result
+from strong.results import ErrorCode, ErrorResult
 
 if TYPE_CHECKING:
     from configsvc.node import Node
@@ -135,28 +137,23 @@ class AclApi:
             raise ApiError(401, "acl_disabled", "ACL support disabled (acl.enabled is false)")
         await require(self.node, request, need)
 
-    async def write(self, request: Request, op: Any) -> Result | Response:
+    async def apply(self, request: Request, make: Callable[[], AclOp]) -> Response | None:
+        """Propose the op ``make()`` builds (a ``ValueError`` building it: 400). None once
+        applied; the leader's whole answer when forwarded; an ``ErrorResult`` raises."""
         try:
-            return await self.strong.propose(request, op)
+            op = make()
         except ValueError as exc:
-            raise bad_request(str(exc)) from None
-
-    @staticmethod
-    def raise_error(result: Result) -> None:
-        if isinstance(result, ErrorResult):
-            raise ApiError(_STATUS.get(result.code, 400), result.code, result.message)
+            raise bad_request(f"{exc} (resources: {', '.join(RESOURCES)})") from None
+        outcome = await self.strong.propose(request, op)
+        if isinstance(outcome, Response):
+            return outcome
+        if isinstance(outcome, ErrorResult):
+            raise ApiError(_STATUS.get(outcome.code, 400), outcome.code, outcome.message)
+        return None
 
     async def body(self, request: Request) -> dict[str, Any]:
-        from configsvc.http.node_requests import read_body
-
-        raw = await read_body(request, self.node.config.limits.body_max_bytes, "body_too_large")
-        try:
-            data = json.loads(raw or b"{}")
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise bad_request("the body must be a JSON object") from None
-        if not isinstance(data, dict):
-            raise bad_request("the body must be a JSON object")
-        return data
+        return json_object(await read_body(request, self.node.config.limits.body_max_bytes,
+                                           "body_too_large"))
 
     def token(self, accessor_id: str) -> AclToken:
         token = self.node.strong.sm.acl.token(accessor_id)
@@ -240,18 +237,13 @@ class AclApi:
             isinstance(r, dict) and set(r) <= {"resource", "prefix", "access"} for r in rules
         ):
             raise bad_request("rules must be a list of {resource, prefix, access}")
-        try:
-            policy = AclPolicy(text_field(spec.get("name"), "name"), text_field(spec.get("description", ""), "description"),
-                               tuple(AclRule(r.get("resource"), r.get("prefix", ""), r.get("access"))
-                                     for r in rules))
-            op = SetAclPolicy(policy)
-        except ValueError as exc:
-            raise bad_request(f"invalid policy: {exc} (resources: {', '.join(RESOURCES)})") from None
-        outcome = await self.write(request, op)
-        if isinstance(outcome, Response):
-            return outcome
-        self.raise_error(outcome)
-        return JSONResponse({"policy": self._policy_json(policy)})
+        def policy() -> SetAclPolicy:
+            return SetAclPolicy(AclPolicy(
+                text_field(spec.get("name"), "name"), text_field(spec.get("description", ""), "description"),
+                tuple(AclRule(r.get("resource"), r.get("prefix", ""), r.get("access")) for r in rules)))
+
+        forwarded = await self.apply(request, policy)
+        return forwarded or JSONResponse({"policy": self._policy_json(policy().policy)})
 
     async def read_policy(self, request: Request) -> Response:
         await self.check(request, ACL_READ)
@@ -260,15 +252,8 @@ class AclApi:
     async def delete_policy(self, request: Request) -> Response:
         await self.check(request, ACL_WRITE)
         name = request.path_params["name"]
-        try:
-            op = DeleteAclPolicy(name)
-        except ValueError as exc:
-            raise bad_request(str(exc)) from None
-        outcome = await self.write(request, op)
-        if isinstance(outcome, Response):
-            return outcome
-        self.raise_error(outcome)
-        return JSONResponse({"deleted": name})
+        forwarded = await self.apply(request, lambda: DeleteAclPolicy(name))
+        return forwarded or JSONResponse({"deleted": name})
 
     async def list_tokens(self, request: Request) -> Response:
         await self.check(request, ACL_READ)
@@ -287,11 +272,9 @@ class AclApi:
             _given(spec, "accessor_id"), _given(spec, "secret"),
             text_field(spec.get("description", ""), "description"), _names(spec.get("policies", []), "policies"),
             self._expiration(spec, now_ms), now_ms)
-        outcome = await self.write(request, SetAclToken(token, now_ms))
-        if isinstance(outcome, Response):
-            return outcome
-        self.raise_error(outcome)
-        return JSONResponse({"token": {**self._token_json(token), "secret": secret}}, status_code=201)
+        forwarded = await self.apply(request, lambda: SetAclToken(token, now_ms))
+        return forwarded or JSONResponse({"token": {**self._token_json(token), "secret": secret}},
+                                         status_code=201)
 
     async def token_self(self, request: Request) -> Response:
         return JSONResponse({"token": self._token_json(await self.self_token(request))})
@@ -312,24 +295,14 @@ class AclApi:
             old.accessor_id, text_field(spec.get("description", old.description), "description"),
             _names(spec.get("policies", list(old.policies)), "policies"),
             self._expiration(spec, now_ms) if "ttl" in spec else old.expiration_ms)
-        outcome = await self.write(request, SetAclToken(token, now_ms))
-        if isinstance(outcome, Response):
-            return outcome
-        self.raise_error(outcome)
-        return JSONResponse({"token": self._token_json(token)})
+        forwarded = await self.apply(request, lambda: SetAclToken(token, now_ms))
+        return forwarded or JSONResponse({"token": self._token_json(token)})
 
     async def delete_token(self, request: Request) -> Response:
         await self.check(request, ACL_WRITE)
         accessor_id = request.path_params["accessor_id"]
-        try:
-            op = DeleteAclToken(accessor_id)
-        except ValueError as exc:
-            raise bad_request(str(exc)) from None
-        outcome = await self.write(request, op)
-        if isinstance(outcome, Response):
-            return outcome
-        self.raise_error(outcome)
-        return JSONResponse({"deleted": accessor_id})
+        forwarded = await self.apply(request, lambda: DeleteAclToken(accessor_id))
+        return forwarded or JSONResponse({"deleted": accessor_id})
 
     def native_routes(self) -> list[BaseRoute]:
         return [

@@ -153,13 +153,6 @@ class ConsulAcl:
     async def _spec(self, request: Request) -> dict[str, Any]:
         return fold_fields(await self.api.body(request), "the body")
 
-    async def _done(self, request: Request, op: Any) -> Response | None:
-        outcome = await self.api.write(request, op)
-        if isinstance(outcome, Response):
-            return outcome
-        self.api.raise_error(outcome)
-        return None
-
     # ---- tokens ----------------------------------------------------------------
 
     async def create_token(self, request: Request) -> Response:
@@ -175,7 +168,7 @@ class ConsulAcl:
             text_field(spec.get("description"), "Description", nullable=True),
             tuple(self._policy_name(link) for link in links),
             self._expiration(spec, now_ms) or 0, now_ms)
-        forwarded = await self._done(request, SetAclToken(token, now_ms))
+        forwarded = await self.api.apply(request, lambda: SetAclToken(token, now_ms))
         return forwarded or consul_json(self._token_json(token, secret))
 
     async def token_self(self, request: Request) -> Response:
@@ -198,16 +191,13 @@ class ConsulAcl:
             old.accessor_id, text_field(spec.get("description", old.description), "Description", nullable=True),
             old.policies if links is None else tuple(self._policy_name(link) for link in links),
             old.expiration_ms if expiration is None else expiration)
-        forwarded = await self._done(request, SetAclToken(token, now_ms))
+        forwarded = await self.api.apply(request, lambda: SetAclToken(token, now_ms))
         return forwarded or consul_json(self._token_json(token))
 
     async def delete_token(self, request: Request) -> Response:
         await self.api.check(request, ACL_WRITE)
-        try:
-            op = DeleteAclToken(request.path_params["accessor_id"])
-        except ValueError as exc:
-            raise bad_request(str(exc)) from None
-        return await self._done(request, op) or consul_json(True)
+        accessor_id = request.path_params["accessor_id"]
+        return await self.api.apply(request, lambda: DeleteAclToken(accessor_id)) or consul_json(True)
 
     async def list_tokens(self, request: Request) -> Response:
         await self.api.check(request, ACL_READ)
@@ -231,12 +221,12 @@ class ConsulAcl:
             if name and name != old.name:
                 raise bad_request("renaming a policy is not supported: create one and relink")
             name = old.name
-        try:
-            policy = AclPolicy(name, text_field(spec.get("description"), "Description", nullable=True), rules)
-            op = SetAclPolicy(policy)
-        except ValueError as exc:
-            raise bad_request(f"invalid policy: {exc}") from None
-        return await self._done(request, op) or consul_json(self._policy_json(policy))
+        description = text_field(spec.get("description"), "Description", nullable=True)
+
+        def policy() -> SetAclPolicy:
+            return SetAclPolicy(AclPolicy(name, description, rules))
+
+        return await self.api.apply(request, policy) or consul_json(self._policy_json(policy().policy))
 
     async def read_policy(self, request: Request) -> Response:
         await self.api.check(request, ACL_READ)
@@ -249,7 +239,7 @@ class ConsulAcl:
     async def delete_policy(self, request: Request) -> Response:
         await self.api.check(request, ACL_WRITE)
         policy = self._by_id(request.path_params["id"])
-        return await self._done(request, DeleteAclPolicy(policy.name)) or consul_json(True)
+        return await self.api.apply(request, lambda: DeleteAclPolicy(policy.name)) or consul_json(True)
 
     async def list_policies(self, request: Request) -> Response:
         await self.api.check(request, ACL_READ)
