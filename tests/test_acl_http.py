@@ -21,7 +21,8 @@ import httpx
 import pytest
 from starlette.routing import Route
 
-from configsvc.http.acl import Authorizer, secret_hash
+from configsvc.config import ConfigError, parse_config
+from configsvc.http.acl import BOOTSTRAP_ENV, Authorizer, secret_hash
 from configsvc.http.acl_needs import consul_needs, native_needs
 from configsvc.http.consul import build_consul_app
 from configsvc.node import Node
@@ -298,3 +299,40 @@ def test_deny_beats_write_on_equal_prefixes_from_two_policies() -> None:
     assert Authorizer([], management=False, default_allow=True).allows("key", "x", "write")
     assert not Authorizer([], management=False, default_allow=True).allows("acl", "", "read")
     assert Authorizer([], management=True, default_allow=False).allows("acl", "", "write")
+
+
+def test_the_acl_section_defaults_to_off_and_deny_and_needs_version_4() -> None:
+    base = {"nodes": [{"id": "n1", "api_port": 1, "peer_port": 2}]}
+    config = parse_config(base)
+    assert (config.acl.enabled, config.acl.default_policy, config.state_machine.version) == (False, "deny", 4)
+    with pytest.raises(ConfigError, match=r"acl\.enabled needs state_machine\.version 4"):
+        parse_config(base | {"acl": {"enabled": True}, "state_machine": {"version": 3}})
+    with pytest.raises(ConfigError, match="bootstrap_token"):
+        parse_config(base | {"acl": {"enabled": True, "bootstrap_token": "short"}})
+    with pytest.raises(ConfigError, match="default_policy"):
+        parse_config(base | {"acl": {"default_policy": "maybe"}})
+
+
+class _Sup:
+    """The part of ``Supervisor`` that ``_acl_bootstrap`` uses (the real one starts nodes)."""
+
+    def __init__(self) -> None:
+        self.env: dict[str, str] = {}
+
+    def set_env(self, name: str, value: str) -> None:
+        self.env[name] = value
+
+
+def test_cluster_up_acl_takes_the_environments_token_and_never_prints_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from configsvc.lab.cluster_up import _acl_bootstrap
+
+    monkeypatch.setenv(BOOTSTRAP_ENV, ROOT)
+    sup = _Sup()
+    notice = _acl_bootstrap(sup)  # type: ignore[arg-type]
+    assert sup.env == {BOOTSTRAP_ENV: ROOT} and ROOT not in notice
+    monkeypatch.delenv(BOOTSTRAP_ENV)
+    fresh = _Sup()
+    notice = _acl_bootstrap(fresh)  # type: ignore[arg-type]
+    generated = fresh.env[BOOTSTRAP_ENV]
+    assert len(generated) >= 16 and generated != ROOT and generated in notice
