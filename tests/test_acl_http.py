@@ -112,8 +112,10 @@ def test_allowed_denied_and_anonymous_on_the_native_api(tmp_path: Path) -> None:
         assert error(await http.get("/v1/kv/app/pub/a", headers=as_("nope")))[0] == 403
         assert error(await http.get("/v1/kv/app/pub/a", headers={"Authorization": "Basic x"})) == (
             401, "unauthorized")
-        # public routes stay public
+        # public routes stay public; the admin endpoints keep their own bearer token
         assert (await http.get("/v1/cluster/health")).status_code == 200
+        admin = await http.get("/v1/admin/faults", headers={"Authorization": "Basic x"})
+        assert error(admin) == (403, "admin_disabled")
 
     run(tmp_path, scenario)
 

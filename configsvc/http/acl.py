@@ -68,6 +68,7 @@ __all__ = [
     "bootstrap_secret",
     "guard",
     "identify",
+    "json_body",
     "request_secret",
     "require",
     "secret_hash",
@@ -308,7 +309,9 @@ async def _management(request: Request) -> Sequence[Need]:
 
 def _checked(node: Node, endpoint: Callable[..., Any], need: NeedFn) -> Callable[[Request], Awaitable[Response]]:
     async def checked(request: Request) -> Response:
-        await require(node, request, *await need(request))
+        needs = await need(request)
+        if needs:  # a public route neither looks at nor resolves the token
+            await require(node, request, *needs)
         response: Response = await endpoint(request)
         return response
 
