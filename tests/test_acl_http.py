@@ -22,7 +22,7 @@ import pytest
 from starlette.routing import Route
 
 from configsvc.config import ConfigError, parse_config
-from configsvc.http.acl import BOOTSTRAP_ENV, Authorizer, secret_hash
+from configsvc.http.acl import ANONYMOUS_ACCESSOR, BOOTSTRAP_ENV, Authorizer, secret_hash
 from configsvc.http.acl_needs import consul_needs, native_needs
 from configsvc.http.consul import build_consul_app
 from configsvc.node import Node
@@ -194,6 +194,20 @@ def test_management_needs_acl_rules_and_never_shows_a_secret_again(tmp_path: Pat
         assert (await http.put("/v1/services/app/web/w1", json=body, headers=ops)).status_code == 200
         assert error(await http.put("/v1/services/app/db/d1", json=body, headers=ops))[0] == 403
         assert error(await http.get("/v1/services/app", headers=ops))[0] == 403  # a listing
+
+    run(tmp_path, scenario)
+
+
+def test_the_anonymous_token_gives_the_anonymous_request_its_policies(tmp_path: Path) -> None:
+    async def scenario(node: Node, http: httpx.AsyncClient, consul: httpx.AsyncClient) -> None:
+        await http.put("/v1/kv/app/public/motd", content=b"hi", headers=ROOT_H)
+        assert error(await http.get("/v1/kv/app/public/motd"))[0] == 403
+        await policy(http, "public-read", ("key", "app/public/", "read"))
+        await token(http, "public-read", accessor_id=ANONYMOUS_ACCESSOR, secret="anonymous")
+        assert (await http.get("/v1/kv/app/public/motd")).status_code == 200
+        assert (await http.get("/v1/kv/app/public/motd", headers=as_("unknown"))).status_code == 200
+        assert error(await http.put("/v1/kv/app/public/motd", content=b"x"))[0] == 403
+        assert error(await http.get("/v1/acl/tokens/self")) == (403, "acl_not_found")
 
     run(tmp_path, scenario)
 

@@ -10,8 +10,9 @@ nothing. Rules of the model (docs/acl.md):
 1. The token. ``X-Consul-Token: <secret>`` or ``Authorization: Bearer
    <secret>`` (and, on the Consul face, ``?token=``). A malformed
    ``Authorization`` header is ``401 unauthorized``. No token, or a secret no
-   live token has (unknown, deleted, expired), is the *anonymous* request: no
-   rules at all.
+   live token has (unknown, deleted, expired), is the *anonymous* request: the
+   rules of the token with accessor id ``ANONYMOUS_ACCESSOR`` (Consul's
+   anonymous token) if one was created, else no rules at all.
 2. Lookup reads this node's applied state (``StateMachine.acl``), which may
    lag the leader slightly: a token just deleted may still work on a lagging
    follower for that long. A secret not found locally is looked up again
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
     from configsvc.node import Node
 
 __all__ = [
+    "ANONYMOUS_ACCESSOR",
     "BOOTSTRAP_ENV",
     "PUBLIC",
     "Authorizer",
@@ -75,6 +77,8 @@ __all__ = [
 ]
 
 BOOTSTRAP_ENV = "CONFIGSVC_ACL_BOOTSTRAP_TOKEN"
+#: the accessor id of the token whose policies the anonymous request gets (Consul's)
+ANONYMOUS_ACCESSOR = "00000000-0000-0000-0000-000000000002"
 CONSUL_HEADER = "x-consul-token"
 _ORDER = {READ: 0, WRITE: 1, DENY: 2}
 
@@ -194,13 +198,18 @@ class Identity:
 
 def _identity(node: Node, token: AclToken | None, kind: str) -> Identity:
     default_allow = node.config.acl.default_policy == "allow"
-    if token is None:
+    acl = node.strong.sm.acl
+    linked = token
+    if token is None and kind != "bootstrap":  # the anonymous request: rule 1
+        anonymous = acl.token(ANONYMOUS_ACCESSOR)
+        if anonymous is not None and not anonymous.expired(int(time.time() * 1000)):
+            linked = anonymous
+    if linked is None:
         management = kind == "bootstrap"
         return Identity(None, Authorizer((), management=management, default_allow=default_allow), kind)
-    acl = node.strong.sm.acl
     rules: list[AclRule] = []
     management = False
-    for name in token.policies:
+    for name in linked.policies:
         if name == MANAGEMENT_POLICY:
             management = True
         policy = acl.policy(name)
