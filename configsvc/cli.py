@@ -293,15 +293,17 @@ def _add_config(sub: Any, endpoint: Any) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
+    """The cluster at a glance from one node (``configsvc.status_view``)."""
+    from rich.console import Console
+
+    from configsvc.status_view import render_status
+
     with _client(args) as client:
-        health = client.health()
-    strong = health["strong"]
-    print(f"node {health['node']}: {health['status']}")
-    print(f"  strong group: leader={strong['leader']} role={strong['role']} quorum={strong['quorum']} "
-          f"reachable={len(strong['reachable_voters'])}/{len(strong['voters'])} "
-          f"failures_to_outage={strong['failures_to_outage']}")
-    print(f"  commit={strong['commit_index']} applied={strong['applied_index']} "
-          f"lease={'yes' if strong['lease_valid'] else 'no'}")
+        status = client.cluster_status()
+    if args.json:
+        _print(status)
+    else:
+        render_status(status, Console(width=args.width, soft_wrap=False))
     return 0
 
 
@@ -376,7 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_acl_parser(sub, endpoint)
 
-    status = sub.add_parser("status", help="members, roles, health")
+    status = sub.add_parser("status", help="the cluster at a glance: nodes, namespaces, reasons")
+    status.add_argument("--json", action="store_true", help="the raw /v1/cluster/status answer")
+    status.add_argument("--width", type=int, default=None, help="columns (default: the terminal's)")
     endpoint(status)
     status.set_defaults(func=_status)
 

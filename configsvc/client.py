@@ -285,6 +285,10 @@ class Client(AclMethods, _Base):
     def health(self) -> dict[str, Any]:
         return self.request("GET", "/v1/cluster/health")
 
+    def cluster_status(self) -> dict[str, Any]:
+        """Every node, namespace and reason, as the node reached sees them."""
+        return self.request("GET", "/v1/cluster/status")
+
     # services (docs/discovery.md)
     def register(self, ns: str, service: str, instance_id: str, *, address: str | None = None,
                  port: int = 0, tags: Sequence[str] = (), meta: dict[str, str] | None = None,
@@ -472,6 +476,9 @@ class AsyncClient(_Base):
 
     async def health(self) -> dict[str, Any]:
         return await self.request("GET", "/v1/cluster/health")
+
+    async def cluster_status(self) -> dict[str, Any]:
+        return await self.request("GET", "/v1/cluster/status")
 
     # services (docs/discovery.md), as ``Client``
     async def register(self, ns: str, service: str, instance_id: str, *, address: str | None = None,

@@ -172,6 +172,17 @@ class ConsulConfig(_Strict):
         return v
 
 
+class HealthConfig(_Strict):
+    """Thresholds of health reasons (``configsvc.health_report``, docs/operations.md)."""
+
+    #: a strong replica further behind the leader's commit index gets a ``replica_lag`` reason
+    lag_entries: int = Field(default=1000, ge=0)
+    #: a gossip peer missing more of a node's events gets a ``gossip_lag`` reason
+    gossip_lag_events: int = Field(default=1000, ge=0)
+    #: peers' reports (digests, ``/v1/cluster/status``) older than this are asked again
+    peer_report_max_age: float = Field(default=1.0, gt=0)
+
+
 class ClusterConfig(_Strict):
     cluster_id: str = "configsvc"
     data_root: str = "./data"
@@ -184,6 +195,7 @@ class ClusterConfig(_Strict):
     namespaces: list[NamespaceSpec] = []
     consul: ConsulConfig = Field(default_factory=ConsulConfig)
     acl: AclConfig = Field(default_factory=AclConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
 
     @model_validator(mode="after")
     def _unique(self) -> ClusterConfig:

@@ -54,7 +54,6 @@ Rules (everything that decides what a replica's state becomes lives here):
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import replace
 
 from strong.acl import ACL_OPS, ACL_VERSION, AclOp, AclTable
@@ -117,6 +116,7 @@ from strong.sm_snapshot import (
     decode_snapshot,
     encode_snapshot,
 )
+from strong.state_hash import state_hash
 
 __all__ = [
     "INITIAL_VERSION",
@@ -302,6 +302,15 @@ class StateMachine:
     def namespaces(self) -> list[NamespaceInfo]:
         """Every registered namespace (strong and eventual), sorted by name."""
         return [self._namespaces[name] for name in sorted(self._namespaces)]
+
+    def has_namespace(self, name: str) -> bool:
+        """Whether ``name`` is a registered namespace (strong or eventual)."""
+        return name in self._namespaces
+
+    def key_count(self, ns: str) -> int:
+        """How many keys strong namespace ``ns`` holds (0 if it is not one)."""
+        table = self._tables.get(ns)
+        return len(table) if table is not None else 0
 
     def _table(self, ns: str) -> KVTable | ErrorResult:
         table = self._tables.get(ns)
@@ -561,8 +570,9 @@ class StateMachine:
             self._snapshot = data
 
     def state_hash(self) -> str:
-        """Hex SHA-256 of ``snapshot()``: compare replicas at equal ``applied_index``."""
-        return hashlib.sha256(self.snapshot()).hexdigest()
+        """Hex SHA-256 of ``snapshot()`` (``strong.state_hash.state_hash`` in hex):
+        compare replicas at equal ``applied_index``."""
+        return state_hash(self).hex()
 
 
 def _mod_revision(kv: KeyValue | None) -> int:

@@ -99,6 +99,10 @@ def native_needs(node: Node) -> dict[str, NeedFn]:
         instance + "/heartbeat": service,
         # cluster state, the API description and the dashboard's page: no data
         "/v1/cluster/health": PUBLIC,
+        # cluster status (peers ask each other for it) and Prometheus scrapes carry
+        # namespace names and counts, no keys or values (docs/acl.md, "Public routes")
+        "/v1/cluster/status": PUBLIC,
+        "/metrics": PUBLIC,
         "/v1/openapi.json": PUBLIC,
         "/ui": PUBLIC,
         "/ui/": PUBLIC,

@@ -175,7 +175,15 @@ OPENAPI: dict[str, Any] = {
               "schema": {"type": "string"}, "description": "an ETag: 304 if unchanged"}],
             ok="the document (application/json or application/yaml), with ETag and "
                "X-Configsvc-Index", errors=(400, 404, 409, 422, 503)))},
-        "/v1/cluster/health": {"get": _op("Consensus-aware health of this node")},
+        "/v1/cluster/health": {"get": _op(
+            "Consensus-aware health of this node: status, every reason for it, per eventual "
+            "namespace whether the replicas' digests agree",
+            [_q("local", {"type": "string", "enum": ["true", "false"]},
+                "true: this node's own report, without its peers' digests")],
+            errors=(400,))},
+        "/v1/cluster/status": {"get": _op(
+            "The cluster at a glance from this node: every node, namespace and reason",
+            errors=())},
     },
     "components": {
         "schemas": {

@@ -19,6 +19,7 @@ from configsvc.http.consul import FACE as CONSUL_FACE
 from configsvc.http.consul import build_consul_app
 from configsvc.http.forwarding import CHANNEL, NATIVE, Forwarder
 from configsvc.http.health_checks import HealthChecks
+from configsvc.http.request_metrics import HttpCollector
 
 if TYPE_CHECKING:
     from configsvc.node import Node
@@ -39,6 +40,7 @@ class HttpService:
         self.forwarder.serve_with(self.app, face=NATIVE)
         self.forwarder.serve_with(self.consul_app, face=CONSUL_FACE)
         node.on_peer_channel(CHANNEL, self.forwarder.deliver)
+        node.metrics.registry.register(HttpCollector(self.forwarder, self.app.state.peer_reports))
         self.health_checks: HealthChecks | None = None
 
     async def start(self) -> None:
@@ -51,5 +53,7 @@ class HttpService:
     async def close(self) -> None:
         if self.health_checks is not None:
             await self.health_checks.close()
+        if self.app.state.peer_reports is not None:
+            await self.app.state.peer_reports.close()
         await self.forwarder.close()
         await self.node.close()

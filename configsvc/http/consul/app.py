@@ -40,6 +40,7 @@ from configsvc.http.errors import (
 )
 from configsvc.http.eventual_api import EventualApi
 from configsvc.http.forwarding import Forwarder
+from configsvc.http.request_metrics import RequestMetrics
 from configsvc.http.strong_api import StrongApi
 
 if TYPE_CHECKING:
@@ -99,6 +100,7 @@ def build_consul_app(node: Node, forwarder: Forwarder | None = None) -> Starlett
             Exception: internal_error_handler,
         },
     )
+    app.add_middleware(RequestMetrics, node=node, face=FACE)  # requests and errors (metrics)
     app.state.face = FACE
     app.state.forwarder = forwarder
     return app
