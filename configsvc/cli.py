@@ -7,9 +7,13 @@ import base64
 import contextlib
 import importlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
+
+#: the ACL token commands present when ``--token`` is not given
+TOKEN_ENV = "CONFIGSVC_TOKEN"
 
 
 def _sim(args: argparse.Namespace) -> int:
@@ -150,7 +154,7 @@ def _node_reset(args: argparse.Namespace) -> int:
 def _client(args: argparse.Namespace) -> Any:
     from configsvc.client import Client
 
-    return Client(args.endpoint)
+    return Client(args.endpoint, token=args.token or os.environ.get(TOKEN_ENV) or None)
 
 
 def _print(data: Any) -> None:
@@ -331,7 +335,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_cluster_parser(sub)
 
     def endpoint(p: argparse.ArgumentParser) -> None:
+        """The options of every command that talks to a node: where, and as whom."""
         p.add_argument("--endpoint", default="http://127.0.0.1:7501")
+        p.add_argument("--token", default=None,
+                       help=f"the ACL token to present (default: ${TOKEN_ENV}; docs/acl.md)")
 
     ns = sub.add_parser("ns", help="namespaces")
     nsub = ns.add_subparsers(dest="ns_command", required=True)
@@ -367,6 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     _svc_parser(sub, endpoint)
     _add_config(sub, endpoint)
+    from configsvc.acl_cli import add_acl_parser
+
+    add_acl_parser(sub, endpoint)
 
     status = sub.add_parser("status", help="the cluster at a glance: nodes, namespaces, reasons")
     status.add_argument("--json", action="store_true", help="the raw /v1/cluster/status answer")

@@ -35,6 +35,7 @@ from urllib.parse import quote
 import httpx
 import yaml
 
+from configsvc.client_acl import AclMethods, acl_headers
 from configsvc.client_state import (
     ConfigDocument,
     _config_request,
@@ -177,11 +178,13 @@ class _Base:
         return "/v1/services/" + "/".join(quote(p, safe="") for p in (ns, *parts))
 
 
-class Client(_Base):
+class Client(AclMethods, _Base):
     def __init__(self, endpoints: Sequence[str] | str = DEFAULT_ENDPOINT, timeout: float = 10.0,
-                 attempts: int = 6, transport: httpx.BaseTransport | None = None) -> None:
+                 attempts: int = 6, transport: httpx.BaseTransport | None = None,
+                 token: str | None = None) -> None:
+        """``token``: the ACL token every request presents (docs/acl.md); None: anonymous."""
         super().__init__(endpoints, attempts)
-        self._http = httpx.Client(timeout=timeout, transport=transport)
+        self._http = httpx.Client(timeout=timeout, transport=transport, headers=acl_headers(token))
 
     def close(self) -> None:
         self._http.close()
@@ -358,9 +361,11 @@ class Client(_Base):
 
 class AsyncClient(_Base):
     def __init__(self, endpoints: Sequence[str] | str = DEFAULT_ENDPOINT, timeout: float = 10.0,
-                 attempts: int = 6, transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 attempts: int = 6, transport: httpx.AsyncBaseTransport | None = None,
+                 token: str | None = None) -> None:
+        """``token``: the ACL token every request presents (docs/acl.md); None: anonymous."""
         super().__init__(endpoints, attempts)
-        self._http = httpx.AsyncClient(timeout=timeout, transport=transport)
+        self._http = httpx.AsyncClient(timeout=timeout, transport=transport, headers=acl_headers(token))
         self._lanes: list[list[Any]] = []
         self._all_lanes: list[list[Any]] = []
 

@@ -138,13 +138,26 @@ class SecurityConfig(_Strict):
 class StateMachineConfig(_Strict):
     #: the strong state-machine version the leader moves the group to, through the
     #: log, once (2 = client sessions expire; 3 = service instances in strong
-    #: namespaces). Keep it at the lowest version any node's code supports while
-    #: upgrading: a node meeting an unsupported version stops applying.
-    version: int = Field(default=3, ge=1, le=3)
+    #: namespaces; 4 = ACL tokens and policies). Keep it at the lowest version any
+    #: node's code supports while upgrading: a node meeting an unsupported version
+    #: stops applying.
+    version: int = Field(default=4, ge=1, le=4)
     #: client dedup sessions idle longer than this (leader wall time) are dropped
     session_ttl: float = Field(default=3600.0, gt=0)
     #: how often the leader proposes the expiry command
     session_expiry_interval: float = Field(default=10.0, gt=0)
+
+
+class AclConfig(_Strict):
+    """ACL tokens and policies (docs/acl.md); off unless ``enabled``."""
+
+    enabled: bool = False
+    #: what a request may do that no rule of its token decides; the anonymous
+    #: (no, unknown, expired or deleted token) request has no rules at all, so
+    #: with "deny" it may do nothing
+    default_policy: Literal["allow", "deny"] = "deny"
+    #: a management token every node accepts (else $CONFIGSVC_ACL_BOOTSTRAP_TOKEN)
+    bootstrap_token: str | None = Field(default=None, min_length=16)
 
 
 class SelfPreservationConfig(_Strict):
@@ -227,6 +240,7 @@ class ClusterConfig(_Strict):
     eventual: EventualStoreConfig = Field(default_factory=EventualStoreConfig)
     namespaces: list[NamespaceSpec] = []
     consul: ConsulConfig = Field(default_factory=ConsulConfig)
+    acl: AclConfig = Field(default_factory=AclConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
 
     @model_validator(mode="after")
@@ -240,6 +254,12 @@ class ClusterConfig(_Strict):
         names = [ns.name for ns in self.namespaces]
         if len(set(names)) != len(names):
             raise ValueError(f"namespace names must be unique: {names}")
+        return self
+
+    @model_validator(mode="after")
+    def _acl_version(self) -> ClusterConfig:
+        if self.acl.enabled and self.state_machine.version < 4:
+            raise ValueError("acl.enabled needs state_machine.version 4 or later")
         return self
 
     @model_validator(mode="after")

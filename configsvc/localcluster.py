@@ -63,6 +63,7 @@ class LocalCluster:
         consul_config: dict[str, str] | None = None,
         hosts: dict[str, str] | None = None,
         launch: dict[str, list[str]] | None = None,
+        acl: dict[str, Any] | None = None,
     ) -> None:
         #: extra environment of every node process
         self.env = env or {}
@@ -96,6 +97,7 @@ class LocalCluster:
             "namespaces": self.namespaces,
             "security": {"admin_token": admin_token},
             "consul": consul_config or {},
+            **({"acl": acl} if acl else {}),  # ACLs (docs/acl.md): off unless given
         }
         self.config_path = root / "cluster.yaml"
         self.config_path.write_text(yaml.safe_dump(config))

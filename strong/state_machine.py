@@ -45,12 +45,18 @@ Rules (everything that decides what a replica's state becomes lives here):
    as data, as in rule 8. ``ListInstances`` is a read. Below version 3 these ops
    are ``ErrorResult("unsupported_in_version")`` and change nothing. A ``Txn``
    holds key ops only.
+10. ACL tokens and policies (version >= 4). ``SetAclPolicy``, ``DeleteAclPolicy``,
+   ``SetAclToken`` and ``DeleteAclToken`` change ``strong.acl.AclTable`` (its
+   rules 1-6) and no revision; ``ExpireSessions(now_ms, ...)`` also drops the
+   tokens expired at ``now_ms`` (time as data, as in rule 8). Below version 4
+   they are ``ErrorResult("unsupported_in_version")`` and change nothing.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+from strong.acl import ACL_OPS, ACL_VERSION, AclOp, AclTable
 from strong.commands import (
     STRONG,
     Command,
@@ -125,9 +131,9 @@ __all__ = [
 ]
 
 INITIAL_VERSION = 1
-SUPPORTED_VERSIONS = range(1, 4)
+SUPPORTED_VERSIONS = range(1, 5)
 """State-machine versions this code can apply commands under (2: session expiry, rule 8;
-3: service instances, rule 9)."""
+3: service instances, rule 9; 4: ACL tokens and policies, rule 10)."""
 SESSION_EXPIRY_VERSION = CLOCK_VERSION
 _SERVICE_OPS = (RegisterInstance, UpdateCheck, DeregisterInstance, ExpireInstances, ListInstances)
 
@@ -158,6 +164,8 @@ class StateMachine:
         #: strong namespaces only, from version 3 (rule 9)
         self._services: dict[str, ServiceTable] = {}
         self._sessions = SessionTable()
+        #: tokens and policies, from version 4 (rule 10)
+        self._acl = AclTable()
         #: ``snapshot()`` of the current state, kept until the next ``apply``
         #: (hashing and compacting at the same index encode once)
         self._snapshot: bytes | None = None
@@ -220,6 +228,8 @@ class StateMachine:
             return self._key_op(op)
         if isinstance(op, _SERVICE_OPS):
             return self._service_op(op)
+        if isinstance(op, ACL_OPS):
+            return self._acl_op(op)
         match op:
             case CreateNamespace():
                 return self._create_namespace(op)
@@ -246,6 +256,8 @@ class StateMachine:
                         f"this group is at {self.version}",
                     )
                 self._sessions.expire(now_ms, ttl_ms)
+                if self.version >= ACL_VERSION:
+                    self._acl.expire(now_ms)
                 return NoopResult()
             case Noop():
                 return NoopResult()
@@ -471,6 +483,22 @@ class StateMachine:
             return False
         return any(self._services[name].due(now_ms) for name in sorted(self._services))
 
+    # --- ACL tokens and policies (rule 10) ----------------------------------
+
+    def _acl_op(self, op: AclOp) -> Result:
+        if self.version < ACL_VERSION:
+            return ErrorResult(
+                ErrorCode.UNSUPPORTED_IN_VERSION,
+                f"ACL tokens and policies need state-machine version {ACL_VERSION}, "
+                f"this group is at {self.version}",
+            )
+        return self._acl.apply(op)
+
+    @property
+    def acl(self) -> AclTable:
+        """The applied ACL table (read it only; it changes with ``apply``)."""
+        return self._acl
+
     # --- snapshots ----------------------------------------------------------
 
     def snapshot(self) -> bytes:
@@ -503,6 +531,7 @@ class StateMachine:
             clock=self._sessions.clock,
             expired=self._sessions.expired(),
             services=tuple((name, self._services[name].state()) for name in sorted(self._services)),
+            acl=self._acl.state(),
         )
 
     @staticmethod
@@ -531,6 +560,7 @@ class StateMachine:
         machine._sessions = SessionTable.restore(state.sessions, state.expired, state.clock)
         for name, services in state.services:  # decoded, so already checked
             machine._services[name] = ServiceTable.restore(services)
+        machine._acl = AclTable.restore(state.acl)
         return machine
 
     def adopt_snapshot(self, index: int, data: bytes) -> None:

@@ -30,6 +30,15 @@ from pathlib import Path
 
 import msgpack
 
+from strong.acl import (
+    AclPolicy,
+    AclRule,
+    AclToken,
+    DeleteAclPolicy,
+    DeleteAclToken,
+    SetAclPolicy,
+    SetAclToken,
+)
 from strong.commands import (
     Command,
     Compare,
@@ -68,6 +77,8 @@ CLIENTS = ("", "c1", "c2", "c3")
 SERVICES = ("web", "db")
 INSTANCES = ("1", "2")
 STATUSES = ("passing", "warning", "critical")
+POLICIES = ("p", "q")
+TOKENS = ("t1", "t2")
 JUNK = b"\xc1not a command"
 
 
@@ -117,7 +128,7 @@ class OpGenerator:
         self.clock += r.randint(0, 400)
         now = self.clock - r.choice([0, 0, 500])  # now and then a lagging leader's clock
         svc, inst = r.choice(SERVICES), r.choice(INSTANCES)
-        match r.randrange(16):
+        match r.randrange(20):
             case 0 | 1 | 2 | 3:
                 return self.txn_op()
             case 4:
@@ -131,7 +142,7 @@ class OpGenerator:
             case 6:
                 return DeleteNamespace(self.ns()) if r.random() < 0.3 else Noop()
             case 7:
-                return SetVersion(r.choice([1, 2, 3, 3]))
+                return SetVersion(r.choice([1, 2, 3, 3, 4]))
             case 8:
                 return ExpireSessions(now, r.choice([5_000, 60_000]))
             case 9 | 10:
@@ -147,8 +158,27 @@ class OpGenerator:
                 return ExpireInstances(max(1, now))
             case 14:
                 return ListInstances(self.ns(), r.choice(["", svc]))
+            case 15 | 16 | 17 | 18:
+                return self.acl_op(now)
             case _:
                 return Noop()
+
+    def acl_op(self, now: int) -> Op:
+        """ACL ops (version >= 4): links to missing policies, clashing secrets, expiry."""
+        r = self.rng
+        match r.randrange(4):
+            case 0:
+                rule = AclRule("key", r.choice(["", "a/"]), r.choice(["read", "write", "deny"]))
+                return SetAclPolicy(AclPolicy(r.choice(POLICIES), "", (rule,)))
+            case 1:
+                return DeleteAclPolicy(r.choice(POLICIES))
+            case 2:
+                secret = hashlib.sha256(r.choice(TOKENS).encode()).digest()
+                links = (r.choice(POLICIES),) if r.random() < 0.7 else ()
+                token = AclToken(r.choice(TOKENS), secret, "", links, r.choice([0, now + 1_000]), now)
+                return SetAclToken(token, max(0, now))
+            case _:
+                return DeleteAclToken(r.choice(TOKENS))
 
     def command(self) -> Command:
         """A command of a random client: a new sequence, a retry or a stale one.
@@ -179,6 +209,8 @@ def generate_log(seed: int, slots: int = 400) -> Log:
     for i in range(slots):
         if i == slots // 4:  # before it, service and expiry ops meet version 1
             log.append((encode_command(Command("", 0, SetVersion(3))),))
+        if i == slots // 2:  # before it, ACL ops meet versions below 4
+            log.append((encode_command(Command("", 0, SetVersion(4))),))
         batch = [encode_command(gen.command()) for _ in range(gen.rng.randint(1, 4))]
         if gen.rng.random() < 0.03:
             batch.insert(gen.rng.randrange(len(batch) + 1), JUNK)

@@ -59,16 +59,19 @@ def test_the_log_exercises_every_op_kind_and_many_outcomes() -> None:
     assert op_kinds(log) == all_op_kinds()
     sm = StateMachine()
     outcomes: Counter[str] = Counter()
+    acl_held = False
     for batch in log:
         for applied in sm.apply(sm.applied_index + 1, batch):
             result = applied.result
             outcomes[result.code if isinstance(result, ErrorResult) else type(result).__name__] += 1
+        acl_held = acl_held or bool(sm.acl.state().tokens)
     # Writes that apply, and every family of refusal (rule 3), sessions included.
     assert {"PutResult", "DeleteResult", "TxnResult", "CasFailed", "NamespaceResult",
             "NamespaceDeleted", "ServiceWriteResult", "InstancesResult", "VersionResult",
             "session_expired", "stale_sequence", "malformed_command", "unsupported_in_version",
             "namespace_not_found", "wrong_consistency"} <= set(outcomes), outcomes
-    assert sm.version == 3 and sm.revision > 50
+    assert sm.version == 4 and sm.revision > 50
+    assert acl_held, "ACL ops applied too (version 4)"
 
 
 @pytest.mark.slow

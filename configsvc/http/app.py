@@ -15,6 +15,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from configsvc.config import valid_name
+from configsvc.http.acl import guard
+from configsvc.http.acl_needs import native_needs
+from configsvc.http.acl_routes import AclApi
 from configsvc.http.admin import AdminApi
 from configsvc.http.cluster_view import PeerReports, cluster_status, health_with_digests
 from configsvc.http.config_docs import ConfigDocs
@@ -205,6 +208,10 @@ def build_app(node: Node, forwarder: Forwarder | None = None) -> Starlette:
         Route(instance + "/check", services.check, methods=["PUT"]),
         Route(instance + "/heartbeat", services.heartbeat, methods=["PUT"]),
     ]
+
+    # ACL management, then every route behind its check (configsvc.http.acl)
+    routes += AclApi(node).native_routes()
+    routes = guard(node, routes, native_needs(node))
 
     app = Starlette(
         routes=routes,

@@ -46,7 +46,8 @@ CHANNEL = "rpc"
 FORWARDED = "x-configsvc-forwarded"
 FACE = "x-configsvc-face"
 NATIVE = "native"
-_KEEP_HEADERS = ("content-type", "x-client-id", "x-client-seq", "x-configsvc-token", "x-configsvc-context")
+_KEEP_HEADERS = ("content-type", "x-client-id", "x-client-seq", "x-configsvc-token", "x-configsvc-context",
+                 "authorization", "x-consul-token")  # the ACL token: the leader checks it again
 _PASS_BACK = ("content-type", "retry-after", "etag")
 _PASS_BACK_PREFIXES = ("x-configsvc", "x-consul-")
 

@@ -50,6 +50,7 @@ class Supervisor:
         env: dict[str, str] | None = None,
         admin_token: str | None = None,
         netns: bool = False,
+        acl: dict[str, Any] | None = None,
     ) -> None:
         """``netns``: every node in its own network namespace, cuts as nftables
         rules (``configsvc.lab.netns``; root only, raises ``NetnsError`` saying
@@ -61,7 +62,7 @@ class Supervisor:
         try:
             self.cluster = LocalCluster(
                 root, nodes, api_port=api_port, namespaces=namespaces, admin_token=self.admin_token,
-                timing=timing, env=self.env,
+                timing=timing, env=self.env, acl=acl,
                 hosts=self.network.hosts if self.network else None,
                 launch=self.network.launch() if self.network else None)
         except Exception:

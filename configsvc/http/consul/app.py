@@ -22,6 +22,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from configsvc.http.acl import guard
+from configsvc.http.acl_needs import consul_needs
+from configsvc.http.acl_routes import AclApi
+from configsvc.http.consul.acl import ConsulAcl
 from configsvc.http.consul.agent import ConsulAgent
 from configsvc.http.consul.catalog import ConsulCatalog
 from configsvc.http.consul.kv import ConsulKV
@@ -85,8 +89,10 @@ def build_consul_app(node: Node, forwarder: Forwarder | None = None) -> Starlett
         Route("/v1/catalog/service/{service}", catalog.service, methods=["GET"]),
         Route("/v1/health/service/{service}", catalog.health, methods=["GET"]),
     ]
+    # ACL management, then every route behind its check (configsvc.http.acl)
+    served = guard(node, [*routes, *ConsulAcl(AclApi(node)).routes()], consul_needs(node))
     app = Starlette(
-        routes=routes,
+        routes=served,
         exception_handlers={
             ApiError: api_error_handler,
             404: not_found,
