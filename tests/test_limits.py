@@ -1,8 +1,9 @@
 """Request limits (docs/limits.md): pure units, then a real ``configsvc serve`` process.
 
 The process runs with small limits so each one is reached in a few requests.
-Every test names its own token (the limits count per token), so the tests do
-not share buckets. Over-limit requests must answer the documented 4xx and
+Every test names its own token (the limits count per token the node knows:
+the node runs with ACLs on, anonymous requests allowed, and the fixture
+creates each token), so the tests do not share buckets. Over-limit requests must answer the documented 4xx and
 change nothing; slow clients must not keep a normal client from being served.
 """
 
@@ -19,14 +20,13 @@ import httpx
 import pytest
 import yaml
 from starlette.applications import Starlette
-from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from configsvc.config import LimitsConfig
 from configsvc.http.errors import ApiError
-from configsvc.http.limits import RequestLimits, check_txn_size, client_key, request_token
+from configsvc.http.limits import RequestLimits, check_txn_size, client_key
 from configsvc.http.token_bucket import Buckets, TokenBucket
 from strong.ops import Put
 from tests.cluster import LocalCluster, wait_for
@@ -78,14 +78,24 @@ def test_buckets_are_per_client_and_bounded_in_number() -> None:
 def test_the_client_is_its_token_from_either_header_else_its_address() -> None:
     def scope(*headers: tuple[str, str]) -> dict[str, object]:
         return {"type": "http", "client": ("10.0.0.7", 5000),
-                "headers": [(k.encode(), v.encode()) for k, v in headers]}
+                "headers": [(k.lower().encode(), v.encode()) for k, v in headers]}  # ASGI: lower case
 
-    assert request_token(Headers(headers={"x-consul-token": "s3cret"})) == "s3cret"
-    assert request_token(Headers(headers={"authorization": "Bearer s3cret"})) == "s3cret"
-    assert request_token(Headers(headers={"authorization": "Basic abc"})) is None
-    assert client_key(scope(("X-Consul-Token", "s3cret"))) == client_key(scope(("Authorization", "Bearer s3cret")))
-    assert "s3cret" not in client_key(scope(("X-Consul-Token", "s3cret")))  # hashed
-    assert client_key(scope()) == "ip:10.0.0.7"
+    def known(secret: str) -> bool:
+        return secret == "s3cret"
+
+    token = client_key(scope(("X-Consul-Token", "s3cret")), known)
+    assert token == client_key(scope(("Authorization", "Bearer s3cret")), known) != "ip:10.0.0.7"
+    assert "s3cret" not in token  # hashed
+    assert client_key(scope(), known) == "ip:10.0.0.7"
+    # A secret the node does not know (or any, with ACLs off) counts against the
+    # address: inventing secrets does not buy fresh buckets.
+    assert client_key(scope(("X-Consul-Token", "invented")), known) == "ip:10.0.0.7"
+    assert client_key(scope(("X-Consul-Token", "s3cret"))) == "ip:10.0.0.7"
+    assert client_key(scope(("Authorization", "Basic abc")), known) == "ip:10.0.0.7"
+    # ?token= is a token on the Consul face only.
+    with_query = {**scope(), "query_string": b"token=s3cret"}
+    assert client_key(with_query, known, consul=True) == token
+    assert client_key(with_query, known) == "ip:10.0.0.7"
 
 
 def test_transaction_size_checks_name_the_limit() -> None:
@@ -109,7 +119,8 @@ def test_the_middleware_refuses_past_the_bucket_and_admits_once_time_refilled_it
         return PlainTextResponse("ok")
 
     now = [0.0]
-    limits = RequestLimits(LimitsConfig(rate_per_second=0.5, rate_burst=2), clock=lambda: now[0])
+    limits = RequestLimits(LimitsConfig(rate_per_second=0.5, rate_burst=2), clock=lambda: now[0],
+                           known=lambda secret: secret == "other")
     app = limits.wrap(Starlette(routes=[Route("/x", endpoint)]))
 
     async def run() -> list[httpx.Response]:
@@ -119,13 +130,15 @@ def test_the_middleware_refuses_past_the_bucket_and_admits_once_time_refilled_it
             early = await http.get("/x")
             now[0] += 0.1
             return [*first, early, await http.get("/x"),
-                    await http.get("/x", headers={"X-Consul-Token": "other"})]
+                    await http.get("/x", headers={"X-Consul-Token": "other"}),
+                    await http.get("/x", headers={"X-Consul-Token": "invented"})]
 
     answers = asyncio.run(run())
-    assert [r.status_code for r in answers] == [200, 200, 429, 429, 200, 200]
+    # A known token has a bucket of its own; an invented one shares the address's.
+    assert [r.status_code for r in answers] == [200, 200, 429, 429, 200, 200, 429]
     assert answers[2].headers["Retry-After"] == "2" and answers[2].json()["error"]["code"] == "rate_limited"
     assert answers[3].headers["Retry-After"] == "1"  # 0.1 s left, rounded up
-    assert ran == ["ran"] * 4 and limits.refused == {"rate_limited": 2}
+    assert ran == ["ran"] * 4 and limits.refused == {"rate_limited": 3}
 
 
 # ---------------------------------------------------------------- a real node
@@ -143,13 +156,24 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     cluster = LocalCluster(tmp_path_factory.mktemp("limits"), nodes=1)
     config = yaml.safe_load(cluster.config_path.read_text())
     config["limits"] = LIMITS
+    config["acl"] = {"enabled": True, "default_policy": "allow", "bootstrap_token": BOOTSTRAP}
     cluster.config_path.write_text(yaml.safe_dump(config))
     try:
         cluster.start("n1")  # alone it stays "degraded" (no failure to spare): wait for its leadership
         wait_for(cluster.leader, 60, "the node to lead")
+        with httpx.Client(timeout=30.0, headers={"X-Consul-Token": BOOTSTRAP}) as admin:
+            for name in TOKENS:  # the limits count per token only for tokens the node knows
+                wait_for(lambda name=name: admin.post(  # 409 until the group reaches version 4
+                    f"{cluster.url('n1')}/v1/acl/tokens",
+                    json={"secret": name, "policies": []}).status_code == 201, 60,
+                    f"token {name} created")
         yield cluster
     finally:
         cluster.stop_all()
+
+
+BOOTSTRAP = "limits-bootstrap-token"
+TOKENS = ("reader", "sizes", "rate-test", "someone-else", "watch-test", "watch-other", "slow-body")
 
 
 def _client(token: str) -> httpx.Client:

@@ -47,6 +47,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -114,23 +115,40 @@ def bootstrap_secret(node: Node) -> str | None:
     return node.config.acl.bootstrap_token or os.environ.get(BOOTSTRAP_ENV) or None
 
 
-def request_secret(request: Request) -> str | None:
-    """The token secret a request presents (rule 1), or None; raises ``ApiError``
-    401 for an ``Authorization`` header that is not ``Bearer <secret>``.
-
-    Also the key the rate limiter counts requests by (no lookup, no IO)."""
-    secret = request.headers.get(CONSUL_HEADER)
+def presented_secret(headers: Headers, query_token: str | None = None) -> str | None:
+    """The token secret in ``headers`` (``X-Consul-Token``, else ``Authorization:
+    Bearer``), else ``query_token`` (the Consul face's ``?token=``), or None
+    (rule 1); raises ``ApiError`` 401 for an ``Authorization`` header that is not
+    ``Bearer <secret>``. No lookup, no IO: the rate limiter calls it on every request."""
+    secret = headers.get(CONSUL_HEADER)
     if secret:
         return secret
-    auth = request.headers.get("authorization")
+    auth = headers.get("authorization")
     if auth is not None:
         scheme, _, value = auth.partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
             raise ApiError(401, "unauthorized", "the Authorization header must be 'Bearer <token>'")
         return value.strip()
-    if face_of(request) == "consul":
-        return request.query_params.get("token") or None
-    return None
+    return query_token or None
+
+
+def request_secret(request: Request) -> str | None:
+    """``presented_secret`` of a request, with ``?token=`` on the Consul face only."""
+    query = request.query_params.get("token") if face_of(request) == "consul" else None
+    return presented_secret(request.headers, query)
+
+
+def known_secret(node: Node, secret: str) -> bool:
+    """Whether ``secret`` is the bootstrap token or a live token in this node's
+    applied state (no read barrier: the rate limiter's question). With ACLs off
+    no secret is known: a token means nothing then."""
+    if not node.config.acl.enabled:
+        return False
+    digest = secret_hash(secret)
+    bootstrap = bootstrap_secret(node)
+    if bootstrap is not None and hmac.compare_digest(digest, secret_hash(bootstrap)):
+        return True
+    return _live(node, digest) is not None
 
 
 class Authorizer:

@@ -15,8 +15,9 @@ both faces of a node (``configsvc.http.service`` wraps them):
    request_timeout`` (which the face answers, with ``Connection: close``).
    Nothing was done: handlers act only on a whole body.
 
-A client is its token (``X-Consul-Token``, or ``Authorization: Bearer``),
-hashed; without one, its IP address. Requests forwarded by a peer run through
+A client is the token it presents (``X-Consul-Token``, ``Authorization:
+Bearer``, the Consul face's ``?token=``), hashed, when the node knows that token
+(with ACLs on: the bootstrap token or a live one); otherwise its IP address. Requests forwarded by a peer run through
 the unwrapped app: they were admitted where they arrived.
 """
 
@@ -32,6 +33,7 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from configsvc.config import LimitsConfig
+from configsvc.http.acl import presented_secret
 from configsvc.http.errors import ApiError
 from configsvc.http.token_bucket import Buckets
 
@@ -55,22 +57,20 @@ def check_txn_size(limits: LimitsConfig, ops: Sequence[object]) -> None:
                            f"operation {i}: values are limited to {limits.value_max_bytes} bytes")
 
 
-def request_token(headers: Headers) -> str | None:
-    """The request's token: ``X-Consul-Token``, else an ``Authorization: Bearer`` secret."""
-    token = headers.get("x-consul-token", "").strip()
-    if token:
-        return token
-    scheme, _, secret = headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and secret.strip():
-        return secret.strip()
-    return None
-
-
-def client_key(scope: Scope) -> str:
-    """Whom a request's limits are counted against: its token, else its IP address."""
-    token = request_token(Headers(scope=scope))
-    if token is not None:
-        return "token:" + hashlib.sha256(token.encode()).hexdigest()[:32]
+def client_key(scope: Scope, known: Callable[[str], bool] = lambda secret: False,
+               *, consul: bool = False) -> str:
+    """Whom a request's limits are counted against: the token it presents
+    (``configsvc.http.acl.presented_secret``; ``?token=`` on the Consul face),
+    hashed, if ``known(secret)`` -- else its IP address. Only a token the node
+    knows counts on its own: a client inventing secrets would otherwise get a
+    fresh bucket per request."""
+    query = QueryParams(scope.get("query_string", b"")).get("token") if consul else None
+    try:
+        secret = presented_secret(Headers(scope=scope), query)
+    except ApiError:
+        secret = None  # malformed: the face answers 401; it still counts against the address
+    if secret is not None and known(secret):
+        return "token:" + hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()[:32]
     client = scope.get("client")
     return "ip:" + (client[0] if client else "unknown")
 
@@ -78,20 +78,25 @@ def client_key(scope: Scope) -> str:
 class RequestLimits:
     """The limits of one node's API faces; ``clock`` is injectable (monotonic seconds)."""
 
-    def __init__(self, limits: LimitsConfig, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, limits: LimitsConfig, clock: Callable[[], float] = time.monotonic,
+                 known: Callable[[str], bool] = lambda secret: False) -> None:
         self.limits = limits
         self.clock = clock
+        #: whether a presented secret is a token this node knows (``client_key``)
+        self.known = known
         self.buckets = Buckets(limits.rate_per_second, limits.rate_burst)
         self.watchers: dict[str, int] = {}
         #: requests refused, by error code (rate_limited, too_many_watchers, request_timeout)
         self.refused: dict[str, int] = {}
 
-    def wrap(self, app: ASGIApp) -> ASGIApp:
+    def wrap(self, app: ASGIApp, *, consul: bool = False) -> ASGIApp:
+        """``app`` behind the limits; ``consul``: the face reads ``?token=`` too."""
+
         async def limited(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] != "http":
                 await app(scope, receive, send)
                 return
-            key = client_key(scope)
+            key = client_key(scope, self.known, consul=consul)
             wait = self.buckets.take(key, self.clock())
             if wait > 0:
                 await self._refuse(scope, receive, send, ApiError(

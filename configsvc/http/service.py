@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from configsvc.http.acl import known_secret
 from configsvc.http.app import build_app
 from configsvc.http.connection_guard import ConnectionGuard
 from configsvc.http.consul import FACE as CONSUL_FACE
@@ -44,9 +45,10 @@ class HttpService:
         # What clients reach (``configsvc serve``): both faces behind one node's
         # per-client limits (docs/limits.md); forwarded requests run through the
         # faces themselves, limited where they arrived.
-        self.request_limits = RequestLimits(node.config.limits)
+        self.request_limits = RequestLimits(
+            node.config.limits, known=lambda secret: known_secret(node, secret))
         self.limited_app = self.request_limits.wrap(self.app)
-        self.limited_consul_app = self.request_limits.wrap(self.consul_app)
+        self.limited_consul_app = self.request_limits.wrap(self.consul_app, consul=True)
         #: connections per client address and header deadlines, for both ports' servers
         self.connection_guard = ConnectionGuard(node.config.limits)
         node.on_peer_channel(CHANNEL, self.forwarder.deliver)
