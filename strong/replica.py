@@ -615,6 +615,9 @@ class Replica:
         if outcome is Offer.APPENDED:
             self._send_catchup_request(src, self.promised)  # the next chunk, at once
         elif outcome is Offer.COMPLETE:
+            valid = self.config.snapshot_valid
+            if valid is not None and not valid(data):
+                return  # like a CRC mismatch (rule 6): dropped whole, asked for again
             self._install_snapshot(msg.index, data)
 
     def _install_snapshot(self, index: int, data: bytes) -> None:

@@ -25,7 +25,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from configsvc.runtime.loop import CoreLoop, Step
@@ -37,7 +37,7 @@ from strong.ready import Ready, RejectReason, Role
 from strong.records import CommitRecord
 from strong.replica import Replica, ReplicaStatus
 from strong.results import ErrorResult, GetResult, InstancesResult, RangeResult, Result
-from strong.sm_snapshot import SnapshotState
+from strong.sm_snapshot import SnapshotState, snapshot_decodes
 from strong.state_machine import StateMachine, UnsupportedVersion
 from strong.storage import Storage, recover
 from strong.wire import MalformedMessage, decode_message, encode_message
@@ -91,6 +91,8 @@ class StrongDriver:
     ) -> None:
         """``voting=False``: this node lost its disk and was reset; it learns but does not
         vote (``strong.replica`` rule 7)."""
+        if config.snapshot_valid is None:  # never persist a snapshot it cannot restore
+            config = replace(config, snapshot_valid=snapshot_decodes)
         self.config = config
         self.loop = CoreLoop(self, storage, send, tick_interval=tick_interval, clock=clock,
                              name=f"strong-driver-{config.node_id}")
