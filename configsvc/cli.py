@@ -366,6 +366,10 @@ def build_parser() -> argparse.ArgumentParser:
     _svc_parser(sub, endpoint)
     _add_config(sub, endpoint)
 
+    from configsvc.upgrade_cli import add_upgrade_parser
+
+    add_upgrade_parser(sub)
+
     status = sub.add_parser("status", help="members, roles, health")
     endpoint(status)
     status.set_defaults(func=_status)

@@ -29,6 +29,8 @@ from configsvc.runtime.membership_driver import CHANNEL as MEMBERSHIP_CHANNEL
 from configsvc.runtime.membership_driver import MembershipDriver
 from configsvc.runtime.strong_driver import CHANNEL, Halted, NotLeader, OutcomeUnknown, StrongDriver
 from configsvc.runtime.transport import Transport, TransportConfig
+from configsvc.upgrade import CHANNEL as UPGRADE_CHANNEL
+from configsvc.upgrade import SupportTable, report_forever, supported_versions
 from eventual.config import LWW, MVR, Merge
 from eventual.config import ReplicaConfig as EventualConfig
 from eventual.health import SelfPreservation
@@ -114,6 +116,8 @@ class Node:
         self.namespaces_ready = False
         #: set when the data directory cannot be trusted: the node serves nothing
         self.corrupt: str | None = None
+        #: state-machine versions this node applies under, and its peers' (``configsvc.upgrade``)
+        self.support = SupportTable(node_id, supported_versions())
 
     @property
     def strong(self) -> StrongDriver:
@@ -188,8 +192,11 @@ class Node:
             self.storage,
             lambda dst, payload: transport.send(dst, CHANNEL, payload),
             voting=self.member.voting,
+            versions=self.support.versions,
         )
         self.transport.on_receive(CHANNEL, self._strong.deliver)
+        self.transport.on_receive(
+            UPGRADE_CHANNEL, lambda src, payload: self.support.deliver(src, payload, time.monotonic()))
         assert self.event_storage is not None
         self._eventual = EventualDriver(
             EventualConfig(self.id, tuple(n.id for n in cfg.nodes), namespaces=self.merges,
@@ -215,6 +222,9 @@ class Node:
         await self.membership.start()
         self._tasks.append(asyncio.create_task(self._bootstrap_namespaces()))
         self._tasks.append(asyncio.create_task(self._maintain_sessions()))
+        self._tasks.append(asyncio.create_task(report_forever(
+            self.id, self.support.versions, list(peers),
+            lambda dst, payload: transport.send(dst, UPGRADE_CHANNEL, payload))))
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -282,7 +292,8 @@ class Node:
         return 2 * timing.election_timeout + timing.lease_duration
 
     async def _maintain_sessions(self) -> None:
-        """While leader: move the group to the configured state-machine version, then
+        """While leader: move the group toward the configured state-machine version once
+        every voter supports it (``configsvc.upgrade``), then
         propose ``ExpireSessions`` with this node's wall-clock time every interval and,
         from version 3, ``ExpireInstances`` about every second.
 
@@ -305,8 +316,10 @@ class Node:
                     leadership, leader_since = status.ballot, now
                 ops: list[SetVersion | ExpireSessions | ExpireInstances] = []
                 sm = self.strong.sm
-                if sm.version < cfg.version:
-                    ops, wait = [SetVersion(cfg.version)], 0.2
+                version = self.support.next_version(
+                    sm.version, cfg.version, self.strong.replica.config.voters, now)
+                if version is not None:  # every voter supports it (configsvc.upgrade rule 2)
+                    ops, wait = [SetVersion(version)], 0.2
                 else:
                     wall_ms = int(time.time() * 1000)
                     if sm.version >= SESSION_EXPIRY_VERSION and now >= sessions_due:
@@ -325,6 +338,16 @@ class Node:
             await asyncio.sleep(wait)  # period of a background task, not a test wait
 
     # ------------------------------------------------------------------ health
+
+    def upgrade_status(self) -> dict[str, Any]:
+        """Each voter's supported state-machine versions and the group's active one."""
+        if self.corrupt:
+            return {"node": self.id, "error": self.corrupt}
+        status = self.support.status(self.strong.sm.version, self.config.state_machine.version,
+                                     self.strong.replica.config.voters, time.monotonic())
+        sm = self.strong.sm
+        return status | {"applied_index": sm.applied_index, "state_hash": sm.state_hash(),
+                         "halted": self.strong.halted}
 
     def health(self) -> dict[str, Any]:
         if self.corrupt:

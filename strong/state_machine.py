@@ -45,6 +45,19 @@ Rules (everything that decides what a replica's state becomes lives here):
    as data, as in rule 8. ``ListInstances`` is a read. Below version 3 these ops
    are ``ErrorResult("unsupported_in_version")`` and change nothing. A ``Txn``
    holds key ops only.
+10. Reads are not remembered (version >= 5). A command that only reads (``Get``,
+   ``Range``, ``ListInstances``, or a ``Txn`` whose responses are all reads) leaves
+   ``NoopResult()`` in its client's session instead of its result, and a retry of
+   that ``seq`` executes again: the first attempt changed nothing, so the retry is
+   the one application that counts, inside the request's interval (linearizable).
+   Below version 5 the whole result is remembered, so a read-only ``Txn`` over a
+   large range kept a copy of the range in every replica's memory and snapshot
+   until the client's next command or its session's expiry. Applying
+   ``SetVersion(5)`` migrates: every remembered read-only result becomes
+   ``NoopResult()`` (sessions walked in sorted order; rule 1).
+11. Supported range. A state machine applies under the versions of ``supported``
+   (``SUPPORTED_VERSIONS`` unless a node caps it, ``configsvc.upgrade``); rule 4
+   and ``restore`` use it.
 """
 
 from __future__ import annotations
@@ -117,6 +130,7 @@ __all__ = [
     "SERVICES_VERSION",
     "SESSION_EXPIRY_VERSION",
     "SUPPORTED_VERSIONS",
+    "UNREMEMBERED_READS_VERSION",
     "Applied",
     "MalformedSnapshot",
     "NamespaceInfo",
@@ -125,9 +139,12 @@ __all__ = [
 ]
 
 INITIAL_VERSION = 1
-SUPPORTED_VERSIONS = range(1, 4)
+#: version 5: read-only commands are not remembered by client sessions (rule 10)
+UNREMEMBERED_READS_VERSION = 5
+SUPPORTED_VERSIONS = range(INITIAL_VERSION, UNREMEMBERED_READS_VERSION + 1)
 """State-machine versions this code can apply commands under (2: session expiry, rule 8;
-3: service instances, rule 9)."""
+3: service instances, rule 9; 4: ACL tokens and policies; 5: rule 10). A new version
+adds its constant and the range ends at it; nothing else here names the highest one."""
 SESSION_EXPIRY_VERSION = CLOCK_VERSION
 _SERVICE_OPS = (RegisterInstance, UpdateCheck, DeregisterInstance, ExpireInstances, ListInstances)
 
@@ -149,7 +166,9 @@ class UnsupportedVersion(Exception):
 class StateMachine:
     """Namespaces, their keys and the client table, advanced slot by slot."""
 
-    def __init__(self) -> None:
+    def __init__(self, supported: range = SUPPORTED_VERSIONS) -> None:
+        #: the versions this machine applies under (rule 11)
+        self.supported = supported
         self.applied_index = 0
         self.version = INITIAL_VERSION
         self.revision = 0
@@ -189,11 +208,11 @@ class StateMachine:
             if (
                 isinstance(cmd, Command)
                 and isinstance(cmd.op, SetVersion)
-                and cmd.op.version not in SUPPORTED_VERSIONS
+                and cmd.op.version not in self.supported
             ):
                 raise UnsupportedVersion(
                     f"slot {slot} sets state-machine version {cmd.op.version}; "
-                    f"this node supports {SUPPORTED_VERSIONS.start}..{SUPPORTED_VERSIONS.stop - 1}"
+                    f"this node supports {self.supported.start}..{self.supported.stop - 1}"
                 )
         applied = []
         for cmd in commands:
@@ -209,10 +228,18 @@ class StateMachine:
         if cmd.seq == 0:
             return self._execute(cmd.op)
         answer = self._sessions.check(cmd.client_id, cmd.seq)
-        if answer is not None:
+        if answer is not None and not (
+            self.version >= UNREMEMBERED_READS_VERSION and isinstance(answer, NoopResult)
+        ):  # rule 10: a remembered read executes again
             return answer
         result = self._execute(cmd.op)
-        self._sessions.remember(cmd.client_id, cmd.seq, result)
+        self._sessions.remember(cmd.client_id, cmd.seq, self._to_remember(result))
+        return result
+
+    def _to_remember(self, result: Result) -> Result:
+        """What a client session keeps of ``result`` (rule 10)."""
+        if self.version >= UNREMEMBERED_READS_VERSION and _read_only(result):
+            return NoopResult()
         return result
 
     def _execute(self, op: Op) -> Result:
@@ -236,6 +263,10 @@ class StateMachine:
                 if self.version < SERVICES_VERSION <= version:
                     for name in sorted(self._tables):
                         self._services[name] = ServiceTable(floor=self.revision)
+                if self.version < UNREMEMBERED_READS_VERSION <= version:  # rule 10's migration
+                    self._sessions.replace_results(
+                        lambda r: NoopResult() if _read_only(r) else r
+                    )
                 self.version = version
                 return VersionResult(version)
             case ExpireSessions(now_ms, ttl_ms):
@@ -502,16 +533,19 @@ class StateMachine:
         return encode_snapshot(state)
 
     @classmethod
-    def restore(cls, data: bytes) -> StateMachine:
+    def restore(cls, data: bytes, supported: range = SUPPORTED_VERSIONS) -> StateMachine:
         """Rebuild from ``snapshot()`` bytes; ``restore(s).snapshot() == s``.
 
         Raises ``MalformedSnapshot`` for bytes ``snapshot`` cannot have made and
         ``UnsupportedVersion`` for a version this code cannot apply under.
         """
         state = decode_snapshot(data)
-        if state.version not in SUPPORTED_VERSIONS:
-            raise UnsupportedVersion(f"snapshot is at state-machine version {state.version}")
-        machine = cls()
+        if state.version not in supported:
+            raise UnsupportedVersion(
+                f"snapshot is at state-machine version {state.version}; "
+                f"this node supports {supported.start}..{supported.stop - 1}"
+            )
+        machine = cls(supported)
         machine.applied_index = state.applied_index
         machine.version = state.version
         machine.revision = state.revision
@@ -533,6 +567,13 @@ class StateMachine:
     def state_hash(self) -> str:
         """Hex SHA-256 of ``snapshot()``: compare replicas at equal ``applied_index``."""
         return hashlib.sha256(self.snapshot()).hexdigest()
+
+
+def _read_only(result: Result) -> bool:
+    """Whether ``result`` answers a command that only read (rule 10)."""
+    if isinstance(result, TxnResult):
+        return all(isinstance(r, GetResult | RangeResult) for r in result.responses)
+    return isinstance(result, GetResult | RangeResult | InstancesResult)
 
 
 def _mod_revision(kv: KeyValue | None) -> int:

@@ -144,6 +144,9 @@ def build_app(node: Node, forwarder: Forwarder | None = None) -> Starlette:
     async def health(request: Request) -> Response:
         return JSONResponse(node.health())
 
+    async def upgrade(request: Request) -> Response:
+        return JSONResponse(node.upgrade_status())
+
     async def openapi(request: Request) -> Response:
         return JSONResponse(OPENAPI)
 
@@ -162,6 +165,7 @@ def build_app(node: Node, forwarder: Forwarder | None = None) -> Starlette:
         Route("/v1/kv/{ns}/{key:path}", kv_key, methods=["GET", "PUT", "DELETE"]),
         Route("/v1/txn/{ns}", txn, methods=["POST"]),
         Route("/v1/cluster/health", health, methods=["GET"]),
+        Route("/v1/cluster/upgrade", upgrade, methods=["GET"]),
         Route("/v1/openapi.json", openapi, methods=["GET"]),
         Route("/v1/admin/faults", admin.list_faults, methods=["GET"]),
         Route("/v1/admin/faults", admin.clear_faults, methods=["DELETE"]),

@@ -176,6 +176,8 @@ OPENAPI: dict[str, Any] = {
             ok="the document (application/json or application/yaml), with ETag and "
                "X-Configsvc-Index", errors=(400, 404, 409, 422, 503)))},
         "/v1/cluster/health": {"get": _op("Consensus-aware health of this node")},
+        "/v1/cluster/upgrade": {"get": _op("State-machine versions: active, target, and "
+                                           "each voter's supported range")},
     },
     "components": {
         "schemas": {

@@ -38,7 +38,7 @@ from strong.records import CommitRecord
 from strong.replica import Replica, ReplicaStatus
 from strong.results import ErrorResult, GetResult, InstancesResult, RangeResult, Result
 from strong.sm_snapshot import SnapshotState, snapshot_decodes
-from strong.state_machine import StateMachine, UnsupportedVersion
+from strong.state_machine import SUPPORTED_VERSIONS, StateMachine, UnsupportedVersion
 from strong.storage import Storage, recover
 from strong.wire import MalformedMessage, decode_message, encode_message
 
@@ -88,9 +88,11 @@ class StrongDriver:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         voting: bool = True,
+        versions: range = SUPPORTED_VERSIONS,
     ) -> None:
         """``voting=False``: this node lost its disk and was reset; it learns but does not
-        vote (``strong.replica`` rule 7)."""
+        vote (``strong.replica`` rule 7). ``versions``: the state-machine versions this
+        node applies under (capped in tests and while pinning, ``configsvc.upgrade``)."""
         if config.snapshot_valid is None:  # never persist a snapshot it cannot restore
             config = replace(config, snapshot_valid=snapshot_decodes)
         self.config = config
@@ -102,7 +104,8 @@ class StrongDriver:
         self.stats = DriverStats()
         self.halted: str | None = None
         durable = recover(storage.load())
-        self.sm = StateMachine()
+        self.versions = versions
+        self.sm = StateMachine(versions)
         #: ``sm.applied_bytes`` when the last compaction began (compaction by bytes)
         self._compacted_bytes = 0
         self.replica = Replica(config, durable, clock(), self.rng, voting=voting)
@@ -312,7 +315,7 @@ class StrongDriver:
     def _apply(self, ready: Ready) -> bool:
         """After the records are durable and the messages sent: install, apply, answer."""
         if ready.snapshot is not None and ready.snapshot.index > self.sm.applied_index:
-            self.sm = StateMachine.restore(ready.snapshot.data)
+            self.sm = StateMachine.restore(ready.snapshot.data, self.versions)
             self._compacted_bytes = 0
         for slot, batch in ready.committed:
             if slot <= self.sm.applied_index or self.halted:
