@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,10 @@ class Writer(threading.Thread):
         self.acked: list[str] = []
         self.stop = threading.Event()
 
+    def wait_for_more(self, n: int) -> None:
+        goal = len(self.acked) + n
+        wait_for(lambda: len(self.acked) >= goal, 60, f"{n} more acknowledged writes")
+
     def run(self) -> None:
         with Client(self.endpoints, timeout=5.0) as client:
             i = 0
@@ -53,6 +58,11 @@ def upgrade_status(c: LocalCluster, nid: str) -> dict[str, Any]:
     return data
 
 
+def new_range_known(c: LocalCluster, nid: str) -> bool:
+    return all((upgrade_status(c, n)["nodes"][nid] or {}).get("supported") == [1, NEW]
+               for n in c.ids)
+
+
 def active_versions(c: LocalCluster) -> set[int]:
     return {upgrade_status(c, n)["active_version"] for n in c.ids}
 
@@ -66,15 +76,13 @@ def test_a_rolling_upgrade_moves_the_version_only_after_the_last_voter_and_nothi
         c.start_all()
         wait_for(lambda: active_versions(c) == {OLD}, 60, f"the group at version {OLD}")
         writer.start()
-        wait_for(lambda: len(writer.acked) >= 20, 60, "writes flowing")
+        writer.wait_for_more(20)
         for i, nid in enumerate(c.ids):
             c.kill(nid, signal.SIGTERM)
             c.env = {}  # the new binary: no cap
             c.start(nid)
-            wait_for(lambda nid=nid: all(  # type: ignore[misc]
-                (upgrade_status(c, n)["nodes"][nid] or {}).get("supported") == [1, NEW]
-                for n in c.ids), 60, f"{nid}'s new range known to every node")
-            wait_for(lambda: len(writer.acked) >= 20 * (i + 2), 60, "writes flowing again")
+            wait_for(partial(new_range_known, c, nid), 60, f"{nid}'s new range known everywhere")
+            writer.wait_for_more(20)
             if i < len(c.ids) - 1:
                 # A voter still runs the old binary: the version must not move.
                 status = upgrade_status(c, c.ids[-1])
@@ -83,8 +91,7 @@ def test_a_rolling_upgrade_moves_the_version_only_after_the_last_voter_and_nothi
                 leader = wait_for(c.leader, 60, "a leader")
                 assert c.ids[-1] in upgrade_status(c, leader)["waiting_for"]
         wait_for(lambda: active_versions(c) == {NEW}, 60, f"the group at version {NEW}")
-        count = len(writer.acked)
-        wait_for(lambda: len(writer.acked) >= count + 20, 60, "writes flowing under version 5")
+        writer.wait_for_more(20)  # writes flow under version 5
         writer.stop.set()
         writer.join(timeout=30)
 
