@@ -20,8 +20,9 @@ from collections.abc import Callable
 from typing import Any
 
 from configsvc.config import ClusterConfig
-from configsvc.datadir import InitialState, Member, open_data_dir
-from configsvc.runtime.disk_storage import DiskStorage, eventual_storage, strong_storage
+from configsvc.datadir import InitialState, Member, open_data_dir, read_marker
+from configsvc.quarantine import open_stores
+from configsvc.runtime.disk_storage import DiskStorage
 from configsvc.runtime.disklog import CorruptLog
 from configsvc.runtime.eventual_driver import CHANNEL as EVENTUAL_CHANNEL
 from configsvc.runtime.eventual_driver import EventualDriver
@@ -116,6 +117,8 @@ class Node:
         self.namespaces_ready = False
         #: set when the data directory cannot be trusted: the node serves nothing
         self.corrupt: str | None = None
+        #: stores found corrupt at start, set aside and rebuilt from the peers
+        self.repaired: list[str] = []
         #: state-machine versions this node applies under, and its peers' (``configsvc.upgrade``)
         self.support = SupportTable(node_id, supported_versions())
 
@@ -154,17 +157,16 @@ class Node:
         self.member = open_data_dir(
             self.data_dir, self.config.cluster_id, self.id, self.initial_cluster_state
         )
-        try:
-            self.storage = strong_storage(self.data_dir / "strong")
-            self.event_storage = eventual_storage(self.data_dir / "eventual")
-        except CorruptLog as exc:
+        try:  # a corrupt store is set aside and rebuilt from the peers (configsvc.quarantine)
+            self.storage, self.event_storage, self.repaired = open_stores(
+                self.data_dir, self.config.cluster_id, self.id)
+        except (CorruptLog, OSError) as exc:
             # Never vote or serve from state we cannot trust: stay up, say why.
             self.corrupt = f"refusing to serve: {exc}"
             log.error("%s", self.corrupt)
-            if self.storage is not None:
-                self.storage.close()
-                self.storage = None
             return
+        if any(r.startswith("strong") for r in self.repaired):
+            self.member = read_marker(self.data_dir) or self.member  # now a learner
         peers = {n.id: (n.host, n.peer_port) for n in cfg.nodes if n.id != self.id}
         secret = cfg.security.peer_secret.encode() if cfg.security.peer_secret else None
         self.transport = Transport(
@@ -393,6 +395,8 @@ class Node:
                 "voting": self.strong.replica.voting,
             },
             "eventual": self._eventual_health(),
+            #: stores found corrupt at start and rebuilt from the peers (configsvc.quarantine)
+            "repairs": list(self.repaired),
         }
 
     def _eventual_health(self) -> dict[str, Any]:
