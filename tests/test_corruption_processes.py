@@ -16,16 +16,17 @@ import pytest
 from configsvc.client import Client
 from configsvc.runtime.disk_storage import STRONG_RECORDS
 from configsvc.runtime.framing import HEADER
-from strong.records import SnapshotRecord
+from strong.records import Record, SnapshotRecord
 from tests.cluster import LocalCluster, wait_for
 
 pytestmark = pytest.mark.slow
 
 
-def frames(segment: Path) -> list[tuple[int, int, object]]:
+def frames(segment: Path) -> list[tuple[int, int, Record]]:
     """(offset, length, record) of every frame of a segment."""
     data = segment.read_bytes()
-    out, offset = [], 0
+    out: list[tuple[int, int, Record]] = []
+    offset = 0
     while offset < len(data):
         length, _ = HEADER.unpack_from(data, offset)
         end = offset + HEADER.size + length
