@@ -9,6 +9,7 @@ rejoins as a non-voting learner and catches up from its peers.
 from __future__ import annotations
 
 import signal
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -58,7 +59,7 @@ def check_rebuilt_from_peers(c: LocalCluster, root: Path, victim: str, keys: dic
              >= c.health(leader)["strong"]["commit_index"] - 5, 60, "the learner to catch up")
     with Client(c.url(victim)) as client:
         for key, value in keys.items():
-            assert wait_for(lambda key=key: client.get("app", key, stale=True), 30,
+            assert wait_for(partial(client.get, "app", key, stale=True), 30,
                             f"{key} on the learner") == value
     assert "corrupt" in (root / f"{victim}.log").read_text()
 
