@@ -104,6 +104,10 @@ class StateMachineConfig(_Strict):
     session_ttl: float = Field(default=3600.0, gt=0)
     #: how often the leader proposes the expiry command
     session_expiry_interval: float = Field(default=10.0, gt=0)
+    #: how often (seconds) the leader proposes a cross-replica state-hash check
+    #: (``strong.hash_check``); 0 = never. Each check hashes (and snapshots) the whole
+    #: state on every replica: keep it well above the time that takes.
+    hash_check_interval: float = Field(default=60.0, ge=0)
 
 
 class SelfPreservationConfig(_Strict):

@@ -21,6 +21,7 @@ from typing import Any
 
 from configsvc.config import ClusterConfig
 from configsvc.datadir import InitialState, Member, open_data_dir, read_marker
+from configsvc.hash_checks import HashCheckRunner, corrupt_when_present
 from configsvc.quarantine import open_stores
 from configsvc.runtime.disk_storage import DiskStorage
 from configsvc.runtime.disklog import CorruptLog
@@ -119,6 +120,7 @@ class Node:
         self.corrupt: str | None = None
         #: stores found corrupt at start, set aside and rebuilt from the peers
         self.repaired: list[str] = []
+        self.hash_checks: HashCheckRunner | None = None
         #: state-machine versions this node applies under, and its peers' (``configsvc.upgrade``)
         self.support = SupportTable(node_id, supported_versions())
 
@@ -224,6 +226,11 @@ class Node:
         await self.membership.start()
         self._tasks.append(asyncio.create_task(self._bootstrap_namespaces()))
         self._tasks.append(asyncio.create_task(self._maintain_sessions()))
+        self.hash_checks = HashCheckRunner(self.id, self._strong,
+                                           cfg.state_machine.hash_check_interval,
+                                           timing.request_timeout)
+        self._tasks.append(asyncio.create_task(self.hash_checks.run()))
+        self._tasks.append(asyncio.create_task(corrupt_when_present(self._strong)))
         self._tasks.append(asyncio.create_task(report_forever(
             self.id, self.support.versions, list(peers),
             lambda dst, payload: transport.send(dst, UPGRADE_CHANNEL, payload))))
@@ -341,6 +348,19 @@ class Node:
 
     # ------------------------------------------------------------------ health
 
+    def refusal(self) -> str | None:
+        """Why this node must not serve now (corrupt storage, or a state being re-synced
+        after a hash check found it diverged), or None."""
+        if self.corrupt:
+            return self.corrupt
+        return self.hash_checks.diverged if self.hash_checks is not None else None
+
+    def _reasons(self) -> list[str]:
+        reasons = list(self.repaired)
+        if self.hash_checks is not None:
+            reasons += [r for r in (self.hash_checks.diverged, self.hash_checks.disagreement) if r]
+        return reasons
+
     def upgrade_status(self) -> dict[str, Any]:
         """Each voter's supported state-machine versions and the group's active one."""
         if self.corrupt:
@@ -369,7 +389,8 @@ class Node:
         # A leader not heard from for two election timeouts is not reported as one.
         recent = status.since_leader_contact < 2 * self.config.timing.election_timeout
         leader = status.leader if status.role is Role.LEADER or recent else None
-        if self.strong.halted or self.eventual.halted or leader is None or failures_to_outage < 0:
+        if (self.strong.halted or self.eventual.halted or leader is None or failures_to_outage < 0
+                or self.refusal()):
             state = "unavailable"
         elif failures_to_outage == 0 or not self.namespaces_ready:
             state = "degraded"
@@ -397,6 +418,9 @@ class Node:
             "eventual": self._eventual_health(),
             #: stores found corrupt at start and rebuilt from the peers (configsvc.quarantine)
             "repairs": list(self.repaired),
+            #: why the status is what it is, beyond the numbers above
+            "reasons": self._reasons(),
+            "hash_checks": self.hash_checks.health() if self.hash_checks is not None else {},
         }
 
     def _eventual_health(self) -> dict[str, Any]:

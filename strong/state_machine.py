@@ -58,6 +58,13 @@ Rules (everything that decides what a replica's state becomes lives here):
 11. Supported range. A state machine applies under the versions of ``supported``
    (``SUPPORTED_VERSIONS`` unless a node caps it, ``configsvc.upgrade``); rule 4
    and ``restore`` use it.
+12. Hash checks (any version). ``HashCheck`` and ``HashReport`` change nothing in
+   the state (``NoopResult``; a binary that cannot decode them gets
+   ``malformed_command`` and changes nothing either, so they need no version).
+   After a slot holding ``HashCheck(id)`` applies, ``hash_events`` gets
+   ``(slot, id, "", state_hash at slot)``; for each ``HashReport`` it gets
+   ``(slot, id, node, digest)``. The driver drains them (``take_hash_events``);
+   they are in no snapshot (``strong.hash_check`` tallies them).
 """
 
 from __future__ import annotations
@@ -77,6 +84,8 @@ from strong.commands import (
     ExpireInstances,
     ExpireSessions,
     Get,
+    HashCheck,
+    HashReport,
     ListInstances,
     MalformedCommand,
     Noop,
@@ -180,6 +189,9 @@ class StateMachine:
         #: ``snapshot()`` of the current state, kept until the next ``apply``
         #: (hashing and compacting at the same index encode once)
         self._snapshot: bytes | None = None
+        #: hash-check events of applied slots, drained by the driver (rule 12; volatile)
+        self.hash_events: list[tuple[int, int, str, bytes]] = []
+        self._checks: list[int] = []
         #: bytes of commands applied by this object since it was made or restored
         #: (volatile, in no snapshot or hash): a driver compares it with its value at
         #: the last compaction to compact by log bytes, not only by slots
@@ -222,7 +234,16 @@ class StateMachine:
             else:
                 applied.append(Applied(cmd.client_id, cmd.seq, self._apply_command(cmd)))
         self.applied_index = slot
+        if self._checks:  # rule 12: the hash of the state at this slot
+            digest = hashlib.sha256(self.snapshot()).digest()
+            self.hash_events.extend((slot, check_id, "", digest) for check_id in self._checks)
+            self._checks.clear()
         return applied
+
+    def take_hash_events(self) -> list[tuple[int, int, str, bytes]]:
+        """Rule 12's events since the last call, in log order."""
+        events, self.hash_events = self.hash_events, []
+        return events
 
     def _apply_command(self, cmd: Command) -> Result:
         if cmd.seq == 0:
@@ -279,6 +300,12 @@ class StateMachine:
                 self._sessions.expire(now_ms, ttl_ms)
                 return NoopResult()
             case Noop():
+                return NoopResult()
+            case HashCheck(check_id):
+                self._checks.append(check_id)
+                return NoopResult()
+            case HashReport(check_id, node, digest):
+                self.hash_events.append((self.applied_index + 1, check_id, node, digest))
                 return NoopResult()
 
     def _key_op(self, op: TxnOp) -> Result:

@@ -124,6 +124,15 @@ class StrongDriver:
         self._reads: dict[int, asyncio.Future[Any]] = {}
         #: the snapshot being encoded in a worker thread, if any
         self._snapshotting: asyncio.Task[None] | None = None
+        #: hash-check events of applied slots go here (``strong.hash_check``); the driver
+        #: also compacts at every check slot, so that every replica holds a snapshot at
+        #: a checked index for a diverged one to re-sync from
+        self.on_hash_events: Callable[[list[tuple[int, int, str, bytes]]], None] | None = None
+        #: set by ``resync`` until the peer's snapshot replaced the state machine
+        self.resyncing = False
+        #: state machines replaced by a snapshot (a compaction encoded from an older one
+        #: is dropped)
+        self._restores = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -314,9 +323,12 @@ class StrongDriver:
 
     def _apply(self, ready: Ready) -> bool:
         """After the records are durable and the messages sent: install, apply, answer."""
-        if ready.snapshot is not None and ready.snapshot.index > self.sm.applied_index:
+        if ready.snapshot is not None and (ready.snapshot.index > self.sm.applied_index
+                                           or self.resyncing):
             self.sm = StateMachine.restore(ready.snapshot.data, self.versions)
             self._compacted_bytes = 0
+            self._restores += 1
+            self.resyncing = False
         for slot, batch in ready.committed:
             if slot <= self.sm.applied_index or self.halted:
                 continue
@@ -326,6 +338,8 @@ class StrongDriver:
                 self._halt(f"stopped applying at slot {slot}: {exc}")
                 break
             self.stats.applied_slots += 1
+            if self.sm.hash_events:
+                self._hash_events(slot)
             for a in applied:
                 holder = self._proposed.pop((a.client_id, a.seq), None)
                 if holder is not None:
@@ -353,7 +367,23 @@ class StrongDriver:
             self._snapshotting = asyncio.create_task(self._encode_snapshot(index, state))
         return True
 
+    def _hash_events(self, slot: int) -> None:
+        events = self.sm.take_hash_events()
+        if any(not node for _, _, node, _ in events) and not self.resyncing:
+            self.replica.compact(slot, self.sm.snapshot())  # encoded already, for the hash
+            self._compacted_bytes = self.sm.applied_bytes
+        if self.on_hash_events is not None:
+            self.on_hash_events(events)
+
+    def resync(self, peer: str) -> None:
+        """Replace the state machine by ``peer``'s snapshot and re-apply the log above it
+        (``strong.replica`` rule 10): this replica's applied state disagreed with the
+        majority's. ``resyncing`` is True until the snapshot is installed."""
+        self.resyncing = True
+        self.loop.submit(lambda: self.replica.resync(peer))
+
     async def _encode_snapshot(self, index: int, state: SnapshotState) -> None:
+        restores = self._restores
         try:
             data = await asyncio.to_thread(StateMachine.encode, state)
         except Exception as exc:
@@ -367,6 +397,8 @@ class StrongDriver:
 
         def compact() -> None:
             self._snapshotting = None
+            if restores != self._restores or self.resyncing:
+                return  # encoded from a state machine that was replaced (or is being)
             self.replica.compact(index, data)  # ignored if a newer snapshot arrived meanwhile
             self.sm.adopt_snapshot(index, data)
 
