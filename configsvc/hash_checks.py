@@ -12,10 +12,7 @@
 - Every node names disagreeing replicas in health (``replicas disagree at index
   N``), since the verdict and the reports are in everyone's log.
 
-``CONFIGSVC_TEST_CORRUPT_KEY=ns/key`` (test only) makes this node alter, once, in
-memory, the value of that key as soon as it exists: the divergence a bit flip in
-memory or a defect in one binary's apply code would cause, for tests that must
-show it is caught and repaired. A node with it set logs it loudly.
+Tests make a replica diverge through ``configsvc.corruption_seams``.
 """
 
 from __future__ import annotations
@@ -23,24 +20,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
-from dataclasses import replace
 from typing import Any
 
 from configsvc.runtime.strong_driver import Halted, NotLeader, OutcomeUnknown, StrongDriver
 from strong.commands import Command, encode_command
 from strong.hash_check import Check, HashChecks, Verdict
-from strong.kv import KVTable
 from strong.ops import HashCheck, HashReport
 from strong.ready import Role
 
-__all__ = ["CORRUPT_KEY_ENV", "HashCheckRunner", "corrupt_in_memory", "corrupt_when_present"]
+__all__ = ["HashCheckRunner"]
 
 log = logging.getLogger("configsvc.hash_checks")
-
-CORRUPT_KEY_ENV = "CONFIGSVC_TEST_CORRUPT_KEY"
-
 
 class HashCheckRunner:
     def __init__(self, node_id: str, strong: StrongDriver, interval: float,
@@ -151,29 +142,3 @@ class HashCheckRunner:
             "diverged": self.diverged,
             "repairs": self.repairs,
         }
-
-
-def corrupt_in_memory(strong: StrongDriver, spec: str) -> bool:
-    """Test seam (``CORRUPT_KEY_ENV``): alter ``ns/key``'s value in this node's state
-    machine, in memory, as a flipped bit would; True once done."""
-    ns, _, key = spec.partition("/")
-    table = strong.sm._tables.get(ns)  # a test seam reaches inside on purpose
-    if not isinstance(table, KVTable):
-        return False
-    kv = table.get(key.encode())
-    if kv is None:
-        return False
-    table.set(replace(kv, value=bytes([kv.value[0] ^ 1]) + kv.value[1:] if kv.value else b"\x01"))
-    strong.sm._snapshot = None
-    log.warning("TEST SEAM: altered %s in memory", spec)
-    return True
-
-
-async def corrupt_when_present(strong: StrongDriver) -> None:
-    """Run ``corrupt_in_memory`` once, as soon as the key exists (test only)."""
-    spec = os.environ.get(CORRUPT_KEY_ENV, "")
-    if not spec:
-        return
-    log.warning("TEST SEAM ACTIVE: %s=%s", CORRUPT_KEY_ENV, spec)
-    while not corrupt_in_memory(strong, spec):
-        await asyncio.sleep(0.05)  # period of a background task, not a test wait

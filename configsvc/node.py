@@ -20,8 +20,9 @@ from collections.abc import Callable
 from typing import Any
 
 from configsvc.config import ClusterConfig
+from configsvc.corruption_seams import corrupt_when_present
 from configsvc.datadir import InitialState, Member, open_data_dir, read_marker
-from configsvc.hash_checks import HashCheckRunner, corrupt_when_present
+from configsvc.hash_checks import HashCheckRunner
 from configsvc.quarantine import open_stores
 from configsvc.runtime.disk_storage import DiskStorage
 from configsvc.runtime.disklog import CorruptLog
@@ -230,7 +231,7 @@ class Node:
                                            cfg.state_machine.hash_check_interval,
                                            timing.request_timeout)
         self._tasks.append(asyncio.create_task(self.hash_checks.run()))
-        self._tasks.append(asyncio.create_task(corrupt_when_present(self._strong)))
+        self._tasks.append(asyncio.create_task(corrupt_when_present(self._strong, self._eventual)))
         self._tasks.append(asyncio.create_task(report_forever(
             self.id, self.support.versions, list(peers),
             lambda dst, payload: transport.send(dst, UPGRADE_CHANNEL, payload))))
@@ -357,6 +358,10 @@ class Node:
 
     def _reasons(self) -> list[str]:
         reasons = list(self.repaired)
+        divergences = self.eventual.status().divergences
+        if divergences:
+            reasons.append(f"eventual replicas diverged {divergences} times (equal version "
+                           "vectors, different states); repaired by full-state exchange")
         if self.hash_checks is not None:
             reasons += [r for r in (self.hash_checks.diverged, self.hash_checks.disagreement) if r]
         return reasons

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from configsvc.client import Client
-from configsvc.hash_checks import CORRUPT_KEY_ENV
+from configsvc.corruption_seams import CORRUPT_EVENTUAL_ENV, CORRUPT_KEY_ENV
 from tests.cluster import LocalCluster, wait_for
 
 pytestmark = pytest.mark.slow
@@ -60,5 +60,34 @@ def test_a_replica_whose_state_hash_disagrees_is_caught_stops_serving_and_is_rep
             assert client.get("app", "victim", stale=True) == b"good value"
         assert checks(c, "n3")["repairs"] == 1  # the seam fires once; repaired for good
         assert "re-synced from a peer's snapshot; serving again" in (tmp_path / "n3.log").read_text()
+    finally:
+        c.stop_all()
+
+
+def test_an_eventual_replica_corrupted_in_place_is_detected_and_repaired(tmp_path: Path) -> None:
+    """n3 brings back, in memory, a value it had overwritten (same version vector as
+    its peers, different state). The periodic repair probe compares state hashes
+    at equal version vectors; the push-pull full-state exchange removes the stray
+    value again, and health names the divergence."""
+    c = LocalCluster(tmp_path, nodes=3)
+    try:
+        for nid in c.ids:
+            c.env = {CORRUPT_EVENTUAL_ENV: "disc/victim"} if nid == "n3" else {}
+            c.start(nid)
+        wait_for(c.leader, 60, "a leader")
+        with Client(c.url("n3")) as client:
+            client.put("disc", "victim", "first")
+            client.put("disc", "victim", "second")
+        assert wait_for(lambda: "TEST SEAM: altered disc/victim" in (tmp_path / "n3.log").read_text(),
+                        30, "the seam to fire")
+
+        def divergences() -> int:
+            return sum(c.health(n)["eventual"]["divergences"] for n in c.ids)
+        wait_for(divergences, 60, "the divergence to be detected")
+        with Client(c.url("n3")) as client:
+            wait_for(lambda: client.siblings("disc", "victim") == [b"second"], 60,
+                     "n3 repaired (the stray value gone)")
+        reasons = [r for n in c.ids for r in c.health(n)["reasons"]]
+        assert any("eventual replicas diverged" in r for r in reasons), reasons
     finally:
         c.stop_all()
