@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 import httpx
@@ -45,9 +46,13 @@ def render_status(status: dict[str, Any], console: Console) -> None:
 
 
 def _upgrade(args: argparse.Namespace) -> int:
-    response = httpx.get(args.endpoint.rstrip("/") + "/v1/cluster/upgrade", timeout=10)
-    response.raise_for_status()
-    status = response.json()
+    try:
+        response = httpx.get(args.endpoint.rstrip("/") + "/v1/cluster/upgrade", timeout=10)
+        response.raise_for_status()
+        status = response.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        print(f"configsvc upgrade status: {args.endpoint}: {exc}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(status, indent=2))
     else:

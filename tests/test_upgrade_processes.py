@@ -11,6 +11,8 @@ state hashes at equal applied index) and every acknowledged write.
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import threading
 from functools import partial
 from pathlib import Path
@@ -99,6 +101,11 @@ def test_a_rolling_upgrade_moves_the_version_only_after_the_last_voter_and_nothi
             states = [upgrade_status(c, n) for n in c.ids]
             return len({(s["applied_index"], s["state_hash"]) for s in states}) == 1
         wait_for(converged, 60, "equal state hashes at equal applied index on every node")
+        shown = subprocess.run(
+            [sys.executable, "-m", "configsvc.cli", "upgrade", "status", "--endpoint", c.url("n2")],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout
+        assert f"active version: {NEW}" in shown and shown.count(f"1..{NEW}") == 3, shown
         assert not any(upgrade_status(c, n)["halted"] for n in c.ids)
         with Client(c.endpoints) as client:
             listed = {kv["key"] for kv in client.list("app", "w")}
