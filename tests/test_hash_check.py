@@ -96,14 +96,20 @@ def test_hash_ops_round_trip_and_bad_ones_are_refused() -> None:
         decode_command(encode_command(Command("", 0, HashCheck(3)))[:-1])
 
 
-def test_resync_installs_a_peers_snapshot_although_not_behind_and_reapplies_the_log() -> None:
+def _ten_slots_committed() -> tuple[Network, str, str]:
+    """Three replicas that committed ten slots: (the network, a follower to re-sync,
+    the other follower)."""
     net = Network(3)
     leader = net.elect()
     for i in range(10):
         net.propose(leader, i, f"v{i}".encode())
     net.tick(0.3)
     victim = next(n for n in net.ids if n != leader)
-    healthy = next(n for n in net.ids if n not in (leader, victim))
+    return net, victim, next(n for n in net.ids if n not in (leader, victim))
+
+
+def test_resync_installs_a_peers_snapshot_although_not_behind_and_reapplies_the_log() -> None:
+    net, victim, healthy = _ten_slots_committed()
     commit = net.replicas[victim].commit_index
     assert commit >= 10
     # the healthy peer compacts at slot 5; the victim never did
@@ -123,13 +129,7 @@ def test_resync_installs_a_peers_snapshot_although_not_behind_and_reapplies_the_
 
 
 def test_resync_refuses_a_snapshot_older_than_its_own() -> None:
-    net = Network(3)
-    leader = net.elect()
-    for i in range(10):
-        net.propose(leader, i, f"v{i}".encode())
-    net.tick(0.3)
-    victim = next(n for n in net.ids if n != leader)
-    healthy = next(n for n in net.ids if n not in (leader, victim))
+    net, victim, healthy = _ten_slots_committed()
     net.replicas[victim].compact(8, encoded_snapshot(100, b"V"))
     net.replicas[healthy].compact(5, encoded_snapshot(100, b"H"))
     net.deliver_all()
