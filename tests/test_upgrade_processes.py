@@ -110,6 +110,15 @@ def test_a_rolling_upgrade_moves_the_version_only_after_the_last_voter_and_nothi
         with Client(c.endpoints) as client:
             listed = {kv["key"] for kv in client.list("app", "w")}
         assert set(writer.acked) <= listed, "an acknowledged write was lost"
+        # An old binary started after the switch stops applying, with the reason.
+        c.kill("n1", signal.SIGTERM)
+        c.env = {MAX_VERSION_ENV: str(OLD)}
+        c.start("n1")
+        halted = wait_for(lambda: upgrade_status(c, "n1")["halted"], 60, "n1 to stop applying")
+        assert f"version {NEW}" in halted and f"this node supports 1..{OLD}" in halted, halted
+        assert c.health("n1")["status"] == "unavailable"
+        with Client([c.url("n2"), c.url("n3")]) as client:
+            client.put("app", "after", "still writable")  # n2 and n3 are a quorum
     finally:
         writer.stop.set()
         c.stop_all()
