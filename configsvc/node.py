@@ -356,8 +356,22 @@ class Node:
             return self.corrupt
         return self.hash_checks.diverged if self.hash_checks is not None else None
 
+    def _version_pending(self) -> str | None:
+        """Why the group is below the version both the target and this binary allow."""
+        active = self.strong.sm.version
+        goal = min(self.config.state_machine.version, self.support.versions.stop - 1)
+        if active >= goal:
+            return None
+        voters = self.strong.replica.config.voters
+        waiting = self.support.waiting_for(goal, voters, time.monotonic())
+        return (f"state-machine version {active}, {goal} pending"
+                + (f": waiting for {', '.join(waiting)} to support it" if waiting else ""))
+
     def _reasons(self) -> list[str]:
         reasons = list(self.repaired)
+        pending = self._version_pending()
+        if pending:
+            reasons.append(pending)
         divergences = self.eventual.status().divergences
         if divergences:
             reasons.append(f"eventual replicas diverged {divergences} times (equal version "
@@ -397,7 +411,7 @@ class Node:
         if (self.strong.halted or self.eventual.halted or leader is None or failures_to_outage < 0
                 or self.refusal()):
             state = "unavailable"
-        elif failures_to_outage == 0 or not self.namespaces_ready:
+        elif failures_to_outage == 0 or not self.namespaces_ready or self._version_pending():
             state = "degraded"
         else:
             state = "healthy"
