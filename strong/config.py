@@ -9,6 +9,7 @@ expired, measured conservatively under a clock-rate error of at most
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -96,6 +97,12 @@ class ReplicaConfig:
     #: restoring one); the quarter-snapshot floor keeps the cost of snapshotting a
     #: large state at O(1) per byte written (four bytes encoded per byte applied).
     snapshot_log_bytes: int = 4 << 20
+    #: whether a complete, CRC-valid snapshot received from a peer is one this node's
+    #: state machine can decode (the driver injects the decoder; the core treats
+    #: snapshots as opaque bytes). A snapshot it refuses is dropped before it is
+    #: persisted and asked for again, like one whose CRC does not match: persisted,
+    #: it would stop this node at every restart. ``None`` accepts any bytes.
+    snapshot_valid: Callable[[bytes], bool] | None = field(default=None, compare=False)
     bugs: PlantedBugs = field(default_factory=PlantedBugs)
 
     def __post_init__(self) -> None:

@@ -62,6 +62,16 @@ Rules this module obeys (each one is what safety rests on):
    recovered in phase 1, because it announces that index under its ballot and
    rule 3 lets followers commit their own entries of that ballot up to it.
 
+10. Resync. A replica told to ``resync(peer)`` (its state machine disagreed with
+   the majority's state hash, ``strong.hash_check``: its log is intact, its applied
+   state is not) steps down, campaigns not until done, and installs ``peer``'s
+   snapshot although it is not behind, if that snapshot is at or above its own.
+   Its commit index never decreases; the slots above the snapshot are applied
+   again from its own log (it holds them: above its own snapshot, at or below its
+   commit index). Safe: the snapshot is the applied state of chosen values
+   (rule 6), and the acceptor state (``promised``, ``accepted``) is untouched,
+   so every promise and vote it gave stays kept.
+
 Liveness (not safety) rests on two more: an election starts only after a
 pre-vote that a quorum granted, and a replica grants one only if it has not
 heard from a leader for an election timeout (a returning node cannot depose a
@@ -166,6 +176,8 @@ class Replica:
         self.snapshot_crc = checksum(self.snapshot) if self.snapshot is not None else 0
         #: the snapshot transfer in progress (volatile: a restart starts over)
         self.receiver = SnapshotReceiver()
+        #: rule 10: the peer whose snapshot replaces our applied state (volatile)
+        self.resync_from: str | None = None
         #: the snapshot each peer's transfer from us is pinned to (volatile)
         self.sender = SnapshotSender(idle=config.election_timeout)
         self.commit_index = durable.commit_index
@@ -267,8 +279,10 @@ class Replica:
         if lead is None:
             if self.candidacy is not None:
                 self._resend_parts(self.candidacy)
+            if self.resync_from is not None:
+                self._request_resync()
             if now >= self.election_deadline:
-                if not self.campaigning or not self.voting:
+                if not self.campaigning or not self.voting or self.resync_from is not None:
                     self.election_deadline = now + self._election_timeout()
                 elif self.config.bugs.no_prevote:
                     self._start_election()
@@ -333,6 +347,26 @@ class Replica:
         if self.leadership is not None or self.candidacy is not None:
             self._step_down()
         self.prevote = None
+
+    def resync(self, peer: str) -> None:
+        """Rule 10: replace this replica's applied state by ``peer``'s snapshot."""
+        if self.leadership is not None or self.candidacy is not None:
+            self._step_down()
+        self.prevote = None
+        self.resync_from = peer
+        self.receiver = SnapshotReceiver()
+        self.catchup_sent_at = float("-inf")
+        self._request_resync()
+
+    def _request_resync(self) -> None:
+        """Ask ``resync_from`` for its snapshot (from slot 1: a replica with a
+        snapshot answers with it), at most once per retransmit interval."""
+        assert self.resync_from is not None
+        if self.now - self.catchup_sent_at < self.config.retransmit_interval:
+            return
+        self.catchup_sent_at = self.now
+        index, offset = self.receiver.position(self.snapshot_index)
+        self._send(self.resync_from, CatchUpRequest(self.promised, 1, index, offset))
 
     def compact(self, index: int, snapshot: bytes) -> None:
         """The state machine's snapshot at ``index`` (<= applied) replaces slots <= index."""
@@ -540,7 +574,8 @@ class Replica:
         """Ask ``dst`` for what follows our commit index, naming the snapshot
         transfer in progress so that it resumes where it stopped."""
         self.catchup_sent_at = self.now
-        index, offset = self.receiver.position(self.commit_index)
+        floor = self.snapshot_index if self.resync_from is not None else self.commit_index
+        index, offset = self.receiver.position(floor)
         self._send(dst, CatchUpRequest(ballot, self.commit_index + 1, index, offset))
 
     def _on_catchup_request(self, src: str, msg: CatchUpRequest) -> None:
@@ -609,19 +644,28 @@ class Replica:
 
     def _on_install_snapshot(self, src: str, msg: InstallSnapshot) -> None:
         """One chunk; the snapshot is installed only once complete and verified."""
-        if msg.index <= self.commit_index or not self._learns_from_others(msg.ballot):
+        resync = src == self.resync_from and msg.index >= self.snapshot_index  # rule 10
+        if (msg.index <= self.commit_index and not resync) or not self._learns_from_others(msg.ballot):
             return
         outcome, data = self.receiver.offer(msg)
         if outcome is Offer.APPENDED:
-            self._send_catchup_request(src, self.promised)  # the next chunk, at once
+            if resync:
+                self.catchup_sent_at = float("-inf")
+                self._request_resync()
+            else:
+                self._send_catchup_request(src, self.promised)  # the next chunk, at once
         elif outcome is Offer.COMPLETE:
+            valid = self.config.snapshot_valid
+            if valid is not None and not valid(data):
+                return  # like a CRC mismatch (rule 6): dropped whole, asked for again
             self._install_snapshot(msg.index, data)
 
     def _install_snapshot(self, index: int, data: bytes) -> None:
         self.snapshot_index = index
         self.snapshot = data
         self.snapshot_crc = checksum(data)
-        self.commit_index = index
+        self.commit_index = max(self.commit_index, index)  # below it only by a resync (rule 10)
+        self.resync_from = None
         self.accepted = {s: v for s, v in self.accepted.items() if s > index}
         self.chosen = {s: v for s, v in self.chosen.items() if s > index}
         self._persist.append(SnapshotRecord(index, data))

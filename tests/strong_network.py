@@ -16,6 +16,7 @@ from strong.messages import Batch, Envelope
 from strong.ready import ReadState, Rejection
 from strong.records import Record
 from strong.replica import Replica
+from strong.sm_snapshot import snapshot_decodes
 from strong.storage import recover
 
 
@@ -23,7 +24,7 @@ class Network:
     def __init__(self, n: int = 3, seed: int = 0, **config: object) -> None:
         self.ids = [f"n{i + 1}" for i in range(n)]
         self.configs = {
-            nid: ReplicaConfig(nid, tuple(self.ids), **config)  # type: ignore[arg-type]
+            nid: ReplicaConfig(nid, tuple(self.ids), snapshot_valid=snapshot_decodes, **config)  # type: ignore[arg-type]
             for nid in self.ids
         }
         self.rng = random.Random(seed)

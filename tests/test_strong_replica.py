@@ -25,14 +25,16 @@ from strong.messages import (
 from strong.ready import ReadState, RejectReason, Role
 from strong.records import AcceptRecord, PromiseRecord
 from strong.replica import Replica
+from strong.sm_snapshot import snapshot_decodes
 from strong.storage import DurableState, recover
 from tests.strong_network import Network
+from tests.strong_snapshots import encoded_snapshot
 
 VOTERS = ("n1", "n2", "n3")
 
 
 def replica(node: str = "n1", durable: DurableState | None = None, **kw: object) -> Replica:
-    config = ReplicaConfig(node, VOTERS, **kw)  # type: ignore[arg-type]
+    config = ReplicaConfig(node, VOTERS, snapshot_valid=snapshot_decodes, **kw)  # type: ignore[arg-type]
     return Replica(config, durable or DurableState(), 0.0, random.Random(1))
 
 
@@ -335,7 +337,7 @@ def test_snapshot_transfer_to_a_replica_behind_compaction() -> None:
     for nid in net.ids:
         if nid != lagging:
             r = net.replicas[nid]
-            r.compact(r.commit_index, b"state@" + str(r.commit_index).encode())
+            r.compact(r.commit_index, encoded_snapshot(100, str(r.commit_index).encode()))
     net.heal()
     net.tick(1.0)
     lag = net.replicas[lagging]

@@ -103,6 +103,8 @@ def native_needs(node: Node) -> dict[str, NeedFn]:
         # namespace names and counts, no keys or values (docs/acl.md, "Public routes")
         "/v1/cluster/status": PUBLIC,
         "/metrics": PUBLIC,
+        # state-machine versions, applied index and state hash (configsvc.upgrade)
+        "/v1/cluster/upgrade": PUBLIC,
         "/v1/openapi.json": PUBLIC,
         "/ui": PUBLIC,
         "/ui/": PUBLIC,

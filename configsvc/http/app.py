@@ -169,6 +169,9 @@ def build_app(node: Node, forwarder: Forwarder | None = None) -> Starlette:
         """This node's metrics in Prometheus' text format (``configsvc.metrics``)."""
         return Response(node.metrics.expose(), media_type=CONTENT_TYPE_LATEST)
 
+    async def upgrade(request: Request) -> Response:
+        return JSONResponse(node.upgrade_status())
+
     async def openapi(request: Request) -> Response:
         return JSONResponse(OPENAPI)
 
@@ -189,6 +192,7 @@ def build_app(node: Node, forwarder: Forwarder | None = None) -> Starlette:
         Route("/v1/cluster/health", health, methods=["GET"]),
         Route("/v1/cluster/status", cluster, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/v1/cluster/upgrade", upgrade, methods=["GET"]),
         Route("/v1/openapi.json", openapi, methods=["GET"]),
         Route("/v1/admin/faults", admin.list_faults, methods=["GET"]),
         Route("/v1/admin/faults", admin.clear_faults, methods=["DELETE"]),

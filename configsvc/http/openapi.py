@@ -184,6 +184,8 @@ OPENAPI: dict[str, Any] = {
         "/v1/cluster/status": {"get": _op(
             "The cluster at a glance from this node: every node, namespace and reason",
             errors=())},
+        "/v1/cluster/upgrade": {"get": _op("State-machine versions: active, target, and "
+                                           "each voter's supported range")},
     },
     "components": {
         "schemas": {

@@ -38,6 +38,7 @@ from strong.config import PlantedBugs, ReplicaConfig
 from strong.messages import Accepted, Promise
 from strong.ops import CreateNamespace
 from strong.ready import Role
+from strong.sm_snapshot import snapshot_decodes
 from strong.state_machine import StateMachine
 
 FOLD = {"max_op_latency_s": "max", "unknown_ops": "sum", "elections": "sum"}
@@ -122,6 +123,7 @@ class StrongSimConfig:
             catchup_max_slots=self.catchup_max_slots,
             max_batch_bytes=self.max_batch_bytes,
             catchup_max_bytes=self.catchup_max_bytes,
+            snapshot_valid=snapshot_decodes,
             bugs=self.bugs,
         )
 
