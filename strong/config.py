@@ -47,6 +47,13 @@ class PlantedBugs:
     leader_takes_catchup: bool = False
     #: review S3 (rule 7): a non-voter acknowledges heartbeats
     nonvoter_acks: bool = False
+    #: membership rule 12: a leader proposes beyond a configuration slot not yet chosen
+    propose_beyond_change: bool = False
+    #: membership rule 13: phase 1 ignores the configurations its promises reveal
+    candidate_ignores_config: bool = False
+    #: membership rule 11: a learner's (or removed node's) Accepted and HeartbeatAck
+    #: count toward quorums
+    learner_in_quorum: bool = False
 
     def any(self) -> bool:
         return any(vars(self).values())
@@ -60,7 +67,8 @@ MAX_WINDOW = 1 << 16
 @dataclass(frozen=True)
 class ReplicaConfig:
     node_id: str
-    #: every voter, including this node
+    #: every voter of the bootstrap configuration (including this node unless it
+    #: joins as a learner); the log's configuration values supersede it
     voters: tuple[str, ...]
     heartbeat_interval: float = 0.05
     #: followers start an election after a random timeout in [t, 2t)
@@ -97,10 +105,17 @@ class ReplicaConfig:
     #: large state at O(1) per byte written (four bytes encoded per byte applied).
     snapshot_log_bytes: int = 4 << 20
     bugs: PlantedBugs = field(default_factory=PlantedBugs)
+    #: learners of the bootstrap configuration (a node joining names itself here)
+    learners: tuple[str, ...] = ()
+    #: a learner is promoted only once its commit index is within this many
+    #: slots of the leader's (``strong.replica`` rule 14)
+    promote_max_lag: int = 64
 
     def __post_init__(self) -> None:
-        if self.node_id not in self.voters:
+        if self.node_id not in self.voters and self.node_id not in self.learners:
             raise ValueError(f"node {self.node_id!r} is not among the voters {self.voters}")
+        if not self.voters or set(self.voters) & set(self.learners):
+            raise ValueError("need a voter, and no node both voter and learner")
         if len(set(self.voters)) != len(self.voters):
             raise ValueError("voters must be distinct")
         if not 0 <= self.max_drift < 0.5:

@@ -144,6 +144,15 @@ WIPE = StrongSimConfig(
                    ("leader_partial", 2), ("crash", 1)),
 )
 
+#: an operator adding, removing and replacing nodes (a dead one half the time)
+#: while clients write, leaders crash or are cut off and acceptors reboot
+#: right after replying
+MEMBERS = StrongSimConfig(
+    fault_interval=(0.2, 1.0),
+    fault_weights=(("heal", 1), ("member_change", 6), ("crash_leader", 1), ("crash", 1),
+                   ("isolate_leader", 1), ("crash_after_send", 2), ("leader_partial", 1)),
+)
+
 PROFILES: dict[str, StrongSimConfig | None] = {
     "swarm": None,
     "gray": GRAY,
@@ -156,6 +165,7 @@ PROFILES: dict[str, StrongSimConfig | None] = {
     "snapshots": SNAPSHOTS,
     "reads": SLOW_READS,
     "wipe": WIPE,
+    "members": MEMBERS,
 }
 
 

@@ -1,0 +1,169 @@
+"""Membership changes under simulation: an operator adding, removing and
+replacing nodes while clients write and faults strike.
+
+One operation at a time (the ``member_change`` fault starts one when none is
+running), each a script of single-server steps the operator retries until the
+cluster's configuration shows them done:
+
+- ``replace``: add a fresh node (a new id, an empty disk) as a learner,
+  promote it once it caught up, remove the old one, take the old one out of
+  service. The old one is a voter whose disk was wiped if there is one
+  (``strong.replica`` rule 7: it rejoins only as a new id), else a random
+  voter; half the time it is dead from the start (crashed, never restarted:
+  the operator replaces a dead machine), otherwise it runs until removed and
+  then half the time keeps running, removed, to show it cannot disturb the
+  group.
+- ``add``: a fresh node, as a learner, then promoted (at most 5 voters).
+- ``remove``: a random voter, the leader included (at least 3 voters stay).
+
+Invariants the schedule keeps, so that a failure is the cluster's fault, not
+the operator's: at most one voter is out of service for good at a time, and
+only while every other voter has its disk; the group never shrinks below
+three voters. Nothing here reads the cluster's volatile state to decide
+safety: the checkers are the usual ones (agreement, linearizability, no
+acknowledged write lost, liveness after the heal).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING
+
+from configsvc.sim.strong_node import SimStrongNode
+from strong.member_log import ChangeKind, MembershipChange
+from strong.membership import Member, Membership
+from strong.ready import Role
+
+if TYPE_CHECKING:
+    from configsvc.sim.strong_sim import StrongSim
+
+#: seconds between two looks at the cluster while a script runs
+POLL = 0.1
+#: a request is repeated after this long without the step being done
+RETRY = 0.6
+
+
+class MembershipAdmin:
+    def __init__(self, sim: StrongSim, rng: random.Random) -> None:
+        self.sim = sim
+        self.rng = rng
+        #: the steps left: (kind, node id)
+        self.script: list[tuple[str, str]] = []
+        self.requested_at = float("-inf")
+        self.request_id = 0
+        self.joined = 0
+        #: steps completed, by kind
+        self.done: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ views
+
+    def view(self) -> Membership:
+        """The configuration of the most advanced replica in service."""
+        nodes = [n for n in self.sim.nodes.values() if not n.decommissioned]
+        best = max(nodes, key=lambda n: (n.replica.commit_index, n.id))
+        return best.replica.members
+
+    def leader(self) -> SimStrongNode | None:
+        leaders = [n for n in self.sim.nodes.values()
+                   if n.up and not n.busy and n.replica.role is Role.LEADER]
+        return max(leaders, key=lambda n: n.replica.promised, default=None)
+
+    # ------------------------------------------------------------------ operations
+
+    def begin(self) -> None:
+        """Start an operation unless one is running."""
+        if self.script:
+            return
+        m = self.view()
+        voters = list(m.voters)
+        choices = ["replace"]
+        if len(voters) < 5:
+            choices.append("add")
+        if len(voters) > 3:
+            choices.append("remove")
+        op = self.rng.choice(choices)
+        if op == "remove":
+            victim = self.rng.choice(voters)
+            self.script = [("remove", victim), ("retire", victim)]
+        elif op == "add":
+            new = self._new_id()
+            self.script = [("add", new), ("promote", new)]
+        else:
+            wiped = [v for v in voters if not self.sim.nodes[v].voting]
+            victim = wiped[0] if wiped else self.rng.choice(voters)
+            others_whole = all(self.sim.nodes[v].voting for v in voters if v != victim)
+            if others_whole and len(voters) >= 3 and self.rng.random() < 0.5:
+                self._decommission(victim)  # a dead machine, replaced
+            new = self._new_id()
+            self.script = [("add", new), ("promote", new), ("remove", victim), ("retire", victim)]
+        self.requested_at = float("-inf")
+        self.sim.world.after(POLL, self._step)
+
+    def _new_id(self) -> str:
+        self.joined += 1
+        return f"j{self.joined}"
+
+    def _decommission(self, nid: str) -> None:
+        node = self.sim.nodes[nid]
+        node.decommissioned = True
+        node.crash()
+
+    # ------------------------------------------------------------------ steps
+
+    def _step(self) -> None:
+        while self.script and self._done(*self.script[0]):
+            kind, _ = self.script.pop(0)
+            self.done[kind] = self.done.get(kind, 0) + 1
+            self.requested_at = float("-inf")
+        if not self.script:
+            return
+        kind, nid = self.script[0]
+        if kind == "retire":
+            if self.rng.random() < 0.5:
+                self._decommission(nid)
+            self.script.pop(0)
+            self.done["retire"] = self.done.get("retire", 0) + 1
+            return
+        if kind == "add" and nid not in self.sim.nodes:
+            self._join(nid)
+        now = self.sim.world.now
+        leader = self.leader()
+        if leader is not None and now - self.requested_at >= RETRY:
+            self.requested_at = now
+            self.request_id += 1
+            change = MembershipChange(
+                {"add": ChangeKind.ADD_LEARNER, "promote": ChangeKind.PROMOTE,
+                 "remove": ChangeKind.REMOVE}[kind], Member(nid))
+            leader.replica.request_change(self.request_id, change, leader._now())
+            leader._process()
+        self.sim.world.after(POLL, self._step)
+
+    def _done(self, kind: str, nid: str) -> bool:
+        m = self.view()
+        if kind == "add":
+            return nid in m.members
+        if kind == "promote":
+            return nid in m.voters
+        if kind == "remove":
+            return nid not in m.members
+        return False
+
+    def _join(self, nid: str) -> None:
+        """A fresh node, told the current configuration, with itself as a learner."""
+        sim = self.sim
+        m = self.view()
+        sim.world.add_node(nid, sim.config.max_drift)
+        config = sim.config.replica_config(nid, m.voters, learners=(*m.learners, nid))
+        node = SimStrongNode(
+            sim.world, config,
+            fsync_latency=sim.config.fsync_latency,
+            max_message_bytes=sim.config.max_message_bytes,
+            snapshot_every=sim.config.snapshot_every,
+            hash_every=sim.config.hash_every,
+            tick_interval=sim.config.tick_interval,
+            on_apply=sim.observer.applied,
+            on_hash=sim.observer.hashed,
+            make_state_machine=sim.make_sm,
+        )
+        sim.nodes[nid] = node
+        sim.node_ids.append(nid)  # clients and faults see it from now on
