@@ -205,8 +205,6 @@ class Replica:
         self.peers = config.peers
         self.quorum = config.quorum
         self.members = self.bootstrap = Membership(config.voters, config.learners)
-        #: every node some configuration this replica saw names (rule 15)
-        self.known: set[str] = set(self.members.members)
         # Durable (mirrors storage; every change emits a record).
         self.promised = durable.promised
         self.accepted = dict(durable.accepted)
@@ -222,6 +220,7 @@ class Replica:
         #: rules 10-15: the configuration of each committed slot
         recorded = unwrap_snapshot(self.snapshot)[0] if self.snapshot is not None else None
         self.member_log = MemberLog(recorded or self.members, self.snapshot_index)
+        self.member_log.advance(self.commit_index, self._known_chosen)
         self._members_changed()
         self._changes: list[ChangeOutcome] = []
         #: rule 7: False after a reset (until a membership change makes it a voter again)
@@ -270,8 +269,10 @@ class Replica:
     def step(self, src: str, message: Message, now: float) -> None:
         """Handle one message from replica ``src``. Never raises on odd input."""
         self.now = now
-        if src == self.id or src not in self.known or src in self.members.retired:
-            return  # rule 15: a stranger, or a removed node, is heard no more
+        if src == self.id or src in self.members.retired:
+            return  # rule 15: a removed node is heard no more
+        # A node this replica never heard of may lead a configuration it has not
+        # learned yet: it is heard, and counted only where it votes (rule 11).
         match message:
             case Prepare():
                 self._on_prepare(src, message)
@@ -560,7 +561,6 @@ class Replica:
             self._learn_commit(src, msg.ballot, msg.commit_index)
             return
         if msg.slot > self.commit_index and msg.slot not in self.chosen:
-            self._learn_names(msg.value)
             self.accepted[msg.slot] = (msg.ballot, msg.value)
             self._durable(AcceptRecord(msg.slot, msg.ballot, msg.value))
         # else: already chosen here, and a leader only re-proposes chosen values.
@@ -663,7 +663,6 @@ class Replica:
         for offset, value in enumerate(msg.values):
             slot = msg.from_slot + offset
             if slot > self.commit_index and slot not in self.chosen:
-                self._learn_names(value)
                 self.chosen[slot] = value
                 self._persist.append(ChosenRecord(slot, value))
         if self.config.bugs.catchup_commits_uncarried:
@@ -896,7 +895,6 @@ class Replica:
             revealed = membership_of(values[slot])
             if revealed is None or revealed.count(complete) >= revealed.quorum:
                 continue
-            self.known.update(revealed.members)
             for node in revealed.voters:
                 if node != self.id and node not in cand.promises and node not in cand.asked:
                     cand.asked.add(node)
@@ -1174,22 +1172,34 @@ class Replica:
         self._changes.append(ChangeOutcome(request_id, ChangeStatus.REFUSED, why, 0, self.leader))
 
     def _try_change(self, lead: Leadership) -> None:
-        """Propose the waiting change once rule 12's conditions hold."""
+        """Refuse the waiting change if it makes no sense or would lose the quorum
+        (rule 14); else propose it once rule 12's conditions hold."""
         waiting = lead.change_waiting
         if waiting is None or not lead.active or lead.held or lead.change_slot > self.commit_index:
+            return
+        request_id, change = waiting
+        try:
+            new = change.apply(self.members)
+        except MembershipError as exc:
+            new, why = self.members, str(exc)
+        else:
+            why = self._change_refusal(lead, change, new)
+        if why is not None:
+            lead.change_waiting = None
+            self._refuse_change(request_id, why)
             return
         if not lead.own_commit:  # rule 12a: a value chosen at our ballot first
             if not lead.inflight and not lead.pending:
                 lead.next_slot += 1
                 self._propose_slot(lead, lead.next_slot - 1, NOOP)
             return
-        request_id, change = waiting
         lead.change_waiting = None
-        try:
-            new = change.apply(self.members)
-        except MembershipError as exc:
-            self._refuse_change(request_id, str(exc))
-            return
+        lead.change_slot, lead.change_request = lead.next_slot, request_id
+        lead.next_slot += 1
+        self._propose_slot(lead, lead.change_slot, membership_value(new))
+
+    def _change_refusal(self, lead: Leadership, change: MembershipChange,
+                        new: Membership) -> str | None:
         horizon = self.now - self.config.election_timeout
         live = {self.id} | {p for p, t in lead.last_ack.items() if t >= horizon}
         why = self.members.refusal(new, live)
@@ -1198,12 +1208,7 @@ class Replica:
             at = lead.peer_commit.get(target, 0)
             if at < self.commit_index - self.config.promote_max_lag:
                 why = f"learner {target!r} is behind: at slot {at} of {self.commit_index}"
-        if why is not None:
-            self._refuse_change(request_id, why)
-            return
-        lead.change_slot, lead.change_request = lead.next_slot, request_id
-        lead.next_slot += 1
-        self._propose_slot(lead, lead.change_slot, membership_value(new))
+        return why
 
     def _abandon_change(self, lead: Leadership) -> None:
         if lead.change_waiting is not None:
@@ -1214,15 +1219,9 @@ class Replica:
                 "the leader stepped down before the change was chosen", lead.change_slot))
         lead.change_waiting = lead.change_request = None
 
-    def _learn_names(self, value: Batch) -> None:
-        """A configuration value names nodes to hear from (rule 15)."""
-        revealed = membership_of(value)
-        if revealed is not None:
-            self.known.update(revealed.members)
 
     def _members_changed(self) -> None:
         m = self.members = self.member_log.current
-        self.known.update(m.members)
         self.quorum = max(1, len(m.voters) // 2) if self.config.bugs.half_quorum else m.quorum
         self.peers = tuple(n for n in m.members if n != self.id)
 
