@@ -47,8 +47,10 @@ class PlantedBugs:
     leader_takes_catchup: bool = False
     #: review S3 (rule 7): a non-voter acknowledges heartbeats
     nonvoter_acks: bool = False
-    #: membership rule 12: a leader proposes beyond a configuration slot not yet chosen
-    propose_beyond_change: bool = False
+    #: membership rule 12b-c: a leader proposes a change while another is pending
+    #: (building on the pending one) and proposes beyond a configuration slot not
+    #: yet chosen, counting quorums in its current configuration
+    concurrent_changes: bool = False
     #: membership rule 13: phase 1 ignores the configurations its promises reveal
     candidate_ignores_config: bool = False
     #: membership rule 11: a learner's (or removed node's) Accepted and HeartbeatAck

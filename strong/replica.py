@@ -90,8 +90,11 @@ Membership (``strong.membership``, ``strong.member_log``; docs/strong.md):
     accepted at a ballot between the chosen one's and ours is the chosen one.
     The lease wait takes every promise received; recovered values above an
     unchosen configuration slot are held back by rule 12c.
-14. A leader that commits its own removal steps down at once (the remaining
-    voters elect a successor). A learner is promoted only when its commit
+14. A leader that commits its own removal becomes a lame duck: it proposes
+    nothing more, answers no read, and heartbeats until a quorum of the new
+    configuration acknowledged a commit index at or above the change; then it
+    steps down and the remaining voters elect a successor (they must know
+    the change, or they would still count it as a voter). A learner is promoted only when its commit
     index is within ``promote_max_lag`` of the leader's, and a change that
     would leave fewer live voters (heard within an election timeout) than a
     quorum of the new configuration is refused with the reason.
@@ -867,7 +870,7 @@ class Replica:
         )
         for slot, value in values.items():
             if lead.held or (slot > self.commit_index + 1 and membership_of(values[slot - 1])
-                             and not cfg.bugs.propose_beyond_change):
+                             and not cfg.bugs.concurrent_changes):
                 lead.held[slot] = value  # rule 12: above a configuration not yet chosen
             else:
                 lead.inflight[slot] = InFlight(value, set(), float("-inf"))
@@ -1111,6 +1114,11 @@ class Replica:
             return
         lead.last_ack[src] = self.now
         lead.peer_commit[src] = msg.commit_index
+        if lead.lame_duck:
+            knows = [p for p, c in lead.peer_commit.items() if c >= self.commit_index]
+            if self.members.count(knows) >= self.quorum:
+                self._step_down()  # rule 14: the new configuration knows it
+            return
         if lead.rounds.ack(src, msg.round, self.now):
             self._confirm_reads(lead)
         if self._read_round_due(lead):
@@ -1125,7 +1133,7 @@ class Replica:
                 read.round = 0  # confirmed
 
     def _release_reads(self, lead: Leadership) -> None:
-        if not lead.active or not lead.reads:
+        if not lead.active or not lead.reads or lead.lame_duck:
             return
         lease = lead.rounds.lease_valid(self.now)
         keep: list[PendingRead] = []
@@ -1162,7 +1170,7 @@ class Replica:
         lead = self.leadership
         if lead is None:
             self._refuse_change(request_id, "not the leader")
-        elif lead.change_waiting or lead.change_slot > self.commit_index or lead.held:
+        elif lead.change_waiting or self._change_blocks(lead):
             self._refuse_change(request_id, "another membership change is in progress")
         else:
             lead.change_waiting = (request_id, change)
@@ -1175,11 +1183,16 @@ class Replica:
         """Refuse the waiting change if it makes no sense or would lose the quorum
         (rule 14); else propose it once rule 12's conditions hold."""
         waiting = lead.change_waiting
-        if waiting is None or not lead.active or lead.held or lead.change_slot > self.commit_index:
+        if waiting is None or not lead.active or self._change_blocks(lead):
             return
         request_id, change = waiting
+        base = self.members
+        pending = lead.inflight.get(lead.change_slot)
+        if self.config.bugs.concurrent_changes and pending is not None:
+            base = membership_of(pending.value) or base  # builds on the pending change
+        why: str | None
         try:
-            new = change.apply(self.members)
+            new = change.apply(base)
         except MembershipError as exc:
             new, why = self.members, str(exc)
         else:
@@ -1230,7 +1243,9 @@ class Replica:
 
     def _change_blocks(self, lead: Leadership) -> bool:
         """Rule 12c: nothing new is proposed above a configuration slot not yet chosen."""
-        if self.config.bugs.propose_beyond_change:
+        if lead.lame_duck:
+            return True
+        if self.config.bugs.concurrent_changes:
             return False
         return bool(lead.held) or lead.change_slot > self.commit_index
 
@@ -1253,7 +1268,9 @@ class Replica:
                     lead.change_request, ChangeStatus.DONE, "", lead.change_slot))
             lead.change_slot, lead.change_request = 0, None
         if self.id not in self.members.voters:
-            self._step_down()  # rule 14: a leader that removed itself hands over
+            if not lead.lame_duck:  # rule 14: announce the removal, then hand over
+                lead.lame_duck = True
+                self._heartbeat_round(lead)
             return
         self._release_held(lead)
         if self.leadership is lead:
@@ -1262,7 +1279,7 @@ class Replica:
     def _release_held(self, lead: Leadership) -> None:
         """Propose recovered values held above a configuration slot, up to the next one."""
         while (lead.held and lead.active and self.leadership is lead
-               and not lead.change_slot > self.commit_index):
+               and not self._change_blocks(lead)):
             slot = min(lead.held)
             value = lead.held.pop(slot)
             if membership_of(value) is not None:

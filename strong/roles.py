@@ -64,6 +64,8 @@ class Leadership:
     #: the slot of the configuration value in flight (0: none) and its request
     change_slot: int = 0
     change_request: int | None = None
+    #: the leader committed its own removal (membership rule 14)
+    lame_duck: bool = False
     #: a change waiting for ``own_commit``: (request id, change)
     change_waiting: tuple[int, MembershipChange] | None = None
 

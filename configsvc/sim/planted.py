@@ -145,12 +145,13 @@ WIPE = StrongSimConfig(
 )
 
 #: an operator adding, removing and replacing nodes (a dead one half the time)
-#: while clients write, leaders crash or are cut off and acceptors reboot
-#: right after replying
+#: while clients write, the leader is cut off with its learners, leaders crash
+#: and acceptors reboot right after replying
 MEMBERS = StrongSimConfig(
     fault_interval=(0.2, 1.0),
-    fault_weights=(("heal", 1), ("member_change", 6), ("crash_leader", 1), ("crash", 1),
-                   ("isolate_leader", 1), ("crash_after_send", 2), ("leader_partial", 1)),
+    fault_weights=(("heal", 1), ("member_change", 6), ("member_laggard", 3), ("split_leader", 3),
+                   ("crash_leader", 1), ("crash", 1), ("crash_after_send", 2),
+                   ("leader_partial", 1)),
 )
 
 PROFILES: dict[str, StrongSimConfig | None] = {

@@ -13,8 +13,17 @@ cluster's configuration shows them done:
   the operator replaces a dead machine), otherwise it runs until removed and
   then half the time keeps running, removed, to show it cannot disturb the
   group.
-- ``add``: a fresh node, as a learner, then promoted (at most 5 voters).
+- ``add``: a fresh node, as a learner, then promoted (at most 5 voters);
+  from three voters, half the time two at once: both join as learners, then
+  both promotions are requested together (the second must be refused while
+  the first is pending).
 - ``remove``: a random voter, the leader included (at least 3 voters stay).
+
+After a learner joins, the operator waits up to two seconds before promoting
+it (checking it caught up): a learner stays one long enough for faults to
+meet it. ``split_leader`` is the fault that makes learners and pending
+changes matter: the leader and its learners (or one other node) cut off from
+everyone else for a few election timeouts.
 
 Invariants the schedule keeps, so that a failure is the cluster's fault, not
 the operator's: at most one voter is out of service for good at a time, and
@@ -50,6 +59,8 @@ class MembershipAdmin:
         #: the steps left: (kind, node id)
         self.script: list[tuple[str, str]] = []
         self.requested_at = float("-inf")
+        #: the operator takes the next step no earlier than this (simulated time)
+        self.not_before = 0.0
         self.request_id = 0
         self.joined = 0
         #: steps completed, by kind
@@ -70,6 +81,25 @@ class MembershipAdmin:
 
     # ------------------------------------------------------------------ operations
 
+    def begin_laggard(self) -> None:
+        """Grow from three voters to five while one voter, x, is cut off (it
+        misses both changes), then cut x and another old voter y off together
+        from the rest for a few election timeouts: x campaigns with the
+        configuration it last committed, and its promises reveal the two
+        changes it must also hear quorums of (rule 13)."""
+        if self.script:
+            return
+        m = self.view()
+        leader = self.leader()
+        if len(m.voters) != 3 or leader is None:
+            return self.begin()
+        x, y = self.rng.sample([v for v in m.voters if v != leader.id], 2)
+        self.sim.world.isolate(x)
+        d, e = self._new_id(), self._new_id()
+        self.script = [("add", d), ("add", e), ("promote", d), ("promote", e), ("split", f"{x},{y}")]
+        self.requested_at = float("-inf")
+        self.sim.world.after(POLL, self._step)
+
     def begin(self) -> None:
         """Start an operation unless one is running."""
         if self.script:
@@ -85,6 +115,9 @@ class MembershipAdmin:
         if op == "remove":
             victim = self.rng.choice(voters)
             self.script = [("remove", victim), ("retire", victim)]
+        elif op == "add" and len(voters) == 3 and self.rng.random() < 0.5:
+            d, e = self._new_id(), self._new_id()
+            self.script = [("add", d), ("add", e), ("promote", d), ("promote", e)]
         elif op == "add":
             new = self._new_id()
             self.script = [("add", new), ("promote", new)]
@@ -111,13 +144,26 @@ class MembershipAdmin:
     # ------------------------------------------------------------------ steps
 
     def _step(self) -> None:
+        now = self.sim.world.now
         while self.script and self._done(*self.script[0]):
             kind, _ = self.script.pop(0)
             self.done[kind] = self.done.get(kind, 0) + 1
             self.requested_at = float("-inf")
+            if kind == "add":
+                self.not_before = now + self.rng.uniform(0.0, 2.0)
         if not self.script:
             return
+        if now < self.not_before:
+            self.sim.world.after(POLL, self._step)
+            return
         kind, nid = self.script[0]
+        if kind == "split":
+            self.script.pop(0)
+            if self.sim.faults_on:
+                self.sim.world.split([nid.split(",")])
+                timeout = self.sim.config.election_timeout
+                self.sim.while_faulty(self.rng.uniform(4.0, 8.0) * timeout, self.sim.world.heal)
+            return
         if kind == "retire":
             if self.rng.random() < 0.5:
                 self._decommission(nid)
@@ -126,27 +172,41 @@ class MembershipAdmin:
             return
         if kind == "add" and nid not in self.sim.nodes:
             self._join(nid)
-        now = self.sim.world.now
         leader = self.leader()
         if leader is not None and now - self.requested_at >= RETRY:
             self.requested_at = now
-            self.request_id += 1
-            change = MembershipChange(
-                {"add": ChangeKind.ADD_LEARNER, "promote": ChangeKind.PROMOTE,
-                 "remove": ChangeKind.REMOVE}[kind], Member(nid))
-            leader.replica.request_change(self.request_id, change, leader._now())
+            steps = [self.script[0]]
+            if kind == "promote" and len(self.script) > 1 and self.script[1][0] == "promote":
+                steps.append(self.script[1])  # both at once: the second must wait
+            for step_kind, step_id in steps:
+                self.request_id += 1
+                change = MembershipChange(
+                    {"add": ChangeKind.ADD_LEARNER, "promote": ChangeKind.PROMOTE,
+                     "remove": ChangeKind.REMOVE}[step_kind], Member(step_id))
+                leader.replica.request_change(self.request_id, change, leader._now())
             leader._process()
+            if len(steps) > 1 and self.sim.faults_on and self.rng.random() < 0.3:
+                # ...and the leader is cut off with one voter while they are pending
+                self.sim.while_faulty(self.rng.uniform(0.0, 0.1), split_leader, self.sim, False)
         self.sim.world.after(POLL, self._step)
 
     def _done(self, kind: str, nid: str) -> bool:
-        m = self.view()
+        """Every running node of the newest configuration has committed the step
+        (an operator checks every member, not only the leader, before acting on it)."""
+        newest = self.view()
+        running = [n for n in self.sim.nodes.values()
+                   if n.up and not n.decommissioned and n.id in newest.members]
+        return bool(running) and all(self._holds(kind, nid, n.replica.members) for n in running)
+
+    @staticmethod
+    def _holds(kind: str, nid: str, m: Membership) -> bool:
         if kind == "add":
             return nid in m.members
         if kind == "promote":
             return nid in m.voters
         if kind == "remove":
             return nid not in m.members
-        return False
+        return False  # retire, split: actions, taken when reached
 
     def _join(self, nid: str) -> None:
         """A fresh node, told the current configuration, with itself as a learner."""
@@ -167,3 +227,19 @@ class MembershipAdmin:
         )
         sim.nodes[nid] = node
         sim.node_ids.append(nid)  # clients and faults see it from now on
+
+
+def split_leader(sim: StrongSim, with_learners: bool = True) -> None:
+    """The leader and its learners (or, with none, one other node) cut off from
+    the rest for two to four election timeouts: only voters may choose values,
+    and a change pending at the leader meets a successor elected by the rest."""
+    admin = sim.admin
+    leader = admin.leader()
+    if leader is None:
+        return
+    members = leader.replica.members
+    partners = [n for n in members.learners if n in sim.nodes] if with_learners else []
+    if not partners:
+        partners = [sim.rng.choice([n for n in members.members if n != leader.id])]
+    sim.world.split([[leader.id, *partners]])
+    sim.while_faulty(sim.rng.uniform(2.0, 4.0) * sim.config.election_timeout, sim.world.heal)

@@ -29,7 +29,7 @@ from configsvc.sim import strong_schedules as schedules
 from configsvc.sim.runner import SeedResult
 from configsvc.sim.strong_checks import Observer, check_history, lost_writes
 from configsvc.sim.strong_client import HistoryOp, SimStrongClient
-from configsvc.sim.strong_members import MembershipAdmin
+from configsvc.sim.strong_members import MembershipAdmin, split_leader
 from configsvc.sim.strong_node import SimStrongNode
 from configsvc.sim.strong_readers import OpenLoopReaders
 from configsvc.sim.strong_swarm import swarm
@@ -336,6 +336,10 @@ class StrongSim:
                 world.after(rng.uniform(0.05, 1.0), node.restart)
         elif kind == "member_change":
             self.admin.begin()
+        elif kind == "split_leader":
+            split_leader(self)
+        elif kind == "member_laggard":
+            self.admin.begin_laggard()
         elif kind == "bridge":
             world.bridge(rng.choice(self.node_ids))
         elif kind == "one_way":
