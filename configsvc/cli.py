@@ -366,6 +366,10 @@ def build_parser() -> argparse.ArgumentParser:
     _svc_parser(sub, endpoint)
     _add_config(sub, endpoint)
 
+    from configsvc import member_cli  # configsvc member ...
+
+    member_cli.add_parser(sub, endpoint)
+
     status = sub.add_parser("status", help="members, roles, health")
     endpoint(status)
     status.set_defaults(func=_status)

@@ -21,6 +21,7 @@ from typing import Any
 
 from configsvc.config import ClusterConfig
 from configsvc.datadir import InitialState, Member, open_data_dir
+from configsvc.node_members import PeerBook, bootstrap
 from configsvc.runtime.disk_storage import DiskStorage, eventual_storage, strong_storage
 from configsvc.runtime.disklog import CorruptLog
 from configsvc.runtime.eventual_driver import CHANNEL as EVENTUAL_CHANNEL
@@ -173,9 +174,11 @@ class Node:
                 secret=secret,
             )
         )
+        voters, learners = bootstrap(cfg, self.id)
         replica_config = ReplicaConfig(
             self.id,
-            tuple(n.id for n in cfg.nodes),
+            voters,
+            learners=learners,
             heartbeat_interval=timing.heartbeat_interval,
             election_timeout=timing.election_timeout,
             lease_duration=timing.lease_duration,
@@ -190,6 +193,9 @@ class Node:
             voting=self.member.voting,
         )
         self.transport.on_receive(CHANNEL, self._strong.deliver)
+        self.peer_book = PeerBook(self.id, self.transport)
+        self.peer_book.update(self._strong.members)
+        self._strong.on_members = self.peer_book.update
         assert self.event_storage is not None
         self._eventual = EventualDriver(
             EventualConfig(self.id, tuple(n.id for n in cfg.nodes), namespaces=self.merges,

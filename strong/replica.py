@@ -1278,8 +1278,8 @@ class Replica:
 
     def _release_held(self, lead: Leadership) -> None:
         """Propose recovered values held above a configuration slot, up to the next one."""
-        while (lead.held and lead.active and self.leadership is lead
-               and not self._change_blocks(lead)):
+        while (lead.held and lead.active and self.leadership is lead and not lead.lame_duck
+               and not lead.change_slot > self.commit_index):
             slot = min(lead.held)
             value = lead.held.pop(slot)
             if membership_of(value) is not None:

@@ -32,6 +32,8 @@ from configsvc.runtime.loop import CoreLoop, Step
 from strong.ballot import Ballot
 from strong.commands import MalformedCommand, decode_command
 from strong.config import ReplicaConfig
+from strong.member_log import ChangeOutcome, MembershipChange
+from strong.membership import Membership
 from strong.ops import ReadOp
 from strong.ready import Ready, RejectReason, Role
 from strong.records import CommitRecord
@@ -119,6 +121,11 @@ class StrongDriver:
         self._reads: dict[int, asyncio.Future[Any]] = {}
         #: the snapshot being encoded in a worker thread, if any
         self._snapshotting: asyncio.Task[None] | None = None
+        #: membership change requests awaiting their outcome
+        self._changes: dict[int, asyncio.Future[ChangeOutcome]] = {}
+        #: called from the loop task whenever the configuration changes
+        self.on_members: Callable[[Membership], None] | None = None
+        self._members_seen = self.replica.members
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -224,6 +231,28 @@ class StrongDriver:
     async def wait_for_change(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Wait until ``predicate()`` holds after some apply; False on timeout (watches)."""
         return await self.loop.wait_for(predicate, timeout)
+
+    async def change_members(self, change: MembershipChange, timeout: float) -> ChangeOutcome:
+        """Ask this replica (which must lead) to change the configuration by one
+        server; the outcome once chosen or refused. Raises OutcomeUnknown (no
+        outcome in time: read the configuration), Halted."""
+        self._check_running()
+        fut: asyncio.Future[ChangeOutcome] = asyncio.get_running_loop().create_future()
+        self._next_request += 1
+        rid = self._next_request
+        self._changes[rid] = fut
+        self.loop.submit(lambda: self.replica.request_change(rid, change, self.clock()))
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(fut)
+        except TimeoutError:
+            raise OutcomeUnknown(f"no outcome within {timeout}s") from None
+        finally:
+            self._changes.pop(rid, None)
+
+    @property
+    def members(self) -> Membership:
+        return self.replica.members
 
     def status(self) -> ReplicaStatus:
         return self.replica.status(self.clock())
@@ -336,6 +365,14 @@ class StrongDriver:
                 read.set_result(rs.index)
         for rej in ready.rejected:
             self._reject(rej.request_id, rej.reason, rej.leader_hint)
+        for outcome in ready.changes:
+            change = self._changes.get(outcome.request_id)
+            if change is not None and not change.done():
+                change.set_result(outcome)
+        if self.replica.members is not self._members_seen:
+            self._members_seen = self.replica.members
+            if self.on_members is not None:
+                self.on_members(self._members_seen)
         behind = self.sm.applied_index - self.replica.snapshot_index
         if self._snapshotting is None and behind > 0 and (
             behind >= self.snapshot_every
