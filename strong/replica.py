@@ -1215,13 +1215,14 @@ class Replica:
                         new: Membership) -> str | None:
         horizon = self.now - self.config.election_timeout
         live = {self.id} | {p for p, t in lead.last_ack.items() if t >= horizon}
-        why = self.members.refusal(new, live)
         target = change.member.node_id
-        if why is None and change.kind is ChangeKind.PROMOTE:
+        if change.kind is ChangeKind.PROMOTE:
             at = lead.peer_commit.get(target, 0)
+            if target not in live:
+                return f"learner {target!r} is behind: not heard from lately"
             if at < self.commit_index - self.config.promote_max_lag:
-                why = f"learner {target!r} is behind: at slot {at} of {self.commit_index}"
-        return why
+                return f"learner {target!r} is behind: at slot {at} of {self.commit_index}"
+        return self.members.refusal(new, live)
 
     def _abandon_change(self, lead: Leadership) -> None:
         if lead.change_waiting is not None:
