@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
+from collections.abc import Callable
 
 from strong.config import ReplicaConfig
 from strong.member_log import ChangeOutcome
@@ -37,6 +38,8 @@ class Network:
         self.changes: dict[str, list[ChangeOutcome]] = {nid: [] for nid in self.ids}
         self.options = config
         self.cut_links: set[tuple[str, str]] = set()
+        #: drops a message when it returns True (scripted schedules)
+        self.drop: Callable[[Envelope], bool] = lambda env: False
         self.queue: deque[Envelope] = deque()
 
     def _boot(self, nid: str) -> Replica:
@@ -91,7 +94,7 @@ class Network:
             steps += 1
             assert steps < limit, "the network never went quiet"
             env = self.queue.popleft()
-            if (env.src, env.dst) in self.cut_links:
+            if (env.src, env.dst) in self.cut_links or self.drop(env):
                 continue
             self.replicas[env.dst].step(env.src, env.message, self.now)
             self.collect(env.dst)

@@ -19,6 +19,7 @@ from strong.membership import (
     unwrap_snapshot,
     wrap_snapshot,
 )
+from strong.messages import Accept, Accepted, CatchUpReply, Envelope
 from tests.strong_network import Network
 
 
@@ -254,3 +255,54 @@ def test_phase1_asks_the_voters_of_a_revealed_configuration() -> None:
         assert led is leads
         if not leads:
             assert net.replicas["n4"].promised.node_id == "n3"  # it was asked
+
+
+def test_two_changes_at_once_lose_a_chosen_value() -> None:
+    """Why rule 12b-c. With ``concurrent_changes`` planted, the leader puts
+    "promote n4" (j1), "promote n5" (j2) and a write s in flight together. The
+    acknowledgements of j1 and j2 are late, so s is counted in the first
+    configuration (quorum 2 of 3): the leader and one follower choose it. n3,
+    n4 and n5 accept j1 and j2, never see s, and learn the commit index: cut
+    off from the other two they are a quorum of {n1..n5} and choose another
+    value for s's slot. Without the bug the second promotion is refused and
+    s waits for j1, so the three cannot elect."""
+    for bugs, disagree in ((PlantedBugs(concurrent_changes=True), True), (PlantedBugs(), False)):
+        net = Network(3, bugs=bugs)
+        leader = net.elect()
+        for i, nid in enumerate(("n4", "n5")):
+            net.join(nid, ("n1", "n2", "n3"))
+            assert request(net, ChangeKind.ADD_LEARNER, nid, 10 + i) is ChangeStatus.DONE
+        lead = net.replicas[leader]
+        second = next(n for n in ("n1", "n2", "n3") if n != leader)
+        rest = [n for n in net.ids if n not in (leader, second)]
+        assert lead.leadership is not None
+        start = lead.leadership.next_slot
+
+        def hidden(env: Envelope, late: bool, rest: list[str] = rest, start: int = start) -> bool:
+            m = env.message
+            if late and isinstance(m, Accepted) and m.slot < start + 2:
+                return True  # the acknowledgements of j1 and j2 are late
+            return env.dst in rest and (isinstance(m, CatchUpReply) or (
+                isinstance(m, Accept) and m.slot >= start and membership_of(m.value) is None))
+
+        net.drop = lambda env: hidden(env, True)
+        lead.request_change(20, change(ChangeKind.PROMOTE, "n4"), net.now)
+        lead.request_change(21, change(ChangeKind.PROMOTE, "n5"), net.now)
+        lead.propose(22, b"s", net.now)
+        net.deliver_all()
+        net.drop = lambda env: hidden(env, False)
+        net.tick(0.5)
+        for nid in (leader, second):
+            net.isolate(nid)
+        net.drop = lambda env: False
+        net.tick(5.0)
+        successor = next((n for n in rest if net.replicas[n].leadership is not None), None)
+        if successor is not None:
+            write(net, successor, 30, b"other")
+        net.heal()
+        net.tick(2.0)
+        slots: dict[int, set[tuple[bytes, ...]]] = {}
+        for nid in net.ids:
+            for slot, batch in net.applied[nid]:
+                slots.setdefault(slot, set()).add(batch)
+        assert any(len(v) > 1 for v in slots.values()) is disagree, slots

@@ -18,6 +18,12 @@ cluster's configuration shows them done:
   both promotions are requested together (the second must be refused while
   the first is pending).
 - ``remove``: a random voter, the leader included (at least 3 voters stay).
+- ``laggard`` (``begin_laggard``): from three voters, grow to five while one
+  old voter x is cut off, so it misses both changes; then cut x off together
+  with another old voter y until x leads (or four election timeouts pass),
+  and heal: x campaigned with the configuration it last committed, and must
+  have heard a quorum of each configuration its promises revealed (rule 13)
+  before it meets the others with the highest ballot.
 
 After a learner joins, the operator waits up to two seconds before promoting
 it (checking it caught up): a learner stays one long enough for faults to
@@ -40,7 +46,8 @@ from typing import TYPE_CHECKING
 
 from configsvc.sim.strong_node import SimStrongNode
 from strong.member_log import ChangeKind, MembershipChange
-from strong.membership import Member, Membership
+from strong.membership import Member, Membership, membership_of
+from strong.messages import Accept, Accepted, CatchUpReply
 from strong.ready import Role
 
 if TYPE_CHECKING:
@@ -160,9 +167,10 @@ class MembershipAdmin:
         if kind == "split":
             self.script.pop(0)
             if self.sim.faults_on:
-                self.sim.world.split([nid.split(",")])
-                timeout = self.sim.config.election_timeout
-                self.sim.while_faulty(self.rng.uniform(4.0, 8.0) * timeout, self.sim.world.heal)
+                x, y = nid.split(",")
+                self.sim.world.split([[x, y]])
+                limit = now + 4 * self.sim.config.election_timeout
+                self.sim.world.after(POLL / 10, self._heal_once_leading, x, limit)
             return
         if kind == "retire":
             if self.rng.random() < 0.5:
@@ -178,6 +186,8 @@ class MembershipAdmin:
             steps = [self.script[0]]
             if kind == "promote" and len(self.script) > 1 and self.script[1][0] == "promote":
                 steps.append(self.script[1])  # both at once: the second must wait
+            lead = leader.replica.leadership
+            start = lead.next_slot if lead is not None else 0
             for step_kind, step_id in steps:
                 self.request_id += 1
                 change = MembershipChange(
@@ -185,18 +195,22 @@ class MembershipAdmin:
                      "remove": ChangeKind.REMOVE}[step_kind], Member(step_id))
                 leader.replica.request_change(self.request_id, change, leader._now())
             leader._process()
-            if len(steps) > 1 and self.sim.faults_on and self.rng.random() < 0.3:
-                # ...and the leader is cut off with one voter while they are pending
-                self.sim.while_faulty(self.rng.uniform(0.0, 0.1), split_leader, self.sim, False)
+            if len(steps) > 1 and self.sim.faults_on:
+                if self.rng.random() < 0.5:
+                    pipelined_split(self.sim, leader.id, start)
+                else:  # ...or the leader is cut off with one voter while they are pending
+                    self.sim.while_faulty(self.rng.uniform(0.0, 0.1), split_leader, self.sim, False)
         self.sim.world.after(POLL, self._step)
 
     def _done(self, kind: str, nid: str) -> bool:
-        """Every running node of the newest configuration has committed the step
-        (an operator checks every member, not only the leader, before acting on it)."""
+        """A quorum of the newest configuration's voters has committed the step
+        (an operator checks the members, not only the leader, before acting on it;
+        a member cut off may learn it later)."""
         newest = self.view()
-        running = [n for n in self.sim.nodes.values()
-                   if n.up and not n.decommissioned and n.id in newest.members]
-        return bool(running) and all(self._holds(kind, nid, n.replica.members) for n in running)
+        knowing = [v for v in newest.voters if v in self.sim.nodes
+                   and not self.sim.nodes[v].decommissioned
+                   and self._holds(kind, nid, self.sim.nodes[v].replica.members)]
+        return len(knowing) >= newest.quorum
 
     @staticmethod
     def _holds(kind: str, nid: str, m: Membership) -> bool:
@@ -207,6 +221,16 @@ class MembershipAdmin:
         if kind == "remove":
             return nid not in m.members
         return False  # retire, split: actions, taken when reached
+
+    def _heal_once_leading(self, x: str, limit: float) -> None:
+        """End the laggard's split as soon as it leads (it then meets the
+        others with the highest ballot), or at ``limit``."""
+        if not self.sim.faults_on:
+            return
+        if self.sim.nodes[x].replica.role is Role.LEADER or self.sim.world.now >= limit:
+            self.sim.world.heal()
+            return
+        self.sim.world.after(POLL / 10, self._heal_once_leading, x, limit)
 
     def _join(self, nid: str) -> None:
         """A fresh node, told the current configuration, with itself as a learner."""
@@ -243,3 +267,40 @@ def split_leader(sim: StrongSim, with_learners: bool = True) -> None:
         partners = [sim.rng.choice([n for n in members.members if n != leader.id])]
     sim.world.split([[leader.id, *partners]])
     sim.while_faulty(sim.rng.uniform(2.0, 4.0) * sim.config.election_timeout, sim.world.heal)
+
+
+def pipelined_split(sim: StrongSim, leader: str, start: int) -> None:
+    """Two promotions were just requested together, at slots from ``start``.
+    Their acknowledgements are late (a moment), and the slots above them reach
+    only the leader and one old voter (catch-up replies to the others are lost
+    too) until those two are cut off from the rest: a value chosen above an
+    unchosen change must have been counted in the configuration that governs
+    it (rule 12), or the rest, a quorum of the new configuration, choose
+    another one."""
+    m = sim.nodes[leader].replica.members
+    second = sim.rng.choice([v for v in m.voters if v != leader])
+    pair = {leader, second}
+
+    def late_acks(src: str, dst: str, message: object) -> bool:
+        return isinstance(message, Accepted) and start <= message.slot < start + 2
+
+    def hidden(src: str, dst: str, message: object) -> bool:
+        if dst in pair:
+            return False
+        return isinstance(message, CatchUpReply) or (
+            isinstance(message, Accept) and message.slot >= start
+            and membership_of(message.value) is None)
+
+    sim.world.drop_if.extend([late_acks, hidden])
+    timeout = sim.config.election_timeout
+
+    def acks_arrive() -> None:
+        if late_acks in sim.world.drop_if:
+            sim.world.drop_if.remove(late_acks)
+
+    def cut_off() -> None:
+        sim.world.split([sorted(pair)])
+        sim.while_faulty(sim.rng.uniform(2.0, 4.0) * timeout, sim.world.heal)
+
+    sim.while_faulty(sim.rng.uniform(0.01, 0.05), acks_arrive)
+    sim.while_faulty(sim.rng.uniform(0.2, 1.0) * timeout, cut_off)
