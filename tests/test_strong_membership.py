@@ -306,3 +306,24 @@ def test_two_changes_at_once_lose_a_chosen_value() -> None:
             for slot, batch in net.applied[nid]:
                 slots.setdefault(slot, set()).add(batch)
         assert any(len(v) > 1 for v in slots.values()) is disagree, slots
+
+
+def test_recovered_values_above_a_configuration_slot_are_proposed_once_it_is_chosen() -> None:
+    """A new leader's phase 1 finds a configuration value at slot 2 and a
+    command at slot 3 (accepted at ballot 1, never committed). Slot 3 is held
+    until slot 2 is chosen (rule 12c), then proposed: every replica applies
+    both. (A leader once kept such a slot held for good: found by the
+    simulator as a liveness failure.)"""
+    net = Network(3)
+    c1 = Membership(("n1", "n2", "n3")).add_learner(Member("n4"))
+    b1 = Ballot(1, "n1")
+    for nid in ("n2", "n3"):
+        r = net.replicas[nid]
+        r.promised = b1
+        r.accepted = {1: (b1, ()), 2: (b1, membership_value(c1)), 3: (b1, (b"held",))}
+    net.join("n4", ("n1", "n2", "n3"))
+    leader = net.elect()
+    net.tick(1.0)
+    for nid in net.ids:
+        assert [b for _, b in net.applied[nid]][1:3] == [membership_value(c1), (b"held",)], nid
+    assert net.replicas[leader].members == c1
