@@ -52,6 +52,9 @@ class NodeConfig(_Strict):
     data_dir: str | None = None
     #: where this node serves the Consul-compatible API (docs/consul.md); none if unset
     consul_port: int | None = Field(default=None, ge=1, le=65535)
+    #: added after the cluster was created, by a membership change: it starts as
+    #: a learner and votes once promoted (docs/membership.md)
+    join: bool = False
 
     @field_validator("id")
     @classmethod

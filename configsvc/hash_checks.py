@@ -7,7 +7,7 @@
 - When a verdict says this node's state differs from the majority's, the node
   stops serving (every API answers ``503`` with the reason), asks the driver to
   re-sync from a node that agreed (``StrongDriver.resync``; ``strong.replica``
-  rule 10), and serves again once the peer's snapshot replaced its state machine.
+  rule 16), and serves again once the peer's snapshot replaced its state machine.
   The next check confirms the repair.
 - Every node names disagreeing replicas in health (``replicas disagree at index
   N``), since the verdict and the reports are in everyone's log.

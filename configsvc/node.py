@@ -33,6 +33,7 @@ from configsvc.health_report import (
     strong_reasons,
 )
 from configsvc.metrics import NodeCollector, NodeMetrics
+from configsvc.node_members import PeerBook, bootstrap
 from configsvc.quarantine import open_stores
 from configsvc.runtime.disk_storage import DiskStorage
 from configsvc.runtime.disklog import CorruptLog
@@ -201,9 +202,11 @@ class Node:
                 secret=secret,
             )
         )
+        voters, learners = bootstrap(cfg, self.id)
         replica_config = ReplicaConfig(
             self.id,
-            tuple(n.id for n in cfg.nodes),
+            voters,
+            learners=learners,
             heartbeat_interval=timing.heartbeat_interval,
             election_timeout=timing.election_timeout,
             lease_duration=timing.lease_duration,
@@ -223,6 +226,9 @@ class Node:
         self.transport.on_receive(CHANNEL, self._strong.deliver)
         self.transport.on_receive(
             UPGRADE_CHANNEL, lambda src, payload: self.support.deliver(src, payload, time.monotonic()))
+        self.peer_book = PeerBook(self.id, self.transport)
+        self.peer_book.update(self._strong.members)
+        self._strong.on_members = self.peer_book.update
         assert self.event_storage is not None
         self._eventual = EventualDriver(
             EventualConfig(self.id, tuple(n.id for n in cfg.nodes), namespaces=self.merges,
@@ -351,7 +357,7 @@ class Node:
                 ops: list[SetVersion | ExpireSessions | ExpireInstances] = []
                 sm = self.strong.sm
                 version = self.support.next_version(
-                    sm.version, cfg.version, self.strong.replica.config.voters, now)
+                    sm.version, cfg.version, self.strong.members.voters, now)
                 if version is not None:  # every voter supports it (configsvc.upgrade rule 2)
                     ops, wait = [SetVersion(version)], 0.2
                 else:
@@ -391,7 +397,7 @@ class Node:
         goal = min(self.config.state_machine.version, self.support.versions.stop - 1)
         if active >= goal:
             return None
-        voters = self.strong.replica.config.voters
+        voters = self.strong.members.voters
         waiting = self.support.waiting_for(goal, voters, time.monotonic())
         return (f"state-machine version {active}, {goal} pending"
                 + (f": waiting for {', '.join(waiting)} to support it" if waiting else ""))
@@ -414,7 +420,7 @@ class Node:
         if self.corrupt:
             return {"node": self.id, "error": self.corrupt}
         status = self.support.status(self.strong.sm.version, self.config.state_machine.version,
-                                     self.strong.replica.config.voters, time.monotonic())
+                                     self.strong.members.voters, time.monotonic())
         sm = self.strong.sm
         return status | {"applied_index": sm.applied_index, "state_hash": sm.state_hash(),
                          "halted": self.strong.halted}
@@ -426,16 +432,18 @@ class Node:
             return {"node": self.id, "status": "unavailable", "error": self.corrupt,
                     "reasons": [reason.to_json()]}
         status = self.strong.status()
-        voters = [n.id for n in self.config.nodes]
+        # The configuration this node committed (``strong.membership``): the
+        # cluster file names only the bootstrap one.
+        voters = list(self.strong.members.voters)
         quorum = len(voters) // 2 + 1
         horizon = self.config.timing.election_timeout * 2
         assert self.transport is not None
         stats = self.transport.stats()
         now = asyncio.get_running_loop().time()  # the transport's clock
-        reachable = [self.id] + [
+        reachable = [p for p in (self.id, *(
             p for p, s in stats.peers.items()
             if s.connected and s.last_contact is not None and now - s.last_contact < horizon
-        ]
+        )) if p in voters]
         failures_to_outage = len(reachable) - quorum
         # A leader not heard from for two election timeouts is not reported as one.
         recent = status.since_leader_contact < 2 * self.config.timing.election_timeout

@@ -19,7 +19,7 @@ through the log itself:
 4. Once a verdict exists, a voter whose counted report differs *disagrees*:
    every replica knows it (health on any node names it). A replica whose own
    hash differs is *diverged*: it must stop serving and re-sync its state from
-   a replica that agreed (``strong.replica`` rule 10).
+   a replica that agreed (``strong.replica`` rule 16).
 5. Without a majority of equal reports (say, a three-way split) there is no
    verdict: nothing is repaired automatically, and the check reports that.
 

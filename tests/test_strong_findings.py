@@ -273,7 +273,7 @@ def test_finding2_snapshots_travel_in_chunks_over_a_small_frame_cap() -> None:
     """Before the fix a snapshot travelled whole: one larger than the frame cap
     was refused every time and the lagging replica never caught up."""
     leader, away, sent = _lagging_replica_installs_a_snapshot(PlantedBugs())
-    assert away.snapshot == SNAPSHOT and away.snapshot_index == leader.snapshot_index
+    assert away.state_snapshot == SNAPSHOT and away.snapshot_index == leader.snapshot_index
     assert away.commit_index == leader.commit_index
     chunks = [m for m in sent if isinstance(m, InstallSnapshot)]
     assert len(chunks) >= len(SNAPSHOT) // (16 << 10)
@@ -295,7 +295,7 @@ def test_finding2_a_snapshot_transfer_resumes_after_a_lost_chunk() -> None:
         return True
 
     leader, away, sent = _lagging_replica_installs_a_snapshot(PlantedBugs(), lose_first_copy)
-    assert away.snapshot == SNAPSHOT and away.commit_index == leader.commit_index
+    assert away.state_snapshot == SNAPSHOT and away.commit_index == leader.commit_index
     assert len(seen) >= 5
     assert sum(1 for m in sent if isinstance(m, InstallSnapshot) and m.offset == 0) == 1
 

@@ -32,6 +32,7 @@ from configsvc.http.errors import (
 )
 from configsvc.http.eventual_api import EventualApi
 from configsvc.http.forwarding import NATIVE, Forwarder
+from configsvc.http.members_api import members_routes
 from configsvc.http.node_requests import (
     check_serving,
     consistency_of,
@@ -197,6 +198,7 @@ def build_app(node: Node, forwarder: Forwarder | None = None) -> Starlette:
         Route("/v1/admin/faults", admin.list_faults, methods=["GET"]),
         Route("/v1/admin/faults", admin.clear_faults, methods=["DELETE"]),
         Route("/v1/admin/faults/{peer}", admin.set_fault, methods=["PUT"]),
+        *members_routes(node),  # membership changes (configsvc.http.members_api)
         *config_routes,
         *ui_routes(node),  # the dashboard at /ui (configsvc.http.ui)
     ]

@@ -32,6 +32,8 @@ from configsvc.runtime.loop import CoreLoop, Step
 from strong.ballot import Ballot
 from strong.commands import MalformedCommand, decode_command
 from strong.config import ReplicaConfig
+from strong.member_log import ChangeOutcome, MembershipChange
+from strong.membership import Membership
 from strong.messages import Envelope, InstallSnapshot
 from strong.ops import ReadOp
 from strong.ready import Ready, RejectReason, Role
@@ -147,6 +149,11 @@ class StrongDriver:
         #: state machines replaced by a snapshot (a compaction encoded from an older one
         #: is dropped)
         self._restores = 0
+        #: membership change requests awaiting their outcome
+        self._changes: dict[int, asyncio.Future[ChangeOutcome]] = {}
+        #: called from the loop task whenever the configuration changes
+        self.on_members: Callable[[Membership], None] | None = None
+        self._members_seen = self.replica.members
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -256,6 +263,28 @@ class StrongDriver:
     async def wait_for_change(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Wait until ``predicate()`` holds after some apply; False on timeout (watches)."""
         return await self.loop.wait_for(predicate, timeout)
+
+    async def change_members(self, change: MembershipChange, timeout: float) -> ChangeOutcome:
+        """Ask this replica (which must lead) to change the configuration by one
+        server; the outcome once chosen or refused. Raises OutcomeUnknown (no
+        outcome in time: read the configuration), Halted."""
+        self._check_running()
+        fut: asyncio.Future[ChangeOutcome] = asyncio.get_running_loop().create_future()
+        self._next_request += 1
+        rid = self._next_request
+        self._changes[rid] = fut
+        self.loop.submit(lambda: self.replica.request_change(rid, change, self.clock()))
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(fut)
+        except TimeoutError:
+            raise OutcomeUnknown(f"no outcome within {timeout}s") from None
+        finally:
+            self._changes.pop(rid, None)
+
+    @property
+    def members(self) -> Membership:
+        return self.replica.members
 
     def status(self) -> ReplicaStatus:
         return self.replica.status(self.clock())
@@ -401,6 +430,14 @@ class StrongDriver:
                 read.set_result(rs.index)
         for rej in ready.rejected:
             self._reject(rej.request_id, rej.reason, rej.leader_hint)
+        for outcome in ready.changes:
+            change = self._changes.get(outcome.request_id)
+            if change is not None and not change.done():
+                change.set_result(outcome)
+        if self.replica.members is not self._members_seen:
+            self._members_seen = self.replica.members
+            if self.on_members is not None:
+                self.on_members(self._members_seen)
         behind = self.sm.applied_index - self.replica.snapshot_index
         if self._snapshotting is None and behind > 0 and (
             behind >= self.snapshot_every
@@ -423,7 +460,7 @@ class StrongDriver:
 
     def resync(self, peer: str) -> None:
         """Replace the state machine by ``peer``'s snapshot and re-apply the log above it
-        (``strong.replica`` rule 10): this replica's applied state disagreed with the
+        (``strong.replica`` rule 16): this replica's applied state disagreed with the
         majority's. ``resyncing`` is True until the snapshot is installed."""
         self.resyncing = True
         self.loop.submit(lambda: self.replica.resync(peer))
