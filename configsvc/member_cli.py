@@ -22,6 +22,7 @@ Exit codes: 0 done, 1 refused or failed (the reason is printed).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -54,13 +55,14 @@ def add_parser(sub: Any, endpoint: Any) -> None:
         p.add_argument("--peer-address", required=True, metavar="HOST:PORT")
         p.add_argument("--api-address", required=True, metavar="HOST:PORT")
     for p in (add, remove, replace):
-        endpoint(p)
-        p.add_argument("--token", default=None, help="the cluster's admin token")
+        endpoint(p)  # --token: the ACL token (management), or the admin token with ACLs off
     member.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    admin = Admin(args.endpoint, getattr(args, "token", None))
+    from configsvc.cli import TOKEN_ENV
+
+    admin = Admin(args.endpoint, args.token or os.environ.get(TOKEN_ENV) or None)
     try:
         if args.member_command == "list":
             print_members(admin.members())
@@ -94,7 +96,7 @@ class Admin:
         self.headers = {"authorization": f"Bearer {token}"} if token else {}
 
     def members(self) -> dict[str, Any]:
-        resp = httpx.get(f"{self.endpoint}/v1/cluster/members", timeout=10.0)
+        resp = httpx.get(f"{self.endpoint}/v1/cluster/members", headers=self.headers, timeout=10.0)
         resp.raise_for_status()
         view: dict[str, Any] = resp.json()
         return view

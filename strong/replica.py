@@ -130,6 +130,7 @@ from strong.config import MAX_WINDOW, ReplicaConfig
 from strong.lease import old_leases_expired_at
 from strong.member_log import ChangeKind, ChangeOutcome, ChangeStatus, MemberLog, MembershipChange
 from strong.membership import (
+    SNAPSHOT_MAGIC,
     Membership,
     MembershipError,
     membership_of,
@@ -726,10 +727,18 @@ class Replica:
             else:
                 self._send_catchup_request(src, self.promised)  # the next chunk, at once
         elif outcome is Offer.COMPLETE:
-            valid = self.config.snapshot_valid
-            if valid is not None and not valid(data):
+            if not self._snapshot_valid(data):
                 return  # like a CRC mismatch (rule 6): dropped whole, asked for again
             self._install_snapshot(msg.index, data)
+
+    def _snapshot_valid(self, data: bytes) -> bool:
+        """Whether a transferred snapshot can be installed: its configuration
+        record (if it has one) decodes, and so does the state machine's part."""
+        recorded, state = unwrap_snapshot(data)
+        if recorded is None and data.startswith(SNAPSHOT_MAGIC):
+            return False
+        valid = self.config.snapshot_valid
+        return valid is None or valid(state)
 
     def _install_snapshot(self, index: int, data: bytes) -> None:
         self.snapshot_index = index

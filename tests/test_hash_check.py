@@ -120,7 +120,7 @@ def test_resync_installs_a_peers_snapshot_although_not_behind_and_reapplies_the_
     net.replicas[victim].resync(healthy)
     net.tick(0.5)
     replica = net.replicas[victim]
-    assert replica.resync_from is None and replica.snapshot == snapshot
+    assert replica.resync_from is None and replica.state_snapshot == snapshot
     assert replica.snapshot_index == 5 and replica.commit_index >= commit  # never lowered
     applied = net.applied[victim]
     assert applied[0] == (5, (b"<snapshot>",))

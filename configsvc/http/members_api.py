@@ -114,8 +114,10 @@ class MembersApi:
         return JSONResponse({**self._view(), "slot": outcome.slot})
 
     def _authorize(self, request: Request) -> None:
+        """With ACLs on, the ACL guard already required a management token
+        (``configsvc.http.acl_needs``); otherwise the admin token, if one is set."""
         token = self.node.config.security.admin_token
-        if token is None:
+        if token is None or self.node.config.acl.enabled:
             return
         given = request.headers.get("authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
