@@ -9,6 +9,7 @@ import importlib.util
 import logging
 import signal
 from collections.abc import Generator
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -17,12 +18,14 @@ from configsvc.config import load_config
 from configsvc.datadir import InitialState
 from configsvc.http.service import HttpService
 from configsvc.node import Node
+from configsvc.security import api_tls
 
 
-def _uvicorn_config(app: Starlette, host: str, port: int) -> uvicorn.Config:
+def _uvicorn_config(app: Starlette, host: str, port: int, tls: dict[str, Any]) -> uvicorn.Config:
+    """``tls``: uvicorn's ``ssl_*`` arguments (``configsvc.security.api_tls``), or none."""
     http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     return uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
-                          timeout_graceful_shutdown=2, http=http)
+                          timeout_graceful_shutdown=2, http=http, **tls)
 
 
 class _SecondServer(uvicorn.Server):
@@ -35,6 +38,7 @@ class _SecondServer(uvicorn.Server):
 
 async def serve_node(config_path: str, node_id: str, initial_cluster_state: InitialState = "existing") -> None:
     config = load_config(config_path)
+    tls = api_tls(config, node_id)  # raises ConfigError for a certificate it cannot load
     service = HttpService(Node(config, node_id, initial_cluster_state=initial_cluster_state))
     await service.start()  # raises DataDirError (before serving anything) for a wiped directory
     # What start-up built (recovered state, imports) lives as long as the process:
@@ -42,11 +46,11 @@ async def serve_node(config_path: str, node_id: str, initial_cluster_state: Init
     gc.collect()
     gc.freeze()
     me = config.node(node_id)
-    server = uvicorn.Server(_uvicorn_config(service.app, me.host, me.api_port))
+    server = uvicorn.Server(_uvicorn_config(service.app, me.host, me.api_port, tls))
     # The Consul-compatible API, on its own port when the node has one.
     consul = None
     if me.consul_port is not None:
-        consul = _SecondServer(_uvicorn_config(service.consul_app, me.host, me.consul_port))
+        consul = _SecondServer(_uvicorn_config(service.consul_app, me.host, me.consul_port, tls))
     # uvicorn re-raises the signal that stopped it, under the handler in force
     # before it started: make that one harmless so the node closes cleanly.
     for sig in (signal.SIGTERM, signal.SIGINT):
