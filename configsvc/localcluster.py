@@ -21,7 +21,8 @@ from typing import Any
 import httpx
 import yaml
 
-from configsvc.security import generate_secret_file, ssl_context
+from configsvc.client import tls_verify
+from configsvc.security import generate_secret_file
 
 
 def free_ports(n: int) -> list[int]:
@@ -121,7 +122,7 @@ class LocalCluster:
         #: "https" when the API speaks TLS; the client's CA file then, if any
         self.scheme = "https" if api_tls else "http"
         self.ca_file: str | None = api_tls.get("ca_file")
-        self.http = httpx.Client(timeout=5.0, verify=ssl_context(self.ca_file))
+        self.http = httpx.Client(timeout=5.0, verify=tls_verify(self.ca_file))
 
     def _peer_security(self, insecure: bool) -> dict[str, Any]:
         if insecure:

@@ -33,8 +33,6 @@ from configsvc.config import ClusterConfig, ConfigError, TlsFiles
 SECRET_BYTES = 32
 #: the shortest secret a file may hold
 MIN_FILE_SECRET = 32
-#: the environment variable the client and the CLI read a CA file from
-CA_FILE_ENV = "CONFIGSVC_CA_FILE"
 
 
 def generate_secret_file(path: str | Path) -> Path:
@@ -176,8 +174,3 @@ def api_verify(config: ClusterConfig, node_id: str) -> ssl.SSLContext | bool:
     return ctx
 
 
-
-def ssl_context(ca_file: str | None) -> ssl.SSLContext | bool:
-    """httpx's ``verify=`` for a client: a context trusting ``ca_file``, else the
-    system's CAs (``True``). Raises ``OSError``/``ssl.SSLError`` for a bad file."""
-    return ssl.create_default_context(cafile=ca_file) if ca_file else True

@@ -80,6 +80,8 @@ def cluster_up(nodes: int, api_port: int, data_dir: str | None, ready_timeout: f
         consul = ", ".join(sup.cluster.consul_url(n) for n in sup.ids)
         print(f"consul-compatible API: {consul}", flush=True)
         print(f"dashboard: {sup.cluster.url(sup.ids[0])}/ui (every node serves one)", flush=True)
+        print(f"peer secret: {sup.cluster.secret_file} (mode 0600; peers prove it at connect time)",
+              flush=True)
         print(f"control: {control.url} (configsvc cluster kill|restart|partition|isolate|heal|status)",
               flush=True)
         while not stopping.is_set():
