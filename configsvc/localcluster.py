@@ -70,9 +70,10 @@ class LocalCluster:
         tls: dict[str, Any] | None = None,
     ) -> None:
         """Peers prove a secret generated into ``root/peer-secret`` (kept across
-        restarts) unless ``insecure_peers``; ``tls`` is the configuration's ``tls:``
-        section (``configsvc.lab.certs`` makes the files), its API CA what this
-        object's own HTTP client trusts."""
+        restarts), unless ``insecure_peers`` or ``tls`` has ``peers`` (mutual TLS
+        authenticates them); ``tls`` is the configuration's ``tls:`` section
+        (``configsvc.lab.certs`` makes the files), its API CA what this object's
+        own HTTP client trusts."""
         #: extra environment of every node process
         self.env = env or {}
         self.root = root
@@ -105,7 +106,8 @@ class LocalCluster:
             ],
             "timing": timing or {},
             "namespaces": self.namespaces,
-            "security": {"admin_token": admin_token, **self._peer_security(insecure_peers)},
+            "security": {"admin_token": admin_token,
+                         **self._peer_security(insecure_peers, bool((tls or {}).get("peers")))},
             "tls": tls or {},
             "consul": consul_config or {},
         }
@@ -124,9 +126,9 @@ class LocalCluster:
         self.ca_file: str | None = api_tls.get("ca_file")
         self.http = httpx.Client(timeout=5.0, verify=tls_verify(self.ca_file))
 
-    def _peer_security(self, insecure: bool) -> dict[str, Any]:
-        if insecure:
-            return {"insecure_peers": True}
+    def _peer_security(self, insecure: bool, peer_tls: bool) -> dict[str, Any]:
+        if insecure or peer_tls:
+            return {"insecure_peers": True} if insecure else {}
         self.secret_file = self.root / "peer-secret"
         if not self.secret_file.exists():
             generate_secret_file(self.secret_file)

@@ -17,8 +17,10 @@ may read; ``insecure_peers: true`` starts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
+import ssl
 import stat
 import subprocess
 import sys
@@ -84,10 +86,11 @@ def reply(body: bytes) -> str:
 
 async def forge(port: int, *, src: str, dst: str, secret: bytes | None, key: str,
                 cluster_id: str = "local", replay: tuple[bytes, bytes] | None = None,
-                ) -> tuple[str, tuple[bytes, bytes]]:
-    """Handshake as ``src`` (or replay recorded hello and proof frames), then pipeline
-    ``put_frame(key)``. Returns the listener's answer and the frames sent."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                tls: ssl.SSLContext | None = None) -> tuple[str, tuple[bytes, bytes]]:
+    """Handshake as ``src`` (or replay recorded hello and proof frames; over TLS with
+    ``tls``), then pipeline ``put_frame(key)``. Returns the listener's answer and the
+    frames sent."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls)
     try:
         nonce = secrets.token_bytes(NONCE_BYTES)
         hello = replay[0] if replay else control_frame(
@@ -103,7 +106,10 @@ async def forge(port: int, *, src: str, dst: str, secret: bytes | None, key: str
         await writer.drain()
         return reply(await read_frame(reader, MAX_HANDSHAKE_FRAME)), (hello, proof)
     finally:
-        writer.close()
+        writer.transport.abort()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(10):
+                await writer.wait_closed()
 
 
 def peer_auth(c: LocalCluster, nid: str) -> dict[str, Any]:
