@@ -29,6 +29,7 @@ from configsvc.lab.certs import CertificateAuthority, make_ca
 from configsvc.localcluster import LocalCluster
 from configsvc.security import mutual_tls
 from tests.cluster import NAMESPACES, wait_for
+from tests.test_cli import COMMAND, Lines, _free_base, stop
 from tests.test_peer_auth import absent, forge, peer_auth, peer_port
 
 pytestmark = pytest.mark.slow
@@ -147,3 +148,38 @@ def test_a_peer_with_a_foreign_or_misnamed_certificate_is_refused_and_counted(
     wait_for(lambda: not absent(c, leader, "tls-control"), 30, "the control's key")
     for nid in c.ids:
         assert absent(c, nid, "foreign-ca") and absent(c, nid, "misnamed"), nid
+
+
+def test_cluster_up_tls_serves_https_and_breaks_links_through_it(tmp_path: Path) -> None:
+    """``configsvc cluster up --tls`` as a user runs it: HTTPS endpoints, a CA to
+    give the CLI, peers on mutual TLS, and the cut controls still reach the nodes."""
+    base = _free_base(3)
+    proc = subprocess.Popen(
+        [*COMMAND, "cluster", "up", "--tls", "--nodes", "3", "--api-port", str(base),
+         "--data-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    out = Lines(proc)
+    try:
+        printed = out.until(lambda line: line.startswith("control: "), 120, "the control line")
+        assert any(line.startswith(f"ready: 3 nodes at https://127.0.0.1:{base}") for line in printed), printed
+        assert not any(line.startswith("peer secret") for line in printed), printed
+        ca_file = str(tmp_path / "certs" / "ca.pem")
+        assert any(line.startswith(f"tls: CA {ca_file}") for line in printed), printed
+        url = f"https://127.0.0.1:{base + 1}"
+        done = cli("kv", "put", "app", "up-tls", "yes", "--endpoint", url, "--ca-file", ca_file)
+        assert done.returncode == 1 and "namespace" in done.stderr  # no "app" namespace: answered over TLS
+        done = cli("ns", "create", "app", "--consistency", "strong", "--endpoint", url, "--ca-file", ca_file)
+        assert done.returncode == 0, done.stderr
+        done = cli("kv", "put", "app", "up-tls", "yes", "--endpoint", url, "--ca-file", ca_file)
+        assert done.returncode == 0, done.stderr
+        control = next(line.split()[1] for line in printed if line.startswith("control: "))
+        for command in (["isolate", "n1"], ["heal"]):  # the cuts go to the nodes' admin API over HTTPS
+            done = subprocess.run([*COMMAND, "cluster", *command, "--control", control],
+                                  capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0, done
+    finally:
+        code = stop(proc)
+        out.close()
+    assert code == 0

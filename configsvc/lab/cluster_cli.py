@@ -30,7 +30,7 @@ __all__ = ["add_cluster_parser"]
 def _up(args: argparse.Namespace) -> int:
     from configsvc.lab.cluster_up import cluster_up
 
-    return cluster_up(args.nodes, args.api_port, args.data_dir, netns=args.netns)
+    return cluster_up(args.nodes, args.api_port, args.data_dir, netns=args.netns, tls=args.tls)
 
 
 def render_status(status: dict[str, Any]) -> str:
@@ -89,6 +89,8 @@ def add_cluster_parser(sub: Any) -> None:
     up.add_argument("--data-dir", default=None)
     up.add_argument("--netns", action="store_true",
                     help="each node in its own network namespace; cuts are nftables rules (root only)")
+    up.add_argument("--tls", action="store_true",
+                    help="HTTPS APIs and mutual peer TLS, with a CA generated into the data directory")
     up.set_defaults(func=_up)
 
     def control(name: str, help: str) -> argparse.ArgumentParser:
