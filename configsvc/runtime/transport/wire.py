@@ -82,7 +82,7 @@ async def read_frame(reader: asyncio.StreamReader, max_bytes: int) -> bytes:
 def parse_control(body: bytes, kind: int, arity: int) -> list[object]:
     if body[0] == REJECT and kind != REJECT:
         fields = parse_control(body, REJECT, 1)
-        raise Refused(f"refused by peer: {str(fields[0])[:64]}", auth=fields[0] == "auth")
+        raise Refused(f"refused by peer: {str(fields[0])[:64]}", auth=fields[0] in ("auth", "identity"))
     if body[0] != kind:
         raise ProtocolError(f"expected frame kind {kind}, got {body[0]}")
     try:
