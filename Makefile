@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo fuzz sim-strong sim-eventual sim-long sim-planted bench clean
+.PHONY: test lint typecheck unit demo fuzz crash-points sim-strong sim-eventual sim-long sim-planted bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -35,6 +35,11 @@ FUZZ_SEED  ?= 2026
 fuzz: $(STAMP)
 	CONFIGSVC_FUZZ_SCALE=$(FUZZ_SCALE) CONFIGSVC_FUZZ_SEED=$(FUZZ_SEED) \
 		$(BIN)/pytest -q -n 2 tests/test_fuzz_api.py tests/test_fuzz_wire.py tests/test_fuzz_consul.py
+
+# kill -9 at every named crash point, and the proof that the loss check can
+# fail (tests/test_crash_points.py; a few minutes). make test runs one of each kind.
+crash-points: $(STAMP)
+	CONFIGSVC_CRASH_LONG=1 $(BIN)/pytest -q tests/test_crash_points.py
 
 sim-strong: $(STAMP)
 	$(BIN)/configsvc sim strong --seeds 500 --json

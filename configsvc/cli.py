@@ -7,9 +7,13 @@ import base64
 import contextlib
 import importlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
+
+#: the ACL token commands present when ``--token`` is not given
+TOKEN_ENV = "CONFIGSVC_TOKEN"
 
 
 def _sim(args: argparse.Namespace) -> int:
@@ -150,7 +154,8 @@ def _node_reset(args: argparse.Namespace) -> int:
 def _client(args: argparse.Namespace) -> Any:
     from configsvc.client import Client
 
-    return Client(args.endpoint, ca_file=args.ca_file)
+    return Client(args.endpoint, token=args.token or os.environ.get(TOKEN_ENV) or None,
+                  ca_file=args.ca_file)
 
 
 def _print(data: Any) -> None:
@@ -289,15 +294,17 @@ def _add_config(sub: Any, endpoint: Any) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
+    """The cluster at a glance from one node (``configsvc.status_view``)."""
+    from rich.console import Console
+
+    from configsvc.status_view import render_status
+
     with _client(args) as client:
-        health = client.health()
-    strong = health["strong"]
-    print(f"node {health['node']}: {health['status']}")
-    print(f"  strong group: leader={strong['leader']} role={strong['role']} quorum={strong['quorum']} "
-          f"reachable={len(strong['reachable_voters'])}/{len(strong['voters'])} "
-          f"failures_to_outage={strong['failures_to_outage']}")
-    print(f"  commit={strong['commit_index']} applied={strong['applied_index']} "
-          f"lease={'yes' if strong['lease_valid'] else 'no'}")
+        status = client.cluster_status()
+    if args.json:
+        _print(status)
+    else:
+        render_status(status, Console(width=args.width, soft_wrap=False))
     return 0
 
 
@@ -330,7 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_secret(sub)
 
     def endpoint(p: argparse.ArgumentParser) -> None:
+        """The options of every command that talks to a node: where, and as whom."""
         p.add_argument("--endpoint", default="http://127.0.0.1:7501")
+        p.add_argument("--token", default=None,
+                       help=f"the ACL token to present (default: ${TOKEN_ENV}; docs/acl.md)")
         _add_ca_file(p)
 
     ns = sub.add_parser("ns", help="namespaces")
@@ -367,8 +377,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     _svc_parser(sub, endpoint)
     _add_config(sub, endpoint)
+    from configsvc.acl_cli import add_acl_parser
 
-    status = sub.add_parser("status", help="members, roles, health")
+    add_acl_parser(sub, endpoint)
+
+    status = sub.add_parser("status", help="the cluster at a glance: nodes, namespaces, reasons")
+    status.add_argument("--json", action="store_true", help="the raw /v1/cluster/status answer")
+    status.add_argument("--width", type=int, default=None, help="columns (default: the terminal's)")
     endpoint(status)
     status.set_defaults(func=_status)
 

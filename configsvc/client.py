@@ -40,6 +40,7 @@ from urllib.parse import quote
 import httpx
 import yaml
 
+from configsvc.client_acl import AclMethods, acl_headers
 from configsvc.client_state import (
     ConfigDocument,
     _config_request,
@@ -193,12 +194,15 @@ class _Base:
         return "/v1/services/" + "/".join(quote(p, safe="") for p in (ns, *parts))
 
 
-class Client(_Base):
+class Client(AclMethods, _Base):
     def __init__(self, endpoints: Sequence[str] | str = DEFAULT_ENDPOINT, timeout: float = 10.0,
                  attempts: int = 6, transport: httpx.BaseTransport | None = None,
-                 ca_file: str | None = None) -> None:
+                 token: str | None = None, ca_file: str | None = None) -> None:
+        """``token``: the ACL token every request presents (docs/acl.md); None: anonymous.
+        ``ca_file``: the CA ``https://`` endpoints are verified with (``tls_verify``)."""
         super().__init__(endpoints, attempts)
-        self._http = httpx.Client(timeout=timeout, transport=transport, verify=tls_verify(ca_file))
+        self._http = httpx.Client(timeout=timeout, transport=transport, headers=acl_headers(token),
+                                  verify=tls_verify(ca_file))
 
     def close(self) -> None:
         self._http.close()
@@ -299,6 +303,10 @@ class Client(_Base):
     def health(self) -> dict[str, Any]:
         return self.request("GET", "/v1/cluster/health")
 
+    def cluster_status(self) -> dict[str, Any]:
+        """Every node, namespace and reason, as the node reached sees them."""
+        return self.request("GET", "/v1/cluster/status")
+
     # services (docs/discovery.md)
     def register(self, ns: str, service: str, instance_id: str, *, address: str | None = None,
                  port: int = 0, tags: Sequence[str] = (), meta: dict[str, str] | None = None,
@@ -372,9 +380,12 @@ class Client(_Base):
 class AsyncClient(_Base):
     def __init__(self, endpoints: Sequence[str] | str = DEFAULT_ENDPOINT, timeout: float = 10.0,
                  attempts: int = 6, transport: httpx.AsyncBaseTransport | None = None,
-                 ca_file: str | None = None) -> None:
+                 token: str | None = None, ca_file: str | None = None) -> None:
+        """``token``: the ACL token every request presents (docs/acl.md); None: anonymous.
+        ``ca_file``: the CA ``https://`` endpoints are verified with (``tls_verify``)."""
         super().__init__(endpoints, attempts)
-        self._http = httpx.AsyncClient(timeout=timeout, transport=transport, verify=tls_verify(ca_file))
+        self._http = httpx.AsyncClient(timeout=timeout, transport=transport, headers=acl_headers(token),
+                                  verify=tls_verify(ca_file))
         self._lanes: list[list[Any]] = []
         self._all_lanes: list[list[Any]] = []
 
@@ -485,6 +496,9 @@ class AsyncClient(_Base):
 
     async def health(self) -> dict[str, Any]:
         return await self.request("GET", "/v1/cluster/health")
+
+    async def cluster_status(self) -> dict[str, Any]:
+        return await self.request("GET", "/v1/cluster/status")
 
     # services (docs/discovery.md), as ``Client``
     async def register(self, ns: str, service: str, instance_id: str, *, address: str | None = None,

@@ -77,10 +77,55 @@ class TimingConfig(_Strict):
 
 
 class LimitsConfig(_Strict):
+    """What one client may ask of a node (docs/limits.md: each limit, its default,
+    and what a client sees past it). A client is its token (``X-Consul-Token`` or
+    ``Authorization: Bearer``), or its IP address without one."""
+
+    #: a key (413/400 key_too_long)
     key_max_bytes: int = Field(default=512, ge=1)
+    #: a value (413 value_too_large)
     value_max_bytes: int = Field(default=512 * 1024, ge=1)
+    #: a request body (413 body_too_large)
     body_max_bytes: int = Field(default=2 * 1024 * 1024, ge=1)
+    #: operations in one transaction, both APIs (413 too_many_operations)
+    txn_max_ops: int = Field(default=128, ge=1)
+    #: the longest a blocking read (``?wait=``) waits
     watch_max_seconds: float = Field(default=300.0, gt=0)
+    #: blocking reads (``?index=``) one client may have open at once (429)
+    watchers_per_client: int = Field(default=64, ge=1)
+    #: requests per second one client may make, sustained (429 with Retry-After) ...
+    rate_per_second: float = Field(default=2000.0, gt=0)
+    #: ... and in a burst
+    rate_burst: int = Field(default=4000, ge=1)
+    #: open connections from one IP address, over both API ports (closed at once)
+    connections_per_client: int = Field(default=256, ge=1)
+    #: open connections in all, per API port (past it uvicorn answers 503)
+    max_connections: int = Field(default=4096, ge=1)
+    #: a request's headers must arrive within this many seconds of the connection
+    #: opening or of the previous response (else the connection is closed)
+    header_timeout: float = Field(default=10.0, gt=0)
+    #: a request's whole body must arrive within this many seconds (408)
+    body_timeout: float = Field(default=30.0, gt=0)
+    #: an idle keep-alive connection is closed after this many seconds
+    keep_alive_timeout: float = Field(default=5.0, gt=0)
+    #: the request line and headers (h11's largest incomplete event; 431/400 past it)
+    header_max_bytes: int = Field(default=16 * 1024, ge=1024)
+
+    @model_validator(mode="after")
+    def _caps(self) -> LimitsConfig:
+        if self.connections_per_client > self.max_connections:
+            raise ValueError("connections_per_client must not exceed max_connections")
+        return self
+
+
+class StorageConfig(_Strict):
+    """When the strong store snapshots its state machine and compacts its log."""
+
+    #: snapshot after this many slots applied since the last snapshot
+    snapshot_every: int = Field(default=10_000, ge=1)
+    #: or once the commands applied since then weigh this many bytes
+    #: (``strong.config.ReplicaConfig.snapshot_log_bytes``)
+    snapshot_log_bytes: int = Field(default=4 << 20, ge=1)
 
 
 class SecurityConfig(_Strict):
@@ -138,13 +183,26 @@ class TlsConfig(_Strict):
 class StateMachineConfig(_Strict):
     #: the strong state-machine version the leader moves the group to, through the
     #: log, once (2 = client sessions expire; 3 = service instances in strong
-    #: namespaces). Keep it at the lowest version any node's code supports while
-    #: upgrading: a node meeting an unsupported version stops applying.
-    version: int = Field(default=3, ge=1, le=3)
+    #: namespaces; 4 = ACL tokens and policies). Keep it at the lowest version any
+    #: node's code supports while upgrading: a node meeting an unsupported version
+    #: stops applying.
+    version: int = Field(default=4, ge=1, le=4)
     #: client dedup sessions idle longer than this (leader wall time) are dropped
     session_ttl: float = Field(default=3600.0, gt=0)
     #: how often the leader proposes the expiry command
     session_expiry_interval: float = Field(default=10.0, gt=0)
+
+
+class AclConfig(_Strict):
+    """ACL tokens and policies (docs/acl.md); off unless ``enabled``."""
+
+    enabled: bool = False
+    #: what a request may do that no rule of its token decides; the anonymous
+    #: (no, unknown, expired or deleted token) request has no rules at all, so
+    #: with "deny" it may do nothing
+    default_policy: Literal["allow", "deny"] = "deny"
+    #: a management token every node accepts (else $CONFIGSVC_ACL_BOOTSTRAP_TOKEN)
+    bootstrap_token: str | None = Field(default=None, min_length=16)
 
 
 class SelfPreservationConfig(_Strict):
@@ -204,18 +262,32 @@ class ConsulConfig(_Strict):
         return v
 
 
+class HealthConfig(_Strict):
+    """Thresholds of health reasons (``configsvc.health_report``, docs/operations.md)."""
+
+    #: a strong replica further behind the leader's commit index gets a ``replica_lag`` reason
+    lag_entries: int = Field(default=1000, ge=0)
+    #: a gossip peer missing more of a node's events gets a ``gossip_lag`` reason
+    gossip_lag_events: int = Field(default=1000, ge=0)
+    #: peers' reports (digests, ``/v1/cluster/status``) older than this are asked again
+    peer_report_max_age: float = Field(default=1.0, gt=0)
+
+
 class ClusterConfig(_Strict):
     cluster_id: str = "configsvc"
     data_root: str = "./data"
     nodes: list[NodeConfig] = Field(min_length=1)
     timing: TimingConfig = Field(default_factory=TimingConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     tls: TlsConfig = Field(default_factory=TlsConfig)
     state_machine: StateMachineConfig = Field(default_factory=StateMachineConfig)
     eventual: EventualStoreConfig = Field(default_factory=EventualStoreConfig)
     namespaces: list[NamespaceSpec] = []
     consul: ConsulConfig = Field(default_factory=ConsulConfig)
+    acl: AclConfig = Field(default_factory=AclConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
 
     @model_validator(mode="after")
     def _unique(self) -> ClusterConfig:
@@ -228,6 +300,12 @@ class ClusterConfig(_Strict):
         names = [ns.name for ns in self.namespaces]
         if len(set(names)) != len(names):
             raise ValueError(f"namespace names must be unique: {names}")
+        return self
+
+    @model_validator(mode="after")
+    def _acl_version(self) -> ClusterConfig:
+        if self.acl.enabled and self.state_machine.version < 4:
+            raise ValueError("acl.enabled needs state_machine.version 4 or later")
         return self
 
     @model_validator(mode="after")

@@ -66,6 +66,7 @@ class LocalCluster:
         consul_config: dict[str, str] | None = None,
         hosts: dict[str, str] | None = None,
         launch: dict[str, list[str]] | None = None,
+        acl: dict[str, Any] | None = None,
         insecure_peers: bool = False,
         tls: dict[str, Any] | None = None,
     ) -> None:
@@ -110,6 +111,7 @@ class LocalCluster:
                          **self._peer_security(insecure_peers, bool((tls or {}).get("peers")))},
             "tls": tls or {},
             "consul": consul_config or {},
+            **({"acl": acl} if acl else {}),  # ACLs (docs/acl.md): off unless given
         }
         self.config_path = root / "cluster.yaml"
         self.config_path.write_text(yaml.safe_dump(config))

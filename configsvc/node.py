@@ -16,11 +16,21 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from configsvc.config import ClusterConfig
 from configsvc.datadir import InitialState, Member, open_data_dir
+from configsvc.health_report import (
+    EventualView,
+    Reason,
+    StrongView,
+    Thresholds,
+    eventual_reasons,
+    status_of,
+    strong_reasons,
+)
+from configsvc.metrics import NodeCollector, NodeMetrics
 from configsvc.runtime.disk_storage import DiskStorage, eventual_storage, strong_storage
 from configsvc.runtime.disklog import CorruptLog
 from configsvc.runtime.eventual_driver import CHANNEL as EVENTUAL_CHANNEL
@@ -32,7 +42,9 @@ from configsvc.runtime.transport import Transport, TransportConfig
 from configsvc.security import check_peer_security, peer_secret, peer_tls
 from eventual.config import LWW, MVR, Merge
 from eventual.config import ReplicaConfig as EventualConfig
+from eventual.digests import DigestSnapshot, NamespaceDigest, namespace_digests
 from eventual.health import SelfPreservation
+from eventual.membership_messages import MemberState
 from eventual.records import Record as EventualRecord
 from strong.commands import Command, encode_command
 from strong.config import PlantedBugs, ReplicaConfig
@@ -115,6 +127,13 @@ class Node:
         self.namespaces_ready = False
         #: set when the data directory cannot be trusted: the node serves nothing
         self.corrupt: str | None = None
+        #: the last eventual digests (``eventual_digests``)
+        self._digests: DigestSnapshot | None = None
+        #: more reasons for health reports (``add_health_reasons``)
+        self.health_sources: list[Callable[[], Iterable[Reason]]] = []
+        #: this node's Prometheus registry (``GET /metrics``; ``configsvc.metrics``)
+        self.metrics = NodeMetrics()
+        self.metrics.registry.register(NodeCollector(self))
 
     @property
     def strong(self) -> StrongDriver:
@@ -186,6 +205,7 @@ class Node:
             election_timeout=timing.election_timeout,
             lease_duration=timing.lease_duration,
             max_drift=timing.max_drift,
+            snapshot_log_bytes=cfg.storage.snapshot_log_bytes,
             bugs=planted_bugs(),
         )
         transport = self.transport
@@ -194,6 +214,7 @@ class Node:
             self.storage,
             lambda dst, payload: transport.send(dst, CHANNEL, payload),
             voting=self.member.voting,
+            snapshot_every=cfg.storage.snapshot_every,
         )
         self.transport.on_receive(CHANNEL, self._strong.deliver)
         assert self.event_storage is not None
@@ -213,6 +234,9 @@ class Node:
             eventual.set_alive,
         )
         self.transport.on_receive(MEMBERSHIP_CHANNEL, self.membership.deliver)
+        self._strong.on_commit = self.metrics.commit_seconds.observe
+        self._strong.loop.on_fsync = self.metrics.fsync_observer("strong")
+        self._eventual.loop.on_fsync = self.metrics.fsync_observer("eventual")
         for channel, handler in self._channels.items():
             self.transport.on_receive(channel, handler)
         await self.transport.start()
@@ -332,9 +356,17 @@ class Node:
 
     # ------------------------------------------------------------------ health
 
+    def add_health_reasons(self, source: Callable[[], Iterable[Reason]]) -> None:
+        """Add ``source``'s reasons to every health report (``configsvc.health_report``
+        rule 3): it is called at each report and must be cheap and not raise."""
+        self.health_sources.append(source)
+
     def health(self) -> dict[str, Any]:
+        """This node's view of the cluster: status, every reason for it, both stores."""
         if self.corrupt:
-            return {"node": self.id, "status": "unavailable", "error": self.corrupt}
+            reason = Reason("corrupt_data", "unavailable", self.corrupt, {})
+            return {"node": self.id, "status": "unavailable", "error": self.corrupt,
+                    "reasons": [reason.to_json()]}
         status = self.strong.status()
         voters = [n.id for n in self.config.nodes]
         quorum = len(voters) // 2 + 1
@@ -350,15 +382,21 @@ class Node:
         # A leader not heard from for two election timeouts is not reported as one.
         recent = status.since_leader_contact < 2 * self.config.timing.election_timeout
         leader = status.leader if status.role is Role.LEADER or recent else None
-        if self.strong.halted or self.eventual.halted or leader is None or failures_to_outage < 0:
-            state = "unavailable"
-        elif failures_to_outage == 0 or not self.namespaces_ready:
-            state = "degraded"
-        else:
-            state = "healthy"
+        view = StrongView(
+            self.id, status.role.value, leader, tuple(voters), quorum, tuple(sorted(reachable)),
+            status.commit_index, self.strong.sm.applied_index, self.strong.halted,
+            self.strong.replica.voting, self.namespaces_ready,
+            status.peer_commit if status.role is Role.LEADER else {},
+        )
+        eventual = self._eventual_health()
+        thresholds = Thresholds(**self.config.health.model_dump(include={"lag_entries", "gossip_lag_events"}))
+        reasons = [*strong_reasons(view, thresholds), *eventual_reasons(self._eventual_view(), thresholds)]
+        for source in self.health_sources:
+            reasons.extend(source())
         return {
             "node": self.id,
-            "status": state,
+            "status": status_of(reasons),
+            "reasons": [r.to_json() for r in reasons],
             "strong": {
                 "role": status.role.value,
                 "leader": leader,
@@ -374,10 +412,43 @@ class Node:
                 "halted": self.strong.halted,
                 #: False while a reset node catches up (it answers no Prepare or Accept)
                 "voting": self.strong.replica.voting,
+                #: leader only: how many entries each peer's commit index is behind
+                "replica_lag": {p: view.commit_index - c for p, c in sorted(view.peer_commit.items())},
+                "namespaces": self._strong_namespaces(),
             },
-            "eventual": self._eventual_health(),
+            "eventual": eventual,
             "peer_auth": self._peer_auth_health(),
         }
+
+    def _strong_namespaces(self) -> dict[str, dict[str, int]]:
+        sm = self.strong.sm
+        return {i.name: {"keys": sm.key_count(i.name)} for i in sm.namespaces() if i.consistency == "strong"}
+
+    def eventual_digests(self) -> DigestSnapshot:
+        """Per eventual namespace of the registry, the digest of this replica's state
+        (``eventual.digests``; a namespace without keys: digest 0) with the version
+        vector it was taken at; recomputed at most every ``health.peer_report_max_age``."""
+        now = time.monotonic()
+        snap = self._digests
+        if snap is None or now - snap.at >= self.config.health.peer_report_max_age:
+            replica = self.eventual.replica
+            found = namespace_digests(replica.store.entries)
+            snap = self._digests = DigestSnapshot(
+                {i.name: found.get(i.name, NamespaceDigest())
+                 for i in self.strong.sm.namespaces() if i.consistency == "eventual"},
+                dict(replica.vv), now)
+        return snap
+
+    def _eventual_view(self) -> EventualView:
+        status = self.eventual.status()
+        swim = self.membership
+        members = swim.membership.members(swim.clock()) if swim is not None else []
+        return EventualView(
+            self.id, self.eventual.halted, status.peer_lag,
+            tuple(m.id for m in members if m.state is MemberState.SUSPECT),
+            tuple(m.id for m in members if m.state is MemberState.DEAD),
+            status.divergences, status.self_preservation.active,
+        )
 
     def _peer_auth_health(self) -> dict[str, Any]:
         """Refused inbound peer handshakes: the total and by reason (``TransportStats``)."""
@@ -389,6 +460,7 @@ class Node:
 
     def _eventual_health(self) -> dict[str, Any]:
         status = self.eventual.status()
+        digests = self.eventual_digests()
         return {
             "replica": status.replica,
             "events_pending_causal_past": status.pending,
@@ -404,6 +476,11 @@ class Node:
             },
             "halted": self.eventual.halted,
             "membership": self._membership_health(),
+            #: the version vector the digests were taken at: equal vectors, equal digests
+            "vv": dict(sorted(digests.vv.items())),
+            "digests_age_ms": int((time.monotonic() - digests.at) * 1000),
+            "namespaces": {ns: {"digest": d.hex, "keys": d.keys, "instances": d.instances}
+                           for ns, d in sorted(digests.digests.items())},
         }
 
     def _membership_health(self) -> dict[str, Any]:

@@ -5,27 +5,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import importlib.util
 import logging
 import signal
 from collections.abc import Generator
 from typing import Any
 
 import uvicorn
-from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from configsvc.config import load_config
 from configsvc.datadir import InitialState
+from configsvc.http.connection_guard import ConnectionGuard
 from configsvc.http.service import HttpService
 from configsvc.node import Node
 from configsvc.security import api_tls
 
 
-def _uvicorn_config(app: Starlette, host: str, port: int, tls: dict[str, Any]) -> uvicorn.Config:
-    """``tls``: uvicorn's ``ssl_*`` arguments (``configsvc.security.api_tls``), or none."""
-    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+def _uvicorn_config(app: ASGIApp, host: str, port: int, guard: ConnectionGuard,
+                    tls: dict[str, Any]) -> uvicorn.Config:
+    """httptools (h11 without it), guarded against slow and idle clients (``guard``);
+    ``tls``: uvicorn's ``ssl_*`` arguments (``configsvc.security.api_tls``), or none."""
     return uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
-                          timeout_graceful_shutdown=2, http=http, **tls)
+                          timeout_graceful_shutdown=2, **guard.uvicorn_settings(), **tls)
 
 
 class _SecondServer(uvicorn.Server):
@@ -46,11 +47,13 @@ async def serve_node(config_path: str, node_id: str, initial_cluster_state: Init
     gc.collect()
     gc.freeze()
     me = config.node(node_id)
-    server = uvicorn.Server(_uvicorn_config(service.app, me.host, me.api_port, tls))
+    server = uvicorn.Server(_uvicorn_config(service.limited_app, me.host, me.api_port,
+                                            service.connection_guard, tls))
     # The Consul-compatible API, on its own port when the node has one.
     consul = None
     if me.consul_port is not None:
-        consul = _SecondServer(_uvicorn_config(service.consul_app, me.host, me.consul_port, tls))
+        consul = _SecondServer(_uvicorn_config(service.limited_consul_app, me.host, me.consul_port,
+                                                  service.connection_guard, tls))
     # uvicorn re-raises the signal that stopped it, under the handler in force
     # before it started: make that one harmless so the node closes cleanly.
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -23,6 +23,8 @@ import msgpack  # type: ignore[import-untyped, unused-ignore]
 __all__ = [
     "MAX_UINT",
     "WireError",
+    "check_text",
+    "check_uint",
     "pack",
     "read_bool",
     "read_bytes",
@@ -38,6 +40,26 @@ MAX_UINT = 2**64 - 1
 
 class WireError(ValueError):
     """Bytes that are not the canonical encoding of the expected shape."""
+
+
+def check_uint(value: object, what: str) -> None:
+    """Raise ``ValueError`` unless ``value`` is an exact ``int`` in ``[0, 2**64)``."""
+    if type(value) is not int or not 0 <= value <= MAX_UINT:
+        raise ValueError(f"{what} must be an int in [0, 2**64), got {value!r:.60}")
+
+
+def check_text(value: object, what: str, limit: int, *, empty: bool = True) -> None:
+    """Raise ``ValueError`` unless ``value`` is a ``str`` of at most ``limit`` UTF-8
+    bytes (non-empty unless ``empty``): text every replica encodes alike."""
+    if type(value) is not str or (not empty and not value):
+        kind = "a str" if empty else "a non-empty str"
+        raise ValueError(f"{what} must be {kind}, got {value!r:.60}")
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} is not valid Unicode text") from None
+    if size > limit:
+        raise ValueError(f"{what} is limited to {limit} bytes of UTF-8, got {size}")
 
 
 def pack(obj: object) -> bytes:

@@ -23,6 +23,15 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+from strong.acl import (
+    ACL_TAGS,
+    DeleteAclPolicy,
+    DeleteAclToken,
+    SetAclPolicy,
+    SetAclToken,
+    decode_acl_op,
+    encode_acl_op,
+)
 from strong.canonical import (
     MAX_UINT,
     WireError,
@@ -189,6 +198,8 @@ def encode_op(op: Op) -> list[object]:
             return ["exp", now_ms, ttl_ms]
         case Noop():
             return ["noop"]
+        case SetAclPolicy() | DeleteAclPolicy() | SetAclToken() | DeleteAclToken():
+            return encode_acl_op(op)
         case (
             RegisterInstance()
             | UpdateCheck()
@@ -268,6 +279,8 @@ def decode_op(obj: object) -> Op:
             return Noop()
         case "inst+" | "check" | "inst-" | "instx" | "insts":
             return _decode_service_op(tag, args)
+        case _ if tag in ACL_TAGS:
+            return decode_acl_op(tag, args)
         case _:
             return _decode_txn_op(obj)
 

@@ -41,7 +41,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from strong.canonical import MAX_UINT
+from strong.acl import AclOp
+from strong.canonical import check_text as _check_text
+from strong.canonical import check_uint as _check_uint
 
 __all__ = [
     "COMPARE_OPS",
@@ -106,11 +108,6 @@ MAX_OUTPUT_BYTES = 4096
 MAX_PORT = 65535
 
 
-def _check_uint(value: object, what: str) -> None:
-    if type(value) is not int or not 0 <= value <= MAX_UINT:
-        raise ValueError(f"{what} must be an int in [0, 2**64), got {value!r:.60}")
-
-
 def _check_name(value: object, what: str) -> None:
     if type(value) is not str or not value:
         raise ValueError(f"{what} must be a non-empty str, got {value!r:.60}")
@@ -125,18 +122,6 @@ def _check_bytes(value: object, what: str) -> None:
     if type(value) is not bytes:
         raise ValueError(f"{what} must be bytes, got {type(value).__name__}")
 
-
-def _check_text(value: object, what: str, limit: int, *, empty: bool = True) -> None:
-    """A ``str`` of at most ``limit`` UTF-8 bytes (non-empty unless ``empty``)."""
-    if type(value) is not str or (not empty and not value):
-        kind = "a str" if empty else "a non-empty str"
-        raise ValueError(f"{what} must be {kind}, got {value!r:.60}")
-    try:
-        size = len(value.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise ValueError(f"{what} is not valid Unicode text") from None
-    if size > limit:
-        raise ValueError(f"{what} is limited to {limit} bytes of UTF-8, got {size}")
 
 
 def _check_status(value: object) -> None:
@@ -514,4 +499,5 @@ Op = (
     | ExpireInstances
     | ListInstances
     | Noop
+    | AclOp
 )

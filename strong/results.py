@@ -72,6 +72,11 @@ class ErrorCode:
     UNSUPPORTED_IN_VERSION = "unsupported_in_version"
     #: ``UpdateCheck`` of an instance the namespace does not hold
     INSTANCE_NOT_FOUND = "instance_not_found"
+    #: ACL ops (``strong.acl``, version >= 4): no such token/policy; a token's
+    #: accessor id or secret clashes; an expiration not in the future
+    ACL_NOT_FOUND = "acl_not_found"
+    ACL_CONFLICT = "acl_conflict"
+    ACL_INVALID = "acl_invalid"
     ALL = (
         MALFORMED_COMMAND,
         NAMESPACE_NOT_FOUND,
@@ -83,6 +88,9 @@ class ErrorCode:
         SESSION_EXPIRED,
         UNSUPPORTED_IN_VERSION,
         INSTANCE_NOT_FOUND,
+        ACL_NOT_FOUND,
+        ACL_CONFLICT,
+        ACL_INVALID,
     )
 
 

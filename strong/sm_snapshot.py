@@ -25,6 +25,11 @@ Version 3 and later (format 3) add, per strong namespace, its service table
        [instance, ...],                # sorted by (service, instance_id)
        [[service, index], ...]], ...]] # sorted by service
 
+Version 4 and later (format 4) add the ACL table (``strong.acl``)::
+
+    [4, ..., services,                 # as format 3
+     [[policy, ...], [token, ...]]]     # sorted by name / accessor id
+
 with each ``kvs`` a list sorted by key. The format follows the version, so a
 version-1 or -2 state encodes exactly as before (old and new code hash it alike).
 Invariants:
@@ -43,11 +48,13 @@ CRC32C framing belongs to storage; this is the payload it protects.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import msgpack  # type: ignore[import-untyped, unused-ignore]
 
+from strong.acl import ACL_VERSION, AclState, decode_acl_state, encode_acl_state
 from strong.canonical import (
     MAX_UINT,
     WireError,
@@ -81,7 +88,7 @@ __all__ = [
     "encode_snapshot",
 ]
 
-SNAPSHOT_FORMAT = 3
+SNAPSHOT_FORMAT = 4
 #: the state-machine version from which snapshots carry the session clock (format 2)
 CLOCK_VERSION = 2
 #: the state-machine version from which snapshots carry service tables (format 3)
@@ -109,10 +116,14 @@ class SnapshotState:
     #: (namespace, its service table), sorted: one per strong namespace from
     #: SERVICES_VERSION, none below
     services: tuple[tuple[str, ServiceTableState], ...] = ()
+    #: tokens and policies; empty below ACL_VERSION
+    acl: AclState = dataclasses.field(default_factory=AclState)
 
 
 def _format(version: int) -> int:
     """The snapshot format a state at state-machine ``version`` encodes as."""
+    if version >= ACL_VERSION:
+        return 4
     if version >= SERVICES_VERSION:
         return 3
     return 2 if version >= CLOCK_VERSION else 1
@@ -147,7 +158,12 @@ def encode_snapshot(state: SnapshotState) -> bytes:
         ]
         for name, table in state.services
     ]
-    return _pack([3, *head, state.clock, namespaces, sessions, expired, services])
+    if state.version < ACL_VERSION:
+        if state.acl != AclState():
+            raise ValueError("ACL tokens or policies below state-machine version 4")
+        return _pack([3, *head, state.clock, namespaces, sessions, expired, services])
+    acl = encode_acl_state(state.acl)
+    return _pack([4, *head, state.clock, namespaces, sessions, expired, services, acl])
 
 
 def decode_snapshot(data: bytes) -> SnapshotState:
@@ -168,14 +184,20 @@ def _decode(data: bytes) -> SnapshotState:
         clock: object = 0
         expired: object = []
         services: object = []
+        acl: object = None
     elif fmt == 2:
         _, applied_index, version, revision, clock, namespaces, sessions, expired = read_list(
             fields, "snapshot", 8
         )
         services = []
+        acl = None
     elif fmt == 3:
         (_, applied_index, version, revision, clock, namespaces, sessions, expired,
          services) = read_list(fields, "snapshot", 9)  # fmt: skip
+        acl = None
+    elif fmt == 4:
+        (_, applied_index, version, revision, clock, namespaces, sessions, expired,
+         services, acl) = read_list(fields, "snapshot", 10)  # fmt: skip
     else:
         raise WireError(f"unknown snapshot format {fmt!r}")
     if _format(read_uint(version, "version")) != fmt:
@@ -218,7 +240,7 @@ def _decode(data: bytes) -> SnapshotState:
         decoded_expired.append((read_str(client_obj, "client_id"), read_uint(at_obj, "expired_at")))
     _strictly_increasing([client for client, _ in decoded_expired], "expired client ids")
     decoded_services = tuple(_service_table(item) for item in read_list(services, "services"))
-    if fmt == 3:
+    if fmt >= 3:
         strong = [info.name for info, _ in decoded_namespaces if info.consistency == STRONG]
         if [name for name, _ in decoded_services] != strong:
             raise WireError("service tables are not exactly one per strong namespace, sorted")
@@ -231,6 +253,7 @@ def _decode(data: bytes) -> SnapshotState:
         read_uint(clock, "clock"),
         tuple(decoded_expired),
         decoded_services,
+        AclState() if acl is None else decode_acl_state(acl),
     )
 
 
@@ -369,7 +392,7 @@ def _unpack_streaming(data: bytes) -> list[object] | None:
         length = unpacker.read_array_header()
         fmt = unpacker.unpack()
         at = 4 if fmt == 1 else 5  # the namespaces field
-        if type(fmt) is not int or fmt not in (1, 2, 3) or length <= at:
+        if type(fmt) is not int or fmt not in (1, 2, 3, 4) or length <= at:
             return None
         fields: list[object] = [fmt, *(unpacker.unpack() for _ in range(at - 1))]
         if view[unpacker.tell()] not in _ARRAY_START:

@@ -45,13 +45,18 @@ Rules (everything that decides what a replica's state becomes lives here):
    as data, as in rule 8. ``ListInstances`` is a read. Below version 3 these ops
    are ``ErrorResult("unsupported_in_version")`` and change nothing. A ``Txn``
    holds key ops only.
+10. ACL tokens and policies (version >= 4). ``SetAclPolicy``, ``DeleteAclPolicy``,
+   ``SetAclToken`` and ``DeleteAclToken`` change ``strong.acl.AclTable`` (its
+   rules 1-6) and no revision; ``ExpireSessions(now_ms, ...)`` also drops the
+   tokens expired at ``now_ms`` (time as data, as in rule 8). Below version 4
+   they are ``ErrorResult("unsupported_in_version")`` and change nothing.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import replace
 
+from strong.acl import ACL_OPS, ACL_VERSION, AclOp, AclTable
 from strong.commands import (
     STRONG,
     Command,
@@ -111,6 +116,7 @@ from strong.sm_snapshot import (
     decode_snapshot,
     encode_snapshot,
 )
+from strong.state_hash import state_hash
 
 __all__ = [
     "INITIAL_VERSION",
@@ -125,9 +131,9 @@ __all__ = [
 ]
 
 INITIAL_VERSION = 1
-SUPPORTED_VERSIONS = range(1, 4)
+SUPPORTED_VERSIONS = range(1, 5)
 """State-machine versions this code can apply commands under (2: session expiry, rule 8;
-3: service instances, rule 9)."""
+3: service instances, rule 9; 4: ACL tokens and policies, rule 10)."""
 SESSION_EXPIRY_VERSION = CLOCK_VERSION
 _SERVICE_OPS = (RegisterInstance, UpdateCheck, DeregisterInstance, ExpireInstances, ListInstances)
 
@@ -158,6 +164,8 @@ class StateMachine:
         #: strong namespaces only, from version 3 (rule 9)
         self._services: dict[str, ServiceTable] = {}
         self._sessions = SessionTable()
+        #: tokens and policies, from version 4 (rule 10)
+        self._acl = AclTable()
         #: ``snapshot()`` of the current state, kept until the next ``apply``
         #: (hashing and compacting at the same index encode once)
         self._snapshot: bytes | None = None
@@ -220,6 +228,8 @@ class StateMachine:
             return self._key_op(op)
         if isinstance(op, _SERVICE_OPS):
             return self._service_op(op)
+        if isinstance(op, ACL_OPS):
+            return self._acl_op(op)
         match op:
             case CreateNamespace():
                 return self._create_namespace(op)
@@ -246,6 +256,8 @@ class StateMachine:
                         f"this group is at {self.version}",
                     )
                 self._sessions.expire(now_ms, ttl_ms)
+                if self.version >= ACL_VERSION:
+                    self._acl.expire(now_ms)
                 return NoopResult()
             case Noop():
                 return NoopResult()
@@ -290,6 +302,15 @@ class StateMachine:
     def namespaces(self) -> list[NamespaceInfo]:
         """Every registered namespace (strong and eventual), sorted by name."""
         return [self._namespaces[name] for name in sorted(self._namespaces)]
+
+    def has_namespace(self, name: str) -> bool:
+        """Whether ``name`` is a registered namespace (strong or eventual)."""
+        return name in self._namespaces
+
+    def key_count(self, ns: str) -> int:
+        """How many keys strong namespace ``ns`` holds (0 if it is not one)."""
+        table = self._tables.get(ns)
+        return len(table) if table is not None else 0
 
     def _table(self, ns: str) -> KVTable | ErrorResult:
         table = self._tables.get(ns)
@@ -462,6 +483,22 @@ class StateMachine:
             return False
         return any(self._services[name].due(now_ms) for name in sorted(self._services))
 
+    # --- ACL tokens and policies (rule 10) ----------------------------------
+
+    def _acl_op(self, op: AclOp) -> Result:
+        if self.version < ACL_VERSION:
+            return ErrorResult(
+                ErrorCode.UNSUPPORTED_IN_VERSION,
+                f"ACL tokens and policies need state-machine version {ACL_VERSION}, "
+                f"this group is at {self.version}",
+            )
+        return self._acl.apply(op)
+
+    @property
+    def acl(self) -> AclTable:
+        """The applied ACL table (read it only; it changes with ``apply``)."""
+        return self._acl
+
     # --- snapshots ----------------------------------------------------------
 
     def snapshot(self) -> bytes:
@@ -494,6 +531,7 @@ class StateMachine:
             clock=self._sessions.clock,
             expired=self._sessions.expired(),
             services=tuple((name, self._services[name].state()) for name in sorted(self._services)),
+            acl=self._acl.state(),
         )
 
     @staticmethod
@@ -522,6 +560,7 @@ class StateMachine:
         machine._sessions = SessionTable.restore(state.sessions, state.expired, state.clock)
         for name, services in state.services:  # decoded, so already checked
             machine._services[name] = ServiceTable.restore(services)
+        machine._acl = AclTable.restore(state.acl)
         return machine
 
     def adopt_snapshot(self, index: int, data: bytes) -> None:
@@ -531,8 +570,9 @@ class StateMachine:
             self._snapshot = data
 
     def state_hash(self) -> str:
-        """Hex SHA-256 of ``snapshot()``: compare replicas at equal ``applied_index``."""
-        return hashlib.sha256(self.snapshot()).hexdigest()
+        """Hex SHA-256 of ``snapshot()`` (``strong.state_hash.state_hash`` in hex):
+        compare replicas at equal ``applied_index``."""
+        return state_hash(self).hex()
 
 
 def _mod_revision(kv: KeyValue | None) -> int:

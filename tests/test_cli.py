@@ -7,6 +7,7 @@ condition (a printed line, an answer) with a deadline.
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import signal
@@ -206,11 +207,41 @@ def test_cli_watch_prints_every_change_including_deletes(endpoints: list[str]) -
     assert code == 130  # interrupted: the watch ends quietly
 
 
-def test_cli_status_reports_leader_quorum_and_failures_to_outage(endpoints: list[str]) -> None:
-    lines = ok("status", endpoint=endpoints[2]).splitlines()
-    assert lines[0] == "node n3: healthy", lines
-    assert "leader=n" in lines[1] and "quorum=2 reachable=3/3 failures_to_outage=1" in lines[1], lines
-    assert lines[2].startswith("  commit=") and " applied=" in lines[2], lines
+def test_cli_status_renders_every_node_namespace_and_reason(endpoints: list[str]) -> None:
+    ok("ns", "create", "shown", "--consistency", "eventual", endpoint=endpoints[0])
+    ok("kv", "put", "shown", "a", "1", endpoint=endpoints[0])
+
+    def rendered() -> str | None:
+        out = ok("status", "--width", "200", endpoint=endpoints[2])
+        rows = [line for line in out.splitlines() if "shown" in line]
+        return out if rows and "eventual" in rows[0] and " yes " in rows[0] else None
+
+    out = wait_for_output(rendered, 30, "n3 to show the eventual namespace's digests agreeing")
+    lines = out.splitlines()
+    assert lines[0] == "cluster healthy (asked n3)", lines
+    assert {"nodes", "namespaces"} <= {line.strip() for line in lines}, out
+    assert "reasons: none" in lines, out
+    header = next(line for line in lines if "address" in line)
+    for column in ("id", "address", "role", "ballot", "commit", "applied", "lag", "health", "reachable"):
+        assert column in header, header
+    rows = {line.split()[1]: line for line in lines if line.split()[1:2] in (["n1"], ["n2"], ["n3"])}
+    assert set(rows) == {"n1", "n2", "n3"}, out
+    assert sum(" leader " in row for row in rows.values()) == 1, out
+    assert all(" healthy " in row and " yes " in row for row in rows.values()), out
+    assert endpoints[0].removeprefix("http://") in rows["n1"], rows["n1"]
+
+    raw = json.loads(ok("status", "--json", endpoint=endpoints[1]))
+    assert raw["node"] == "n2" and [n["id"] for n in raw["nodes"]] == ["n1", "n2", "n3"]
+
+
+def wait_for_output(attempt: object, timeout: float, what: str) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        out = attempt()  # type: ignore[operator]
+        if out is not None:
+            return str(out)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} within {timeout}s")
 
 
 @pytest.mark.parametrize("store", ["strong", "eventual"])

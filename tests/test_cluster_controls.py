@@ -33,12 +33,13 @@ pytestmark = pytest.mark.slow
 class Up:
     """A running ``configsvc cluster up`` and the lines it printed."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *extra: str, env: dict[str, str] | None = None) -> None:
+        """``extra``: more ``cluster up`` arguments; ``env``: its whole environment."""
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "configsvc.cli", "cluster", "up", "--nodes", "3", "--api-port", "0",
-             "--data-dir", str(root)],
+             "--data-dir", str(root), *extra],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            env={**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"})
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)

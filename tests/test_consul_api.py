@@ -233,7 +233,8 @@ def test_malformed_and_unsupported_requests_are_clear_4xx_and_change_nothing(tmp
              (400, "invalid_argument")),
             (http.put("/v1/txn", json=[{"KV": {"Verb": "set", "Key": "nope/x", "Value": ""}}]),
              (404, "namespace_not_found")),
-            (http.get("/v1/acl/tokens"), (404, "unsupported_endpoint")),
+            (http.get("/v1/acl/roles"), (404, "unsupported_endpoint")),
+            (http.get("/v1/acl/tokens"), (401, "acl_disabled")),  # ACLs are off here
             (http.post(key), (405, "method_not_allowed")),
         ]
         for call, expected in cases:

@@ -25,6 +25,7 @@ import contextlib
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,11 @@ from tests.fuzz_runtime import SCALE, SEED
 from tests.test_http_api import single_node, single_service
 
 EXAMPLES = 25 * SCALE
+#: the fuzzed node runs with ACLs on; every request presents this management token
+ROOT = "fuzz-bootstrap-token-0123"
+ACL = {"enabled": True, "bootstrap_token": ROOT}
+#: a token expiring after this (ms since the epoch) cannot expire during the run
+LASTING_MS = int(time.time() * 1000) + 86_400_000
 #: a blocking read waits at most this long here (the generated ``wait`` is kept if invalid)
 SHORT_WAIT = "0.05"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
@@ -75,7 +81,7 @@ def served(root: Path, build: Callable[[Node], Any] = build_app) -> Iterator[Ser
     box: dict[str, Any] = {}
 
     async def main() -> None:
-        async with single_service(root) as (service, _):
+        async with single_service(root, acl=ACL) as (service, _):
             node = service.node
             # The background writers besides the requests: instance expiry and the HTTP
             # checks of registered instances. Paused, "a 4xx changed nothing" is exact.
@@ -92,9 +98,11 @@ def served(root: Path, build: Callable[[Node], Any] = build_app) -> Iterator[Ser
                 await asyncio.sleep(0.01)  # polling an in-process condition; the test bounds it
             stop = asyncio.Event()
             url = f"http://127.0.0.1:{api}"
+            session = requests.Session()
+            session.headers["X-Consul-Token"] = ROOT  # every request through the ACL check
             box.update(server=Server(url, node, asyncio.get_running_loop(),
-                                     httpx.Client(base_url=url, timeout=15), requests.Session()),
-                       stop=stop)
+                                     httpx.Client(base_url=url, timeout=15, headers=dict(session.headers)),
+                                     session), stop=stop)
             ready.set()
             await stop.wait()
             server.should_exit = True
@@ -169,7 +177,10 @@ def _fingerprint(node: Node) -> tuple[object, ...]:
     store = node.eventual.replica.store
     kv = tuple(sorted((key, tuple(sorted(sibs))) for key, sibs in store.entries.items()
                       if key[1] == KV_SPACE and sibs))
-    return state.revision, state.namespaces, state.services, kv
+    # Tokens that may expire during the run are left out: the leader's periodic
+    # ExpireSessions drops them by itself, whatever request is in flight.
+    lasting = tuple(t for t in state.acl.tokens if not t.expiration_ms or t.expiration_ms > LASTING_MS)
+    return state.revision, state.namespaces, state.services, state.acl.policies, lasting, kv
 
 
 #: the namespaces calls go to: ``single_node``'s two, and "0", the name the coverage

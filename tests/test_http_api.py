@@ -26,10 +26,11 @@ Scenario = Callable[[Node, httpx.AsyncClient], Awaitable[None]]
 
 
 @contextlib.asynccontextmanager
-async def single_service(root: Path) -> AsyncIterator[tuple[HttpService, httpx.AsyncClient]]:
-    """One node with its HTTP service (native API in-process), namespaces ready."""
+async def single_service(root: Path, **extra: Any) -> AsyncIterator[tuple[HttpService, httpx.AsyncClient]]:
+    """One node with its HTTP service (native API in-process), namespaces ready;
+    ``extra``: more top-level configuration (e.g. ``acl``)."""
     api, peer = free_ports(2)
-    config = parse_config({
+    config = parse_config(extra | {
         "data_root": str(root),
         "nodes": [{"id": "n1", "api_port": api, "peer_port": peer}],
         "limits": {"key_max_bytes": 16, "value_max_bytes": 64, "body_max_bytes": 256},

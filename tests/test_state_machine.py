@@ -42,7 +42,7 @@ from strong.results import (
     TxnResult,
     VersionResult,
 )
-from strong.state_machine import StateMachine, UnsupportedVersion
+from strong.state_machine import SUPPORTED_VERSIONS, StateMachine, UnsupportedVersion
 
 
 class Driver:
@@ -296,7 +296,7 @@ def test_an_unsupported_version_stops_the_batch_before_anything_applies(run: Dri
     before = (run.sm.applied_index, run.sm.state_hash())
     batch = (
         encode_command(Command("c", 1, Put("cfg", b"k", b"v"))),
-        encode_command(Command("", 0, SetVersion(4))),
+        encode_command(Command("", 0, SetVersion(SUPPORTED_VERSIONS.stop))),
     )
     with pytest.raises(UnsupportedVersion):
         run.sm.apply(run.sm.applied_index + 1, batch)

@@ -6,9 +6,15 @@
   restored mid-stream then fed the rest ends where one that never stopped does.
 - The KV semantics agree with a plain dict (the reference model).
 - Garbage never crashes ``restore``: it raises ``MalformedSnapshot`` only.
+- A refused command (an ``ErrorResult`` or ``CasFailed``) changes nothing but
+  ``applied_index``; logs of every op kind (``tests/determinism_replay.py``)
+  replay alike and survive a snapshot mid-stream. Across processes and hash
+  seeds: ``tests/test_determinism_guard.py``.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -31,9 +37,10 @@ from strong.commands import (
     Txn,
     encode_command,
 )
-from strong.results import GetResult, PutResult
+from strong.results import CasFailed, ErrorResult, GetResult, PutResult
 from strong.sm_snapshot import SnapshotState, encode_snapshot
 from strong.state_machine import MalformedSnapshot, StateMachine, UnsupportedVersion
+from tests.determinism_replay import OpGenerator, generate_log, replay
 
 names = st.sampled_from(["a", "b", "e"])
 keys = st.sampled_from([b"k", b"k1", b"k2", b"x"])
@@ -202,3 +209,53 @@ def test_state_hash_sees_every_part_of_the_state() -> None:
         base.apply(base.applied_index + 1, (encode_command(Command(client, seq, op)),))
         hashes.add(base.state_hash())
     assert len(hashes) == 4
+
+
+# --- refused commands (rule 3) over logs of every op kind (tests/determinism_replay.py)
+
+
+def refused_changes_nothing(sm: StateMachine, op: Op) -> bool:
+    """Apply ``op`` (anonymous: no session to remember it) after ``sm``'s state; if it
+    is refused, only ``applied_index`` may move. Returns whether it was refused."""
+    before = sm.snapshot_state()
+    (applied,) = sm.apply(sm.applied_index + 1, (encode_command(Command("", 0, op)),))
+    if not isinstance(applied.result, ErrorResult | CasFailed):
+        return False
+    assert sm.snapshot() == encode_snapshot(replace(before, applied_index=sm.applied_index)), op
+    return True
+
+
+@given(st.integers(0, 2**32), st.integers(0, 80), st.lists(st.integers(0, 2**32), min_size=1, max_size=8))
+@settings(max_examples=60)
+def test_a_refused_command_changes_nothing_but_the_applied_index(
+    seed: int, length: int, op_seeds: list[int]
+) -> None:
+    _, _, sm = replay(generate_log(seed, slots=length))
+    for op_seed in op_seeds:
+        refused_changes_nothing(sm, OpGenerator(op_seed).op())
+
+
+@given(st.integers(0, 2**32), st.integers(0, 120))
+@settings(max_examples=40)
+def test_every_op_kind_log_replays_alike_and_survives_a_snapshot(seed: int, cut: int) -> None:
+    log = generate_log(seed, slots=120)
+    replicas_agree(log)
+    snapshot_mid_stream_matches(log, cut)
+
+
+def test_refusal_property_catches_a_refusal_that_changes_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Planted: a write to a missing namespace bumps the revision before refusing."""
+    original = StateMachine._key_op
+
+    def leaky(self: StateMachine, op: object) -> object:
+        result = original(self, op)  # type: ignore[arg-type]
+        if isinstance(result, ErrorResult):
+            self.revision += 1
+        return result
+
+    sm = StateMachine()
+    sm.apply(1, SETUP)
+    assert refused_changes_nothing(sm, Put("missing", b"k", b"v"))
+    monkeypatch.setattr(StateMachine, "_key_op", leaky)
+    with pytest.raises(AssertionError):
+        refused_changes_nothing(sm, Put("missing", b"k", b"v"))

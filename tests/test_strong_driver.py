@@ -113,3 +113,61 @@ def test_a_retry_joins_the_proposal_its_leadership_already_holds() -> None:
             await driver.close()
 
     asyncio.run(main())
+
+
+def test_the_driver_counts_leaders_and_the_catch_up_and_snapshot_it_sends() -> None:
+    """Three drivers over an in-memory link; c is cut off while a and b commit past a
+    compaction, then reconnected: the leader must send it a snapshot, and counts it
+    (metrics read these counters: ``configsvc.metrics``)."""
+    ids = ("a", "b", "c")
+    up = {"c": False}
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        drivers: dict[str, StrongDriver] = {}
+
+        def sender(src: str) -> object:
+            def send(dst: str, payload: bytes) -> bool:
+                if up.get(src, True) and up.get(dst, True):
+                    loop.call_soon(drivers[dst].deliver, src, payload)
+                return True
+            return send
+
+        for nid in ids:
+            drivers[nid] = StrongDriver(ReplicaConfig(nid, ids), MemoryStorage(), sender(nid),  # type: ignore[arg-type]
+                                        rng=random.Random(ids.index(nid)), snapshot_every=5)
+        for d in drivers.values():
+            await d.start()
+        try:
+            deadline = loop.time() + 20
+
+            def leader() -> StrongDriver | None:
+                return next((d for d in drivers.values() if d.is_leader and d.replica.leadership
+                             and d.replica.leadership.active), None)
+
+            while leader() is None:
+                assert loop.time() < deadline, "no leader in time"
+                await asyncio.sleep(0.01)  # polling an in-process condition with a deadline
+            lead = leader()
+            assert lead is not None and lead.config.node_id != "c"
+            await lead.propose(cmd(1, CreateNamespace("ns", "strong", ())), timeout=10)
+            for i in range(12):
+                await lead.propose(cmd(i + 2, Put("ns", b"k", b"v%d" % i)), timeout=10)
+            while lead.replica.snapshot_index == 0:
+                assert loop.time() < deadline, "no compaction in time"
+                await asyncio.sleep(0.01)  # polling an in-process condition with a deadline
+            assert lead.stats.snapshots_sent == 0
+            up["c"] = True
+            c = drivers["c"]
+            while c.sm.applied_index < lead.sm.applied_index:
+                assert loop.time() < deadline, "c did not catch up in time"
+                await asyncio.sleep(0.01)  # polling an in-process condition with a deadline
+            assert lead.stats.snapshots_sent >= 1 and lead.stats.sent["InstallSnapshot"] >= 1
+            assert lead.stats.sent["Accept"] >= 13
+            assert all(d.stats.leader_changes >= 1 for d in drivers.values())
+            assert c.stats.sent.get("InstallSnapshot", 0) == 0
+        finally:
+            for d in drivers.values():
+                await d.close()
+
+    asyncio.run(main())

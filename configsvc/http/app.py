@@ -15,7 +15,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from configsvc.config import valid_name
+from configsvc.http.acl import guard
+from configsvc.http.acl_needs import native_needs
+from configsvc.http.acl_routes import AclApi
 from configsvc.http.admin import AdminApi
+from configsvc.http.cluster_view import PeerReports, cluster_status, health_with_digests
 from configsvc.http.config_docs import ConfigDocs
 from configsvc.http.discovery_api import DiscoveryApi
 from configsvc.http.errors import (
@@ -27,7 +31,7 @@ from configsvc.http.errors import (
     method_not_allowed,
 )
 from configsvc.http.eventual_api import EventualApi
-from configsvc.http.forwarding import Forwarder
+from configsvc.http.forwarding import NATIVE, Forwarder
 from configsvc.http.node_requests import (
     check_serving,
     consistency_of,
@@ -36,8 +40,10 @@ from configsvc.http.node_requests import (
     registry_barrier,
 )
 from configsvc.http.openapi import OPENAPI
+from configsvc.http.request_metrics import RequestMetrics
 from configsvc.http.strong_api import StrongApi, ns_json
 from configsvc.http.ui import ui_routes
+from configsvc.metrics import CONTENT_TYPE_LATEST
 
 if TYPE_CHECKING:
     from configsvc.node import Node
@@ -141,8 +147,27 @@ def build_app(node: Node, forwarder: Forwarder | None = None) -> Starlette:
     ]
     # ---- end of config documents
 
+    # ---- health with reasons, the cluster at a glance (configsvc.http.cluster_view)
+    peer_reports = PeerReports(node, forwarder) if forwarder is not None else None
+
     async def health(request: Request) -> Response:
-        return JSONResponse(node.health())
+        """``?local=true``: this node's report alone (what peers ask each other for)."""
+        local = request.query_params.get("local", "false")
+        if local not in ("true", "false"):
+            raise bad_request("local must be 'true' or 'false'")
+        if local == "true" or peer_reports is None:
+            return JSONResponse(node.health())
+        return JSONResponse(health_with_digests(node, peer_reports.cached()))
+
+    async def cluster(request: Request) -> Response:
+        """Every node, namespace and reason; waits (bounded) for fresh peer reports."""
+        peers = await peer_reports.fresh(timeout=3.0) if peer_reports is not None else {}
+        return JSONResponse(cluster_status(node, peers))
+    # ---- end of health
+
+    async def metrics(request: Request) -> Response:
+        """This node's metrics in Prometheus' text format (``configsvc.metrics``)."""
+        return Response(node.metrics.expose(), media_type=CONTENT_TYPE_LATEST)
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(OPENAPI)
@@ -162,6 +187,8 @@ def build_app(node: Node, forwarder: Forwarder | None = None) -> Starlette:
         Route("/v1/kv/{ns}/{key:path}", kv_key, methods=["GET", "PUT", "DELETE"]),
         Route("/v1/txn/{ns}", txn, methods=["POST"]),
         Route("/v1/cluster/health", health, methods=["GET"]),
+        Route("/v1/cluster/status", cluster, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
         Route("/v1/openapi.json", openapi, methods=["GET"]),
         Route("/v1/admin/faults", admin.list_faults, methods=["GET"]),
         Route("/v1/admin/faults", admin.clear_faults, methods=["DELETE"]),
@@ -182,6 +209,10 @@ def build_app(node: Node, forwarder: Forwarder | None = None) -> Starlette:
         Route(instance + "/heartbeat", services.heartbeat, methods=["PUT"]),
     ]
 
+    # ACL management, then every route behind its check (configsvc.http.acl)
+    routes += AclApi(node).native_routes()
+    routes = guard(node, routes, native_needs(node))
+
     app = Starlette(
         routes=routes,
         exception_handlers={
@@ -191,5 +222,7 @@ def build_app(node: Node, forwarder: Forwarder | None = None) -> Starlette:
             Exception: internal_error_handler,
         },
     )
+    app.add_middleware(RequestMetrics, node=node, face=NATIVE)  # requests and errors (metrics)
     app.state.forwarder = forwarder
+    app.state.peer_reports = peer_reports
     return app

@@ -15,6 +15,8 @@ Codes and statuses (stable; clients switch on ``code``):
     txn_failed 409          causally_behind 409   unauthorized 401
     not_leader 503          no_quorum 503         unavailable 503
     outcome_unknown 504     internal 500
+    too_many_operations 413 request_timeout 408   rate_limited 429
+    too_many_watchers 429   too_many_connections 429   (docs/limits.md)
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from configsvc.http.errors import ApiError
+from configsvc.http.limits import check_txn_size
 from configsvc.http.node_requests import read_body
 from configsvc.http.params import flag, unsupported_here, wait_seconds
 from configsvc.runtime.eventual_driver import Halted, OutcomeUnknown
@@ -249,6 +250,7 @@ class EventualApi:
             ops = tuple(_eventual_txn_op(o) for o in spec["ops"])
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ApiError(400, "invalid_argument", f"invalid transaction: {exc!r}") from None
+        check_txn_size(self.node.config.limits, ops)
         result, token = await self._call(request, ns, Txn(ns, ops, idempotency_key(request)))
         if isinstance(result, TxnFailed):
             return JSONResponse({"succeeded": False, "failed_op": result.op, "reason": result.reason},

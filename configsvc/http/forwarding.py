@@ -46,7 +46,8 @@ CHANNEL = "rpc"
 FORWARDED = "x-configsvc-forwarded"
 FACE = "x-configsvc-face"
 NATIVE = "native"
-_KEEP_HEADERS = ("content-type", "x-client-id", "x-client-seq", "x-configsvc-token", "x-configsvc-context")
+_KEEP_HEADERS = ("content-type", "x-client-id", "x-client-seq", "x-configsvc-token", "x-configsvc-context",
+                 "authorization", "x-consul-token")  # the ACL token: the leader checks it again
 _PASS_BACK = ("content-type", "retry-after", "etag")
 _PASS_BACK_PREFIXES = ("x-configsvc", "x-consul-")
 
@@ -136,6 +137,9 @@ class Forwarder:
         self._local: dict[str, httpx.AsyncClient] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.malformed = 0
+        #: requests forwarded to a leader (``forward``) and served for a peer
+        self.forwarded = 0
+        self.served = 0
 
     def serve_with(self, app: Any, face: str = NATIVE) -> None:
         """Requests forwarded to this node for ``face`` run through ``app`` in-process."""
@@ -152,6 +156,7 @@ class Forwarder:
 
     async def forward(self, request: Request, leader: str, body: bytes) -> Response:
         rid = next(self._ids)
+        self.forwarded += 1
         headers = [(k, v) for k, v in request.headers.items() if k.lower() in _KEEP_HEADERS]
         headers.append((FACE, face_of(request)))
         # A watch waits where it arrived; the leader answers at once (no second wait).
@@ -174,6 +179,25 @@ class Forwarder:
                 if k.lower() in _PASS_BACK or k.lower().startswith(_PASS_BACK_PREFIXES)}
         return Response(content, status_code=status, headers=keep)
 
+    async def ask(self, dst: str, path: str, query: str = "", timeout: float | None = None
+                  ) -> tuple[int, bytes]:
+        """``GET path?query`` on peer ``dst``'s native API, over the transport:
+        (status, body). Raises ``TimeoutError`` (no answer within ``timeout``, or the
+        frame could not be queued)."""
+        rid = next(self._ids)
+        frame = ["req", rid, "GET", path, query, [(FACE, NATIVE)], b""]
+        fut: asyncio.Future[tuple[int, list[tuple[str, str]], bytes]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._waiting[rid] = fut
+        try:
+            if self._send(dst, msgpack.packb(frame, use_bin_type=True)) is False:
+                raise TimeoutError(f"{dst} is not reachable")
+            status, _, body = await asyncio.wait_for(fut, timeout or self.timeout)
+        finally:
+            self._waiting.pop(rid, None)
+        return status, body
+
     def deliver(self, src: str, payload: bytes) -> None:
         try:
             frame = decode_frame(payload)
@@ -182,6 +206,7 @@ class Forwarder:
             log.warning("dropped a malformed forwarding frame from %s: %s", src, exc)
             return
         if isinstance(frame, RequestFrame):
+            self.served += 1
             task = asyncio.get_running_loop().create_task(
                 self._run(src, frame.rid, frame.method, frame.path, frame.query, frame.headers,
                           frame.body)

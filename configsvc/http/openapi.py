@@ -175,7 +175,15 @@ OPENAPI: dict[str, Any] = {
               "schema": {"type": "string"}, "description": "an ETag: 304 if unchanged"}],
             ok="the document (application/json or application/yaml), with ETag and "
                "X-Configsvc-Index", errors=(400, 404, 409, 422, 503)))},
-        "/v1/cluster/health": {"get": _op("Consensus-aware health of this node")},
+        "/v1/cluster/health": {"get": _op(
+            "Consensus-aware health of this node: status, every reason for it, per eventual "
+            "namespace whether the replicas' digests agree",
+            [_q("local", {"type": "string", "enum": ["true", "false"]},
+                "true: this node's own report, without its peers' digests")],
+            errors=(400,))},
+        "/v1/cluster/status": {"get": _op(
+            "The cluster at a glance from this node: every node, namespace and reason",
+            errors=())},
     },
     "components": {
         "schemas": {
@@ -228,5 +236,61 @@ OPENAPI["paths"].update({
     "/v1/services/{ns}/{service}/{instance_id}/heartbeat": {
         "put": _op("A TTL heartbeat {status (default passing), output}", _INSTANCE,
                    body="application/json", errors=(400, 404, 409, 413, 503, 504), body_schema=_CHECK),
+    },
+})
+
+# ---------------------------------------------------------------- ACL management
+# (configsvc.http.acl_routes; 401 acl_disabled without acl.enabled, 403 without acl:read/write)
+_ACL_ERRORS = (400, 401, 403, 404, 409, 413, 503, 504)
+_ACL_NAME = {"type": "string", "minLength": 1, "maxLength": 128}
+_RULE = {
+    "type": "object",
+    "properties": {
+        "resource": {"type": "string", "enum": ["key", "service", "namespace", "acl"]},
+        "prefix": {"type": "string", "maxLength": 1024},
+        "access": {"type": "string", "enum": ["read", "write", "deny"]},
+    },
+    "required": ["resource", "access"],
+    "additionalProperties": False,
+}
+_POLICY = {
+    "type": "object",
+    "properties": {"name": _ACL_NAME, "description": {"type": "string", "maxLength": 1024},
+                   "rules": {"type": "array", "maxItems": 256, "items": _RULE}},
+    "required": ["name"],
+    "additionalProperties": False,
+}
+_TOKEN_FIELDS: dict[str, Any] = {
+    "description": {"type": "string", "maxLength": 1024},
+    "policies": {"type": "array", "maxItems": 64, "items": _ACL_NAME},
+    "ttl": {"type": "number", "exclusiveMinimum": True, "minimum": 0, "maximum": 10**9},
+}
+_TOKEN_SPEC = {"type": "object", "properties": _TOKEN_FIELDS, "additionalProperties": False}
+_NEW_TOKEN = _TOKEN_SPEC | {"properties": _TOKEN_FIELDS | {
+    "accessor_id": _ACL_NAME, "secret": {"type": "string", "minLength": 1}}}
+_ACCESSOR = [_p("accessor_id", _ACL_NAME)]
+_POLICY_NAME = [_p("name", _ACL_NAME)]
+OPENAPI["paths"].update({
+    "/v1/acl/policies": {
+        "get": _op("List policies", errors=_ACL_ERRORS),
+        "post": _op("Create or replace a policy {name, description, rules: [{resource, prefix, "
+                    "access}]}", body="application/json", errors=_ACL_ERRORS, body_schema=_POLICY),
+    },
+    "/v1/acl/policies/{name}": {
+        "get": _op("Read a policy", _POLICY_NAME, errors=_ACL_ERRORS),
+        "delete": _op("Delete a policy", _POLICY_NAME, errors=_ACL_ERRORS),
+    },
+    "/v1/acl/tokens": {
+        "get": _op("List tokens (never their secrets)", errors=_ACL_ERRORS),
+        "post": _created(_op("Create a token {policies, description, ttl, accessor_id, secret}; "
+                             "the answer shows its secret once", body="application/json",
+                             errors=_ACL_ERRORS, body_schema=_NEW_TOKEN)),
+    },
+    "/v1/acl/tokens/self": {"get": _op("The token the request presents", errors=_ACL_ERRORS)},
+    "/v1/acl/tokens/{accessor_id}": {
+        "get": _op("Read a token", _ACCESSOR, errors=_ACL_ERRORS),
+        "put": _op("Update a token's description, policies or ttl", _ACCESSOR,
+                   body="application/json", errors=_ACL_ERRORS, body_schema=_TOKEN_SPEC),
+        "delete": _op("Delete a token", _ACCESSOR, errors=_ACL_ERRORS),
     },
 })

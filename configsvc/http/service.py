@@ -14,11 +14,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from configsvc.http.acl import known_secret
 from configsvc.http.app import build_app
+from configsvc.http.connection_guard import ConnectionGuard
 from configsvc.http.consul import FACE as CONSUL_FACE
 from configsvc.http.consul import build_consul_app
 from configsvc.http.forwarding import CHANNEL, NATIVE, Forwarder
 from configsvc.http.health_checks import HealthChecks
+from configsvc.http.limits import RequestLimits
+from configsvc.http.request_metrics import HttpCollector
 
 if TYPE_CHECKING:
     from configsvc.node import Node
@@ -38,7 +42,17 @@ class HttpService:
         # Requests forwarded to this node run through the face they arrived on.
         self.forwarder.serve_with(self.app, face=NATIVE)
         self.forwarder.serve_with(self.consul_app, face=CONSUL_FACE)
+        # What clients reach (``configsvc serve``): both faces behind one node's
+        # per-client limits (docs/limits.md); forwarded requests run through the
+        # faces themselves, limited where they arrived.
+        self.request_limits = RequestLimits(
+            node.config.limits, known=lambda secret: known_secret(node, secret))
+        self.limited_app = self.request_limits.wrap(self.app)
+        self.limited_consul_app = self.request_limits.wrap(self.consul_app, consul=True)
+        #: connections per client address and header deadlines, for both ports' servers
+        self.connection_guard = ConnectionGuard(node.config.limits)
         node.on_peer_channel(CHANNEL, self.forwarder.deliver)
+        node.metrics.registry.register(HttpCollector(self.forwarder, self.app.state.peer_reports))
         self.health_checks: HealthChecks | None = None
 
     async def start(self) -> None:
@@ -51,5 +65,7 @@ class HttpService:
     async def close(self) -> None:
         if self.health_checks is not None:
             await self.health_checks.close()
+        if self.app.state.peer_reports is not None:
+            await self.app.state.peer_reports.close()
         await self.forwarder.close()
         await self.node.close()

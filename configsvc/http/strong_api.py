@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from configsvc.http.errors import ApiError, bad_request
+from configsvc.http.limits import check_txn_size
 from configsvc.http.node_requests import forward, read_body, watch
 from configsvc.http.params import flag, unsupported_here, wait_seconds
 from configsvc.runtime.strong_driver import Halted, NotLeader, OutcomeUnknown
@@ -298,6 +299,7 @@ class StrongApi:
             op = Txn(compares, success, failure)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             raise bad_request(f"invalid transaction: {exc!r}") from None
+        check_txn_size(self.limits, (*compares, *success, *failure))
         return await self.write(request, op)
 
     async def create_namespace(self, request: Request, name: str, consistency: str, merge: str) -> Response:

@@ -30,7 +30,8 @@ __all__ = ["add_cluster_parser"]
 def _up(args: argparse.Namespace) -> int:
     from configsvc.lab.cluster_up import cluster_up
 
-    return cluster_up(args.nodes, args.api_port, args.data_dir, netns=args.netns, tls=args.tls)
+    return cluster_up(args.nodes, args.api_port, args.data_dir, netns=args.netns, acl=args.acl,
+                      tls=args.tls)
 
 
 def render_status(status: dict[str, Any]) -> str:
@@ -87,6 +88,9 @@ def add_cluster_parser(sub: Any) -> None:
     up.add_argument("--nodes", type=int, default=3)
     up.add_argument("--api-port", type=int, default=7501)
     up.add_argument("--data-dir", default=None)
+    up.add_argument("--acl", action="store_true",
+                    help="ACLs on, default deny; the bootstrap token from "
+                         "$CONFIGSVC_ACL_BOOTSTRAP_TOKEN, else generated and printed once")
     up.add_argument("--netns", action="store_true",
                     help="each node in its own network namespace; cuts are nftables rules (root only)")
     up.add_argument("--tls", action="store_true",

@@ -12,6 +12,8 @@ removed on the way out.
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import signal
 import sys
 import tempfile
@@ -22,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from configsvc.http.acl import BOOTSTRAP_ENV
 from configsvc.http.ui import CONTROL_URL_ENV
 from configsvc.lab.certs import make_ca
 from configsvc.lab.control import ControlServer, state_file
@@ -67,8 +70,21 @@ def _tls_section(root: Path, nodes: int) -> dict[str, Any]:
     return {"api": files, "peers": files}
 
 
+def _acl_bootstrap(sup: Supervisor) -> str:
+    """Give the nodes the bootstrap token (by environment, never in a file): the
+    caller's ``$CONFIGSVC_ACL_BOOTSTRAP_TOKEN``, else a new one — the line to
+    print, which shows a generated token once."""
+    given = os.environ.get(BOOTSTRAP_ENV)
+    token = given or secrets.token_urlsafe(24)
+    sup.set_env(BOOTSTRAP_ENV, token)
+    if given:
+        return f"acl: on, default deny; the bootstrap token is ${BOOTSTRAP_ENV}"
+    return (f"acl: on, default deny; bootstrap token (shown once): {token}\n"
+            f"  export CONFIGSVC_TOKEN={token}   # configsvc commands then use it")
+
+
 def cluster_up(nodes: int, api_port: int, data_dir: str | None, ready_timeout: float = 60.0,
-               netns: bool = False, tls: bool = False) -> int:
+               netns: bool = False, acl: bool = False, tls: bool = False) -> int:
     """``tls``: HTTPS APIs and mutual peer TLS with a generated CA (loopback only)."""
     if tls and netns:
         print("error: --tls certificates name loopback addresses; it cannot be used with --netns",
@@ -81,12 +97,14 @@ def cluster_up(nodes: int, api_port: int, data_dir: str | None, ready_timeout: f
         signal.signal(sig, lambda *_: stopping.set())
     try:
         sup = Supervisor(root, nodes, api_port=api_port, netns=netns,
+                         acl={"enabled": True} if acl else None,
                          tls=_tls_section(root, nodes) if tls else None)
     except NetnsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     control = ControlServer(sup, host=sup.network.gateway if sup.network else "127.0.0.1")
     sup.set_env(CONTROL_URL_ENV, control.url)
+    acl_notice = _acl_bootstrap(sup) if acl else None
     state = state_file()
     try:
         control.start()
@@ -109,6 +127,8 @@ def cluster_up(nodes: int, api_port: int, data_dir: str | None, ready_timeout: f
                   f"{sup.cluster.ca_file} (or CONFIGSVC_CA_FILE)", flush=True)
         print(f"control: {control.url} (configsvc cluster kill|restart|partition|isolate|heal|status)",
               flush=True)
+        if acl_notice:
+            print(acl_notice, flush=True)
         while not stopping.is_set():
             with control.lock:
                 exits = sup.poll_exits()

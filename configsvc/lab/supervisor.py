@@ -51,6 +51,7 @@ class Supervisor:
         env: dict[str, str] | None = None,
         admin_token: str | None = None,
         netns: bool = False,
+        acl: dict[str, Any] | None = None,
         tls: dict[str, Any] | None = None,
     ) -> None:
         """``netns``: every node in its own network namespace, cuts as nftables
@@ -64,7 +65,7 @@ class Supervisor:
         try:
             self.cluster = LocalCluster(
                 root, nodes, api_port=api_port, namespaces=namespaces, admin_token=self.admin_token,
-                timing=timing, env=self.env, tls=tls,
+                timing=timing, env=self.env, acl=acl, tls=tls,
                 hosts=self.network.hosts if self.network else None,
                 launch=self.network.launch() if self.network else None)
         except Exception:

@@ -78,6 +78,8 @@ from typing import TypeVar
 
 import crc32c
 
+from configsvc.runtime import crash_points
+
 __all__ = [
     "DEFAULT_SEGMENT_BYTES",
     "HEADER",
@@ -287,8 +289,10 @@ class DiskLog:
     """The durable log of one data directory. See the module docstring for the rules.
 
     ``fault_hook`` is a test seam: it is called with the name of each step of
-    ``rewrite`` (``REWRITE_STEPS``) and with ``"segment_created"`` when a segment
-    is started; raising from it simulates a crash right there.
+    ``rewrite`` (``REWRITE_STEPS``), with ``"segment_created"`` when a segment
+    is started, and with ``"sync_written"`` and ``"sync_fsynced"`` around the
+    fsync of ``sync``; raising from it simulates a crash right there. The same
+    steps are the named crash points of ``configsvc.runtime.crash_points``.
 
     Raises LogLocked if the directory is in use, CorruptLog if it cannot be trusted.
     """
@@ -305,6 +309,8 @@ class DiskLog:
         self.path = Path(path)
         self.segment_bytes = segment_bytes
         self._hook = fault_hook
+        #: a test's named crash point (``configsvc.runtime.crash_points``); None unless armed
+        self._crash = crash_points.for_log(self.path)
         self._pending: list[bytes] = []
         self._segments: list[_Segment] = []
         self._fd: int | None = None  # the last segment, open for appending
@@ -439,6 +445,8 @@ class DiskLog:
     def _step(self, name: str) -> None:
         if self._hook is not None:
             self._hook(name)
+        if self._crash is not None:
+            self._crash.reached(name)
 
     # ------------------------------------------------------------------ writing
 
@@ -475,7 +483,9 @@ class DiskLog:
                     tail = self._start_segment()
                 assert self._fd is not None
                 _write_all(self._fd, data)
+                self._step("sync_written")
                 os.fsync(self._fd)
+                self._step("sync_fsynced")
             except BaseException as exc:
                 self._failed = f"sync: {exc!r}"
                 raise

@@ -119,6 +119,8 @@ class CoreLoop:
         self.clock = clock
         self.name = name
         self.stats = LoopStats()
+        #: called after each fsync with its seconds and the records it made durable (metrics)
+        self.on_fsync: Callable[[float, int], None] | None = None
         #: set once the loop stopped for good
         self.failure: Exception | None = None
         self._inbox: deque[Callable[[], None]] = deque()
@@ -220,8 +222,10 @@ class CoreLoop:
             assert self.storage is not None, "a core without storage asked to persist"
             if step.sync:
                 loop = asyncio.get_running_loop()
-                await loop.run_in_executor(self._disk, self._persist, step.records)
+                took = await loop.run_in_executor(self._disk, self._persist, step.records)
                 self.stats.fsyncs += 1
+                if self.on_fsync is not None:
+                    self.on_fsync(took, len(step.records))
             else:
                 self.storage.append(step.records)
             self.stats.records += len(step.records)
@@ -231,10 +235,13 @@ class CoreLoop:
         if step.then is not None and step.then():
             await self._wake_waiters()
 
-    def _persist(self, records: list[Any]) -> None:
+    def _persist(self, records: list[Any]) -> float:
+        """Append and fsync ``records``; the seconds the fsync took."""
         assert self.storage is not None
         self.storage.append(records)
+        started = time.perf_counter()
         self.storage.sync()
+        return time.perf_counter() - started
 
     async def _wake_waiters(self) -> None:
         async with self._changed:

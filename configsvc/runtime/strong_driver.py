@@ -25,13 +25,14 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from configsvc.runtime.loop import CoreLoop, Step
 from strong.ballot import Ballot
 from strong.commands import MalformedCommand, decode_command
 from strong.config import ReplicaConfig
+from strong.messages import Envelope, InstallSnapshot
 from strong.ops import ReadOp
 from strong.ready import Ready, RejectReason, Role
 from strong.records import CommitRecord
@@ -74,6 +75,14 @@ class DriverStats:
     applied_slots: int = 0
     #: retries that joined a proposal their leadership already held
     retries_joined: int = 0
+    #: times this node saw a new leader (a new leader id or ballot; the first one too)
+    leader_changes: int = 0
+    #: times this node's lease lapsed while it led (or it stopped leading with one)
+    lease_expiries: int = 0
+    #: snapshot transfers begun (an ``InstallSnapshot`` at offset 0 sent)
+    snapshots_sent: int = 0
+    #: messages sent, by type name (``CatchUpReply``, ``InstallSnapshot``, ``Forward``, ...)
+    sent: dict[str, int] = field(default_factory=dict)
 
 
 class StrongDriver:
@@ -119,6 +128,11 @@ class StrongDriver:
         self._reads: dict[int, asyncio.Future[Any]] = {}
         #: the snapshot being encoded in a worker thread, if any
         self._snapshotting: asyncio.Task[None] | None = None
+        #: called with the seconds from propose to applied of each write proposed here (metrics)
+        self.on_commit: Callable[[float], None] | None = None
+        #: the leader last seen and whether this node's lease was valid (``_observe``)
+        self._seen_leader: tuple[str, Ballot] | None = None
+        self._lease_held = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -166,9 +180,13 @@ class StrongDriver:
         self._writes[rid] = fut
         self._by_command.setdefault(key, set()).add(rid)
         self.loop.submit(lambda: self._hand(rid, key, command))
+        started = self.clock()
         try:
             async with asyncio.timeout(timeout):
-                return await asyncio.shield(fut)
+                result = await asyncio.shield(fut)
+            if self.on_commit is not None:
+                self.on_commit(self.clock() - started)
+            return result
         except TimeoutError:
             if rid not in self._handed:
                 self._check_running()
@@ -286,6 +304,21 @@ class StrongDriver:
 
     def tick(self, now: float) -> None:
         self.replica.tick(now)
+        self._observe(now)
+
+    def _observe(self, now: float) -> None:
+        """Count leader changes and lease expiries (metrics), once per tick."""
+        r = self.replica
+        lead = r.leadership
+        if r.leader is not None:
+            seen = (r.leader, lead.ballot if lead is not None else r.leader_ballot)
+            if seen != self._seen_leader:
+                self._seen_leader = seen
+                self.stats.leader_changes += 1
+        held = bool(lead and lead.active and lead.rounds.lease_valid(now))
+        if self._lease_held and not held:
+            self.stats.lease_expiries += 1
+        self._lease_held = held
 
     def failed(self, exc: Exception) -> None:
         """A disk error, a state it cannot restore: stop, loudly."""
@@ -300,12 +333,25 @@ class StrongDriver:
         # next synced batch.
         hints_only = all(type(r) is CommitRecord for r in ready.persist)
         return Step(
-            first=[(env.dst, encode_message(env.message)) for env in ready.send_first],
+            first=self._encode(ready.send_first),
             records=ready.persist,
             sync=not hints_only,
-            messages=[(env.dst, encode_message(env.message)) for env in ready.messages],
+            messages=self._encode(ready.messages),
             then=lambda: self._apply(ready),
         )
+
+    def _encode(self, envelopes: list[Envelope]) -> list[tuple[str, bytes]]:
+        """(destination, wire bytes) of each envelope, counted by message type."""
+        sent = self.stats.sent
+        out = []
+        for env in envelopes:
+            message = env.message
+            kind = type(message).__name__
+            sent[kind] = sent.get(kind, 0) + 1
+            if isinstance(message, InstallSnapshot) and message.offset == 0:
+                self.stats.snapshots_sent += 1
+            out.append((env.dst, encode_message(message)))
+        return out
 
     def _apply(self, ready: Ready) -> bool:
         """After the records are durable and the messages sent: install, apply, answer."""

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import Response
 
+from configsvc.http.acl import Need, require
 from configsvc.http.consul.params import Query
 from configsvc.http.consul.registration import fold, parse_registration
 from configsvc.http.discovery import Discovery, Instance, WriteOutcome
@@ -76,6 +77,7 @@ class ConsulAgent:
         q = Query(request, {"ns"}, self.consul.datacenter)
         ns, instance_id = self.namespace(q), request.path_params["service_id"]
         found = await self._instance(request, ns, instance_id, "service ID")
+        await require(self.node, request, Need("service", f"{ns}/{found.service}", "write"))
         return _done(await self.discovery.deregister(request, ns, found.service, instance_id))
 
     def ttl(self, verb: str) -> Callable[[Request], Awaitable[Response]]:
@@ -115,4 +117,5 @@ class ConsulAgent:
         if found is None:
             raise ApiError(404, "check_not_found", f"unknown check ID {check_id!r} in namespace {ns!r} "
                            "(a service's check is service:<service ID>)")
+        await require(self.node, request, Need("service", f"{ns}/{found.service}", "write"))
         return _done(await self.discovery.check(request, ns, found.service, found.instance_id, status, output))

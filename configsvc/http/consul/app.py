@@ -22,6 +22,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from configsvc.http.acl import guard
+from configsvc.http.acl_needs import consul_needs
+from configsvc.http.acl_routes import AclApi
+from configsvc.http.consul.acl import ConsulAcl
 from configsvc.http.consul.agent import ConsulAgent
 from configsvc.http.consul.catalog import ConsulCatalog
 from configsvc.http.consul.kv import ConsulKV
@@ -36,6 +40,7 @@ from configsvc.http.errors import (
 )
 from configsvc.http.eventual_api import EventualApi
 from configsvc.http.forwarding import Forwarder
+from configsvc.http.request_metrics import RequestMetrics
 from configsvc.http.strong_api import StrongApi
 
 if TYPE_CHECKING:
@@ -84,8 +89,10 @@ def build_consul_app(node: Node, forwarder: Forwarder | None = None) -> Starlett
         Route("/v1/catalog/service/{service}", catalog.service, methods=["GET"]),
         Route("/v1/health/service/{service}", catalog.health, methods=["GET"]),
     ]
+    # ACL management, then every route behind its check (configsvc.http.acl)
+    served = guard(node, [*routes, *ConsulAcl(AclApi(node)).routes()], consul_needs(node))
     app = Starlette(
-        routes=routes,
+        routes=served,
         exception_handlers={
             ApiError: api_error_handler,
             404: not_found,
@@ -93,6 +100,7 @@ def build_consul_app(node: Node, forwarder: Forwarder | None = None) -> Starlett
             Exception: internal_error_handler,
         },
     )
+    app.add_middleware(RequestMetrics, node=node, face=FACE)  # requests and errors (metrics)
     app.state.face = FACE
     app.state.forwarder = forwarder
     return app

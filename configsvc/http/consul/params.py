@@ -5,8 +5,8 @@ Rules (what every endpoint relies on):
 1. A parameter the endpoint does not support is a ``400 unsupported_parameter``
    naming it and listing what the endpoint does take; nothing happens.
 2. ``dc`` must name this cluster's datacenter (``consul.datacenter``);
-   ``token`` (and the ``X-Consul-Token`` header) is accepted and ignored: this
-   face has no ACLs, like a Consul agent with ACLs disabled.
+   ``token`` (like the ``X-Consul-Token`` header) is the ACL token, checked by
+   ``configsvc.http.acl`` before the handler runs (docs/acl.md).
 3. Boolean parameters are true when present (``?recurse``), as Consul reads
    them, unless their value says ``false`` or ``0``.
 4. ``index`` is an unsigned 64-bit integer (``0`` = do not block); ``wait`` a

@@ -73,7 +73,7 @@ from strong.results import (
 if TYPE_CHECKING:
     from configsvc.node import Node
 
-#: Consul's limit on operations per transaction
+#: Consul's limit on operations per transaction (a node applies ``limits.txn_max_ops``)
 MAX_OPS = 128
 _FIELDS = {"verb", "key", "value", "flags", "index", "session", "namespace", "partition"}
 _VERBS = {"set", "cas", "get", "get-or-empty", "get-tree", "check-index", "check-not-exists",
@@ -121,7 +121,7 @@ def _uint(value: Any, what: str) -> int:
     return value
 
 
-def parse_ops(raw: bytes, key_max_bytes: int, value_max_bytes: int) -> list[_KVOp]:
+def parse_ops(raw: bytes, key_max_bytes: int, value_max_bytes: int, max_ops: int = MAX_OPS) -> list[_KVOp]:
     """Consul's transaction body, checked; every error names the operation."""
     try:
         body = json.loads(raw or b"null")
@@ -129,8 +129,8 @@ def parse_ops(raw: bytes, key_max_bytes: int, value_max_bytes: int) -> list[_KVO
         raise bad_request("the body must be a JSON array of operations") from None
     if not isinstance(body, list):
         raise bad_request("the body must be a JSON array of operations")
-    if len(body) > MAX_OPS:
-        raise ApiError(413, "too_many_operations", f"a transaction holds at most {MAX_OPS} operations")
+    if len(body) > max_ops:
+        raise ApiError(413, "too_many_operations", f"a transaction holds at most {max_ops} operations")
     ops = []
     for i, item in enumerate(body):
         where = f"operation {i}"
@@ -344,7 +344,7 @@ class ConsulTxn:
         Query(request, {"stale", "consistent"}, self.node.config.consul.datacenter).mode()
         limits = self.node.config.limits
         raw = await read_body(request, limits.body_max_bytes, "body_too_large")
-        ops = parse_ops(raw, limits.key_max_bytes, limits.value_max_bytes)
+        ops = parse_ops(raw, limits.key_max_bytes, limits.value_max_bytes, limits.txn_max_ops)
         if not ops:
             return consul_json({"Results": [], "Errors": None})
         namespaces = sorted({op.ns for op in ops})
