@@ -380,6 +380,12 @@ def build_parser() -> argparse.ArgumentParser:
     from configsvc.acl_cli import add_acl_parser
 
     add_acl_parser(sub, endpoint)
+    from configsvc.upgrade_cli import add_upgrade_parser
+
+    add_upgrade_parser(sub, endpoint)
+    from configsvc import member_cli  # configsvc member ...
+
+    member_cli.add_parser(sub, endpoint)
 
     status = sub.add_parser("status", help="the cluster at a glance: nodes, namespaces, reasons")
     status.add_argument("--json", action="store_true", help="the raw /v1/cluster/status answer")

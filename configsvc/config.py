@@ -25,6 +25,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from strong.state_machine import SUPPORTED_VERSIONS
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
@@ -50,6 +52,9 @@ class NodeConfig(_Strict):
     data_dir: str | None = None
     #: where this node serves the Consul-compatible API (docs/consul.md); none if unset
     consul_port: int | None = Field(default=None, ge=1, le=65535)
+    #: added after the cluster was created, by a membership change: it starts as
+    #: a learner and votes once promoted (docs/membership.md)
+    join: bool = False
 
     @field_validator("id")
     @classmethod
@@ -181,16 +186,21 @@ class TlsConfig(_Strict):
 
 
 class StateMachineConfig(_Strict):
-    #: the strong state-machine version the leader moves the group to, through the
-    #: log, once (2 = client sessions expire; 3 = service instances in strong
-    #: namespaces; 4 = ACL tokens and policies). Keep it at the lowest version any
-    #: node's code supports while upgrading: a node meeting an unsupported version
-    #: stops applying.
-    version: int = Field(default=4, ge=1, le=4)
+    #: the highest strong state-machine version the leader moves the group to,
+    #: through the log (2 = client sessions expire; 3 = service instances in strong
+    #: namespaces; 4 = ACL tokens and policies; 5 = reads are not remembered by client sessions). The leader
+    #: moves only as far as every voter's binary supports (``configsvc.upgrade``):
+    #: a rolling upgrade needs no change here; lower it to pin the group.
+    version: int = Field(default=SUPPORTED_VERSIONS.stop - 1, ge=1,
+                         le=SUPPORTED_VERSIONS.stop - 1)
     #: client dedup sessions idle longer than this (leader wall time) are dropped
     session_ttl: float = Field(default=3600.0, gt=0)
     #: how often the leader proposes the expiry command
     session_expiry_interval: float = Field(default=10.0, gt=0)
+    #: how often (seconds) the leader proposes a cross-replica state-hash check
+    #: (``strong.hash_check``); 0 = never. Each check hashes (and snapshots) the whole
+    #: state on every replica: keep it well above the time that takes.
+    hash_check_interval: float = Field(default=60.0, ge=0)
 
 
 class AclConfig(_Strict):

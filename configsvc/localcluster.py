@@ -157,6 +157,21 @@ class LocalCluster:
                 env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
             )
 
+    def add_node(self, nid: str) -> tuple[str, str]:
+        """A node for a membership change: written to the cluster file with
+        ``join: true`` (running processes learn its addresses from the log),
+        started once as a brand-new member. Returns its (peer, API) address."""
+        api, peer = free_ports(2)
+        config = yaml.safe_load(self.config_path.read_text())
+        config["nodes"].append({"id": nid, "host": "127.0.0.1", "api_port": api,
+                                "peer_port": peer, "join": True})
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.ids.append(nid)
+        self.hosts[nid], self.launch[nid], self.api[nid] = "127.0.0.1", [], api
+        self._bootstrap.add(nid)
+        self.start(nid)
+        return f"127.0.0.1:{peer}", f"127.0.0.1:{api}"
+
     def start_all(self, timeout: float = 60.0) -> None:
         for nid in self.ids:
             self.start(nid)

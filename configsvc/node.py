@@ -20,7 +20,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from configsvc.config import ClusterConfig
-from configsvc.datadir import InitialState, Member, open_data_dir
+from configsvc.corruption_seams import corrupt_when_present
+from configsvc.datadir import InitialState, Member, open_data_dir, read_marker
+from configsvc.hash_checks import HashCheckRunner
 from configsvc.health_report import (
     EventualView,
     Reason,
@@ -31,7 +33,9 @@ from configsvc.health_report import (
     strong_reasons,
 )
 from configsvc.metrics import NodeCollector, NodeMetrics
-from configsvc.runtime.disk_storage import DiskStorage, eventual_storage, strong_storage
+from configsvc.node_members import PeerBook, bootstrap
+from configsvc.quarantine import open_stores
+from configsvc.runtime.disk_storage import DiskStorage
 from configsvc.runtime.disklog import CorruptLog
 from configsvc.runtime.eventual_driver import CHANNEL as EVENTUAL_CHANNEL
 from configsvc.runtime.eventual_driver import EventualDriver
@@ -40,6 +44,8 @@ from configsvc.runtime.membership_driver import MembershipDriver
 from configsvc.runtime.strong_driver import CHANNEL, Halted, NotLeader, OutcomeUnknown, StrongDriver
 from configsvc.runtime.transport import Transport, TransportConfig
 from configsvc.security import check_peer_security, peer_secret, peer_tls
+from configsvc.upgrade import CHANNEL as UPGRADE_CHANNEL
+from configsvc.upgrade import SupportTable, report_forever, supported_versions
 from eventual.config import LWW, MVR, Merge
 from eventual.config import ReplicaConfig as EventualConfig
 from eventual.digests import DigestSnapshot, NamespaceDigest, namespace_digests
@@ -134,6 +140,11 @@ class Node:
         #: this node's Prometheus registry (``GET /metrics``; ``configsvc.metrics``)
         self.metrics = NodeMetrics()
         self.metrics.registry.register(NodeCollector(self))
+        #: stores found corrupt at start, set aside and rebuilt from the peers
+        self.repaired: list[str] = []
+        self.hash_checks: HashCheckRunner | None = None
+        #: state-machine versions this node applies under, and its peers' (``configsvc.upgrade``)
+        self.support = SupportTable(node_id, supported_versions())
 
     @property
     def strong(self) -> StrongDriver:
@@ -174,17 +185,16 @@ class Node:
         self.member = open_data_dir(
             self.data_dir, self.config.cluster_id, self.id, self.initial_cluster_state
         )
-        try:
-            self.storage = strong_storage(self.data_dir / "strong")
-            self.event_storage = eventual_storage(self.data_dir / "eventual")
-        except CorruptLog as exc:
+        try:  # a corrupt store is set aside and rebuilt from the peers (configsvc.quarantine)
+            self.storage, self.event_storage, self.repaired = open_stores(
+                self.data_dir, self.config.cluster_id, self.id)
+        except (CorruptLog, OSError) as exc:
             # Never vote or serve from state we cannot trust: stay up, say why.
             self.corrupt = f"refusing to serve: {exc}"
             log.error("%s", self.corrupt)
-            if self.storage is not None:
-                self.storage.close()
-                self.storage = None
             return
+        if any(r.startswith("strong") for r in self.repaired):
+            self.member = read_marker(self.data_dir) or self.member  # now a learner
         peers = {n.id: (n.host, n.peer_port) for n in cfg.nodes if n.id != self.id}
         self.transport = Transport(
             TransportConfig(
@@ -198,9 +208,11 @@ class Node:
                 tls_client=tls[1] if tls else None,
             )
         )
+        voters, learners = bootstrap(cfg, self.id)
         replica_config = ReplicaConfig(
             self.id,
-            tuple(n.id for n in cfg.nodes),
+            voters,
+            learners=learners,
             heartbeat_interval=timing.heartbeat_interval,
             election_timeout=timing.election_timeout,
             lease_duration=timing.lease_duration,
@@ -215,8 +227,14 @@ class Node:
             lambda dst, payload: transport.send(dst, CHANNEL, payload),
             voting=self.member.voting,
             snapshot_every=cfg.storage.snapshot_every,
+            versions=self.support.versions,
         )
         self.transport.on_receive(CHANNEL, self._strong.deliver)
+        self.transport.on_receive(
+            UPGRADE_CHANNEL, lambda src, payload: self.support.deliver(src, payload, time.monotonic()))
+        self.peer_book = PeerBook(self.id, self.transport)
+        self.peer_book.update(self._strong.members)
+        self._strong.on_members = self.peer_book.update
         assert self.event_storage is not None
         self._eventual = EventualDriver(
             EventualConfig(self.id, tuple(n.id for n in cfg.nodes), namespaces=self.merges,
@@ -245,6 +263,14 @@ class Node:
         await self.membership.start()
         self._tasks.append(asyncio.create_task(self._bootstrap_namespaces()))
         self._tasks.append(asyncio.create_task(self._maintain_sessions()))
+        self.hash_checks = HashCheckRunner(self.id, self._strong,
+                                           cfg.state_machine.hash_check_interval,
+                                           timing.request_timeout)
+        self._tasks.append(asyncio.create_task(self.hash_checks.run()))
+        self._tasks.append(asyncio.create_task(corrupt_when_present(self._strong, self._eventual)))
+        self._tasks.append(asyncio.create_task(report_forever(
+            self.id, self.support.versions, list(peers),
+            lambda dst, payload: transport.send(dst, UPGRADE_CHANNEL, payload))))
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -312,7 +338,8 @@ class Node:
         return 2 * timing.election_timeout + timing.lease_duration
 
     async def _maintain_sessions(self) -> None:
-        """While leader: move the group to the configured state-machine version, then
+        """While leader: move the group toward the configured state-machine version once
+        every voter supports it (``configsvc.upgrade``), then
         propose ``ExpireSessions`` with this node's wall-clock time every interval and,
         from version 3, ``ExpireInstances`` about every second.
 
@@ -335,8 +362,10 @@ class Node:
                     leadership, leader_since = status.ballot, now
                 ops: list[SetVersion | ExpireSessions | ExpireInstances] = []
                 sm = self.strong.sm
-                if sm.version < cfg.version:
-                    ops, wait = [SetVersion(cfg.version)], 0.2
+                version = self.support.next_version(
+                    sm.version, cfg.version, self.strong.members.voters, now)
+                if version is not None:  # every voter supports it (configsvc.upgrade rule 2)
+                    ops, wait = [SetVersion(version)], 0.2
                 else:
                     wall_ms = int(time.time() * 1000)
                     if sm.version >= SESSION_EXPIRY_VERSION and now >= sessions_due:
@@ -361,6 +390,47 @@ class Node:
         rule 3): it is called at each report and must be cheap and not raise."""
         self.health_sources.append(source)
 
+    def refusal(self) -> str | None:
+        """Why this node must not serve now (corrupt storage, or a state being re-synced
+        after a hash check found it diverged), or None."""
+        if self.corrupt:
+            return self.corrupt
+        return self.hash_checks.diverged if self.hash_checks is not None else None
+
+    def _version_pending(self) -> str | None:
+        """Why the group is below the version both the target and this binary allow."""
+        active = self.strong.sm.version
+        goal = min(self.config.state_machine.version, self.support.versions.stop - 1)
+        if active >= goal:
+            return None
+        voters = self.strong.members.voters
+        waiting = self.support.waiting_for(goal, voters, time.monotonic())
+        return (f"state-machine version {active}, {goal} pending"
+                + (f": waiting for {', '.join(waiting)} to support it" if waiting else ""))
+
+    def _repair_reasons(self) -> list[Reason]:
+        """Stores rebuilt at start, a pending state-machine version, hash checks."""
+        reasons = [Reason("store_repaired", "warning", r, {}) for r in self.repaired]
+        pending = self._version_pending()
+        if pending:
+            reasons.append(Reason("version_pending", "degraded", pending,
+                                  {"active": self.strong.sm.version}))
+        if self.hash_checks is not None:
+            if self.hash_checks.diverged:
+                reasons.append(Reason("state_diverged", "unavailable", self.hash_checks.diverged, {}))
+            if self.hash_checks.disagreement:
+                reasons.append(Reason("replicas_disagree", "degraded", self.hash_checks.disagreement, {}))
+        return reasons
+    def upgrade_status(self) -> dict[str, Any]:
+        """Each voter's supported state-machine versions and the group's active one."""
+        if self.corrupt:
+            return {"node": self.id, "error": self.corrupt}
+        status = self.support.status(self.strong.sm.version, self.config.state_machine.version,
+                                     self.strong.members.voters, time.monotonic())
+        sm = self.strong.sm
+        return status | {"applied_index": sm.applied_index, "state_hash": sm.state_hash(),
+                         "halted": self.strong.halted}
+
     def health(self) -> dict[str, Any]:
         """This node's view of the cluster: status, every reason for it, both stores."""
         if self.corrupt:
@@ -368,16 +438,18 @@ class Node:
             return {"node": self.id, "status": "unavailable", "error": self.corrupt,
                     "reasons": [reason.to_json()]}
         status = self.strong.status()
-        voters = [n.id for n in self.config.nodes]
+        # The configuration this node committed (``strong.membership``): the
+        # cluster file names only the bootstrap one.
+        voters = list(self.strong.members.voters)
         quorum = len(voters) // 2 + 1
         horizon = self.config.timing.election_timeout * 2
         assert self.transport is not None
         stats = self.transport.stats()
         now = asyncio.get_running_loop().time()  # the transport's clock
-        reachable = [self.id] + [
+        reachable = [p for p in (self.id, *(
             p for p, s in stats.peers.items()
             if s.connected and s.last_contact is not None and now - s.last_contact < horizon
-        ]
+        )) if p in voters]
         failures_to_outage = len(reachable) - quorum
         # A leader not heard from for two election timeouts is not reported as one.
         recent = status.since_leader_contact < 2 * self.config.timing.election_timeout
@@ -391,6 +463,7 @@ class Node:
         eventual = self._eventual_health()
         thresholds = Thresholds(**self.config.health.model_dump(include={"lag_entries", "gossip_lag_events"}))
         reasons = [*strong_reasons(view, thresholds), *eventual_reasons(self._eventual_view(), thresholds)]
+        reasons.extend(self._repair_reasons())
         for source in self.health_sources:
             reasons.extend(source())
         return {
@@ -418,6 +491,9 @@ class Node:
             },
             "eventual": eventual,
             "peer_auth": self._peer_auth_health(),
+            #: stores found corrupt at start and rebuilt from the peers (configsvc.quarantine)
+            "repairs": list(self.repaired),
+            "hash_checks": self.hash_checks.health() if self.hash_checks is not None else {},
         }
 
     def _strong_namespaces(self) -> dict[str, dict[str, int]]:

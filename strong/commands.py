@@ -56,6 +56,8 @@ from strong.ops import (
     ExpireInstances,
     ExpireSessions,
     Get,
+    HashCheck,
+    HashReport,
     ListInstances,
     Noop,
     Op,
@@ -85,6 +87,8 @@ __all__ = [
     "ExpireInstances",
     "ExpireSessions",
     "Get",
+    "HashCheck",
+    "HashReport",
     "ListInstances",
     "MalformedCommand",
     "Noop",
@@ -198,6 +202,10 @@ def encode_op(op: Op) -> list[object]:
             return ["exp", now_ms, ttl_ms]
         case Noop():
             return ["noop"]
+        case HashCheck(check_id):
+            return ["hchk", check_id]
+        case HashReport(check_id, node, digest):
+            return ["hrep", check_id, node, digest]
         case SetAclPolicy() | DeleteAclPolicy() | SetAclToken() | DeleteAclToken():
             return encode_acl_op(op)
         case (
@@ -277,6 +285,13 @@ def decode_op(obj: object) -> Op:
         case "noop":
             _arity(tag, args, 0)
             return Noop()
+        case "hchk":
+            (check_id,) = _arity(tag, args, 1)
+            return HashCheck(read_uint(check_id, "check_id"))
+        case "hrep":
+            check_id, node, digest = _arity(tag, args, 3)
+            return HashReport(read_uint(check_id, "check_id"), read_str(node, "node"),
+                              read_bytes(digest, "digest"))
         case "inst+" | "check" | "inst-" | "instx" | "insts":
             return _decode_service_op(tag, args)
         case _ if tag in ACL_TAGS:

@@ -9,6 +9,7 @@ expired, measured conservatively under a clock-rate error of at most
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -47,6 +48,15 @@ class PlantedBugs:
     leader_takes_catchup: bool = False
     #: review S3 (rule 7): a non-voter acknowledges heartbeats
     nonvoter_acks: bool = False
+    #: membership rule 12b-c: a leader proposes a change while another is pending
+    #: (building on the pending one) and proposes beyond a configuration slot not
+    #: yet chosen, counting quorums in its current configuration
+    concurrent_changes: bool = False
+    #: membership rule 13: phase 1 ignores the configurations its promises reveal
+    candidate_ignores_config: bool = False
+    #: membership rule 11: a learner's (or removed node's) Accepted and HeartbeatAck
+    #: count toward quorums
+    learner_in_quorum: bool = False
 
     def any(self) -> bool:
         return any(vars(self).values())
@@ -60,7 +70,8 @@ MAX_WINDOW = 1 << 16
 @dataclass(frozen=True)
 class ReplicaConfig:
     node_id: str
-    #: every voter, including this node
+    #: every voter of the bootstrap configuration (including this node unless it
+    #: joins as a learner); the log's configuration values supersede it
     voters: tuple[str, ...]
     heartbeat_interval: float = 0.05
     #: followers start an election after a random timeout in [t, 2t)
@@ -96,11 +107,24 @@ class ReplicaConfig:
     #: restoring one); the quarter-snapshot floor keeps the cost of snapshotting a
     #: large state at O(1) per byte written (four bytes encoded per byte applied).
     snapshot_log_bytes: int = 4 << 20
+    #: whether a complete, CRC-valid snapshot received from a peer is one this node's
+    #: state machine can decode (the driver injects the decoder; the core treats
+    #: snapshots as opaque bytes). A snapshot it refuses is dropped before it is
+    #: persisted and asked for again, like one whose CRC does not match: persisted,
+    #: it would stop this node at every restart. ``None`` accepts any bytes.
+    snapshot_valid: Callable[[bytes], bool] | None = field(default=None, compare=False)
     bugs: PlantedBugs = field(default_factory=PlantedBugs)
+    #: learners of the bootstrap configuration (a node joining names itself here)
+    learners: tuple[str, ...] = ()
+    #: a learner is promoted only once its commit index is within this many
+    #: slots of the leader's (``strong.replica`` rule 14)
+    promote_max_lag: int = 64
 
     def __post_init__(self) -> None:
-        if self.node_id not in self.voters:
+        if self.node_id not in self.voters and self.node_id not in self.learners:
             raise ValueError(f"node {self.node_id!r} is not among the voters {self.voters}")
+        if not self.voters or set(self.voters) & set(self.learners):
+            raise ValueError("need a voter, and no node both voter and learner")
         if len(set(self.voters)) != len(self.voters):
             raise ValueError("voters must be distinct")
         if not 0 <= self.max_drift < 0.5:

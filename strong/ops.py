@@ -72,6 +72,8 @@ __all__ = [
     "ExpireInstances",
     "ExpireSessions",
     "Get",
+    "HashCheck",
+    "HashReport",
     "ListInstances",
     "Noop",
     "Op",
@@ -478,6 +480,33 @@ class Noop:
     """Does nothing; still goes through dedup like any command."""
 
 
+@dataclass(frozen=True)
+class HashCheck:
+    """Every replica records its state hash at the end of this command's slot
+    (``strong.hash_check``); changes nothing in the state."""
+
+    check_id: int
+
+    def __post_init__(self) -> None:
+        _check_uint(self.check_id, "check_id")
+
+
+@dataclass(frozen=True)
+class HashReport:
+    """``node``'s state hash for check ``check_id`` (``strong.hash_check``); changes
+    nothing in the state."""
+
+    check_id: int
+    node: str
+    digest: bytes
+
+    def __post_init__(self) -> None:
+        _check_uint(self.check_id, "check_id")
+        _check_text(self.node, "node", MAX_NAME_BYTES, empty=False)
+        if type(self.digest) is not bytes or len(self.digest) != 32:
+            raise ValueError("digest must be 32 bytes (SHA-256)")
+
+
 ReadOp = Get | Range | ListInstances
 """What ``StateMachine.read`` (and so a linearizable or stale read) serves."""
 ServiceOp = RegisterInstance | UpdateCheck | DeregisterInstance | ExpireInstances | ListInstances
@@ -500,4 +529,6 @@ Op = (
     | ListInstances
     | Noop
     | AclOp
+    | HashCheck
+    | HashReport
 )

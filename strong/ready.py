@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from strong.member_log import ChangeOutcome
 from strong.messages import Batch, Envelope
 from strong.records import Record
 
@@ -76,6 +77,8 @@ class Ready:
     committed: list[tuple[int, Batch]] = field(default_factory=list)
     reads: list[ReadState] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
+    #: outcomes of membership change requests (``Replica.request_change``)
+    changes: list[ChangeOutcome] = field(default_factory=list)
 
     def outbox(self) -> list[Envelope]:
         """Every message of this Ready, ``send_first`` first (for observers and tests)."""
@@ -90,4 +93,5 @@ class Ready:
             or self.committed
             or self.reads
             or self.rejected
+            or self.changes
         )

@@ -62,6 +62,57 @@ Rules this module obeys (each one is what safety rests on):
    recovered in phase 1, because it announces that index under its ballot and
    rule 3 lets followers commit their own entries of that ballot up to it.
 
+Membership (``strong.membership``, ``strong.member_log``; docs/strong.md):
+
+10. The configuration is in the log. A slot whose value is a configuration
+    value sets the voters and learners of every slot above it; the *current*
+    configuration (as of the commit index) changes only when such a slot is
+    committed, and a snapshot records the one as of its index. Quorums,
+    peers, heartbeat rounds and pre-votes all use the current configuration.
+11. Only voters count. A learner (or a removed node) is an acceptor like any
+    other -- it was never part of a quorum, so it has nothing to forget --
+    but its Accepted, HeartbeatAck, Promise and PreVote grant count toward
+    nothing, and a learner never campaigns.
+12. One change at a time, single-server (any majority of C and of C +/- one
+    voter intersect). A leader proposes a change only (a) after a value was
+    chosen at its own ballot (proposing a no-op if need be), which needs a
+    quorum of the current configuration to have promised that ballot, so no
+    leader of a lower ballot can still win a quorum there; (b) when no other
+    change is pending; and (c) it proposes nothing above the change's slot
+    until its commit index reaches it. Hence every slot a leader has in
+    flight is governed by its current configuration, and a value accepted
+    above a configuration slot at any ballot means that slot was chosen.
+13. Phase 1 starts with a quorum of the candidate's current configuration;
+    every configuration value it will re-propose at slot ``j`` governs the
+    slots above ``j``, so before proposing above ``j`` it also holds complete
+    promises from a quorum of that configuration's voters (asking them, a
+    Prepare each, recursively). Extra reports are harmless: any value
+    accepted at a ballot between the chosen one's and ours is the chosen one.
+    The lease wait takes every promise received; recovered values above an
+    unchosen configuration slot are held back by rule 12c.
+14. A leader that commits its own removal becomes a lame duck: it proposes
+    nothing more, answers no read, and heartbeats until a quorum of the new
+    configuration acknowledged a commit index at or above the change; then it
+    steps down and the remaining voters elect a successor (they must know
+    the change, or they would still count it as a voter). A learner is promoted only when its commit
+    index is within ``promote_max_lag`` of the leader's, and a change that
+    would leave fewer live voters (heard within an election timeout) than a
+    quorum of the new configuration is refused with the reason.
+15. A removed id is retired for good: messages from it are ignored and it is
+    never added again; pre-votes are granted only to current voters. A
+    replica reset under rule 7 rejoins under a new id (``replace``), never as
+    itself: only a fresh id has provably voted for nothing.
+
+16. Resync. A replica told to ``resync(peer)`` (its state machine disagreed with
+   the majority's state hash, ``strong.hash_check``: its log is intact, its applied
+   state is not) steps down, campaigns not until done, and installs ``peer``'s
+   snapshot although it is not behind, if that snapshot is at or above its own.
+   Its commit index never decreases; the slots above the snapshot are applied
+   again from its own log (it holds them: above its own snapshot, at or below its
+   commit index). Safe: the snapshot is the applied state of chosen values
+   (rule 6), and the acceptor state (``promised``, ``accepted``) is untouched,
+   so every promise and vote it gave stays kept.
+
 Liveness (not safety) rests on two more: an election starts only after a
 pre-vote that a quorum granted, and a replica grants one only if it has not
 heard from a leader for an election timeout (a returning node cannot depose a
@@ -77,6 +128,16 @@ from typing import Protocol
 from strong.ballot import ZERO, Ballot
 from strong.config import MAX_WINDOW, ReplicaConfig
 from strong.lease import old_leases_expired_at
+from strong.member_log import ChangeKind, ChangeOutcome, ChangeStatus, MemberLog, MembershipChange
+from strong.membership import (
+    SNAPSHOT_MAGIC,
+    Membership,
+    MembershipError,
+    membership_of,
+    membership_value,
+    unwrap_snapshot,
+    wrap_snapshot,
+)
 from strong.messages import (
     NOOP,
     Accept,
@@ -154,9 +215,10 @@ class Replica:
         self.config = config
         self.id = config.node_id
         self.rng = rng
-        # Derived from the (frozen) config once: they are on every message's path.
+        # Derived from the current configuration (rule 10): on every message's path.
         self.peers = config.peers
         self.quorum = config.quorum
+        self.members = self.bootstrap = Membership(config.voters, config.learners)
         # Durable (mirrors storage; every change emits a record).
         self.promised = durable.promised
         self.accepted = dict(durable.accepted)
@@ -166,9 +228,17 @@ class Replica:
         self.snapshot_crc = checksum(self.snapshot) if self.snapshot is not None else 0
         #: the snapshot transfer in progress (volatile: a restart starts over)
         self.receiver = SnapshotReceiver()
+        #: rule 16: the peer whose snapshot replaces our applied state (volatile)
+        self.resync_from: str | None = None
         #: the snapshot each peer's transfer from us is pinned to (volatile)
         self.sender = SnapshotSender(idle=config.election_timeout)
         self.commit_index = durable.commit_index
+        #: rules 10-15: the configuration of each committed slot
+        recorded = unwrap_snapshot(self.snapshot)[0] if self.snapshot is not None else None
+        self.member_log = MemberLog(recorded or self.members, self.snapshot_index)
+        self.member_log.advance(self.commit_index, self._known_chosen)
+        self._members_changed()
+        self._changes: list[ChangeOutcome] = []
         #: rule 7: False after a reset (until a membership change makes it a voter again)
         self.voting = voting
         # Volatile.
@@ -208,15 +278,17 @@ class Replica:
         #: highest slot handed to the driver for applying
         self._emitted = self.snapshot_index
         if self.snapshot is not None:
-            self._install = SnapshotInstall(self.snapshot_index, self.snapshot)
+            self._install = SnapshotInstall(self.snapshot_index, unwrap_snapshot(self.snapshot)[1])
 
     # ------------------------------------------------------------------ inputs
 
     def step(self, src: str, message: Message, now: float) -> None:
         """Handle one message from replica ``src``. Never raises on odd input."""
         self.now = now
-        if src == self.id or src not in self.config.voters:
-            return
+        if src == self.id or src in self.members.retired:
+            return  # rule 15: a removed node is heard no more
+        # A node this replica never heard of may lead a configuration it has not
+        # learned yet: it is heard, and counted only where it votes (rule 11).
         match message:
             case Prepare():
                 self._on_prepare(src, message)
@@ -267,8 +339,11 @@ class Replica:
         if lead is None:
             if self.candidacy is not None:
                 self._resend_parts(self.candidacy)
+            if self.resync_from is not None:
+                self._request_resync()
             if now >= self.election_deadline:
-                if not self.campaigning or not self.voting:
+                if (not self.campaigning or not self.voting or self.resync_from is not None
+                        or self.id not in self.members.voters):
                     self.election_deadline = now + self._election_timeout()
                 elif self.config.bugs.no_prevote:
                     self._start_election()
@@ -325,6 +400,12 @@ class Replica:
         lead.reads.append(PendingRead(request_id, index, lead.rounds.round + 1, quorum, origin))
         lead.round_wanted = True
 
+    @property
+    def state_snapshot(self) -> bytes | None:
+        """The state machine's bytes of the snapshot held (``snapshot`` also
+        records the configuration at its index: ``strong.membership`` rule 4)."""
+        return None if self.snapshot is None else unwrap_snapshot(self.snapshot)[1]
+
     def stand_down(self) -> None:
         """Stop leading and never campaign again (this process cannot apply the
         log, e.g. an unsupported state-machine version): it stays an acceptor,
@@ -334,10 +415,32 @@ class Replica:
             self._step_down()
         self.prevote = None
 
+    def resync(self, peer: str) -> None:
+        """Rule 10: replace this replica's applied state by ``peer``'s snapshot."""
+        if self.leadership is not None or self.candidacy is not None:
+            self._step_down()
+        self.prevote = None
+        self.resync_from = peer
+        self.receiver = SnapshotReceiver()
+        self.catchup_sent_at = float("-inf")
+        self._request_resync()
+
+    def _request_resync(self) -> None:
+        """Ask ``resync_from`` for its snapshot (from slot 1: a replica with a
+        snapshot answers with it), at most once per retransmit interval."""
+        assert self.resync_from is not None
+        if self.now - self.catchup_sent_at < self.config.retransmit_interval:
+            return
+        self.catchup_sent_at = self.now
+        index, offset = self.receiver.position(self.snapshot_index)
+        self._send(self.resync_from, CatchUpRequest(self.promised, 1, index, offset))
+
     def compact(self, index: int, snapshot: bytes) -> None:
         """The state machine's snapshot at ``index`` (<= applied) replaces slots <= index."""
         if index <= self.snapshot_index or index > self._emitted:
             return
+        self.member_log.compact(index)
+        snapshot = wrap_snapshot(self.member_log.at(index), snapshot)  # membership rule 4
         self.snapshot_index = index
         self.snapshot = snapshot
         self.snapshot_crc = checksum(snapshot)
@@ -366,10 +469,12 @@ class Replica:
             committed=committed,
             reads=self._reads,
             rejected=self._rejected,
+            changes=self._changes,
         )
         self._persist = self._deferred
         self._deferred = []
         self._messages, self._reads, self._rejected, self._early = [], [], [], []
+        self._changes = []
         self._install = None
         return ready
 
@@ -529,6 +634,7 @@ class Replica:
             self.commit_index += 1
         if self.commit_index > start:
             self._persist.append(CommitRecord(self.commit_index))
+            self._advance_members()
         if self.commit_index < leader_commit:
             self._request_catchup(src)
 
@@ -540,7 +646,8 @@ class Replica:
         """Ask ``dst`` for what follows our commit index, naming the snapshot
         transfer in progress so that it resumes where it stopped."""
         self.catchup_sent_at = self.now
-        index, offset = self.receiver.position(self.commit_index)
+        floor = self.snapshot_index if self.resync_from is not None else self.commit_index
+        index, offset = self.receiver.position(floor)
         self._send(dst, CatchUpRequest(ballot, self.commit_index + 1, index, offset))
 
     def _on_catchup_request(self, src: str, msg: CatchUpRequest) -> None:
@@ -609,23 +716,43 @@ class Replica:
 
     def _on_install_snapshot(self, src: str, msg: InstallSnapshot) -> None:
         """One chunk; the snapshot is installed only once complete and verified."""
-        if msg.index <= self.commit_index or not self._learns_from_others(msg.ballot):
+        resync = src == self.resync_from and msg.index >= self.snapshot_index  # rule 16
+        if (msg.index <= self.commit_index and not resync) or not self._learns_from_others(msg.ballot):
             return
         outcome, data = self.receiver.offer(msg)
         if outcome is Offer.APPENDED:
-            self._send_catchup_request(src, self.promised)  # the next chunk, at once
+            if resync:
+                self.catchup_sent_at = float("-inf")
+                self._request_resync()
+            else:
+                self._send_catchup_request(src, self.promised)  # the next chunk, at once
         elif outcome is Offer.COMPLETE:
+            if not self._snapshot_valid(data):
+                return  # like a CRC mismatch (rule 6): dropped whole, asked for again
             self._install_snapshot(msg.index, data)
+
+    def _snapshot_valid(self, data: bytes) -> bool:
+        """Whether a transferred snapshot can be installed: its configuration
+        record (if it has one) decodes, and so does the state machine's part."""
+        recorded, state = unwrap_snapshot(data)
+        if recorded is None and data.startswith(SNAPSHOT_MAGIC):
+            return False
+        valid = self.config.snapshot_valid
+        return valid is None or valid(state)
 
     def _install_snapshot(self, index: int, data: bytes) -> None:
         self.snapshot_index = index
         self.snapshot = data
         self.snapshot_crc = checksum(data)
-        self.commit_index = index
+        self.commit_index = max(self.commit_index, index)  # below it only by a resync (rule 16)
+        self.resync_from = None
         self.accepted = {s: v for s, v in self.accepted.items() if s > index}
         self.chosen = {s: v for s, v in self.chosen.items() if s > index}
         self._persist.append(SnapshotRecord(index, data))
-        self._install = SnapshotInstall(index, data)
+        recorded, state = unwrap_snapshot(data)
+        self.member_log.reset(recorded or self.bootstrap, index)
+        self._members_changed()
+        self._install = SnapshotInstall(index, state)
         self._emitted = index
         self.catchup_sent_at = float("-inf")
         self._advance_commit_over_chosen()
@@ -641,6 +768,7 @@ class Replica:
                 self.commit_index += 1
         if self.commit_index > start:
             self._persist.append(CommitRecord(self.commit_index))
+            self._advance_members()
 
     def _take_committed(self) -> list[tuple[int, Batch]]:
         out: list[tuple[int, Batch]] = []
@@ -674,6 +802,7 @@ class Replica:
         for an election timeout. Changes no state: nothing to persist."""
         granted = (
             self.voting
+            and src in self.members.voters  # rule 15
             and msg.ballot > self.promised
             and self.leadership is None
             and self.now - self.last_leader_contact >= self.config.election_timeout
@@ -689,7 +818,7 @@ class Replica:
 
     def _maybe_prevoted(self) -> None:
         pv = self.prevote
-        if pv is not None and len(pv.grants) >= self.quorum and self.leadership is None:
+        if pv is not None and self.members.count(pv.grants) >= self.quorum and self.leadership is None:
             self.prevote = None
             self._start_election()
 
@@ -737,6 +866,11 @@ class Replica:
         """Ask again for promise parts that did not arrive (a lost Prepare or Promise)."""
         if self.now - cand.parts_sent_at < self.config.retransmit_interval:
             return
+        if cand.asked:  # rule 13: Prepares to a revealed configuration's voters
+            cand.parts_sent_at = self.now
+            for node in cand.asked:
+                if node not in cand.promises:
+                    self._send(node, Prepare(cand.ballot, cand.from_slot))
         for src, got in cand.promises.items():
             if got.next_part is not None:
                 cand.parts_sent_at = self.now
@@ -747,7 +881,7 @@ class Replica:
         if cand is None:
             return
         complete = {src: p for src, p in cand.promises.items() if p.next_part is None}
-        if len(complete) < self.quorum:
+        if self.members.count(complete) < self.quorum:
             return
         behind = [
             src for src, p in complete.items()
@@ -766,6 +900,8 @@ class Replica:
             ignore_others=self.config.bugs.phase1_ignores_accepted,
             lowest_ballot=self.config.bugs.phase1_lowest_ballot,
         )
+        if not self._revealed_quorums(cand, complete, values):
+            return
         if self.config.bugs.skip_lease_wait:
             active_at = self.now
         else:
@@ -783,10 +919,17 @@ class Replica:
             ballot=cand.ballot, next_slot=end + 1, recovery_end=end, active_at=active_at,
             rounds=HeartbeatRounds(self.id, self.quorum, cfg.lease_duration,
                                    exact_round_acks=cfg.bugs.exact_round_acks,
-                                   lease_from_ack=cfg.bugs.lease_from_ack),
+                                   lease_from_ack=cfg.bugs.lease_from_ack,
+                                   voters=self._counted_voters()),
         )
         for slot, value in values.items():
-            lead.inflight[slot] = InFlight(value, set(), float("-inf"))
+            if lead.held or (slot > self.commit_index + 1 and membership_of(values[slot - 1])
+                             and not cfg.bugs.concurrent_changes):
+                lead.held[slot] = value  # rule 12: above a configuration not yet chosen
+            else:
+                lead.inflight[slot] = InFlight(value, set(), float("-inf"))
+        lead.change_slot = max((s for s in lead.inflight if membership_of(lead.inflight[s].value)),
+                               default=0)
         self.candidacy = None
         self.leadership = lead
         self.role = Role.LEADER
@@ -797,6 +940,24 @@ class Replica:
         self._heartbeat_round(lead)
         if self.now >= active_at:
             self._activate(lead)
+
+    def _revealed_quorums(self, cand: Candidacy, complete: dict[str, Promised],
+                          values: dict[int, Batch]) -> bool:
+        """Rule 13: every configuration value phase 1 will re-propose governs the
+        slots above it, so a quorum of its voters must have promised too; the
+        ones not asked yet are sent the Prepare now. False while one is missing."""
+        if self.config.bugs.candidate_ignores_config:
+            return True
+        for slot in sorted(values):
+            revealed = membership_of(values[slot])
+            if revealed is None or revealed.count(complete) >= revealed.quorum:
+                continue
+            for node in revealed.voters:
+                if node != self.id and node not in cand.promises and node not in cand.asked:
+                    cand.asked.add(node)
+                    self._send(node, Prepare(cand.ballot, cand.from_slot))
+            return False
+        return True
 
     def _on_nack(self, msg: Nack) -> None:
         self.max_round = max(self.max_round, msg.promised.round)
@@ -822,6 +983,7 @@ class Replica:
                     refused.setdefault(read.origin, []).append(read.request_id)
             for (node, incarnation), ids in refused.items():
                 self._send(node, Refused(lead.ballot, incarnation, tuple(ids)))
+            self._abandon_change(lead)
         self.leadership = None
         self.candidacy = None
         self.role = Role.FOLLOWER
@@ -909,7 +1071,10 @@ class Replica:
         """The old leases have expired: start proposing (recovery first)."""
         lead.active = True
         for slot in sorted(lead.inflight):
+            if self.leadership is not lead or slot not in lead.inflight:
+                return  # a group of one chose it and the change removed us (rule 14)
             self._propose_slot(lead, slot, lead.inflight[slot].value)
+        self._try_change(lead)
 
     def _propose_slot(self, lead: Leadership, slot: int, value: Batch) -> None:
         entry = InFlight(value, {self.id}, self.now)
@@ -922,11 +1087,12 @@ class Replica:
         self._maybe_chosen(lead, slot)
 
     def _fill_window(self, lead: Leadership) -> None:
-        if not lead.active:
+        if not lead.active or self._change_blocks(lead):
             return
         cfg = self.config
         byte_cap = None if cfg.bugs.unbounded_bytes else cfg.max_batch_bytes
-        while lead.pending and lead.next_slot - 1 - self.commit_index < cfg.window:
+        while (lead.pending and lead.next_slot - 1 - self.commit_index < cfg.window
+               and self.leadership is lead and not self._change_blocks(lead)):
             take, size = 0, 0
             for _, cmd, _ in lead.pending[: cfg.max_batch]:
                 if take and byte_cap is not None and size + len(cmd) > byte_cap:
@@ -951,9 +1117,15 @@ class Replica:
 
     def _maybe_chosen(self, lead: Leadership, slot: int) -> None:
         entry = lead.inflight.get(slot)
-        if entry is None or len(entry.acks) < self.quorum:
+        if entry is None:
+            return
+        # rule 11: only the voters of the slot's configuration (the current one:
+        # rule 12 keeps every slot in flight under it) make a quorum
+        votes = len(entry.acks) if self.config.bugs.learner_in_quorum else self.members.count(entry.acks)
+        if votes < self.quorum:
             return
         del lead.inflight[slot]
+        lead.own_commit = True
         self.chosen[slot] = entry.value
         lead.queued.difference_update(entry.value)
         start = self.commit_index
@@ -963,7 +1135,9 @@ class Replica:
             self.accepted.pop(self.commit_index, None)
         if self.commit_index > start:
             self._persist.append(CommitRecord(self.commit_index))
-            self._release_reads(lead)
+            self._advance_members()
+            if self.leadership is lead:
+                self._release_reads(lead)
 
     def _retransmit(self, lead: Leadership) -> None:
         for slot, entry in lead.inflight.items():
@@ -994,6 +1168,11 @@ class Replica:
             return
         lead.last_ack[src] = self.now
         lead.peer_commit[src] = msg.commit_index
+        if lead.lame_duck:
+            knows = [p for p, c in lead.peer_commit.items() if c >= self.commit_index]
+            if self.members.count(knows) >= self.quorum:
+                self._step_down()  # rule 14: the new configuration knows it
+            return
         if lead.rounds.ack(src, msg.round, self.now):
             self._confirm_reads(lead)
         if self._read_round_due(lead):
@@ -1008,7 +1187,7 @@ class Replica:
                 read.round = 0  # confirmed
 
     def _release_reads(self, lead: Leadership) -> None:
-        if not lead.active or not lead.reads:
+        if not lead.active or not lead.reads or lead.lame_duck:
             return
         lease = lead.rounds.lease_valid(self.now)
         keep: list[PendingRead] = []
@@ -1028,9 +1207,136 @@ class Replica:
     def _check_quorum(self, lead: Leadership) -> None:
         """Step down if a quorum has been silent for an election timeout (check quorum)."""
         horizon = self.now - self.config.election_timeout
-        heard = 1 + sum(1 for t in lead.last_ack.values() if t >= horizon)
+        heard = 1 + sum(1 for p, t in lead.last_ack.items() if t >= horizon and p in self.members.voters)
         if heard < self.quorum:
             self._step_down()
             return
         lead.quorum_check_at = self.now + self.config.election_timeout / 2
         self._release_reads(lead)
+
+    # ------------------------------------------------------------------ membership (rules 10-15)
+
+    def request_change(self, request_id: int, change: MembershipChange, now: float) -> None:
+        """Ask the leader to change the configuration by one server (rule 12).
+        Answered by a ``ChangeOutcome`` in a later Ready: DONE once chosen,
+        REFUSED (nothing changed) or UNKNOWN (proposed, then the leader stepped down)."""
+        self.now = now
+        lead = self.leadership
+        if lead is None:
+            self._refuse_change(request_id, "not the leader")
+        elif lead.change_waiting or self._change_blocks(lead):
+            self._refuse_change(request_id, "another membership change is in progress")
+        else:
+            lead.change_waiting = (request_id, change)
+            self._try_change(lead)
+
+    def _refuse_change(self, request_id: int, why: str) -> None:
+        self._changes.append(ChangeOutcome(request_id, ChangeStatus.REFUSED, why, 0, self.leader))
+
+    def _try_change(self, lead: Leadership) -> None:
+        """Refuse the waiting change if it makes no sense or would lose the quorum
+        (rule 14); else propose it once rule 12's conditions hold."""
+        waiting = lead.change_waiting
+        if waiting is None or not lead.active or self._change_blocks(lead):
+            return
+        request_id, change = waiting
+        base = self.members
+        pending = lead.inflight.get(lead.change_slot)
+        if self.config.bugs.concurrent_changes and pending is not None:
+            base = membership_of(pending.value) or base  # builds on the pending change
+        why: str | None
+        try:
+            new = change.apply(base)
+        except MembershipError as exc:
+            new, why = self.members, str(exc)
+        else:
+            why = self._change_refusal(lead, change, new)
+        if why is not None:
+            lead.change_waiting = None
+            self._refuse_change(request_id, why)
+            return
+        if not lead.own_commit:  # rule 12a: a value chosen at our ballot first
+            if not lead.inflight and not lead.pending:
+                lead.next_slot += 1
+                self._propose_slot(lead, lead.next_slot - 1, NOOP)
+            return
+        lead.change_waiting = None
+        lead.change_slot, lead.change_request = lead.next_slot, request_id
+        lead.next_slot += 1
+        self._propose_slot(lead, lead.change_slot, membership_value(new))
+
+    def _change_refusal(self, lead: Leadership, change: MembershipChange,
+                        new: Membership) -> str | None:
+        horizon = self.now - self.config.election_timeout
+        live = {self.id} | {p for p, t in lead.last_ack.items() if t >= horizon}
+        target = change.member.node_id
+        if change.kind is ChangeKind.PROMOTE:
+            at = lead.peer_commit.get(target, 0)
+            if target not in live:
+                return f"learner {target!r} is behind: not heard from lately"
+            if at < self.commit_index - self.config.promote_max_lag:
+                return f"learner {target!r} is behind: at slot {at} of {self.commit_index}"
+        return self.members.refusal(new, live)
+
+    def _abandon_change(self, lead: Leadership) -> None:
+        if lead.change_waiting is not None:
+            self._refuse_change(lead.change_waiting[0], "the leader stepped down")
+        if lead.change_request is not None and lead.change_slot > self.commit_index:
+            self._changes.append(ChangeOutcome(
+                lead.change_request, ChangeStatus.UNKNOWN,
+                "the leader stepped down before the change was chosen", lead.change_slot))
+        lead.change_waiting = lead.change_request = None
+
+
+    def _members_changed(self) -> None:
+        m = self.members = self.member_log.current
+        self.quorum = max(1, len(m.voters) // 2) if self.config.bugs.half_quorum else m.quorum
+        self.peers = tuple(n for n in m.members if n != self.id)
+
+    def _counted_voters(self) -> frozenset[str] | None:
+        return None if self.config.bugs.learner_in_quorum else frozenset(self.members.voters)
+
+    def _change_blocks(self, lead: Leadership) -> bool:
+        """Rule 12c: nothing new is proposed above a configuration slot not yet chosen."""
+        if lead.lame_duck:
+            return True
+        if self.config.bugs.concurrent_changes:
+            return False
+        return bool(lead.held) or lead.change_slot > self.commit_index
+
+    def _advance_members(self) -> None:
+        """The commit index grew: fold configuration values (rule 10), and as a
+        leader finish the change, release held slots, or step down if removed."""
+        if self.member_log.advance(self.commit_index, self._known_chosen):
+            self._members_changed()
+            lead = self.leadership
+            if lead is not None:
+                lead.rounds.set_voters(self._counted_voters(), self.quorum)
+                for peer in self.peers:
+                    lead.last_ack.setdefault(peer, self.now)
+        lead = self.leadership
+        if lead is None:
+            return
+        if lead.change_slot and self.commit_index >= lead.change_slot:
+            if lead.change_request is not None:
+                self._changes.append(ChangeOutcome(
+                    lead.change_request, ChangeStatus.DONE, "", lead.change_slot))
+            lead.change_slot, lead.change_request = 0, None
+        if self.id not in self.members.voters:
+            if not lead.lame_duck:  # rule 14: announce the removal, then hand over
+                lead.lame_duck = True
+                self._heartbeat_round(lead)
+            return
+        self._release_held(lead)
+        if self.leadership is lead:
+            self._try_change(lead)
+
+    def _release_held(self, lead: Leadership) -> None:
+        """Propose recovered values held above a configuration slot, up to the next one."""
+        while (lead.held and lead.active and self.leadership is lead and not lead.lame_duck
+               and not lead.change_slot > self.commit_index):
+            slot = min(lead.held)
+            value = lead.held.pop(slot)
+            if membership_of(value) is not None:
+                lead.change_slot = slot
+            self._propose_slot(lead, slot, value)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from strong.ballot import Ballot
+from strong.member_log import MembershipChange
 from strong.messages import Batch, Promise, SlotValue
 from strong.rounds import HeartbeatRounds
 
@@ -55,6 +56,18 @@ class Leadership:
     peer_commit: dict[str, int] = field(default_factory=dict)
     next_heartbeat: float = float("-inf")
     quorum_check_at: float = 0.0
+    #: recovered values above a configuration slot not yet chosen (membership
+    #: rule 12): proposed once the commit index reaches that slot
+    held: dict[int, Batch] = field(default_factory=dict)
+    #: a value was chosen at this ballot (rule 12a: only then may a change be proposed)
+    own_commit: bool = False
+    #: the slot of the configuration value in flight (0: none) and its request
+    change_slot: int = 0
+    change_request: int | None = None
+    #: the leader committed its own removal (membership rule 14)
+    lame_duck: bool = False
+    #: a change waiting for ``own_commit``: (request id, change)
+    change_waiting: tuple[int, MembershipChange] | None = None
 
 
 @dataclass(slots=True)
@@ -83,3 +96,5 @@ class Candidacy:
     promises: dict[str, Promised] = field(default_factory=dict)
     deadline: float = 0.0
     parts_sent_at: float = float("-inf")
+    #: voters of revealed configurations asked for a promise (membership rule 13)
+    asked: set[str] = field(default_factory=set)

@@ -16,6 +16,10 @@ A round is one Heartbeat broadcast, numbered within a leadership. Rules:
    few rounds are in flight, so acknowledgements always find their round
    (issue 7, finding 3).
 
+4. Only voters of the leader's current configuration count (membership
+   rule 11): ``set_voters`` forgets the acknowledgements of a node that is
+   no longer one, so a removed node never vouches for a lease.
+
 Memory: send times are kept only for rounds above the confirmed one.
 """
 
@@ -35,6 +39,7 @@ class HeartbeatRounds:
         "node_id",
         "quorum",
         "round",
+        "voters",
     )
 
     def __init__(
@@ -45,8 +50,11 @@ class HeartbeatRounds:
         *,
         exact_round_acks: bool = False,
         lease_from_ack: bool = False,
+        voters: frozenset[str] | None = None,
     ) -> None:
         self.node_id = node_id
+        #: whose acknowledgements count (None: everybody's, as before configurations)
+        self.voters = voters
         self.quorum = quorum
         self.lease_duration = lease_duration
         #: the latest round sent, and the highest one a quorum acknowledged
@@ -82,6 +90,8 @@ class HeartbeatRounds:
         """``src`` acknowledged round ``number``; True if that confirmed a new round."""
         if number > self.round:
             return False  # not a round this leadership sent
+        if self.voters is not None and src not in self.voters:
+            return False  # rule 4
         if self._exact:
             acks = self._exact_acks.get(number)
             if acks is None:
@@ -92,6 +102,13 @@ class HeartbeatRounds:
         elif number > self.acked.get(src, 0):
             self.acked[src] = number
         return self._confirm(now)
+
+    def set_voters(self, voters: frozenset[str] | None, quorum: int) -> None:
+        """The configuration changed (rule 4): count only ``voters`` from now on."""
+        self.voters = voters
+        self.quorum = quorum
+        if voters is not None:
+            self.acked = {p: r for p, r in self.acked.items() if p in voters}
 
     def read_round_due(self, now: float, retransmit_interval: float) -> bool:
         """May a round start for reads that wait (rule 3)?"""

@@ -22,6 +22,7 @@ Rules (``strong.state_machine`` rules 5 and 8 live here):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from strong.results import ErrorCode, ErrorResult, Result
@@ -73,6 +74,13 @@ class SessionTable:
 
     def remember(self, client_id: str, seq: int, result: Result) -> None:
         self._live[client_id] = _Session(seq, result, self.clock)
+
+    def replace_results(self, keep: Callable[[Result], Result]) -> None:
+        """Replace every remembered result ``r`` by ``keep(r)`` (a version's migration;
+        walked in sorted order, rule 5); seq and last_seen stay."""
+        for client_id in sorted(self._live):
+            old = self._live[client_id]
+            self._live[client_id] = _Session(old.seq, keep(old.result), old.last_seen)
 
     def clear(self) -> None:
         """Forget every live session (only the simulator's planted dedup bug calls this)."""

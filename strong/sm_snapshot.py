@@ -86,6 +86,7 @@ __all__ = [
     "SnapshotState",
     "decode_snapshot",
     "encode_snapshot",
+    "snapshot_decodes",
 ]
 
 SNAPSHOT_FORMAT = 4
@@ -172,6 +173,16 @@ def decode_snapshot(data: bytes) -> SnapshotState:
         return _decode(data)
     except WireError as exc:
         raise MalformedSnapshot(str(exc)) from exc
+
+
+def snapshot_decodes(data: bytes) -> bool:
+    """Whether ``data`` is a snapshot ``decode_snapshot`` accepts (a replica's
+    ``ReplicaConfig.snapshot_valid``: an undecodable snapshot is never persisted)."""
+    try:
+        decode_snapshot(data)
+    except MalformedSnapshot:
+        return False
+    return True
 
 
 def _decode(data: bytes) -> SnapshotState:

@@ -50,6 +50,26 @@ Rules (everything that decides what a replica's state becomes lives here):
    rules 1-6) and no revision; ``ExpireSessions(now_ms, ...)`` also drops the
    tokens expired at ``now_ms`` (time as data, as in rule 8). Below version 4
    they are ``ErrorResult("unsupported_in_version")`` and change nothing.
+10. Reads are not remembered (version >= 5). A command that only reads (``Get``,
+   ``Range``, ``ListInstances``, or a ``Txn`` whose responses are all reads) leaves
+   ``NoopResult()`` in its client's session instead of its result, and a retry of
+   that ``seq`` executes again: the first attempt changed nothing, so the retry is
+   the one application that counts, inside the request's interval (linearizable).
+   Below version 5 the whole result is remembered, so a read-only ``Txn`` over a
+   large range kept a copy of the range in every replica's memory and snapshot
+   until the client's next command or its session's expiry. Applying
+   ``SetVersion(5)`` migrates: every remembered read-only result becomes
+   ``NoopResult()`` (sessions walked in sorted order; rule 1).
+12. Supported range. A state machine applies under the versions of ``supported``
+   (``SUPPORTED_VERSIONS`` unless a node caps it, ``configsvc.upgrade``); rule 4
+   and ``restore`` use it.
+13. Hash checks (any version). ``HashCheck`` and ``HashReport`` change nothing in
+   the state (``NoopResult``; a binary that cannot decode them gets
+   ``malformed_command`` and changes nothing either, so they need no version).
+   After a slot holding ``HashCheck(id)`` applies, ``hash_events`` gets
+   ``(slot, id, "", state_hash at slot)``; for each ``HashReport`` it gets
+   ``(slot, id, node, digest)``. The driver drains them (``take_hash_events``);
+   they are in no snapshot (``strong.hash_check`` tallies them).
 """
 
 from __future__ import annotations
@@ -69,6 +89,8 @@ from strong.commands import (
     ExpireInstances,
     ExpireSessions,
     Get,
+    HashCheck,
+    HashReport,
     ListInstances,
     MalformedCommand,
     Noop,
@@ -123,6 +145,7 @@ __all__ = [
     "SERVICES_VERSION",
     "SESSION_EXPIRY_VERSION",
     "SUPPORTED_VERSIONS",
+    "UNREMEMBERED_READS_VERSION",
     "Applied",
     "MalformedSnapshot",
     "NamespaceInfo",
@@ -131,9 +154,13 @@ __all__ = [
 ]
 
 INITIAL_VERSION = 1
-SUPPORTED_VERSIONS = range(1, 5)
+#: version 5: read-only commands are not remembered by client sessions (rule 11)
+UNREMEMBERED_READS_VERSION = 5
+SUPPORTED_VERSIONS = range(INITIAL_VERSION, UNREMEMBERED_READS_VERSION + 1)
 """State-machine versions this code can apply commands under (2: session expiry, rule 8;
-3: service instances, rule 9; 4: ACL tokens and policies, rule 10)."""
+3: service instances, rule 9; 4: ACL tokens and policies, rule 10, ``strong.acl.ACL_VERSION``;
+5: rule 11). A new
+version adds its constant and the range ends at it; nothing else here names the highest one."""
 SESSION_EXPIRY_VERSION = CLOCK_VERSION
 _SERVICE_OPS = (RegisterInstance, UpdateCheck, DeregisterInstance, ExpireInstances, ListInstances)
 
@@ -155,7 +182,9 @@ class UnsupportedVersion(Exception):
 class StateMachine:
     """Namespaces, their keys and the client table, advanced slot by slot."""
 
-    def __init__(self) -> None:
+    def __init__(self, supported: range = SUPPORTED_VERSIONS) -> None:
+        #: the versions this machine applies under (rule 12)
+        self.supported = supported
         self.applied_index = 0
         self.version = INITIAL_VERSION
         self.revision = 0
@@ -169,6 +198,9 @@ class StateMachine:
         #: ``snapshot()`` of the current state, kept until the next ``apply``
         #: (hashing and compacting at the same index encode once)
         self._snapshot: bytes | None = None
+        #: hash-check events of applied slots, drained by the driver (rule 13; volatile)
+        self.hash_events: list[tuple[int, int, str, bytes]] = []
+        self._checks: list[int] = []
         #: bytes of commands applied by this object since it was made or restored
         #: (volatile, in no snapshot or hash): a driver compares it with its value at
         #: the last compaction to compact by log bytes, not only by slots
@@ -197,11 +229,11 @@ class StateMachine:
             if (
                 isinstance(cmd, Command)
                 and isinstance(cmd.op, SetVersion)
-                and cmd.op.version not in SUPPORTED_VERSIONS
+                and cmd.op.version not in self.supported
             ):
                 raise UnsupportedVersion(
                     f"slot {slot} sets state-machine version {cmd.op.version}; "
-                    f"this node supports {SUPPORTED_VERSIONS.start}..{SUPPORTED_VERSIONS.stop - 1}"
+                    f"this node supports {self.supported.start}..{self.supported.stop - 1}"
                 )
         applied = []
         for cmd in commands:
@@ -211,16 +243,33 @@ class StateMachine:
             else:
                 applied.append(Applied(cmd.client_id, cmd.seq, self._apply_command(cmd)))
         self.applied_index = slot
+        if self._checks:  # rule 13: the hash of the state at this slot
+            digest = state_hash(self)
+            self.hash_events.extend((slot, check_id, "", digest) for check_id in self._checks)
+            self._checks.clear()
         return applied
+
+    def take_hash_events(self) -> list[tuple[int, int, str, bytes]]:
+        """Rule 12's events since the last call, in log order."""
+        events, self.hash_events = self.hash_events, []
+        return events
 
     def _apply_command(self, cmd: Command) -> Result:
         if cmd.seq == 0:
             return self._execute(cmd.op)
         answer = self._sessions.check(cmd.client_id, cmd.seq)
-        if answer is not None:
+        if answer is not None and not (
+            self.version >= UNREMEMBERED_READS_VERSION and isinstance(answer, NoopResult)
+        ):  # rule 11: a remembered read executes again
             return answer
         result = self._execute(cmd.op)
-        self._sessions.remember(cmd.client_id, cmd.seq, result)
+        self._sessions.remember(cmd.client_id, cmd.seq, self._to_remember(result))
+        return result
+
+    def _to_remember(self, result: Result) -> Result:
+        """What a client session keeps of ``result`` (rule 11)."""
+        if self.version >= UNREMEMBERED_READS_VERSION and _read_only(result):
+            return NoopResult()
         return result
 
     def _execute(self, op: Op) -> Result:
@@ -246,6 +295,10 @@ class StateMachine:
                 if self.version < SERVICES_VERSION <= version:
                     for name in sorted(self._tables):
                         self._services[name] = ServiceTable(floor=self.revision)
+                if self.version < UNREMEMBERED_READS_VERSION <= version:  # rule 11's migration
+                    self._sessions.replace_results(
+                        lambda r: NoopResult() if _read_only(r) else r
+                    )
                 self.version = version
                 return VersionResult(version)
             case ExpireSessions(now_ms, ttl_ms):
@@ -260,6 +313,12 @@ class StateMachine:
                     self._acl.expire(now_ms)
                 return NoopResult()
             case Noop():
+                return NoopResult()
+            case HashCheck(check_id):
+                self._checks.append(check_id)
+                return NoopResult()
+            case HashReport(check_id, node, digest):
+                self.hash_events.append((self.applied_index + 1, check_id, node, digest))
                 return NoopResult()
 
     def _key_op(self, op: TxnOp) -> Result:
@@ -540,16 +599,19 @@ class StateMachine:
         return encode_snapshot(state)
 
     @classmethod
-    def restore(cls, data: bytes) -> StateMachine:
+    def restore(cls, data: bytes, supported: range = SUPPORTED_VERSIONS) -> StateMachine:
         """Rebuild from ``snapshot()`` bytes; ``restore(s).snapshot() == s``.
 
         Raises ``MalformedSnapshot`` for bytes ``snapshot`` cannot have made and
         ``UnsupportedVersion`` for a version this code cannot apply under.
         """
         state = decode_snapshot(data)
-        if state.version not in SUPPORTED_VERSIONS:
-            raise UnsupportedVersion(f"snapshot is at state-machine version {state.version}")
-        machine = cls()
+        if state.version not in supported:
+            raise UnsupportedVersion(
+                f"snapshot is at state-machine version {state.version}; "
+                f"this node supports {supported.start}..{supported.stop - 1}"
+            )
+        machine = cls(supported)
         machine.applied_index = state.applied_index
         machine.version = state.version
         machine.revision = state.revision
@@ -573,6 +635,13 @@ class StateMachine:
         """Hex SHA-256 of ``snapshot()`` (``strong.state_hash.state_hash`` in hex):
         compare replicas at equal ``applied_index``."""
         return state_hash(self).hex()
+
+
+def _read_only(result: Result) -> bool:
+    """Whether ``result`` answers a command that only read (rule 11)."""
+    if isinstance(result, TxnResult):
+        return all(isinstance(r, GetResult | RangeResult) for r in result.responses)
+    return isinstance(result, GetResult | RangeResult | InstancesResult)
 
 
 def _mod_revision(kv: KeyValue | None) -> int:

@@ -50,6 +50,8 @@ from strong.commands import (
     ExpireInstances,
     ExpireSessions,
     Get,
+    HashCheck,
+    HashReport,
     ListInstances,
     Noop,
     Op,
@@ -128,7 +130,7 @@ class OpGenerator:
         self.clock += r.randint(0, 400)
         now = self.clock - r.choice([0, 0, 500])  # now and then a lagging leader's clock
         svc, inst = r.choice(SERVICES), r.choice(INSTANCES)
-        match r.randrange(20):
+        match r.randrange(21):
             case 0 | 1 | 2 | 3:
                 return self.txn_op()
             case 4:
@@ -142,7 +144,7 @@ class OpGenerator:
             case 6:
                 return DeleteNamespace(self.ns()) if r.random() < 0.3 else Noop()
             case 7:
-                return SetVersion(r.choice([1, 2, 3, 3, 4]))
+                return SetVersion(r.choice([1, 2, 3, 3, 4, 5]))
             case 8:
                 return ExpireSessions(now, r.choice([5_000, 60_000]))
             case 9 | 10:
@@ -160,6 +162,11 @@ class OpGenerator:
                 return ListInstances(self.ns(), r.choice(["", svc]))
             case 15 | 16 | 17 | 18:
                 return self.acl_op(now)
+            case 19:  # a replicated state-hash check and a report (strong.hash_check)
+                check = r.randint(1, 3)
+                if r.random() < 0.5:
+                    return HashCheck(check)
+                return HashReport(check, r.choice(["n1", "n2"]), bytes([r.randrange(256)]) * 32)
             case _:
                 return Noop()
 
@@ -211,6 +218,8 @@ def generate_log(seed: int, slots: int = 400) -> Log:
             log.append((encode_command(Command("", 0, SetVersion(3))),))
         if i == slots // 2:  # before it, ACL ops meet versions below 4
             log.append((encode_command(Command("", 0, SetVersion(4))),))
+        if i == 3 * slots // 4:  # remembered reads migrate (strong.state_machine rule 11)
+            log.append((encode_command(Command("", 0, SetVersion(5))),))
         batch = [encode_command(gen.command()) for _ in range(gen.rng.randint(1, 4))]
         if gen.rng.random() < 0.03:
             batch.insert(gen.rng.randrange(len(batch) + 1), JUNK)

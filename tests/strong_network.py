@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import random
 from collections import deque
+from collections.abc import Callable
 
 from strong.config import ReplicaConfig
+from strong.member_log import ChangeOutcome
 from strong.messages import Batch, Envelope
 from strong.ready import ReadState, Rejection
 from strong.records import Record
 from strong.replica import Replica
+from strong.sm_snapshot import snapshot_decodes
 from strong.storage import recover
 
 
@@ -23,7 +26,7 @@ class Network:
     def __init__(self, n: int = 3, seed: int = 0, **config: object) -> None:
         self.ids = [f"n{i + 1}" for i in range(n)]
         self.configs = {
-            nid: ReplicaConfig(nid, tuple(self.ids), **config)  # type: ignore[arg-type]
+            nid: ReplicaConfig(nid, tuple(self.ids), snapshot_valid=snapshot_decodes, **config)  # type: ignore[arg-type]
             for nid in self.ids
         }
         self.rng = random.Random(seed)
@@ -33,7 +36,11 @@ class Network:
         self.applied: dict[str, list[tuple[int, Batch]]] = {nid: [] for nid in self.ids}
         self.reads: dict[str, list[ReadState]] = {nid: [] for nid in self.ids}
         self.rejected: dict[str, list[Rejection]] = {nid: [] for nid in self.ids}
+        self.changes: dict[str, list[ChangeOutcome]] = {nid: [] for nid in self.ids}
+        self.options = config
         self.cut_links: set[tuple[str, str]] = set()
+        #: drops a message when it returns True (scripted schedules)
+        self.drop: Callable[[Envelope], bool] = lambda env: False
         self.queue: deque[Envelope] = deque()
 
     def _boot(self, nid: str) -> Replica:
@@ -53,6 +60,15 @@ class Network:
     def heal(self) -> None:
         self.cut_links.clear()
 
+    def join(self, nid: str, voters: tuple[str, ...]) -> None:
+        """A fresh node (empty disk) that knows the voters and itself as a learner."""
+        self.ids.append(nid)
+        self.configs[nid] = ReplicaConfig(nid, voters, learners=(nid,), **self.options)  # type: ignore[arg-type]
+        self.disk[nid] = []
+        for table in (self.applied, self.reads, self.rejected, self.changes):
+            table[nid] = []
+        self.replicas[nid] = self._boot(nid)
+
     def restart(self, node: str) -> None:
         """Crash (volatile state lost; the disk here is always synced) and restart."""
         self.replicas[node] = self._boot(node)
@@ -69,6 +85,7 @@ class Network:
         self.applied[nid].extend(ready.committed)
         self.reads[nid].extend(ready.reads)
         self.rejected[nid].extend(ready.rejected)
+        self.changes[nid].extend(ready.changes)
 
     def deliver_all(self, limit: int = 100_000) -> None:
         for nid in self.ids:
@@ -78,7 +95,7 @@ class Network:
             steps += 1
             assert steps < limit, "the network never went quiet"
             env = self.queue.popleft()
-            if (env.src, env.dst) in self.cut_links:
+            if (env.src, env.dst) in self.cut_links or self.drop(env):
                 continue
             self.replicas[env.dst].step(env.src, env.message, self.now)
             self.collect(env.dst)

@@ -16,6 +16,7 @@ from strong.messages import Batch, Envelope
 from strong.ready import ReadState, Role
 from strong.records import Record
 from strong.replica import Replica
+from strong.sm_snapshot import snapshot_decodes
 from strong.storage import DurableState, recover
 
 
@@ -35,7 +36,7 @@ class Scripted:
         self.hold: Callable[[Envelope], bool] = lambda env: False
 
     def boot(self, node: str, durable: DurableState | None = None, *, voting: bool = True) -> Replica:
-        cfg = ReplicaConfig(node, tuple(self.ids), **self.config)  # type: ignore[arg-type]
+        cfg = ReplicaConfig(node, tuple(self.ids), snapshot_valid=snapshot_decodes, **self.config)  # type: ignore[arg-type]
         return Replica(cfg, durable or DurableState(), self.now, random.Random(7), voting=voting)
 
     def restart(self, node: str, now: float) -> None:

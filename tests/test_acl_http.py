@@ -320,7 +320,7 @@ def test_deny_beats_write_on_equal_prefixes_from_two_policies() -> None:
 def test_the_acl_section_defaults_to_off_and_deny_and_needs_version_4() -> None:
     base = {"nodes": [{"id": "n1", "api_port": 1, "peer_port": 2}]}
     config = parse_config(base)
-    assert (config.acl.enabled, config.acl.default_policy, config.state_machine.version) == (False, "deny", 4)
+    assert (config.acl.enabled, config.acl.default_policy, config.state_machine.version) == (False, "deny", 5)
     with pytest.raises(ConfigError, match=r"acl\.enabled needs state_machine\.version 4"):
         parse_config(base | {"acl": {"enabled": True}, "state_machine": {"version": 3}})
     with pytest.raises(ConfigError, match="bootstrap_token"):

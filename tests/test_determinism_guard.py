@@ -70,7 +70,7 @@ def test_the_log_exercises_every_op_kind_and_many_outcomes() -> None:
             "NamespaceDeleted", "ServiceWriteResult", "InstancesResult", "VersionResult",
             "session_expired", "stale_sequence", "malformed_command", "unsupported_in_version",
             "namespace_not_found", "wrong_consistency"} <= set(outcomes), outcomes
-    assert sm.version == 4 and sm.revision > 50
+    assert sm.version == 5 and sm.revision > 50
     assert acl_held, "ACL ops applied too (version 4)"
 
 

@@ -179,7 +179,7 @@ def test_finding8_the_snapshot_is_encoded_off_the_event_loop(monkeypatch: pytest
             while driver.replica.snapshot_index == 0:
                 assert asyncio.get_running_loop().time() < deadline, "no snapshot in time"
                 await asyncio.sleep(0.01)  # polling an in-process condition with a deadline
-            index, data = driver.replica.snapshot_index, driver.replica.snapshot
+            index, data = driver.replica.snapshot_index, driver.replica.state_snapshot
             assert data is not None and decode_snapshot(data).applied_index == index
         finally:
             await driver.close()

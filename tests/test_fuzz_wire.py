@@ -58,6 +58,7 @@ from strong.config import ReplicaConfig as StrongConfig
 from strong.messages import InstallSnapshot
 from strong.records import SnapshotRecord
 from strong.replica import Replica as StrongReplica
+from strong.sm_snapshot import snapshot_decodes
 from strong.snapshot_transfer import checksum
 from strong.state_machine import StateMachine
 from strong.storage import recover as strong_recover
@@ -257,23 +258,35 @@ def test_the_strong_core_takes_any_decodable_peer_message(inputs: list[tuple[str
                 sm.apply(slot, batch)
 
 
-@pytest.mark.xfail(strict=True, reason="open: the fix belongs in strong/replica.py (or the "
-                   "strong driver), which this change does not touch; see the docstring")
 def test_a_snapshot_that_does_not_decode_is_refused_before_it_is_persisted() -> None:
     """Found by the core fuzzing: a complete InstallSnapshot whose CRC matches but whose
-    bytes are no state-machine snapshot is persisted (SnapshotRecord) and handed to
-    the driver, whose ``StateMachine.restore`` raises ``MalformedSnapshot``: the
-    driver halts, and the record is durable, so a restart halts again. Only a
+    bytes are no state-machine snapshot was persisted (SnapshotRecord) and handed to
+    the driver, whose ``StateMachine.restore`` raised ``MalformedSnapshot``: the
+    driver halted, and the record was durable, so a restart halted again. Only a
     member can send one (the transport authenticates peers), so this is a buggy or
-    Byzantine peer, but it bricks a follower for good. Suggested fix: on COMPLETE,
-    ``strong.sm_snapshot.decode_snapshot(data)`` before ``_install_snapshot``, and
-    treat a failure like ``Offer.CORRUPT`` (dropped, asked again)."""
-    replica = StrongReplica(StrongConfig("n1", VOTERS), strong_recover([]), 0.0, random.Random(1))
+    Byzantine peer, but it bricked a follower for good. Now the replica checks the
+    bytes with ``ReplicaConfig.snapshot_valid`` (the driver injects
+    ``snapshot_decodes``) before installing, and drops a failure like a CRC mismatch;
+    a real snapshot still installs."""
+    config = StrongConfig("n1", VOTERS, snapshot_valid=snapshot_decodes)
+    replica = StrongReplica(config, strong_recover([]), 0.0, random.Random(1))
     data = b"not a snapshot"
     replica.step("n2", InstallSnapshot(Ballot(1, "n2"), 5, 0, len(data), checksum(data), data), 0.1)
     ready = replica.ready()
     assert not any(isinstance(r, SnapshotRecord) for r in ready.persist)
-    assert ready.snapshot is None
+    assert ready.snapshot is None and replica.commit_index == 0
+    real = StateMachine().snapshot()
+    replica.step("n2", InstallSnapshot(Ballot(1, "n2"), 5, 0, len(real), checksum(real), real), 0.2)
+    ready = replica.ready()
+    assert any(isinstance(r, SnapshotRecord) for r in ready.persist)
+    assert ready.snapshot is not None and ready.snapshot.data == real
+
+
+def test_the_strong_driver_checks_snapshots_it_receives() -> None:
+    driver = StrongDriver(StrongConfig("n1", VOTERS), MemoryStorage(),  # type: ignore[arg-type]
+                          lambda dst, p: True, rng=random.Random(1))
+    valid = driver.replica.config.snapshot_valid
+    assert valid is not None and not valid(b"not a snapshot") and valid(StateMachine().snapshot())
 
 
 _eventual_input = st.tuples(st.sampled_from(VOTERS[1:]), st.one_of(_eventual, mutants(_eventual)))

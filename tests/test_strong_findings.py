@@ -29,16 +29,18 @@ from strong.messages import (
 )
 from strong.ready import Role
 from strong.replica import Replica
+from strong.sm_snapshot import snapshot_decodes
 from strong.snapshot_transfer import Offer, SnapshotReceiver, SnapshotSender
 from strong.storage import DurableState
 from tests.strong_network import Network
+from tests.strong_snapshots import encoded_snapshot
 from tests.test_strong_driver import MemoryStorage
 
 FIVE = ("n1", "n2", "n3", "n4", "n5")
 
 
 def _replica(node: str, voters: tuple[str, ...] = FIVE, **kw: object) -> Replica:
-    config = ReplicaConfig(node, voters, **kw)  # type: ignore[arg-type]
+    config = ReplicaConfig(node, voters, snapshot_valid=snapshot_decodes, **kw)  # type: ignore[arg-type]
     return Replica(config, DurableState(), 0.0, random.Random(1))
 
 
@@ -239,7 +241,7 @@ def _tick_capped(net: Network, seconds: float, cap: int, sent: list[Message],
             net.collect(env.dst)
 
 
-SNAPSHOT = bytes(range(256)) * 400  # 100 KiB of state
+SNAPSHOT = encoded_snapshot(100 << 10)  # 100 KiB of state
 
 
 def _lagging_replica_installs_a_snapshot(
@@ -271,7 +273,7 @@ def test_finding2_snapshots_travel_in_chunks_over_a_small_frame_cap() -> None:
     """Before the fix a snapshot travelled whole: one larger than the frame cap
     was refused every time and the lagging replica never caught up."""
     leader, away, sent = _lagging_replica_installs_a_snapshot(PlantedBugs())
-    assert away.snapshot == SNAPSHOT and away.snapshot_index == leader.snapshot_index
+    assert away.state_snapshot == SNAPSHOT and away.snapshot_index == leader.snapshot_index
     assert away.commit_index == leader.commit_index
     chunks = [m for m in sent if isinstance(m, InstallSnapshot)]
     assert len(chunks) >= len(SNAPSHOT) // (16 << 10)
@@ -293,7 +295,7 @@ def test_finding2_a_snapshot_transfer_resumes_after_a_lost_chunk() -> None:
         return True
 
     leader, away, sent = _lagging_replica_installs_a_snapshot(PlantedBugs(), lose_first_copy)
-    assert away.snapshot == SNAPSHOT and away.commit_index == leader.commit_index
+    assert away.state_snapshot == SNAPSHOT and away.commit_index == leader.commit_index
     assert len(seen) >= 5
     assert sum(1 for m in sent if isinstance(m, InstallSnapshot) and m.offset == 0) == 1
 
@@ -312,7 +314,7 @@ def _installed(r: Replica) -> bytes | None:
 def test_finding2_a_partial_corrupted_or_mixed_snapshot_is_never_installed() -> None:
     """The receiver installs only a complete snapshot whose CRC32C matches, never
     appends a chunk of another snapshot, and a newer snapshot restarts it."""
-    a, b = b"A" * 2500, b"B" * 2500
+    a, b = encoded_snapshot(2500, b"A"), encoded_snapshot(2500, b"B")
     r = _replica("n3", ("n1", "n2", "n3"))
     s = _chunks(10, a, 1000)
     t = _chunks(12, b, 1000)
@@ -394,7 +396,7 @@ def test_finding2_a_snapshot_of_the_same_index_with_other_bytes_restarts_the_tra
     """Two senders whose snapshots at one index differ in bytes: a chunk of the
     other one mid-transfer drops the transfer (asking it for our offset again
     would loop forever), and the next request starts at offset 0."""
-    a, other = b"A" * 2500, b"a" * 2500
+    a, other = encoded_snapshot(2500, b"A"), encoded_snapshot(2500, b"a")
     r = _replica("n3", ("n1", "n2", "n3"))
     r.step("n1", _chunks(10, a, 1000)[0], 1.0)
     r.ready()

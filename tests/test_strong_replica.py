@@ -25,14 +25,16 @@ from strong.messages import (
 from strong.ready import ReadState, RejectReason, Role
 from strong.records import AcceptRecord, PromiseRecord
 from strong.replica import Replica
+from strong.sm_snapshot import snapshot_decodes
 from strong.storage import DurableState, recover
 from tests.strong_network import Network
+from tests.strong_snapshots import encoded_snapshot
 
 VOTERS = ("n1", "n2", "n3")
 
 
 def replica(node: str = "n1", durable: DurableState | None = None, **kw: object) -> Replica:
-    config = ReplicaConfig(node, VOTERS, **kw)  # type: ignore[arg-type]
+    config = ReplicaConfig(node, VOTERS, snapshot_valid=snapshot_decodes, **kw)  # type: ignore[arg-type]
     return Replica(config, durable or DurableState(), 0.0, random.Random(1))
 
 
@@ -269,11 +271,15 @@ def test_a_leader_that_steps_down_refuses_what_followers_forwarded() -> None:
     assert refused == [Refused(b, 42, (7, 8, 9))]
 
 
-def test_messages_from_strangers_or_itself_are_ignored() -> None:
+def test_messages_from_itself_are_ignored_and_strangers_count_for_nothing() -> None:
     r = replica("n2")
-    r.step("mallory", Prepare(Ballot(9, "mallory"), 1), 0.1)
     r.step("n2", Prepare(Ballot(9, "n2"), 1), 0.1)
     assert r.ready().empty()
+    # A stranger may lead a configuration this replica has not learned yet
+    # (membership): it is answered as an acceptor answers anyone, but grants,
+    # promises and acknowledgements count only from voters.
+    r.step("mallory", PreVote(Ballot(9, "mallory"), 0), 5.0)
+    assert [e.message for e in r.ready().outbox()] == [PreVoteReply(Ballot(9, "mallory"), False)]
 
 
 def test_config_rejects_an_unsafe_lease() -> None:
@@ -335,7 +341,7 @@ def test_snapshot_transfer_to_a_replica_behind_compaction() -> None:
     for nid in net.ids:
         if nid != lagging:
             r = net.replicas[nid]
-            r.compact(r.commit_index, b"state@" + str(r.commit_index).encode())
+            r.compact(r.commit_index, encoded_snapshot(100, str(r.commit_index).encode()))
     net.heal()
     net.tick(1.0)
     lag = net.replicas[lagging]

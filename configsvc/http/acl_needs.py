@@ -83,6 +83,11 @@ def native_needs(node: Node) -> dict[str, NeedFn]:
     async def operator(request: Request) -> Sequence[Need]:
         return (Need(ACL, "", WRITE),)
 
+    async def members(request: Request) -> Sequence[Need]:
+        """Reading the configuration is public (as in ``/v1/cluster/status``);
+        changing it is an operator's act (management: ``acl:write``)."""
+        return () if request.method == "GET" else await operator(request)
+
     instance = "/v1/services/{ns}/{service}/{instance_id}"
     return {
         "/v1/namespaces": namespaces,
@@ -103,6 +108,8 @@ def native_needs(node: Node) -> dict[str, NeedFn]:
         # namespace names and counts, no keys or values (docs/acl.md, "Public routes")
         "/v1/cluster/status": PUBLIC,
         "/metrics": PUBLIC,
+        # state-machine versions, applied index and state hash (configsvc.upgrade)
+        "/v1/cluster/upgrade": PUBLIC,
         "/v1/openapi.json": PUBLIC,
         "/ui": PUBLIC,
         "/ui/": PUBLIC,
@@ -112,6 +119,10 @@ def native_needs(node: Node) -> dict[str, NeedFn]:
         # dashboard's controls kill and partition nodes
         "/v1/admin/faults": PUBLIC,
         "/v1/admin/faults/{peer}": PUBLIC,
+        # the strong group's membership (configsvc.http.members_api)
+        "/v1/cluster/members": members,
+        "/v1/cluster/members/{id}": members,
+        "/v1/cluster/members/{id}/promote": members,
         "/ui/control/status": operator,
         "/ui/control/{action}": operator,
         "/ui/control/{action}/{node}": operator,

@@ -32,6 +32,7 @@ from configsvc.http.errors import (
 )
 from configsvc.http.eventual_api import EventualApi
 from configsvc.http.forwarding import NATIVE, Forwarder
+from configsvc.http.members_api import members_routes
 from configsvc.http.node_requests import (
     check_serving,
     consistency_of,
@@ -169,6 +170,9 @@ def build_app(node: Node, forwarder: Forwarder | None = None) -> Starlette:
         """This node's metrics in Prometheus' text format (``configsvc.metrics``)."""
         return Response(node.metrics.expose(), media_type=CONTENT_TYPE_LATEST)
 
+    async def upgrade(request: Request) -> Response:
+        return JSONResponse(node.upgrade_status())
+
     async def openapi(request: Request) -> Response:
         return JSONResponse(OPENAPI)
 
@@ -189,10 +193,12 @@ def build_app(node: Node, forwarder: Forwarder | None = None) -> Starlette:
         Route("/v1/cluster/health", health, methods=["GET"]),
         Route("/v1/cluster/status", cluster, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/v1/cluster/upgrade", upgrade, methods=["GET"]),
         Route("/v1/openapi.json", openapi, methods=["GET"]),
         Route("/v1/admin/faults", admin.list_faults, methods=["GET"]),
         Route("/v1/admin/faults", admin.clear_faults, methods=["DELETE"]),
         Route("/v1/admin/faults/{peer}", admin.set_fault, methods=["PUT"]),
+        *members_routes(node),  # membership changes (configsvc.http.members_api)
         *config_routes,
         *ui_routes(node),  # the dashboard at /ui (configsvc.http.ui)
     ]

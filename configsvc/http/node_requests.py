@@ -100,6 +100,8 @@ async def registry_barrier(node: Node, request: Request) -> bool:
 
 
 def check_serving(node: Node) -> None:
-    """Raise 503 unavailable if this node must not serve (corrupt storage)."""
-    if node.corrupt:
-        raise ApiError(503, "unavailable", node.corrupt)
+    """Raise 503 unavailable if this node must not serve (corrupt storage, or a state
+    being re-synced after it disagreed with the majority's, ``Node.refusal``)."""
+    refusal = node.refusal()
+    if refusal:
+        raise ApiError(503, "unavailable", refusal)

@@ -184,6 +184,20 @@ OPENAPI: dict[str, Any] = {
         "/v1/cluster/status": {"get": _op(
             "The cluster at a glance from this node: every node, namespace and reason",
             errors=())},
+        "/v1/cluster/upgrade": {"get": _op("State-machine versions: active, target, and "
+                                           "each voter's supported range")},
+        # membership (configsvc.http.members_api; docs/membership.md)
+        "/v1/cluster/members": {
+            "get": _op("The strong group's configuration as this node committed it"),
+            "post": _op("Add a node as a learner (on the leader; admin token if configured)",
+                        body="application/json", errors=(400, 401, 409, 503, 504),
+                        body_schema={"type": "object", "required": ["id", "peer_address",
+                                                                    "api_address"]}),
+        },
+        "/v1/cluster/members/{id}/promote": {"post": _op(
+            "Promote a caught-up learner to voter", [_p("id")], errors=(401, 409, 503, 504))},
+        "/v1/cluster/members/{id}": {"delete": _op(
+            "Remove a node (its id is never reused)", [_p("id")], errors=(401, 409, 503, 504))},
     },
     "components": {
         "schemas": {

@@ -25,21 +25,23 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from configsvc.runtime.loop import CoreLoop, Step
 from strong.ballot import Ballot
 from strong.commands import MalformedCommand, decode_command
 from strong.config import ReplicaConfig
+from strong.member_log import ChangeOutcome, MembershipChange
+from strong.membership import Membership
 from strong.messages import Envelope, InstallSnapshot
 from strong.ops import ReadOp
 from strong.ready import Ready, RejectReason, Role
 from strong.records import CommitRecord
 from strong.replica import Replica, ReplicaStatus
 from strong.results import ErrorResult, GetResult, InstancesResult, RangeResult, Result
-from strong.sm_snapshot import SnapshotState
-from strong.state_machine import StateMachine, UnsupportedVersion
+from strong.sm_snapshot import SnapshotState, snapshot_decodes
+from strong.state_machine import SUPPORTED_VERSIONS, StateMachine, UnsupportedVersion
 from strong.storage import Storage, recover
 from strong.wire import MalformedMessage, decode_message, encode_message
 
@@ -97,9 +99,13 @@ class StrongDriver:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         voting: bool = True,
+        versions: range = SUPPORTED_VERSIONS,
     ) -> None:
         """``voting=False``: this node lost its disk and was reset; it learns but does not
-        vote (``strong.replica`` rule 7)."""
+        vote (``strong.replica`` rule 7). ``versions``: the state-machine versions this
+        node applies under (capped in tests and while pinning, ``configsvc.upgrade``)."""
+        if config.snapshot_valid is None:  # never persist a snapshot it cannot restore
+            config = replace(config, snapshot_valid=snapshot_decodes)
         self.config = config
         self.loop = CoreLoop(self, storage, send, tick_interval=tick_interval, clock=clock,
                              name=f"strong-driver-{config.node_id}")
@@ -109,7 +115,8 @@ class StrongDriver:
         self.stats = DriverStats()
         self.halted: str | None = None
         durable = recover(storage.load())
-        self.sm = StateMachine()
+        self.versions = versions
+        self.sm = StateMachine(versions)
         #: ``sm.applied_bytes`` when the last compaction began (compaction by bytes)
         self._compacted_bytes = 0
         self.replica = Replica(config, durable, clock(), self.rng, voting=voting)
@@ -133,6 +140,20 @@ class StrongDriver:
         #: the leader last seen and whether this node's lease was valid (``_observe``)
         self._seen_leader: tuple[str, Ballot] | None = None
         self._lease_held = False
+        #: hash-check events of applied slots go here (``strong.hash_check``); the driver
+        #: also compacts at every check slot, so that every replica holds a snapshot at
+        #: a checked index for a diverged one to re-sync from
+        self.on_hash_events: Callable[[list[tuple[int, int, str, bytes]]], None] | None = None
+        #: set by ``resync`` until the peer's snapshot replaced the state machine
+        self.resyncing = False
+        #: state machines replaced by a snapshot (a compaction encoded from an older one
+        #: is dropped)
+        self._restores = 0
+        #: membership change requests awaiting their outcome
+        self._changes: dict[int, asyncio.Future[ChangeOutcome]] = {}
+        #: called from the loop task whenever the configuration changes
+        self.on_members: Callable[[Membership], None] | None = None
+        self._members_seen = self.replica.members
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -242,6 +263,28 @@ class StrongDriver:
     async def wait_for_change(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Wait until ``predicate()`` holds after some apply; False on timeout (watches)."""
         return await self.loop.wait_for(predicate, timeout)
+
+    async def change_members(self, change: MembershipChange, timeout: float) -> ChangeOutcome:
+        """Ask this replica (which must lead) to change the configuration by one
+        server; the outcome once chosen or refused. Raises OutcomeUnknown (no
+        outcome in time: read the configuration), Halted."""
+        self._check_running()
+        fut: asyncio.Future[ChangeOutcome] = asyncio.get_running_loop().create_future()
+        self._next_request += 1
+        rid = self._next_request
+        self._changes[rid] = fut
+        self.loop.submit(lambda: self.replica.request_change(rid, change, self.clock()))
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(fut)
+        except TimeoutError:
+            raise OutcomeUnknown(f"no outcome within {timeout}s") from None
+        finally:
+            self._changes.pop(rid, None)
+
+    @property
+    def members(self) -> Membership:
+        return self.replica.members
 
     def status(self) -> ReplicaStatus:
         return self.replica.status(self.clock())
@@ -355,9 +398,12 @@ class StrongDriver:
 
     def _apply(self, ready: Ready) -> bool:
         """After the records are durable and the messages sent: install, apply, answer."""
-        if ready.snapshot is not None and ready.snapshot.index > self.sm.applied_index:
-            self.sm = StateMachine.restore(ready.snapshot.data)
+        if ready.snapshot is not None and (ready.snapshot.index > self.sm.applied_index
+                                           or self.resyncing):
+            self.sm = StateMachine.restore(ready.snapshot.data, self.versions)
             self._compacted_bytes = 0
+            self._restores += 1
+            self.resyncing = False
         for slot, batch in ready.committed:
             if slot <= self.sm.applied_index or self.halted:
                 continue
@@ -367,6 +413,8 @@ class StrongDriver:
                 self._halt(f"stopped applying at slot {slot}: {exc}")
                 break
             self.stats.applied_slots += 1
+            if self.sm.hash_events:
+                self._hash_events(slot)
             for a in applied:
                 holder = self._proposed.pop((a.client_id, a.seq), None)
                 if holder is not None:
@@ -382,6 +430,14 @@ class StrongDriver:
                 read.set_result(rs.index)
         for rej in ready.rejected:
             self._reject(rej.request_id, rej.reason, rej.leader_hint)
+        for outcome in ready.changes:
+            change = self._changes.get(outcome.request_id)
+            if change is not None and not change.done():
+                change.set_result(outcome)
+        if self.replica.members is not self._members_seen:
+            self._members_seen = self.replica.members
+            if self.on_members is not None:
+                self.on_members(self._members_seen)
         behind = self.sm.applied_index - self.replica.snapshot_index
         if self._snapshotting is None and behind > 0 and (
             behind >= self.snapshot_every
@@ -394,7 +450,23 @@ class StrongDriver:
             self._snapshotting = asyncio.create_task(self._encode_snapshot(index, state))
         return True
 
+    def _hash_events(self, slot: int) -> None:
+        events = self.sm.take_hash_events()
+        if any(not node for _, _, node, _ in events) and not self.resyncing:
+            self.replica.compact(slot, self.sm.snapshot())  # encoded already, for the hash
+            self._compacted_bytes = self.sm.applied_bytes
+        if self.on_hash_events is not None:
+            self.on_hash_events(events)
+
+    def resync(self, peer: str) -> None:
+        """Replace the state machine by ``peer``'s snapshot and re-apply the log above it
+        (``strong.replica`` rule 16): this replica's applied state disagreed with the
+        majority's. ``resyncing`` is True until the snapshot is installed."""
+        self.resyncing = True
+        self.loop.submit(lambda: self.replica.resync(peer))
+
     async def _encode_snapshot(self, index: int, state: SnapshotState) -> None:
+        restores = self._restores
         try:
             data = await asyncio.to_thread(StateMachine.encode, state)
         except Exception as exc:
@@ -408,6 +480,8 @@ class StrongDriver:
 
         def compact() -> None:
             self._snapshotting = None
+            if restores != self._restores or self.resyncing:
+                return  # encoded from a state machine that was replaced (or is being)
             self.replica.compact(index, data)  # ignored if a newer snapshot arrived meanwhile
             self.sm.adopt_snapshot(index, data)
 

@@ -144,6 +144,26 @@ WIPE = StrongSimConfig(
                    ("leader_partial", 2), ("crash", 1)),
 )
 
+#: an operator adding, removing and replacing nodes (a dead one half the time)
+#: while clients write, the leader is cut off with its learners, leaders crash
+#: and acceptors reboot right after replying
+MEMBERS = StrongSimConfig(
+    # a grow-by-two takes several seconds of steps: long enough safety phases
+    safety_seconds=20.0,
+    fault_interval=(0.2, 1.0),
+    fault_weights=(("heal", 1), ("member_change", 6), ("member_laggard", 3), ("split_leader", 3),
+                   ("crash_leader", 1), ("crash", 1), ("crash_after_send", 2),
+                   ("leader_partial", 1)),
+)
+
+#: the laggard schedule alone (with removals to get back to three voters):
+#: no other fault heals the laggard's isolation early
+LAGGARD = StrongSimConfig(
+    safety_seconds=30.0,
+    fault_interval=(0.5, 1.5),
+    fault_weights=(("member_laggard", 4), ("member_change", 2)),
+)
+
 PROFILES: dict[str, StrongSimConfig | None] = {
     "swarm": None,
     "gray": GRAY,
@@ -156,6 +176,8 @@ PROFILES: dict[str, StrongSimConfig | None] = {
     "snapshots": SNAPSHOTS,
     "reads": SLOW_READS,
     "wipe": WIPE,
+    "members": MEMBERS,
+    "laggard": LAGGARD,
 }
 
 
@@ -229,6 +251,16 @@ STRONG: tuple[Planted, ...] = (
             "swarm", SAFETY, PlantedBugs(leader_takes_catchup=True)),
     Planted("nonvoter_acks", "review S3: a wiped learner acknowledges heartbeats",
             "wipe", SAFETY, PlantedBugs(nonvoter_acks=True)),
+    Planted("learner_in_quorum",
+            "membership rule 11: a learner's acknowledgements count toward quorums",
+            "members", SAFETY, PlantedBugs(learner_in_quorum=True)),
+    Planted("concurrent_changes",
+            "membership rule 12b-c: a change proposed while another is pending, and "
+            "slots proposed above an unchosen change",
+            "members", SAFETY, PlantedBugs(concurrent_changes=True)),
+    Planted("candidate_ignores_config",
+            "membership rule 13: phase 1 ignores the configurations its promises reveal",
+            "laggard", SAFETY, PlantedBugs(candidate_ignores_config=True)),
 )
 
 CATALOGUE: dict[str, Planted] = {p.name: p for p in STRONG}

@@ -18,6 +18,7 @@ from configsvc.sim.sim_storage import SimStorage
 from configsvc.sim.world import World
 from strong.ballot import Ballot
 from strong.config import ReplicaConfig
+from strong.member_log import ChangeOutcome
 from strong.messages import Batch, Envelope, Message, payload_bytes
 from strong.ops import Get
 from strong.ready import Ready
@@ -74,6 +75,10 @@ class SimStrongNode:
         self.voting = True
         #: planted bug: a wiped node comes back as a voter with empty state
         self.wiped_votes = False
+        #: taken out of service for good (a replaced node): never restarts
+        self.decommissioned = False
+        #: outcomes of membership changes this node answered (``Ready.changes``)
+        self.change_outcomes: list[ChangeOutcome] = []
         self.fsync_latency = fsync_latency
         self.max_message_bytes = max_message_bytes
         #: messages the receiver would refuse for their size (never sent)
@@ -133,7 +138,7 @@ class SimStrongNode:
         self.voting = self.wiped_votes
 
     def restart(self) -> None:
-        if self.up:
+        if self.up or self.decommissioned:
             return
         self.restarts += 1
         self._boot()
@@ -249,6 +254,7 @@ class SimStrongNode:
             self.ready_reads.append((rs.index, rs.request_id))
         if self.ready_reads:
             self._serve_reads()
+        self.change_outcomes.extend(ready.changes)
         for rej in ready.rejected:
             target = self._rejected_target(rej.request_id)
             if target is not None:

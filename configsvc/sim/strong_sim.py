@@ -29,6 +29,7 @@ from configsvc.sim import strong_schedules as schedules
 from configsvc.sim.runner import SeedResult
 from configsvc.sim.strong_checks import Observer, check_history, lost_writes
 from configsvc.sim.strong_client import HistoryOp, SimStrongClient
+from configsvc.sim.strong_members import MembershipAdmin, split_leader
 from configsvc.sim.strong_node import SimStrongNode
 from configsvc.sim.strong_readers import OpenLoopReaders
 from configsvc.sim.strong_swarm import swarm
@@ -38,9 +39,11 @@ from strong.config import PlantedBugs, ReplicaConfig
 from strong.messages import Accepted, Promise
 from strong.ops import CreateNamespace
 from strong.ready import Role
+from strong.sm_snapshot import snapshot_decodes
 from strong.state_machine import StateMachine
 
-FOLD = {"max_op_latency_s": "max", "unknown_ops": "sum", "elections": "sum"}
+FOLD = {"max_op_latency_s": "max", "unknown_ops": "sum", "elections": "sum",
+        "member_changes": "sum"}
 NAMESPACE = "sim"
 
 
@@ -108,10 +111,12 @@ class StrongSimConfig:
     #: what the swarm drew, printed with the replay line ("" when not randomised)
     description: str = ""
 
-    def replica_config(self, node_id: str, voters: tuple[str, ...]) -> ReplicaConfig:
+    def replica_config(self, node_id: str, voters: tuple[str, ...],
+                       learners: tuple[str, ...] = ()) -> ReplicaConfig:
         return ReplicaConfig(
             node_id,
             voters,
+            learners=learners,
             heartbeat_interval=self.heartbeat_interval,
             election_timeout=self.election_timeout,
             max_drift=self.max_drift,
@@ -122,6 +127,7 @@ class StrongSimConfig:
             catchup_max_slots=self.catchup_max_slots,
             max_batch_bytes=self.max_batch_bytes,
             catchup_max_bytes=self.catchup_max_bytes,
+            snapshot_valid=snapshot_decodes,
             bugs=self.bugs,
         )
 
@@ -140,6 +146,7 @@ class StrongSim:
         self.observer = Observer()
         self.history: list[HistoryOp] = []
         make_sm = _forgetful_state_machine if config.skip_dedup else StateMachine
+        self.make_sm = make_sm
         self.nodes = {
             nid: SimStrongNode(
                 self.world,
@@ -181,6 +188,8 @@ class StrongSim:
         )
         self.faults_on = False
         self.flapping = False
+        #: the operator adding, removing and replacing nodes (``member_change`` faults)
+        self.admin = MembershipAdmin(self, random.Random(f"strong-members-{seed}"))
 
     # ------------------------------------------------------------------ phases
 
@@ -323,10 +332,16 @@ class StrongSim:
         elif kind == "wipe":
             # One disk lost per seed: the learner never votes again, and a
             # second would leave a 3-replica group without a quorum for good.
-            if all(n.voting for n in self.nodes.values()):
+            if all(n.voting and not n.decommissioned for n in self.nodes.values()):
                 node = self.nodes[rng.choice(self.node_ids)]
                 node.wipe()
                 world.after(rng.uniform(0.05, 1.0), node.restart)
+        elif kind == "member_change":
+            self.admin.begin()
+        elif kind == "split_leader":
+            split_leader(self)
+        elif kind == "member_laggard":
+            self.admin.begin_laggard()
         elif kind == "bridge":
             world.bridge(rng.choice(self.node_ids))
         elif kind == "one_way":
@@ -386,11 +401,17 @@ class StrongSim:
             node.crash_after_send.clear()
             node.restart()
 
+    def in_service(self) -> list[SimStrongNode]:
+        """Nodes of the current configuration that are not out of service for good."""
+        members = self.admin.view().members
+        return [n for n in self.nodes.values() if n.id in members and not n.decommissioned]
+
     def _wait_converged(self, bound: float) -> bool:
         def converged() -> bool:
-            indexes = {n.sm.applied_index for n in self.nodes.values()}
-            commits = {n.replica.commit_index for n in self.nodes.values()}
-            return len(indexes) == 1 and indexes == commits
+            nodes = self.in_service()
+            indexes = {n.sm.applied_index for n in nodes}
+            commits = {n.replica.commit_index for n in nodes}
+            return not self.admin.script and len(indexes) == 1 and indexes == commits
 
         return self.world.run_until(self.world.now + bound, stop=converged)
 
@@ -403,10 +424,12 @@ class StrongSim:
             return ""
         leader = leaders[0]
         ballot = leader.replica.promised
-        voters = sum(1 for n in self.nodes.values() if n.voting)
-        followers = [n for n in self.node_ids if n != leader.id]
+        serving = self.in_service()
+        voters = sum(1 for n in serving if n.voting and n.id in leader.replica.members.voters)
+        followers = [n.id for n in serving if n.id != leader.id]
         if voters - 1 < leader.replica.quorum:  # cutting a voter off loses the quorum
-            followers = [n for n in followers if not self.nodes[n].voting]
+            followers = [n for n in followers
+                         if not (self.nodes[n].voting and n in leader.replica.members.voters)]
         if not followers:
             return ""
         follower = self.rng.choice(followers)
@@ -444,6 +467,7 @@ class StrongSim:
             stats={
                 "max_op_latency_s": max((c.max_latency for c in self.clients), default=0.0),
                 "unknown_ops": float(unknown),
+                "member_changes": float(sum(self.admin.done.values())),
             },
         )
         if self.observer.violation:

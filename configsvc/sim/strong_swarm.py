@@ -58,6 +58,7 @@ FAULT_KINDS: dict[str, int] = {
 #: it always had (regression seeds stay the runs they were)
 LATER_FAULT_KINDS: dict[str, int] = {
     "staggered_power_loss": 1,
+    "member_change": 2,
 }
 
 #: one-way link latency profiles: (name, delay_min range, extra mean delay range)

@@ -181,6 +181,12 @@ class World:
                 if a != b and member.get(a) != member.get(b):
                     self.cut.add((a, b))
 
+    def add_node(self, node: str, max_drift: float) -> None:
+        """A node joins mid-run (a membership change): its own drifting clock."""
+        self.nodes.append(node)
+        self.clocks[node] = Clock(rate=1 + self.rng.uniform(-max_drift, max_drift),
+                                  offset=self.rng.uniform(0, 1000))
+
     def isolate(self, node: str) -> None:
         self.split([[node], [n for n in self.nodes if n != node]])
 

@@ -116,6 +116,8 @@ class Transport:
         self._rejected_handshakes = 0
         self._rejected: Counter[str] = Counter()
         self._send_rejected = 0
+        #: membership check on inbound handshakes (``set_member_check``)
+        self._is_member: Callable[[str], bool] = lambda _peer: True
 
     # -------------------------------------------------------------- lifecycle
 
@@ -206,6 +208,14 @@ class Transport:
     @property
     def peers(self) -> tuple[str, ...]:
         return tuple(self._peers)
+
+    def set_member_check(self, is_member: Callable[[str], bool]) -> None:
+        """Refuse the handshake of a known peer for which ``is_member(id)`` is
+        False (a node removed from the group's configuration)."""
+        self._is_member = is_member
+
+    def _admits(self, peer_id: str) -> bool:
+        return peer_id in self._peers and self._is_member(peer_id)
 
     # -------------------------------------------------------------- sending
 
@@ -503,7 +513,7 @@ class Transport:
                         cluster_id=self.config.cluster_id,
                         node_id=self.config.node_id,
                         secret=self.config.secret,
-                        known=self._peers.__contains__,
+                        known=self._admits,
                         identity=lambda src: self._identity(src, writer),
                     )
             finally:

@@ -1,0 +1,134 @@
+"""The strong group's membership over HTTP (``strong.replica`` rules 10-15).
+
+    GET    /v1/cluster/members                 the configuration this node committed
+    POST   /v1/cluster/members                 {"id", "peer_address", "api_address"}: add a learner
+    POST   /v1/cluster/members/{id}/promote    a caught-up learner becomes a voter
+    DELETE /v1/cluster/members/{id}        remove a voter or learner (its id is retired)
+
+Changes run on the leader only: a follower answers ``503 not_leader`` with
+the leader's id and API address (``leader``, ``leader_api``), and the client
+asks it (``configsvc member``). Changes need ``Authorization: Bearer
+<security.admin_token>`` when a token is configured. A change the leader
+refuses (another change pending, an id used before, a learner not caught
+up, a quorum it would lose) is ``409 membership_refused`` with the reason;
+nothing changed. ``504 outcome_unknown``: proposed, then leadership moved:
+read the members to know.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from configsvc.http.errors import ApiError, bad_request, json_object
+from configsvc.http.node_requests import check_serving, read_body
+from configsvc.node_members import member_of, parse_address
+from configsvc.runtime.strong_driver import Halted, OutcomeUnknown
+from strong.member_log import ChangeKind, ChangeStatus, MembershipChange
+from strong.membership import Member
+
+if TYPE_CHECKING:
+    from configsvc.node import Node
+
+
+class MembersApi:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def _api_address(self, node_id: str) -> str | None:
+        m = self.node.strong.members.address(node_id)
+        if m is not None and m.api_address:
+            return m.api_address
+        if any(n.id == node_id for n in self.node.config.nodes):
+            return member_of(self.node.config, node_id).api_address
+        return None
+
+    def _view(self) -> dict[str, Any]:
+        members = self.node.strong.members
+        status = self.node.strong.status()
+        entries = []
+        for nid in members.members:
+            known = members.address(nid)
+            peer = known.peer_address if known else (
+                member_of(self.node.config, nid).peer_address
+                if any(n.id == nid for n in self.node.config.nodes) else "")
+            entries.append({"id": nid, "role": "voter" if nid in members.voters else "learner",
+                            "peer_address": peer, "api_address": self._api_address(nid) or "",
+                            "commit_index": status.peer_commit.get(nid)})
+        return {"node": self.node.id, "leader": status.leader,
+                "leader_api": self._api_address(status.leader) if status.leader else None,
+                "voters": list(members.voters), "learners": list(members.learners),
+                "retired": list(members.retired), "quorum": members.quorum,
+                "commit_index": status.commit_index, "members": entries}
+
+    async def list(self, request: Request) -> Response:
+        check_serving(self.node)
+        return JSONResponse(self._view())
+
+    async def add(self, request: Request) -> Response:
+        body = json_object(await read_body(request, 4096, "body_too_large"))
+        nid, peer, api = body.get("id"), body.get("peer_address"), body.get("api_address")
+        if not all(isinstance(v, str) and v for v in (nid, peer, api)):
+            raise bad_request("id, peer_address and api_address are required strings")
+        assert isinstance(nid, str) and isinstance(peer, str) and isinstance(api, str)
+        for address in (peer, api):
+            try:
+                parse_address(address)
+            except ValueError as exc:
+                raise bad_request(str(exc)) from None
+        return await self._change(request, ChangeKind.ADD_LEARNER, Member(nid, peer, api))
+
+    async def promote(self, request: Request) -> Response:
+        return await self._change(request, ChangeKind.PROMOTE, Member(request.path_params["id"]))
+
+    async def remove(self, request: Request) -> Response:
+        return await self._change(request, ChangeKind.REMOVE, Member(request.path_params["id"]))
+
+    async def _change(self, request: Request, kind: ChangeKind, member: Member) -> Response:
+        check_serving(self.node)
+        self._authorize(request)
+        status = self.node.strong.status()
+        if status.leader != self.node.id:
+            raise ApiError(503, "not_leader", "membership changes run on the leader",
+                           leader=status.leader,
+                           leader_api=self._api_address(status.leader) if status.leader else None)
+        try:
+            outcome = await self.node.strong.change_members(
+                MembershipChange(kind, member), self.node.config.timing.request_timeout)
+        except OutcomeUnknown:
+            raise ApiError(504, "outcome_unknown",
+                           "no outcome in time: read the members to know") from None
+        except Halted as exc:
+            raise ApiError(503, "unavailable", str(exc)) from None
+        if outcome.status is ChangeStatus.REFUSED:
+            if outcome.detail == "not the leader":
+                raise ApiError(503, "not_leader", "membership changes run on the leader",
+                               leader=outcome.leader_hint)
+            raise ApiError(409, "membership_refused", outcome.detail)
+        if outcome.status is ChangeStatus.UNKNOWN:
+            raise ApiError(504, "outcome_unknown", outcome.detail)
+        return JSONResponse({**self._view(), "slot": outcome.slot})
+
+    def _authorize(self, request: Request) -> None:
+        """With ACLs on, the ACL guard already required a management token
+        (``configsvc.http.acl_needs``); otherwise the admin token, if one is set."""
+        token = self.node.config.security.admin_token
+        if token is None or self.node.config.acl.enabled:
+            return
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            raise ApiError(401, "unauthorized", "a valid admin bearer token is required")
+
+
+def members_routes(node: Node) -> list[Route]:
+    api = MembersApi(node)
+    return [
+        Route("/v1/cluster/members", api.list, methods=["GET"]),
+        Route("/v1/cluster/members", api.add, methods=["POST"]),
+        Route("/v1/cluster/members/{id}/promote", api.promote, methods=["POST"]),
+        Route("/v1/cluster/members/{id}", api.remove, methods=["DELETE"]),
+    ]

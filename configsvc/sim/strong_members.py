@@ -1,0 +1,306 @@
+"""Membership changes under simulation: an operator adding, removing and
+replacing nodes while clients write and faults strike.
+
+One operation at a time (the ``member_change`` fault starts one when none is
+running), each a script of single-server steps the operator retries until the
+cluster's configuration shows them done:
+
+- ``replace``: add a fresh node (a new id, an empty disk) as a learner,
+  promote it once it caught up, remove the old one, take the old one out of
+  service. The old one is a voter whose disk was wiped if there is one
+  (``strong.replica`` rule 7: it rejoins only as a new id), else a random
+  voter; half the time it is dead from the start (crashed, never restarted:
+  the operator replaces a dead machine), otherwise it runs until removed and
+  then half the time keeps running, removed, to show it cannot disturb the
+  group.
+- ``add``: a fresh node, as a learner, then promoted (at most 5 voters);
+  from three voters, half the time two at once: both join as learners, then
+  both promotions are requested together (the second must be refused while
+  the first is pending).
+- ``remove``: a random voter, the leader included (at least 3 voters stay).
+- ``laggard`` (``begin_laggard``): from three voters, grow to five while one
+  old voter x is cut off, so it misses both changes; then cut x off together
+  with another old voter y until x leads (or four election timeouts pass),
+  and heal: x campaigned with the configuration it last committed, and must
+  have heard a quorum of each configuration its promises revealed (rule 13)
+  before it meets the others with the highest ballot.
+
+After a learner joins, the operator waits up to two seconds before promoting
+it (checking it caught up): a learner stays one long enough for faults to
+meet it. ``split_leader`` is the fault that makes learners and pending
+changes matter: the leader and its learners (or one other node) cut off from
+everyone else for a few election timeouts.
+
+Invariants the schedule keeps, so that a failure is the cluster's fault, not
+the operator's: at most one voter is out of service for good at a time, and
+only while every other voter has its disk; the group never shrinks below
+three voters. Nothing here reads the cluster's volatile state to decide
+safety: the checkers are the usual ones (agreement, linearizability, no
+acknowledged write lost, liveness after the heal).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING
+
+from configsvc.sim.strong_node import SimStrongNode
+from strong.member_log import ChangeKind, MembershipChange
+from strong.membership import Member, Membership, membership_of
+from strong.messages import Accept, Accepted, CatchUpReply
+from strong.ready import Role
+
+if TYPE_CHECKING:
+    from configsvc.sim.strong_sim import StrongSim
+
+#: seconds between two looks at the cluster while a script runs
+POLL = 0.1
+#: a request is repeated after this long without the step being done
+RETRY = 0.6
+
+
+class MembershipAdmin:
+    def __init__(self, sim: StrongSim, rng: random.Random) -> None:
+        self.sim = sim
+        self.rng = rng
+        #: the steps left: (kind, node id)
+        self.script: list[tuple[str, str]] = []
+        self.requested_at = float("-inf")
+        #: the operator takes the next step no earlier than this (simulated time)
+        self.not_before = 0.0
+        self.request_id = 0
+        self.joined = 0
+        #: steps completed, by kind
+        self.done: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ views
+
+    def view(self) -> Membership:
+        """The configuration of the most advanced replica in service."""
+        nodes = [n for n in self.sim.nodes.values() if not n.decommissioned]
+        best = max(nodes, key=lambda n: (n.replica.commit_index, n.id))
+        return best.replica.members
+
+    def leader(self) -> SimStrongNode | None:
+        leaders = [n for n in self.sim.nodes.values()
+                   if n.up and not n.busy and n.replica.role is Role.LEADER]
+        return max(leaders, key=lambda n: n.replica.promised, default=None)
+
+    # ------------------------------------------------------------------ operations
+
+    def begin_laggard(self) -> None:
+        """Grow from three voters to five while one voter, x, is cut off (it
+        misses both changes), then cut x and another old voter y off together
+        from the rest for a few election timeouts: x campaigns with the
+        configuration it last committed, and its promises reveal the two
+        changes it must also hear quorums of (rule 13)."""
+        if self.script:
+            return
+        m = self.view()
+        leader = self.leader()
+        if len(m.voters) != 3 or leader is None:
+            return self.begin()
+        x, y = self.rng.sample([v for v in m.voters if v != leader.id], 2)
+        self.sim.world.isolate(x)
+        d, e = self._new_id(), self._new_id()
+        self.script = [("add", d), ("add", e), ("promote", d), ("promote", e), ("split", f"{x},{y}")]
+        self.requested_at = float("-inf")
+        self.sim.world.after(POLL, self._step)
+
+    def begin(self) -> None:
+        """Start an operation unless one is running."""
+        if self.script:
+            return
+        m = self.view()
+        voters = list(m.voters)
+        choices = ["replace"]
+        if len(voters) < 5:
+            choices.append("add")
+        if len(voters) > 3:
+            choices.append("remove")
+        op = self.rng.choice(choices)
+        if op == "remove":
+            victim = self.rng.choice(voters)
+            self.script = [("remove", victim), ("retire", victim)]
+        elif op == "add" and len(voters) == 3 and self.rng.random() < 0.5:
+            d, e = self._new_id(), self._new_id()
+            self.script = [("add", d), ("add", e), ("promote", d), ("promote", e)]
+        elif op == "add":
+            new = self._new_id()
+            self.script = [("add", new), ("promote", new)]
+        else:
+            wiped = [v for v in voters if not self.sim.nodes[v].voting]
+            victim = wiped[0] if wiped else self.rng.choice(voters)
+            others_whole = all(self.sim.nodes[v].voting for v in voters if v != victim)
+            if others_whole and len(voters) >= 3 and self.rng.random() < 0.5:
+                self._decommission(victim)  # a dead machine, replaced
+            new = self._new_id()
+            self.script = [("add", new), ("promote", new), ("remove", victim), ("retire", victim)]
+        self.requested_at = float("-inf")
+        self.sim.world.after(POLL, self._step)
+
+    def _new_id(self) -> str:
+        self.joined += 1
+        return f"j{self.joined}"
+
+    def _decommission(self, nid: str) -> None:
+        node = self.sim.nodes[nid]
+        node.decommissioned = True
+        node.crash()
+
+    # ------------------------------------------------------------------ steps
+
+    def _step(self) -> None:
+        now = self.sim.world.now
+        while self.script and self._done(*self.script[0]):
+            kind, _ = self.script.pop(0)
+            self.done[kind] = self.done.get(kind, 0) + 1
+            self.requested_at = float("-inf")
+            if kind == "add":
+                self.not_before = now + self.rng.uniform(0.0, 2.0)
+        if not self.script:
+            return
+        if now < self.not_before:
+            self.sim.world.after(POLL, self._step)
+            return
+        kind, nid = self.script[0]
+        if kind == "split":
+            self.script.pop(0)
+            if self.sim.faults_on:
+                x, y = nid.split(",")
+                self.sim.world.split([[x, y]])
+                limit = now + 4 * self.sim.config.election_timeout
+                self.sim.world.after(POLL / 10, self._heal_once_leading, x, limit)
+            return
+        if kind == "retire":
+            if self.rng.random() < 0.5:
+                self._decommission(nid)
+            self.script.pop(0)
+            self.done["retire"] = self.done.get("retire", 0) + 1
+            return
+        if kind == "add" and nid not in self.sim.nodes:
+            self._join(nid)
+        leader = self.leader()
+        if leader is not None and now - self.requested_at >= RETRY:
+            self.requested_at = now
+            steps = [self.script[0]]
+            if kind == "promote" and len(self.script) > 1 and self.script[1][0] == "promote":
+                steps.append(self.script[1])  # both at once: the second must wait
+            lead = leader.replica.leadership
+            start = lead.next_slot if lead is not None else 0
+            for step_kind, step_id in steps:
+                self.request_id += 1
+                change = MembershipChange(
+                    {"add": ChangeKind.ADD_LEARNER, "promote": ChangeKind.PROMOTE,
+                     "remove": ChangeKind.REMOVE}[step_kind], Member(step_id))
+                leader.replica.request_change(self.request_id, change, leader._now())
+            leader._process()
+            if len(steps) > 1 and self.sim.faults_on:
+                if self.rng.random() < 0.5:
+                    pipelined_split(self.sim, leader.id, start)
+                else:  # ...or the leader is cut off with one voter while they are pending
+                    self.sim.while_faulty(self.rng.uniform(0.0, 0.1), split_leader, self.sim, False)
+        self.sim.world.after(POLL, self._step)
+
+    def _done(self, kind: str, nid: str) -> bool:
+        """A quorum of the newest configuration's voters has committed the step
+        (an operator checks the members, not only the leader, before acting on it;
+        a member cut off may learn it later)."""
+        newest = self.view()
+        knowing = [v for v in newest.voters if v in self.sim.nodes
+                   and not self.sim.nodes[v].decommissioned
+                   and self._holds(kind, nid, self.sim.nodes[v].replica.members)]
+        return len(knowing) >= newest.quorum
+
+    @staticmethod
+    def _holds(kind: str, nid: str, m: Membership) -> bool:
+        if kind == "add":
+            return nid in m.members
+        if kind == "promote":
+            return nid in m.voters
+        if kind == "remove":
+            return nid not in m.members
+        return False  # retire, split: actions, taken when reached
+
+    def _heal_once_leading(self, x: str, limit: float) -> None:
+        """End the laggard's split as soon as it leads (it then meets the
+        others with the highest ballot), or at ``limit``."""
+        if not self.sim.faults_on:
+            return
+        if self.sim.nodes[x].replica.role is Role.LEADER or self.sim.world.now >= limit:
+            self.sim.world.heal()
+            return
+        self.sim.world.after(POLL / 10, self._heal_once_leading, x, limit)
+
+    def _join(self, nid: str) -> None:
+        """A fresh node, told the current configuration, with itself as a learner."""
+        sim = self.sim
+        m = self.view()
+        sim.world.add_node(nid, sim.config.max_drift)
+        config = sim.config.replica_config(nid, m.voters, learners=(*m.learners, nid))
+        node = SimStrongNode(
+            sim.world, config,
+            fsync_latency=sim.config.fsync_latency,
+            max_message_bytes=sim.config.max_message_bytes,
+            snapshot_every=sim.config.snapshot_every,
+            hash_every=sim.config.hash_every,
+            tick_interval=sim.config.tick_interval,
+            on_apply=sim.observer.applied,
+            on_hash=sim.observer.hashed,
+            make_state_machine=sim.make_sm,
+        )
+        sim.nodes[nid] = node
+        sim.node_ids.append(nid)  # clients and faults see it from now on
+
+
+def split_leader(sim: StrongSim, with_learners: bool = True) -> None:
+    """The leader and its learners (or, with none, one other node) cut off from
+    the rest for two to four election timeouts: only voters may choose values,
+    and a change pending at the leader meets a successor elected by the rest."""
+    admin = sim.admin
+    leader = admin.leader()
+    if leader is None:
+        return
+    members = leader.replica.members
+    partners = [n for n in members.learners if n in sim.nodes] if with_learners else []
+    if not partners:
+        partners = [sim.rng.choice([n for n in members.members if n != leader.id])]
+    sim.world.split([[leader.id, *partners]])
+    sim.while_faulty(sim.rng.uniform(2.0, 4.0) * sim.config.election_timeout, sim.world.heal)
+
+
+def pipelined_split(sim: StrongSim, leader: str, start: int) -> None:
+    """Two promotions were just requested together, at slots from ``start``.
+    Their acknowledgements are late (a moment), and the slots above them reach
+    only the leader and one old voter (catch-up replies to the others are lost
+    too) until those two are cut off from the rest: a value chosen above an
+    unchosen change must have been counted in the configuration that governs
+    it (rule 12), or the rest, a quorum of the new configuration, choose
+    another one."""
+    m = sim.nodes[leader].replica.members
+    second = sim.rng.choice([v for v in m.voters if v != leader])
+    pair = {leader, second}
+
+    def late_acks(src: str, dst: str, message: object) -> bool:
+        return isinstance(message, Accepted) and start <= message.slot < start + 2
+
+    def hidden(src: str, dst: str, message: object) -> bool:
+        if dst in pair:
+            return False
+        return isinstance(message, CatchUpReply) or (
+            isinstance(message, Accept) and message.slot >= start
+            and membership_of(message.value) is None)
+
+    sim.world.drop_if.extend([late_acks, hidden])
+    timeout = sim.config.election_timeout
+
+    def acks_arrive() -> None:
+        if late_acks in sim.world.drop_if:
+            sim.world.drop_if.remove(late_acks)
+
+    def cut_off() -> None:
+        sim.world.split([sorted(pair)])
+        sim.while_faulty(sim.rng.uniform(2.0, 4.0) * timeout, sim.world.heal)
+
+    sim.while_faulty(sim.rng.uniform(0.01, 0.05), acks_arrive)
+    sim.while_faulty(sim.rng.uniform(0.2, 1.0) * timeout, cut_off)
