@@ -19,6 +19,7 @@ import base64
 import contextlib
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -300,6 +301,7 @@ class Configsvc(Cluster):
                        "peer_port": ports[nodes + i]} for i in range(nodes)],
             "namespaces": [{"name": "bench", "consistency": "strong"},
                            {"name": "ebench", "consistency": "eventual"}],
+            "security": {"peer_secret": secrets.token_hex(32)},
         }
         path = root / "cluster.yaml"
         path.write_text(yaml.safe_dump(config))

@@ -154,7 +154,8 @@ def _node_reset(args: argparse.Namespace) -> int:
 def _client(args: argparse.Namespace) -> Any:
     from configsvc.client import Client
 
-    return Client(args.endpoint, token=args.token or os.environ.get(TOKEN_ENV) or None)
+    return Client(args.endpoint, token=args.token or os.environ.get(TOKEN_ENV) or None,
+                  ca_file=args.ca_file)
 
 
 def _print(data: Any) -> None:
@@ -333,12 +334,14 @@ def build_parser() -> argparse.ArgumentParser:
     from configsvc.lab.cluster_cli import add_cluster_parser
 
     add_cluster_parser(sub)
+    _add_secret(sub)
 
     def endpoint(p: argparse.ArgumentParser) -> None:
         """The options of every command that talks to a node: where, and as whom."""
         p.add_argument("--endpoint", default="http://127.0.0.1:7501")
         p.add_argument("--token", default=None,
                        help=f"the ACL token to present (default: ${TOKEN_ENV}; docs/acl.md)")
+        _add_ca_file(p)
 
     ns = sub.add_parser("ns", help="namespaces")
     nsub = ns.add_subparsers(dest="ns_command", required=True)
@@ -410,6 +413,34 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
     _add_lab(sub)
     return parser
+
+
+def _add_ca_file(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ca-file", default=None, metavar="PEM",
+                   help="verify an https:// endpoint with this CA (default: $CONFIGSVC_CA_FILE, "
+                        "else the system's CAs)")
+
+
+def _secret(args: argparse.Namespace) -> int:
+    """``configsvc secret generate PATH``: a new peer secret file (mode 0600)."""
+    from configsvc.security import generate_secret_file
+
+    try:
+        path = generate_secret_file(args.path)
+    except FileExistsError:
+        print(f"error: {args.path} exists; a peer secret is never overwritten", file=sys.stderr)
+        return 1
+    print(f"wrote a new peer secret to {path} (mode 0600): point security.peer_secret_file "
+          "at it and copy it to every node")
+    return 0
+
+
+def _add_secret(sub: Any) -> None:
+    secret = sub.add_parser("secret", help="the cluster's peer secret")
+    ssub = secret.add_subparsers(dest="secret_command", required=True)
+    generate = ssub.add_parser("generate", help="write a new random peer secret file (mode 0600)")
+    generate.add_argument("path")
+    secret.set_defaults(func=_secret)
 
 
 def _svc_parser(sub: Any, endpoint: Any) -> None:

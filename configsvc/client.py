@@ -18,6 +18,9 @@
   parsed), with its ``ETag`` and index; ``config_watch`` yields it again each
   time it changes (blocking fetches: docs/config-documents.md).
 
+- ``https://`` endpoints are verified against ``ca_file`` (or the file named
+  by ``$CONFIGSVC_CA_FILE``), else against the system's CAs.
+
 Errors: ``ClientError`` with ``status`` and the server's stable ``code``.
 """
 
@@ -27,6 +30,8 @@ import base64
 import builtins
 import itertools
 import json
+import os
+import ssl
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
@@ -52,6 +57,17 @@ DEFAULT_ENDPOINT = "http://127.0.0.1:7501"
 _RETRY_STATUS = {503, 504}
 TOKEN = "X-Configsvc-Token"
 IDEMPOTENCY_KEY = "Idempotency-Key"
+
+
+#: the environment variable naming the CA file ``https://`` endpoints are verified with
+CA_FILE_ENV = "CONFIGSVC_CA_FILE"
+
+
+def tls_verify(ca_file: str | None = None) -> ssl.SSLContext | bool:
+    """httpx's ``verify=``: trust ``ca_file`` (default ``$CONFIGSVC_CA_FILE``), else
+    the system's CAs. Raises ``OSError`` or ``ssl.SSLError`` for an unusable file."""
+    ca_file = ca_file or os.environ.get(CA_FILE_ENV) or None
+    return ssl.create_default_context(cafile=ca_file) if ca_file else True
 
 
 def _idempotent() -> dict[str, str]:
@@ -181,10 +197,12 @@ class _Base:
 class Client(AclMethods, _Base):
     def __init__(self, endpoints: Sequence[str] | str = DEFAULT_ENDPOINT, timeout: float = 10.0,
                  attempts: int = 6, transport: httpx.BaseTransport | None = None,
-                 token: str | None = None) -> None:
-        """``token``: the ACL token every request presents (docs/acl.md); None: anonymous."""
+                 token: str | None = None, ca_file: str | None = None) -> None:
+        """``token``: the ACL token every request presents (docs/acl.md); None: anonymous.
+        ``ca_file``: the CA ``https://`` endpoints are verified with (``tls_verify``)."""
         super().__init__(endpoints, attempts)
-        self._http = httpx.Client(timeout=timeout, transport=transport, headers=acl_headers(token))
+        self._http = httpx.Client(timeout=timeout, transport=transport, headers=acl_headers(token),
+                                  verify=tls_verify(ca_file))
 
     def close(self) -> None:
         self._http.close()
@@ -362,10 +380,12 @@ class Client(AclMethods, _Base):
 class AsyncClient(_Base):
     def __init__(self, endpoints: Sequence[str] | str = DEFAULT_ENDPOINT, timeout: float = 10.0,
                  attempts: int = 6, transport: httpx.AsyncBaseTransport | None = None,
-                 token: str | None = None) -> None:
-        """``token``: the ACL token every request presents (docs/acl.md); None: anonymous."""
+                 token: str | None = None, ca_file: str | None = None) -> None:
+        """``token``: the ACL token every request presents (docs/acl.md); None: anonymous.
+        ``ca_file``: the CA ``https://`` endpoints are verified with (``tls_verify``)."""
         super().__init__(endpoints, attempts)
-        self._http = httpx.AsyncClient(timeout=timeout, transport=transport, headers=acl_headers(token))
+        self._http = httpx.AsyncClient(timeout=timeout, transport=transport, headers=acl_headers(token),
+                                  verify=tls_verify(ca_file))
         self._lanes: list[list[Any]] = []
         self._all_lanes: list[list[Any]] = []
 

@@ -136,8 +136,53 @@ class StorageConfig(_Strict):
 class SecurityConfig(_Strict):
     #: required by admin endpoints (fault injection); without it they are disabled
     admin_token: str | None = Field(default=None, min_length=16)
-    #: shared secret peers prove with HMAC at connect time
+    #: shared secret peers prove with HMAC at connect time (docs/transport.md)
     peer_secret: str | None = Field(default=None, min_length=16)
+    #: a file holding the peer secret (mode 0600; ``configsvc secret generate``)
+    peer_secret_file: str | None = None
+    #: start even with neither a peer secret nor mutual TLS: anyone who reaches a
+    #: peer port can then speak for a node (tests and throwaway clusters only)
+    insecure_peers: bool = False
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> SecurityConfig:
+        if self.peer_secret is not None and self.peer_secret_file is not None:
+            raise ValueError("give peer_secret or peer_secret_file, not both")
+        return self
+
+
+class TlsFiles(_Strict):
+    """PEM files of one TLS face; ``{node}`` in a path is replaced by the node id,
+    so one configuration serves every node (``certs/{node}.pem``)."""
+
+    #: the CA that signs the other side's certificates (peers: required)
+    ca_file: str | None = None
+    cert_file: str
+    key_file: str
+
+
+class ApiTlsFiles(TlsFiles):
+    #: ask API clients for a certificate signed by ``ca_file`` (mutual TLS)
+    verify_client: bool = False
+
+    @model_validator(mode="after")
+    def _ca(self) -> ApiTlsFiles:
+        if self.verify_client and self.ca_file is None:
+            raise ValueError("verify_client needs ca_file")
+        return self
+
+
+class PeerTlsFiles(TlsFiles):
+    ca_file: str
+
+
+class TlsConfig(_Strict):
+    """TLS for the client APIs (native and Consul-compatible) and for peer traffic
+    (mutual: both ends present a certificate signed by ``peers.ca_file`` naming
+    their node id). Off unless given (``configsvc.security``)."""
+
+    api: ApiTlsFiles | None = None
+    peers: PeerTlsFiles | None = None
 
 
 class StateMachineConfig(_Strict):
@@ -246,6 +291,7 @@ class ClusterConfig(_Strict):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
+    tls: TlsConfig = Field(default_factory=TlsConfig)
     state_machine: StateMachineConfig = Field(default_factory=StateMachineConfig)
     eventual: EventualStoreConfig = Field(default_factory=EventualStoreConfig)
     namespaces: list[NamespaceSpec] = []

@@ -21,6 +21,9 @@ from typing import Any
 import httpx
 import yaml
 
+from configsvc.client import tls_verify
+from configsvc.security import generate_secret_file
+
 
 def free_ports(n: int) -> list[int]:
     socks, ports = [], []
@@ -64,10 +67,19 @@ class LocalCluster:
         hosts: dict[str, str] | None = None,
         launch: dict[str, list[str]] | None = None,
         acl: dict[str, Any] | None = None,
+        insecure_peers: bool = False,
+        tls: dict[str, Any] | None = None,
     ) -> None:
+        """Peers prove a secret generated into ``root/peer-secret`` (kept across
+        restarts), unless ``insecure_peers`` or ``tls`` has ``peers`` (mutual TLS
+        authenticates them); ``tls`` is the configuration's ``tls:`` section
+        (``configsvc.lab.certs`` makes the files), its API CA what this object's
+        own HTTP client trusts."""
         #: extra environment of every node process
         self.env = env or {}
         self.root = root
+        #: the generated peer secret (None with ``insecure_peers``)
+        self.secret_file: Path | None = None
         root.mkdir(parents=True, exist_ok=True)
         self.ids = [f"n{i + 1}" for i in range(nodes)]
         #: node -> the address it listens on (loopback unless given, e.g. a
@@ -95,7 +107,9 @@ class LocalCluster:
             ],
             "timing": timing or {},
             "namespaces": self.namespaces,
-            "security": {"admin_token": admin_token},
+            "security": {"admin_token": admin_token,
+                         **self._peer_security(insecure_peers, bool((tls or {}).get("peers")))},
+            "tls": tls or {},
             "consul": consul_config or {},
             **({"acl": acl} if acl else {}),  # ACLs (docs/acl.md): off unless given
         }
@@ -108,17 +122,29 @@ class LocalCluster:
         self._bootstrap = set(self.ids) if not any(
             (data_root / nid / "cluster-member").exists() for nid in self.ids
         ) else set()
-        self.http = httpx.Client(timeout=5.0)
+        api_tls = (tls or {}).get("api") or {}
+        #: "https" when the API speaks TLS; the client's CA file then, if any
+        self.scheme = "https" if api_tls else "http"
+        self.ca_file: str | None = api_tls.get("ca_file")
+        self.http = httpx.Client(timeout=5.0, verify=tls_verify(self.ca_file))
+
+    def _peer_security(self, insecure: bool, peer_tls: bool) -> dict[str, Any]:
+        if insecure or peer_tls:
+            return {"insecure_peers": True} if insecure else {}
+        self.secret_file = self.root / "peer-secret"
+        if not self.secret_file.exists():
+            generate_secret_file(self.secret_file)
+        return {"peer_secret_file": str(self.secret_file)}
 
     def url(self, nid: str) -> str:
-        return f"http://{self.hosts[nid]}:{self.api[nid]}"
+        return f"{self.scheme}://{self.hosts[nid]}:{self.api[nid]}"
 
     @property
     def endpoints(self) -> list[str]:
         return [self.url(n) for n in self.ids]
 
     def consul_url(self, nid: str) -> str:
-        return f"http://{self.hosts[nid]}:{self.consul_ports[nid]}"
+        return f"{self.scheme}://{self.hosts[nid]}:{self.consul_ports[nid]}"
 
     def start(self, nid: str) -> None:
         state = "new" if nid in self._bootstrap else "existing"

@@ -43,6 +43,7 @@ from configsvc.runtime.membership_driver import CHANNEL as MEMBERSHIP_CHANNEL
 from configsvc.runtime.membership_driver import MembershipDriver
 from configsvc.runtime.strong_driver import CHANNEL, Halted, NotLeader, OutcomeUnknown, StrongDriver
 from configsvc.runtime.transport import Transport, TransportConfig
+from configsvc.security import check_peer_security, peer_secret, peer_tls
 from configsvc.upgrade import CHANNEL as UPGRADE_CHANNEL
 from configsvc.upgrade import SupportTable, report_forever, supported_versions
 from eventual.config import LWW, MVR, Merge
@@ -176,6 +177,10 @@ class Node:
 
     async def start(self) -> None:
         cfg, timing = self.config, self.config.timing
+        # Raises ConfigError: no peer secret and no mutual TLS (nor insecure_peers),
+        # or a secret, certificate or key that cannot be used.
+        check_peer_security(cfg)
+        secret, tls = peer_secret(cfg), peer_tls(cfg, self.id)
         # Raises DataDirError (wiped or foreign directory): the node must not start.
         self.member = open_data_dir(
             self.data_dir, self.config.cluster_id, self.id, self.initial_cluster_state
@@ -191,7 +196,6 @@ class Node:
         if any(r.startswith("strong") for r in self.repaired):
             self.member = read_marker(self.data_dir) or self.member  # now a learner
         peers = {n.id: (n.host, n.peer_port) for n in cfg.nodes if n.id != self.id}
-        secret = cfg.security.peer_secret.encode() if cfg.security.peer_secret else None
         self.transport = Transport(
             TransportConfig(
                 node_id=self.id,
@@ -200,6 +204,8 @@ class Node:
                 listen_host=self.me.host,
                 listen_port=self.me.peer_port,
                 secret=secret,
+                tls_server=tls[0] if tls else None,
+                tls_client=tls[1] if tls else None,
             )
         )
         voters, learners = bootstrap(cfg, self.id)
@@ -484,6 +490,7 @@ class Node:
                 "namespaces": self._strong_namespaces(),
             },
             "eventual": eventual,
+            "peer_auth": self._peer_auth_health(),
             #: stores found corrupt at start and rebuilt from the peers (configsvc.quarantine)
             "repairs": list(self.repaired),
             "hash_checks": self.hash_checks.health() if self.hash_checks is not None else {},
@@ -518,6 +525,14 @@ class Node:
             tuple(m.id for m in members if m.state is MemberState.DEAD),
             status.divergences, status.self_preservation.active,
         )
+
+    def _peer_auth_health(self) -> dict[str, Any]:
+        """Refused inbound peer handshakes: the total and by reason (``TransportStats``)."""
+        assert self.transport is not None
+        stats = self.transport.stats()
+        return {"rejected_handshakes": sum(stats.rejected.values()),
+                "rejected": dict(sorted(stats.rejected.items())),
+                "auth_failures": {p: s.auth_failures for p, s in sorted(stats.peers.items())}}
 
     def _eventual_health(self) -> dict[str, Any]:
         status = self.eventual.status()

@@ -8,6 +8,7 @@ import gc
 import logging
 import signal
 from collections.abc import Generator
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -17,12 +18,15 @@ from configsvc.datadir import InitialState
 from configsvc.http.connection_guard import ConnectionGuard
 from configsvc.http.service import HttpService
 from configsvc.node import Node
+from configsvc.security import api_tls
 
 
-def _uvicorn_config(app: ASGIApp, host: str, port: int, guard: ConnectionGuard) -> uvicorn.Config:
-    """httptools (h11 without it), guarded against slow and idle clients (``guard``)."""
+def _uvicorn_config(app: ASGIApp, host: str, port: int, guard: ConnectionGuard,
+                    tls: dict[str, Any]) -> uvicorn.Config:
+    """httptools (h11 without it), guarded against slow and idle clients (``guard``);
+    ``tls``: uvicorn's ``ssl_*`` arguments (``configsvc.security.api_tls``), or none."""
     return uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
-                          timeout_graceful_shutdown=2, **guard.uvicorn_settings())
+                          timeout_graceful_shutdown=2, **guard.uvicorn_settings(), **tls)
 
 
 class _SecondServer(uvicorn.Server):
@@ -35,6 +39,7 @@ class _SecondServer(uvicorn.Server):
 
 async def serve_node(config_path: str, node_id: str, initial_cluster_state: InitialState = "existing") -> None:
     config = load_config(config_path)
+    tls = api_tls(config, node_id)  # raises ConfigError for a certificate it cannot load
     service = HttpService(Node(config, node_id, initial_cluster_state=initial_cluster_state))
     await service.start()  # raises DataDirError (before serving anything) for a wiped directory
     # What start-up built (recovered state, imports) lives as long as the process:
@@ -42,12 +47,13 @@ async def serve_node(config_path: str, node_id: str, initial_cluster_state: Init
     gc.collect()
     gc.freeze()
     me = config.node(node_id)
-    server = uvicorn.Server(_uvicorn_config(service.limited_app, me.host, me.api_port, service.connection_guard))
+    server = uvicorn.Server(_uvicorn_config(service.limited_app, me.host, me.api_port,
+                                            service.connection_guard, tls))
     # The Consul-compatible API, on its own port when the node has one.
     consul = None
     if me.consul_port is not None:
         consul = _SecondServer(_uvicorn_config(service.limited_consul_app, me.host, me.consul_port,
-                                                  service.connection_guard))
+                                                  service.connection_guard, tls))
     # uvicorn re-raises the signal that stopped it, under the handler in force
     # before it started: make that one harmless so the node closes cleanly.
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -10,7 +10,10 @@ from pathlib import Path
 from configsvc.localcluster import LocalCluster as _LocalCluster
 from configsvc.localcluster import free_ports, wait_for
 
-__all__ = ["LocalCluster", "free_ports", "wait_for"]
+__all__ = ["PEER_SECRET", "LocalCluster", "free_ports", "wait_for"]
+
+#: the peer secret of in-process test nodes (process clusters generate their own)
+PEER_SECRET = "in-process-test-peer-secret-0123456789"
 
 NAMESPACES = [{"name": "app", "consistency": "strong"}, {"name": "disc", "consistency": "eventual"}]
 

@@ -20,7 +20,7 @@ from configsvc.config import parse_config
 from configsvc.datadir import MARKER, DataDirError, Member, open_data_dir, read_marker, reset
 from configsvc.node import Node
 from configsvc.runtime.disklog import DiskLog, make_frame
-from tests.cluster import free_ports
+from tests.cluster import PEER_SECRET, free_ports
 
 
 @pytest.fixture
@@ -60,6 +60,7 @@ def test_finding7_a_node_fsyncs_every_directory_it_creates(tmp_path: Path, fsync
         "cluster_id": "t",
         "data_root": str(tmp_path / "root" / "data"),
         "nodes": [{"id": "n1", "api_port": api, "peer_port": peer}],
+        "security": {"peer_secret": PEER_SECRET},
     })
 
     async def main() -> None:

@@ -36,7 +36,7 @@ from strong.config import ReplicaConfig
 from strong.results import ErrorCode, ErrorResult, PutResult, VersionResult
 from strong.sm_snapshot import decode_snapshot
 from strong.state_machine import StateMachine
-from tests.cluster import free_ports
+from tests.cluster import PEER_SECRET, free_ports
 from tests.test_strong_driver import MemoryStorage
 
 HOUR_MS = 3_600_000
@@ -201,6 +201,7 @@ def test_finding8_a_node_expires_sessions_and_answers_a_late_retry_with_a_4xx(
             "nodes": [{"id": "n1", "api_port": api, "peer_port": peer}],
             "namespaces": [{"name": "app", "consistency": "strong"}],
             "state_machine": {"session_ttl": 0.3, "session_expiry_interval": 0.05},
+            "security": {"peer_secret": PEER_SECRET},
         })
         node = Node(config, "n1", initial_cluster_state="new")
         await node.start()

@@ -18,7 +18,7 @@ from configsvc.health_report import Reason
 from configsvc.http.service import HttpService
 from configsvc.node import Node
 from eventual.dots import Sibling
-from tests.cluster import free_ports
+from tests.cluster import PEER_SECRET, free_ports
 
 IDS = ("n1", "n2", "n3")
 
@@ -32,6 +32,7 @@ async def three_nodes(root: Path) -> AsyncIterator[dict[str, tuple[HttpService, 
                   for i, nid in enumerate(IDS)],
         "namespaces": [{"name": "app", "consistency": "strong"}, {"name": "ev", "consistency": "eventual"}],
         "health": {"peer_report_max_age": 0.1},
+        "security": {"peer_secret": PEER_SECRET},
     })
     services = {nid: HttpService(Node(config, nid, initial_cluster_state="new")) for nid in IDS}
     async with contextlib.AsyncExitStack() as stack:

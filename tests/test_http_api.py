@@ -20,7 +20,7 @@ import pytest
 from configsvc.config import parse_config
 from configsvc.http.service import HttpService
 from configsvc.node import Node
-from tests.cluster import free_ports
+from tests.cluster import PEER_SECRET, free_ports
 
 Scenario = Callable[[Node, httpx.AsyncClient], Awaitable[None]]
 
@@ -35,6 +35,7 @@ async def single_service(root: Path, **extra: Any) -> AsyncIterator[tuple[HttpSe
         "nodes": [{"id": "n1", "api_port": api, "peer_port": peer}],
         "limits": {"key_max_bytes": 16, "value_max_bytes": 64, "body_max_bytes": 256},
         "namespaces": [{"name": "app", "consistency": "strong"}, {"name": "ev", "consistency": "eventual"}],
+        "security": {"peer_secret": PEER_SECRET},
     })
     node = Node(config, "n1", initial_cluster_state="new")
     service = HttpService(node)

@@ -34,7 +34,7 @@ from strong.config import ReplicaConfig
 from strong.results import InstancesResult, ServiceWriteResult
 from strong.sm_snapshot import decode_snapshot
 from strong.state_machine import StateMachine
-from tests.cluster import free_ports
+from tests.cluster import PEER_SECRET, free_ports
 from tests.test_strong_driver import MemoryStorage
 
 
@@ -106,6 +106,7 @@ def test_the_leader_expires_silent_instances_only_after_its_grace_and_only_when_
             "nodes": [{"id": "n1", "api_port": api, "peer_port": peer}],
             "namespaces": [{"name": "app", "consistency": "strong"}],
             "state_machine": {"session_expiry_interval": 0.05},
+            "security": {"peer_secret": PEER_SECRET},
         })  # fmt: skip
         node = Node(config, "n1", initial_cluster_state="new")
         await node.start()

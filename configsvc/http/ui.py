@@ -45,6 +45,7 @@ from configsvc.http.errors import ApiError, bad_request, json_object
 from configsvc.http.node_requests import read_body
 from configsvc.http.strong_api import ns_json
 from configsvc.lab.cuts import describe
+from configsvc.security import api_scheme, api_verify
 
 if TYPE_CHECKING:
     from configsvc.node import Node
@@ -78,7 +79,10 @@ class Dashboard:
         self.node = node
         self.control_url = control_url.rstrip("/") if control_url else None
         self.members = [n.id for n in node.config.nodes]
-        self.api = {n.id: f"http://{_connect_host(n.host)}:{n.api_port}" for n in node.config.nodes}
+        scheme = api_scheme(node.config)
+        self.api = {n.id: f"{scheme}://{_connect_host(n.host)}:{n.api_port}" for n in node.config.nodes}
+        #: how the member view verifies the other nodes' API certificates
+        self.verify = api_verify(node.config, node.id)
 
     # ------------------------------------------------------------------ the page
 
@@ -98,7 +102,7 @@ class Dashboard:
     async def state(self, request: Request) -> Response:
         node = self.node
         me = node.health()
-        async with httpx.AsyncClient(timeout=MEMBER_TIMEOUT) as http:
+        async with httpx.AsyncClient(timeout=MEMBER_TIMEOUT, verify=self.verify) as http:
             control, healths = await asyncio.gather(
                 self._control_status(http),
                 asyncio.gather(*(self._health(http, nid, me) for nid in self.members)),

@@ -30,7 +30,8 @@ __all__ = ["add_cluster_parser"]
 def _up(args: argparse.Namespace) -> int:
     from configsvc.lab.cluster_up import cluster_up
 
-    return cluster_up(args.nodes, args.api_port, args.data_dir, netns=args.netns, acl=args.acl)
+    return cluster_up(args.nodes, args.api_port, args.data_dir, netns=args.netns, acl=args.acl,
+                      tls=args.tls)
 
 
 def render_status(status: dict[str, Any]) -> str:
@@ -92,6 +93,8 @@ def add_cluster_parser(sub: Any) -> None:
                          "$CONFIGSVC_ACL_BOOTSTRAP_TOKEN, else generated and printed once")
     up.add_argument("--netns", action="store_true",
                     help="each node in its own network namespace; cuts are nftables rules (root only)")
+    up.add_argument("--tls", action="store_true",
+                    help="HTTPS APIs and mutual peer TLS, with a CA generated into the data directory")
     up.set_defaults(func=_up)
 
     def control(name: str, help: str) -> argparse.ArgumentParser:

@@ -20,11 +20,13 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from configsvc.http.acl import BOOTSTRAP_ENV
 from configsvc.http.ui import CONTROL_URL_ENV
+from configsvc.lab.certs import make_ca
 from configsvc.lab.control import ControlServer, state_file
 from configsvc.lab.netns import NetnsError
 from configsvc.lab.supervisor import Supervisor
@@ -55,6 +57,19 @@ def _wait_ready(sup: Supervisor, stopping: threading.Event, timeout: float, root
     return 130
 
 
+def _tls_section(root: Path, nodes: int) -> dict[str, Any]:
+    """A new CA in ``root/certs`` (kept if there is one) and a certificate per node,
+    used for the APIs and mutual peer TLS alike."""
+    certs = root / "certs"
+    if not (certs / "ca.pem").exists():
+        ca = make_ca(certs, "configsvc cluster up CA")
+        for i in range(nodes):
+            ca.issue(f"n{i + 1}")
+    files = {"ca_file": str(certs / "ca.pem"), "cert_file": str(certs / "{node}.pem"),
+             "key_file": str(certs / "{node}-key.pem")}
+    return {"api": files, "peers": files}
+
+
 def _acl_bootstrap(sup: Supervisor) -> str:
     """Give the nodes the bootstrap token (by environment, never in a file): the
     caller's ``$CONFIGSVC_ACL_BOOTSTRAP_TOKEN``, else a new one — the line to
@@ -69,7 +84,12 @@ def _acl_bootstrap(sup: Supervisor) -> str:
 
 
 def cluster_up(nodes: int, api_port: int, data_dir: str | None, ready_timeout: float = 60.0,
-               netns: bool = False, acl: bool = False) -> int:
+               netns: bool = False, acl: bool = False, tls: bool = False) -> int:
+    """``tls``: HTTPS APIs and mutual peer TLS with a generated CA (loopback only)."""
+    if tls and netns:
+        print("error: --tls certificates name loopback addresses; it cannot be used with --netns",
+              file=sys.stderr)
+        return 2
     temp = None if data_dir else tempfile.TemporaryDirectory(prefix="configsvc-")
     root = Path(data_dir or temp.name)  # type: ignore[union-attr]
     stopping = threading.Event()
@@ -77,7 +97,8 @@ def cluster_up(nodes: int, api_port: int, data_dir: str | None, ready_timeout: f
         signal.signal(sig, lambda *_: stopping.set())
     try:
         sup = Supervisor(root, nodes, api_port=api_port, netns=netns,
-                         acl={"enabled": True} if acl else None)
+                         acl={"enabled": True} if acl else None,
+                         tls=_tls_section(root, nodes) if tls else None)
     except NetnsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -98,6 +119,12 @@ def cluster_up(nodes: int, api_port: int, data_dir: str | None, ready_timeout: f
         consul = ", ".join(sup.cluster.consul_url(n) for n in sup.ids)
         print(f"consul-compatible API: {consul}", flush=True)
         print(f"dashboard: {sup.cluster.url(sup.ids[0])}/ui (every node serves one)", flush=True)
+        if sup.cluster.secret_file is not None:
+            print(f"peer secret: {sup.cluster.secret_file} (mode 0600; peers prove it at connect time)",
+                  flush=True)
+        if tls:
+            print(f"tls: CA {sup.cluster.ca_file}; peers use mutual TLS; clients: --ca-file "
+                  f"{sup.cluster.ca_file} (or CONFIGSVC_CA_FILE)", flush=True)
         print(f"control: {control.url} (configsvc cluster kill|restart|partition|isolate|heal|status)",
               flush=True)
         if acl_notice:

@@ -29,6 +29,7 @@ a client on the same side of a real partition does.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
@@ -93,10 +94,13 @@ class TransportCuts:
     its transport starts uncut, so ``apply`` is re-run on a restart
     (``reapply``)."""
 
-    def __init__(self, apis: Mapping[str, str], token: str, timeout: float = 2.0) -> None:
+    def __init__(self, apis: Mapping[str, str], token: str, timeout: float = 2.0,
+                 verify: ssl.SSLContext | bool = True) -> None:
+        """``verify``: how to check the nodes' HTTPS certificates (``client.tls_verify``)."""
         self.nodes = list(apis)
         self.apis = dict(apis)
-        self._http = httpx.Client(timeout=timeout, headers={"Authorization": f"Bearer {token}"})
+        self._http = httpx.Client(timeout=timeout, headers={"Authorization": f"Bearer {token}"},
+                                  verify=verify)
         self._links: set[Link] = set()
 
     def apply(self, links: set[Link]) -> None:

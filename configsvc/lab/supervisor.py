@@ -19,6 +19,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from configsvc.client import tls_verify
 from configsvc.lab.cuts import Cuts, Link, TransportCuts, describe, links_of, one_way_links
 from configsvc.lab.netns import NetnsCuts, NetnsNetwork
 from configsvc.localcluster import LocalCluster, wait_for
@@ -51,10 +52,12 @@ class Supervisor:
         admin_token: str | None = None,
         netns: bool = False,
         acl: dict[str, Any] | None = None,
+        tls: dict[str, Any] | None = None,
     ) -> None:
         """``netns``: every node in its own network namespace, cuts as nftables
         rules (``configsvc.lab.netns``; root only, raises ``NetnsError`` saying
-        why not); else loopback, cuts in the nodes' transports."""
+        why not); else loopback, cuts in the nodes' transports. ``tls``: the
+        configuration's ``tls:`` section (``LocalCluster``)."""
         self.admin_token = admin_token or secrets.token_hex(16)
         self.env = dict(env or {})
         ids = [f"n{i + 1}" for i in range(nodes)]
@@ -62,7 +65,7 @@ class Supervisor:
         try:
             self.cluster = LocalCluster(
                 root, nodes, api_port=api_port, namespaces=namespaces, admin_token=self.admin_token,
-                timing=timing, env=self.env, acl=acl,
+                timing=timing, env=self.env, acl=acl, tls=tls,
                 hosts=self.network.hosts if self.network else None,
                 launch=self.network.launch() if self.network else None)
         except Exception:
@@ -72,7 +75,8 @@ class Supervisor:
         self.ids = self.cluster.ids
         self.cuts: Cuts = (
             NetnsCuts(self.network) if self.network else
-            TransportCuts({n: self.cluster.url(n) for n in self.ids}, self.admin_token))
+            TransportCuts({n: self.cluster.url(n) for n in self.ids}, self.admin_token,
+                          verify=tls_verify(self.cluster.ca_file)))
         #: exits already reported by ``poll_exits``
         self._reported: set[str] = set()
         #: nodes stopped on purpose (kill), reported as such

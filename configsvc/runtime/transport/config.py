@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -26,6 +27,12 @@ class TransportConfig:
     listen_port: int = 0
     #: shared peer secret; ``None`` disables authentication (identity is still checked)
     secret: bytes | None = None
+    #: mutual TLS: the listener's context (must require a client certificate) and
+    #: the dialler's; both or neither. The peer's certificate must name its node id.
+    #: The transport sets the listener's ``sslobject_class`` (to count failed TLS
+    #: handshakes): give each transport its own contexts.
+    tls_server: ssl.SSLContext | None = None
+    tls_client: ssl.SSLContext | None = None
     #: largest frame body accepted after the handshake (a strong snapshot must fit)
     max_frame_bytes: int = 64 * 2**20 + 4096
     #: per-peer send queue bounds (frames, bytes); the oldest frame goes first
@@ -74,6 +81,10 @@ class TransportConfig:
             raise ValueError("max_pending_handshakes must be >= 1")
         if self.secret is not None and len(self.secret) < 16:
             raise ValueError("a peer secret must be at least 16 bytes")
+        if (self.tls_server is None) != (self.tls_client is None):
+            raise ValueError("peer TLS needs both a listener and a dialler context")
+        if self.tls_server is not None and self.tls_server.verify_mode != ssl.CERT_REQUIRED:
+            raise ValueError("peer TLS is mutual: the listener must require certificates")
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,10 +144,15 @@ class PeerStats:
 class TransportStats:
     peers: dict[str, PeerStats]
     #: inbound handshakes refused before a known peer was identified (bad frames,
-    #: wrong cluster or destination, unknown node, too many pending)
+    #: wrong cluster or destination, unknown node, failed TLS, too many pending)
     rejected_handshakes: int
     #: ``send`` calls refused (unknown peer, oversize payload, closed transport)
     send_rejected: int
+    #: every refused inbound handshake by reason: those above ("malformed",
+    #: "timeout", "overload", "tls", "version", "cluster", "destination",
+    #: "unknown-node") and those of a known peer that failed to prove itself
+    #: ("auth", "identity"; also in that peer's ``auth_failures``)
+    rejected: dict[str, int] = field(default_factory=dict)
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:

@@ -20,6 +20,11 @@ Rules this module obeys (docs/transport.md tells the story):
    frames are capped at ``MAX_HANDSHAKE_FRAME`` bytes, later frames at
    ``max_frame_bytes``. A bad, oversize or unexpected frame closes that one
    connection and is counted; it never reaches a handler or crashes the node.
+   With peer TLS, every connection is TLS before its first frame, both ends
+   present certificates chaining to the cluster CA, and each end checks the
+   other's certificate names the node id it expects (``_identity``). No frame
+   from a connection whose handshake failed is read: a refused handshake is
+   counted by reason (``TransportStats.rejected``) and closes the connection.
 3. ``send`` never blocks and never raises for a peer's behaviour: it
    enqueues into a bounded per-peer queue (dropping the oldest frame when
    full, counted) that one writer task per peer drains. Delivery is
@@ -46,6 +51,8 @@ import asyncio
 import contextlib
 import logging
 import random
+import ssl
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -67,6 +74,7 @@ from configsvc.runtime.transport.wire import (
     REJECT,
     ProtocolError,
     Refused,
+    cert_names,
     channel_bytes,
     check_text,
     client_handshake,
@@ -106,6 +114,7 @@ class Transport:
         self._writers: set[asyncio.StreamWriter] = set()
         self._pending_handshakes = 0
         self._rejected_handshakes = 0
+        self._rejected: Counter[str] = Counter()
         self._send_rejected = 0
         #: membership check on inbound handshakes (``set_member_check``)
         self._is_member: Callable[[str], bool] = lambda _peer: True
@@ -119,8 +128,15 @@ class Transport:
         """
         if self._server is not None or self._closed:
             raise RuntimeError("a Transport starts once")
+        tls = self.config.tls_server
+        if tls is not None:
+            tls.sslobject_class = _counting_tls(self._reject)
         self._server = await asyncio.start_server(
-            self._accept, self.config.listen_host, self.config.listen_port
+            self._accept,
+            self.config.listen_host,
+            self.config.listen_port,
+            ssl=tls,
+            ssl_handshake_timeout=self.config.handshake_timeout if tls is not None else None,
         )
         self._port = self._server.sockets[0].getsockname()[1]
         for peer in self._peers.values():
@@ -282,7 +298,9 @@ class Transport:
         for p in self._peers.values():
             p.stats.queued = len(p.queue)
             peers[p.id] = replace(p.stats)
-        return TransportStats(peers, self._rejected_handshakes, self._send_rejected)
+        return TransportStats(
+            peers, self._rejected_handshakes, self._send_rejected, dict(self._rejected)
+        )
 
     # -------------------------------------------------------------- outbound
 
@@ -326,6 +344,8 @@ class Transport:
         writer: asyncio.StreamWriter | None = None
         try:
             reader, writer = await self._open(host, port)
+            if cfg.tls_client is not None and not self._identity(peer.id, writer):
+                raise Refused(f"{peer.id}'s certificate does not name it", peer.id, auth=True)
             async with asyncio.timeout(cfg.handshake_timeout):
                 await client_handshake(
                     reader,
@@ -337,7 +357,7 @@ class Transport:
                 )
             return reader, writer
         except (OSError, EOFError, TimeoutError, ProtocolError) as exc:
-            if isinstance(exc, Refused) and exc.auth:
+            if (isinstance(exc, Refused) and exc.auth) or isinstance(exc, ssl.SSLError):
                 peer.stats.auth_failures += 1
                 log.warning("handshake with %s failed: %s", peer.id, exc)
             elif isinstance(exc, Refused):
@@ -362,7 +382,7 @@ class Transport:
         it opened is lost, never closed. Here the connect runs as a child task
         whose result is always either returned or closed.
         """
-        task = asyncio.ensure_future(asyncio.open_connection(host, port))
+        task = asyncio.ensure_future(asyncio.open_connection(host, port, ssl=self.config.tls_client))
         try:
             await asyncio.wait({task}, timeout=self.config.connect_timeout)
         finally:
@@ -482,7 +502,7 @@ class Transport:
         peer: PeerState | None = None
         try:
             if self._pending_handshakes >= self.config.max_pending_handshakes:
-                self._rejected_handshakes += 1
+                self._reject("overload")
                 return
             self._pending_handshakes += 1
             try:
@@ -494,6 +514,7 @@ class Transport:
                         node_id=self.config.node_id,
                         secret=self.config.secret,
                         known=self._admits,
+                        identity=lambda src: self._identity(src, writer),
                     )
             finally:
                 self._pending_handshakes -= 1
@@ -510,7 +531,7 @@ class Transport:
             await self._refuse(exc, writer)
         except (ProtocolError, OSError, EOFError, TimeoutError) as exc:
             if peer is None:
-                self._rejected_handshakes += 1
+                self._reject(_reason(exc))
             elif isinstance(exc, ProtocolError):
                 peer.stats.bad_frames += 1
                 log.warning("closing connection from %s: %s", peer.id, exc)
@@ -520,13 +541,26 @@ class Transport:
                 peer.inbound = None
                 peer.stats.inbound_connected = False
 
+    def _reject(self, reason: str) -> None:
+        """Count an inbound handshake refused before a known peer proved itself."""
+        self._rejected_handshakes += 1
+        self._rejected[reason] += 1
+
+    def _identity(self, node_id: str, writer: asyncio.StreamWriter) -> bool:
+        """Without peer TLS, True; with it, whether the connection's verified
+        certificate names ``node_id`` (``cert_names``)."""
+        if self.config.tls_server is None:
+            return True
+        return node_id in cert_names(writer.get_extra_info("peercert"))
+
     async def _refuse(self, exc: Refused, writer: asyncio.StreamWriter) -> None:
         peer = self._peers.get(exc.peer) if exc.peer is not None else None
         if peer is not None and exc.auth:
             peer.stats.auth_failures += 1
-            log.warning("peer %s failed authentication", peer.id)
+            self._rejected[exc.reason] += 1
+            log.warning("peer %s failed authentication (%s)", peer.id, exc.reason)
         else:
-            self._rejected_handshakes += 1
+            self._reject(exc.reason)
             log.info("refused inbound handshake: %s", exc.reason)
         with contextlib.suppress(OSError, TimeoutError):
             async with asyncio.timeout(self.config.write_timeout):
@@ -591,3 +625,32 @@ class Transport:
                 await writer.wait_closed()
 
 
+
+
+def _reason(exc: BaseException) -> str:
+    """The ``TransportStats.rejected`` reason of an inbound handshake that failed with ``exc``."""
+    if isinstance(exc, ssl.SSLError):
+        return "tls"
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, ProtocolError):
+        return "malformed"
+    return "closed"
+
+
+def _counting_tls(reject: Callable[[str], None]) -> type[ssl.SSLObject]:
+    """An ``SSLContext.sslobject_class`` that reports each failed TLS handshake
+    (a certificate not from the CA, no certificate, not TLS at all) as ``"tls"``:
+    the event loop runs the listener's TLS handshakes and drops failures silently."""
+
+    class CountingSSLObject(ssl.SSLObject):
+        def do_handshake(self) -> None:
+            try:
+                super().do_handshake()
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                raise  # in progress
+            except ssl.SSLError:
+                reject("tls")
+                raise
+
+    return CountingSSLObject

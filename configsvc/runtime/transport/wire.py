@@ -4,9 +4,14 @@ Framing: ``u32 big-endian length || body``; ``body[0]`` is the frame kind.
 The first frames of a connection are the handshake (hello, challenge, proof,
 welcome) naming both nodes and the cluster and, when a peer secret is
 configured, proving knowledge of it in both directions with HMAC-SHA256 over
-fresh nonces (compared in constant time). Handshake frames are capped at
-``MAX_HANDSHAKE_FRAME`` bytes. Any violation raises ``ProtocolError`` (the
-caller closes that one connection and counts it).
+fresh nonces (compared in constant time). Each side's proof covers the nonce
+the *other* side just chose, so a recorded handshake replayed on a new
+connection fails: the listener's new challenge nonce is not in it. Handshake
+frames are capped at ``MAX_HANDSHAKE_FRAME`` bytes. Any violation raises
+``ProtocolError`` (the caller closes that one connection and counts it).
+
+Over peer TLS, the listener also checks (``identity``) that the dialler's
+certificate names the node id its hello claims (``cert_names``).
 """
 
 from __future__ import annotations
@@ -30,9 +35,6 @@ LENGTH = struct.Struct(">I")
 
 # Frame kinds: the first byte of every frame body.
 HELLO, CHALLENGE, PROOF, WELCOME, REJECT, DATA, PING = range(1, 8)
-
-
-
 
 # ---------------------------------------------------------------- framing
 
@@ -80,7 +82,7 @@ async def read_frame(reader: asyncio.StreamReader, max_bytes: int) -> bytes:
 def parse_control(body: bytes, kind: int, arity: int) -> list[object]:
     if body[0] == REJECT and kind != REJECT:
         fields = parse_control(body, REJECT, 1)
-        raise Refused(f"refused by peer: {str(fields[0])[:64]}", auth=fields[0] == "auth")
+        raise Refused(f"refused by peer: {str(fields[0])[:64]}", auth=fields[0] in ("auth", "identity"))
     if body[0] != kind:
         raise ProtocolError(f"expected frame kind {kind}, got {body[0]}")
     try:
@@ -172,8 +174,11 @@ async def server_handshake(
     node_id: str,
     secret: bytes | None,
     known: Callable[[str], bool],
+    identity: Callable[[str], bool] = lambda src: True,
 ) -> str:
-    """Listener's side: the authenticated peer id. Raises like ``client_handshake``."""
+    """Listener's side: the authenticated peer id. ``known(src)``: is ``src`` a
+    peer; ``identity(src)``: does the connection's certificate (if any) name it.
+    Raises like ``client_handshake``."""
     fields = parse_control(await read_frame(reader, MAX_HANDSHAKE_FRAME), HELLO, 5)
     if fields[0] != PROTOCOL_VERSION:
         raise Refused("version")
@@ -185,6 +190,8 @@ async def server_handshake(
         raise Refused("destination")
     if src == node_id or not known(src):
         raise Refused("unknown-node")
+    if not identity(src):
+        raise Refused("identity", src, auth=True)
     server_nonce = secrets.token_bytes(NONCE_BYTES)
     args = (cluster_id, src, node_id, client_nonce, server_nonce)
     await write_all(
@@ -199,6 +206,16 @@ async def server_handshake(
     await write_all(writer, control_frame(WELCOME, []))
     return src
 
+
+def cert_names(peer_cert: object) -> set[str]:
+    """The names a verified certificate (``ssl``'s ``getpeercert()`` dict) gives
+    its holder: its DNS subject alternative names, else its common names."""
+    if not isinstance(peer_cert, dict):
+        return set()
+    sans = {value for kind, value in peer_cert.get("subjectAltName", ()) if kind == "DNS"}
+    if sans:
+        return sans
+    return {value for rdn in peer_cert.get("subject", ()) for key, value in rdn if key == "commonName"}
 
 
 def channel_bytes(channel: str) -> bytes:
