@@ -200,7 +200,9 @@ def test_eventual_namespace_stays_writable_on_both_sides_of_a_partition(tmp_path
         c.stop_all()
 
 
-def test_a_corrupt_log_makes_the_node_refuse_to_serve_and_say_why(tmp_path: Path) -> None:
+def test_a_corrupt_log_is_set_aside_and_the_node_says_why(tmp_path: Path) -> None:
+    """The node never loads the corrupt store: it quarantines it, rejoins as a
+    non-voting learner (configsvc.quarantine) and names the repair in health."""
     c = LocalCluster(tmp_path, nodes=3)
     try:
         c.start_all()
@@ -215,9 +217,9 @@ def test_a_corrupt_log_makes_the_node_refuse_to_serve_and_say_why(tmp_path: Path
         segment.write_bytes(bytes(data))
         c.start(victim)
         health = wait_for(lambda: c.health(victim), 20, "the corrupt node to answer")
-        assert health["status"] == "unavailable" and "corrupt" in health["error"]
-        r = c.http.get(c.url(victim) + "/v1/kv/app/k1")
-        assert r.status_code == 503 and r.json()["error"]["code"] == "unavailable"
+        assert any("corrupt" in r for r in health["reasons"]), health
+        assert health["strong"]["voting"] is False
+        assert (tmp_path / "data" / victim / "quarantine-1" / "strong").is_dir()
         with Client([c.url(n) for n in c.ids if n != victim]) as client:
             client.put("app", "still", "serving")  # the two others keep a quorum
     finally:
