@@ -32,6 +32,7 @@ PLANTED = [
     ("phase1_ignores_accepted", 5),
     ("wiped_votes", 3),
     ("skip_lease_wait+no_prevote", 25),
+    ("learner_in_quorum", 14),
 ]
 
 
@@ -124,7 +125,7 @@ def test_planted_bug_is_caught_by_its_own_checker(bug: str, within: int) -> None
     pytest.fail(f"{bug} not caught within {within} seeds")
 
 
-@pytest.mark.parametrize("profile", ["gray", "lease", "power"])
+@pytest.mark.parametrize("profile", ["gray", "lease", "power", "members"])
 def test_fault_profiles_pass_without_bugs(profile: str) -> None:
     """The pinned profiles the catalogue uses pass on their own (the control)."""
     config = PROFILES[profile]
