@@ -212,8 +212,8 @@ def _strong_files(cluster: LocalCluster, nid: str, pattern: str) -> list[Path]:
 
 # ---------------------------------------------------------------- every point (make crash-points)
 
-LONG = pytest.mark.skipif(os.environ.get("CONFIGSVC_CRASH_LONG") != "1",
-                          reason="every crash point: make crash-points (CONFIGSVC_CRASH_LONG=1)")
+#: every crash point: ``make crash-points`` (deselected from ``make test``, not skipped)
+LONG = pytest.mark.exhaustive
 EVERY_POINT = [
     ("group-commit:before-fsync", 60), ("group-commit:after-fsync", 60),
     ("snapshot-write:before-fsync", 2), ("snapshot-write:before-rename", 2),
@@ -230,7 +230,6 @@ def test_kill_9_at_every_crash_point_loses_nothing_acknowledged(tmp_path: Path, 
     _crash_and_recover(tmp_path, point, nth)
 
 
-@LONG
 @pytest.mark.slow
 def test_the_loss_check_fails_when_every_log_loses_acknowledged_records(tmp_path: Path) -> None:
     """The checker can fail: cut the second half of every node's log (what a store
