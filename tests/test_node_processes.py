@@ -217,7 +217,8 @@ def test_a_corrupt_log_is_set_aside_and_the_node_says_why(tmp_path: Path) -> Non
         segment.write_bytes(bytes(data))
         c.start(victim)
         health = wait_for(lambda: c.health(victim), 20, "the corrupt node to answer")
-        assert any("corrupt" in r for r in health["reasons"]), health
+        assert any(r["code"] == "store_repaired" and "corrupt" in r["message"]
+                   for r in health["reasons"]), health
         assert health["strong"]["voting"] is False
         assert (tmp_path / "data" / victim / "quarantine-1" / "strong").is_dir()
         with Client([c.url(n) for n in c.ids if n != victim]) as client:
