@@ -40,7 +40,9 @@ class HashCheckRunner:
         self.strong = strong
         self.interval = interval
         self.timeout = request_timeout
-        self.checks = HashChecks(node_id, strong.replica.config.voters)
+        # The voters of the configuration governing a check's slot (the log below it).
+        self.checks = HashChecks(
+            node_id, lambda slot: strong.replica.member_log.at(slot - 1).voters)
         #: why this node does not serve, while its state is being re-synced
         self.diverged: str | None = None
         #: times this node found its state diverged and re-synced it

@@ -11,6 +11,9 @@ through the log itself:
    ``HashReport(id, itself, hash)``.
 2. Reports are counted in log order, the first one of each voter per check;
    reports of non-voters, and of checks this replica did not see, are ignored.
+   A check's voters are those of the configuration governing its slot
+   (``strong.membership``: a function of the log below it, so the same on every
+   replica), fixed when the check is recorded.
 3. The verdict of a check is the first hash that a majority of the voters
    reported. Every replica applying the log reaches the same verdict at the same
    slot (the one holding the deciding report): it is as replicated as the log.
@@ -28,6 +31,7 @@ Pure: no IO, no clock; fed the state machine's events in log order.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 __all__ = ["Check", "HashChecks", "Verdict"]
@@ -54,6 +58,8 @@ class Check:
     index: int
     #: this replica's own hash at ``index``
     own: bytes
+    #: the voters of the configuration governing ``index`` (rule 2)
+    voters: tuple[str, ...] = ()
     #: voter -> its first report (rule 2)
     reports: dict[str, bytes] = field(default_factory=dict)
     verdict: bytes | None = None
@@ -62,9 +68,15 @@ class Check:
 class HashChecks:
     """The checks this replica saw and their reports (rules 2-5)."""
 
-    def __init__(self, node: str, voters: tuple[str, ...]) -> None:
+    def __init__(self, node: str, voters: tuple[str, ...] | Callable[[int], tuple[str, ...]]) -> None:
+        """``voters``: the voters, or a function of a slot returning the voters of
+        the configuration governing it (rule 2)."""
         self.node = node
-        self.voters = voters
+        if callable(voters):
+            self.voters_at = voters
+        else:
+            fixed = voters
+            self.voters_at = lambda slot: fixed
         self._checks: dict[int, Check] = {}
 
     def observe(self, slot: int, check_id: int, node: str, digest: bytes) -> Check | None:
@@ -77,19 +89,19 @@ class HashChecks:
         if not node:
             if check_id in self._checks:
                 return None  # a duplicate check id: the first one counts
-            self._checks[check_id] = Check(check_id, slot, digest)
+            self._checks[check_id] = Check(check_id, slot, digest, self.voters_at(slot))
             for old in sorted(self._checks)[:-KEEP]:
                 del self._checks[old]
             return self._checks[check_id]
         check = self._checks.get(check_id)
-        if check is None or node not in self.voters or node in check.reports:
+        if check is None or node not in check.voters or node in check.reports:
             return None
         check.reports[node] = digest
         if check.verdict is None:
             counts: dict[bytes, int] = {}
             for d in check.reports.values():
                 counts[d] = counts.get(d, 0) + 1
-            if counts[digest] >= len(self.voters) // 2 + 1:
+            if counts[digest] >= len(check.voters) // 2 + 1:
                 check.verdict = digest
         return check if check.verdict is not None else None
 

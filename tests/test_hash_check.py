@@ -38,6 +38,26 @@ def test_the_verdict_is_the_first_hash_a_majority_reports_and_names_the_minority
     assert checks.latest() == verdict
 
 
+def test_a_checks_voters_are_those_of_the_configuration_governing_its_slot() -> None:
+    """After n3 was replaced by n4 (a configuration value at slot 20), a check at
+    slot 30 counts n4's report and ignores n3's; one at slot 10 the reverse."""
+    def voters_at(slot: int) -> tuple[str, ...]:
+        return ("n1", "n2", "n4") if slot > 20 else VOTERS
+
+    checks = HashChecks("n1", voters_at)
+    old = checks.observe(10, 1, "", A)
+    new = checks.observe(30, 2, "", A)
+    assert old is not None and new is not None and new.voters == ("n1", "n2", "n4")
+    assert checks.observe(31, 2, "n3", B) is None  # no longer a voter at slot 30
+    assert checks.observe(31, 1, "n4", B) is None  # not yet a voter at slot 10
+    decided = checks.observe(32, 2, "n4", B)
+    assert decided is None  # B: n4 only
+    assert checks.observe(33, 2, "n2", B) is new  # B: n2, n4 -> a majority of n1, n2, n4
+    verdict = checks.verdict(new)
+    assert verdict is not None and verdict.digest == B and verdict.agreed == ("n2", "n4")
+    assert checks.verdict(old) is None
+
+
 def test_reports_count_once_per_voter_and_only_for_checks_seen() -> None:
     checks = HashChecks("n1", VOTERS)
     assert checks.observe(5, 1, "n2", A) is None  # a check this replica never saw
