@@ -9,6 +9,7 @@ for a condition with a deadline.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -25,15 +26,41 @@ from configsvc.client import tls_verify
 from configsvc.security import generate_secret_file
 
 
+def ephemeral_range() -> tuple[int, int]:
+    """The kernel's range of source ports for outgoing connections."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_ports(n: int) -> list[int]:
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
+    """``n`` distinct ports free on loopback now, chosen *outside* the kernel's
+    ephemeral range: a port the kernel handed out for ``bind(0)`` and that was
+    released can be taken as the source port of any outgoing connection before
+    a node binds it (seen as ``address already in use`` under load)."""
+    low, high = ephemeral_range()
+    candidates = [p for p in range(10_000, 65_536) if not low <= p <= high]
+    rng = random.Random()  # fresh per call: parallel test workers draw apart
+    ports: list[int] = []
+    socks: list[socket.socket] = []
+    try:
+        while len(ports) < n:
+            port = rng.choice(candidates)
+            if port in ports:
+                continue
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                s.close()
+                continue
+            socks.append(s)
+            ports.append(port)
+    finally:
+        for s in socks:
+            s.close()
     return ports
 
 

@@ -22,6 +22,8 @@ from typing import IO
 
 import pytest
 
+from configsvc.localcluster import ephemeral_range, free_ports
+
 pytestmark = pytest.mark.slow
 
 _SCRIPT = Path(sys.executable).parent / "configsvc"
@@ -32,10 +34,9 @@ def _free_base(nodes: int) -> int:
     """A port P with P..P+n-1 (APIs), P+100..P+100+n-1 (peers) and P+200..P+200+n-1
     (Consul-compatible APIs) free on loopback."""
     for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + 200 + nodes > 65535:
+        base = free_ports(1)[0]  # outside the ephemeral range (configsvc.localcluster)
+        low, high = ephemeral_range()
+        if base + 200 + nodes > 65535 or (base <= high and base + 200 + nodes >= low):
             continue
         socks = []
         try:
