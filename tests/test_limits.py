@@ -350,3 +350,16 @@ def test_a_body_slower_than_the_body_timeout_gets_408_and_writes_nothing(node: L
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
     assert b"request_timeout" in answer
     assert _absent(node, "slow-body")
+
+
+def test_a_node_that_does_not_serve_knows_only_the_bootstrap_token() -> None:
+    """The rate limiter asks ``known_secret`` before anything else: a node whose
+    store was found corrupt (no strong driver) must answer, not raise (a 500)."""
+    from types import SimpleNamespace
+
+    from configsvc.http.acl import known_secret
+
+    acl = SimpleNamespace(enabled=True, bootstrap_token="bootstrap-token-0123", default_policy="deny")
+    node = SimpleNamespace(config=SimpleNamespace(acl=acl), corrupt="refusing to serve: crc", _strong=None)
+    assert known_secret(node, "bootstrap-token-0123") is True  # type: ignore[arg-type]
+    assert known_secret(node, "anything-else") is False  # type: ignore[arg-type]

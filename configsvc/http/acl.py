@@ -145,6 +145,8 @@ def known_secret(node: Node, secret: str) -> bool:
     if not node.config.acl.enabled:
         return False
     digest = secret_hash(secret)
+    if node.corrupt is not None or node._strong is None:  # not serving: no token table
+        return hmac.compare_digest(digest, secret_hash(bootstrap_secret(node) or ""))
     bootstrap = bootstrap_secret(node)
     if bootstrap is not None and hmac.compare_digest(digest, secret_hash(bootstrap)):
         return True
