@@ -145,12 +145,17 @@ def known_secret(node: Node, secret: str) -> bool:
     if not node.config.acl.enabled:
         return False
     digest = secret_hash(secret)
-    if node.corrupt is not None or node._strong is None:  # not serving: no token table
-        return hmac.compare_digest(digest, secret_hash(bootstrap_secret(node) or ""))
-    bootstrap = bootstrap_secret(node)
-    if bootstrap is not None and hmac.compare_digest(digest, secret_hash(bootstrap)):
+    if _is_bootstrap(node, digest):
         return True
+    if node.corrupt is not None or node._strong is None:  # not serving: no token table
+        return False
     return _live(node, digest) is not None
+
+
+def _is_bootstrap(node: Node, digest: bytes) -> bool:
+    """Whether ``digest`` is the bootstrap token's (compared in constant time)."""
+    bootstrap = bootstrap_secret(node)
+    return bootstrap is not None and hmac.compare_digest(digest, secret_hash(bootstrap))
 
 
 class Authorizer:
@@ -256,8 +261,7 @@ async def identify(node: Node, request: Request) -> Identity:
         identity = _identity(node, None, "anonymous")
     else:
         digest = secret_hash(secret)
-        bootstrap = bootstrap_secret(node)
-        if bootstrap is not None and hmac.compare_digest(digest, secret_hash(bootstrap)):
+        if _is_bootstrap(node, digest):
             identity = _identity(node, None, "bootstrap")
         else:
             token = _live(node, digest)
