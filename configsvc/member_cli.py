@@ -1,4 +1,5 @@
-"""``configsvc member list|add|remove|replace``: the operator's side of membership changes.
+"""``configsvc member list|add|remove|replace|transfer-leader``: the operator's side of
+membership changes.
 
 Every change is single-server and runs on the leader (docs/membership.md):
 a request that reaches a follower is answered ``503 not_leader`` with the
@@ -8,6 +9,10 @@ leader's API address, and is sent there. The steps:
   retrying the promotion while the leader answers that the learner is still
   behind.
 - ``remove ID``: remove a voter or learner; its id is retired for good.
+  Removing the leader: it hands leadership off first (``strong.handoff``)
+  and answers ``not_leader`` naming its successor, which removes it.
+- ``transfer-leader [ID]``: hand leadership to ID, or to the most caught-up
+  live voter (before maintenance of the leader's machine).
 - ``replace OLD NEW``: add NEW as a learner, promote it once caught up, then
   remove OLD. Adding first keeps the group's fault tolerance while NEW
   catches up (a learner counts in no quorum), and leaves only the short
@@ -51,10 +56,12 @@ def add_parser(sub: Any, endpoint: Any) -> None:
     replace = msub.add_parser("replace", help="add NEW, promote it, remove OLD")
     replace.add_argument("old")
     replace.add_argument("new")
+    transfer = msub.add_parser("transfer-leader", help="hand leadership to another voter")
+    transfer.add_argument("id", nargs="?", help="the voter to lead (default: the most caught up)")
     for p in (add, replace):
         p.add_argument("--peer-address", required=True, metavar="HOST:PORT")
         p.add_argument("--api-address", required=True, metavar="HOST:PORT")
-    for p in (add, remove, replace):
+    for p in (add, remove, replace, transfer):
         endpoint(p)  # --token: the ACL token (management), or the admin token with ACLs off
     member.set_defaults(func=run)
 
@@ -70,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
             admin.add(args.id, args.peer_address, args.api_address, promote=not args.learner)
         elif args.member_command == "remove":
             admin.remove(args.id)
+        elif args.member_command == "transfer-leader":
+            admin.transfer_leader(args.id)
         else:
             admin.add(args.new, args.peer_address, args.api_address, promote=True)
             admin.remove(args.old)
@@ -92,11 +101,21 @@ def print_members(view: dict[str, Any]) -> None:
 class Admin:
     def __init__(self, endpoint: str, token: str | None) -> None:
         self.endpoint = endpoint.rstrip("/")
+        #: where the configuration is read: the leader once one answered (a node
+        #: being removed never learns it, so its own view is no judge of "done")
+        self.current = self.endpoint
         self.scheme = urlsplit(self.endpoint).scheme or "http"
         self.headers = {"authorization": f"Bearer {token}"} if token else {}
 
     def members(self) -> dict[str, Any]:
-        resp = httpx.get(f"{self.endpoint}/v1/cluster/members", headers=self.headers, timeout=10.0)
+        try:
+            resp = httpx.get(f"{self.current}/v1/cluster/members", headers=self.headers,
+                             timeout=10.0)
+        except httpx.TransportError:
+            if self.current == self.endpoint:
+                raise
+            self.current = self.endpoint
+            return self.members()
         resp.raise_for_status()
         view: dict[str, Any] = resp.json()
         return view
@@ -122,6 +141,18 @@ class Admin:
         self._change("DELETE", f"/v1/cluster/members/{nid}", None, gone)
         print(f"{nid} removed")
 
+    def transfer_leader(self, to: str | None) -> None:
+        before = self.members()["leader"]
+
+        def moved() -> bool:
+            leader = self.members()["leader"]
+            return leader is not None and leader != before and to in (None, leader)
+
+        if to is not None and to == before:
+            raise MemberError(f"{to} already leads")
+        self._change("POST", "/v1/cluster/leader/transfer", {"to": to} if to else {}, moved)
+        print(f"leadership moved from {before} to {self.members()['leader']}")
+
     def _change(self, method: str, path: str, body: dict[str, str] | None,
                 done: Callable[[], bool], *, behind_ok: bool = False) -> None:
         """Send a change to the leader, following ``not_leader`` answers, until
@@ -137,6 +168,7 @@ class Admin:
                 resp = None
                 target = self.endpoint
             if resp is not None and resp.status_code == 200:
+                self.current = target
                 while not done():  # the endpoint asked may apply it a little later
                     if time.monotonic() > deadline:
                         raise MemberError("the change was made but is not visible yet")
@@ -146,7 +178,7 @@ class Admin:
             code, message = error.get("code", ""), error.get("message", "")
             if code == "not_leader" and error.get("leader_api"):
                 target = f"{self.scheme}://{error['leader_api']}"
-            elif code == "membership_refused" and not (behind_ok and "behind" in message):
+            elif code.endswith("_refused") and not (behind_ok and "behind" in message):
                 if done():  # an earlier attempt of ours, whose answer was lost
                     return
                 raise MemberError(message)

@@ -58,6 +58,10 @@ class ChangeStatus(Enum):
     #: proposed, and the leader stepped down before learning the outcome: it may
     #: still be chosen; read the configuration to know
     UNKNOWN = "unknown"
+    #: leadership moved (to ``leader_hint``) before anything was proposed: ask
+    #: there. A removal of the leader itself hands leadership off first
+    #: (``strong.handoff``); a leadership transfer ends this way when it succeeds
+    HANDED_OFF = "handed_off"
 
 
 @dataclass(frozen=True, slots=True)

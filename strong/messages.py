@@ -208,6 +208,18 @@ class Refused:
     request_ids: tuple[int, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class TimeoutNow:
+    """A leader hands leadership to the receiver: "start phase 1 now, without
+    waiting for an election timeout or a pre-vote". Sent only to a voter that
+    has committed everything the leader committed. Acted on only by a follower
+    of exactly ``ballot``'s leader: a stale or forged one changes nothing.
+    Safety never rests on it (phase 1 is phase 1); it saves an election timeout
+    when the leader is removed or an operator moves leadership."""
+
+    ballot: Ballot
+
+
 Message = (
     Prepare
     | Promise
@@ -225,6 +237,7 @@ Message = (
     | ReadIndexRequest
     | ReadIndexReply
     | Refused
+    | TimeoutNow
 )
 
 

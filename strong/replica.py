@@ -113,6 +113,15 @@ Membership (``strong.membership``, ``strong.member_log``; docs/strong.md):
    (rule 6), and the acceptor state (``promised``, ``accepted``) is untouched,
    so every promise and vote it gave stays kept.
 
+17. Hand-off (``strong.handoff``). A leader asked to remove itself first hands
+    leadership to a caught-up voter (``TimeoutNow``) and answers the request
+    ``HANDED_OFF``: the removal is then an ordinary one at the successor.
+    While handing off it proposes nothing new; a follower acts on
+    ``TimeoutNow`` only from the leader of the ballot it follows, by starting
+    phase 1 at once (no pre-vote: the leader consented). If nobody took over
+    within an election timeout the leader resumes, and a removal of itself
+    falls back to rule 14.
+
 Liveness (not safety) rests on two more: an election starts only after a
 pre-vote that a quorum granted, and a replica grants one only if it has not
 heard from a leader for an election timeout (a returning node cannot depose a
@@ -127,6 +136,7 @@ from typing import Protocol
 
 from strong.ballot import ZERO, Ballot
 from strong.config import MAX_WINDOW, ReplicaConfig
+from strong.handoff import Transfer, handoff_target
 from strong.lease import old_leases_expired_at
 from strong.member_log import ChangeKind, ChangeOutcome, ChangeStatus, MemberLog, MembershipChange
 from strong.membership import (
@@ -160,6 +170,7 @@ from strong.messages import (
     ReadIndexRequest,
     Refused,
     SlotValue,
+    TimeoutNow,
 )
 from strong.phase1 import recovery_values
 from strong.ready import (
@@ -323,6 +334,8 @@ class Replica:
                     for r in message.request_ids:
                         if self._asked.pop(r, None) is not None:
                             self._reads.append(ReadState(r, message.index))
+            case TimeoutNow():
+                self._on_timeout_now(src, message)
             case Refused():
                 if message.incarnation == self.incarnation:
                     for r in message.request_ids:
@@ -356,6 +369,10 @@ class Replica:
             self._heartbeat_round(lead)
         if lead.active:
             self._retransmit(lead)
+        if lead.transfer is not None:
+            self._advance_transfer(lead)
+            if self.leadership is not lead:
+                return
         if now >= lead.quorum_check_at:
             self._check_quorum(lead)
             return
@@ -983,6 +1000,8 @@ class Replica:
                     refused.setdefault(read.origin, []).append(read.request_id)
             for (node, incarnation), ids in refused.items():
                 self._send(node, Refused(lead.ballot, incarnation, tuple(ids)))
+            if lead.transfer is not None:
+                self._end_transfer(lead, lead.transfer, leading=False)
             self._abandon_change(lead)
         self.leadership = None
         self.candidacy = None
@@ -1173,6 +1192,8 @@ class Replica:
             if self.members.count(knows) >= self.quorum:
                 self._step_down()  # rule 14: the new configuration knows it
             return
+        if lead.transfer is not None and src == lead.transfer.target:
+            self._advance_transfer(lead)
         if lead.rounds.ack(src, msg.round, self.now):
             self._confirm_reads(lead)
         if self._read_round_due(lead):
@@ -1224,6 +1245,8 @@ class Replica:
         lead = self.leadership
         if lead is None:
             self._refuse_change(request_id, "not the leader")
+        elif lead.transfer is not None:
+            self._refuse_change(request_id, "a leadership transfer is in progress")
         elif lead.change_waiting or self._change_blocks(lead):
             self._refuse_change(request_id, "another membership change is in progress")
         else:
@@ -1255,6 +1278,14 @@ class Replica:
             lead.change_waiting = None
             self._refuse_change(request_id, why)
             return
+        if (change.kind is ChangeKind.REMOVE and change.member.node_id == self.id
+                and not lead.handoff_failed and len(self.members.voters) > 1):
+            lead.change_waiting = None  # rule 17: hand leadership off first
+            why = self._start_handoff(lead, None, None, (request_id, change))
+            if why is None:
+                return
+            lead.handoff_failed = True  # nobody to hand off to: rule 14
+            lead.change_waiting = (request_id, change)
         if not lead.own_commit:  # rule 12a: a value chosen at our ballot first
             if not lead.inflight and not lead.pending:
                 lead.next_slot += 1
@@ -1298,8 +1329,8 @@ class Replica:
 
     def _change_blocks(self, lead: Leadership) -> bool:
         """Rule 12c: nothing new is proposed above a configuration slot not yet chosen."""
-        if lead.lame_duck:
-            return True
+        if lead.lame_duck or lead.transfer is not None:
+            return True  # rule 17: nothing new while handing off
         if self.config.bugs.concurrent_changes:
             return False
         return bool(lead.held) or lead.change_slot > self.commit_index
@@ -1340,3 +1371,81 @@ class Replica:
             if membership_of(value) is not None:
                 lead.change_slot = slot
             self._propose_slot(lead, slot, value)
+
+    # ------------------------------------------------------------------ hand-off (rule 17)
+
+    def transfer_leadership(self, request_id: int, target: str | None, now: float) -> None:
+        """Hand leadership to ``target`` (None: the most caught-up live voter).
+        Answered by a ``ChangeOutcome``: HANDED_OFF (``leader_hint`` leads or
+        campaigns now) or REFUSED with the reason; nothing else changes."""
+        self.now = now
+        lead = self.leadership
+        if lead is None:
+            self._refuse_change(request_id, "not the leader")
+        elif lead.lame_duck:
+            self._refuse_change(request_id, "the leader is being removed")
+        elif lead.transfer is not None or lead.change_waiting is not None:
+            self._refuse_change(request_id, "a leadership transfer or membership change is in progress")
+        else:
+            why = self._start_handoff(lead, request_id, target, None)
+            if why is not None:
+                self._refuse_change(request_id, why)
+
+    def _start_handoff(self, lead: Leadership, request_id: int | None, wanted: str | None,
+                       then: tuple[int, MembershipChange] | None) -> str | None:
+        """Begin a hand-off (``strong.handoff`` rule 1); the reason if there is no target."""
+        horizon = self.now - self.config.election_timeout
+        target, why = handoff_target(self.id, self.members.voters, lead.last_ack,
+                                     lead.peer_commit, horizon, wanted)
+        if target is None:
+            return why
+        lead.transfer = Transfer(target, self.now + self.config.election_timeout, request_id, then)
+        self._advance_transfer(lead)
+        return None
+
+    def _advance_transfer(self, lead: Leadership) -> None:
+        """``strong.handoff`` rules 3-4: send ``TimeoutNow`` once the target is
+        caught up; give up after an election timeout."""
+        t = lead.transfer
+        assert t is not None
+        if self.now >= t.deadline:
+            self._end_transfer(lead, t, leading=True)
+            return
+        if lead.inflight or lead.peer_commit.get(t.target, -1) < self.commit_index:
+            return
+        if self.now - t.sent_at >= self.config.retransmit_interval:
+            t.sent_at = self.now
+            self._send(t.target, TimeoutNow(lead.ballot))
+
+    def _end_transfer(self, lead: Leadership, t: Transfer, *, leading: bool) -> None:
+        """Report how the hand-off ended: leadership moved (a higher ballot was
+        promised) or it did not (``leading``: we still lead, and a removal of
+        ourselves goes on as rule 14)."""
+        lead.transfer = None
+        successor = self.promised.node_id if self.promised > lead.ballot else None
+        pending = [t.request_id] if t.request_id is not None else []
+        if t.then is not None:
+            if successor is None and leading:
+                lead.handoff_failed = True
+                lead.change_waiting = t.then
+                self._try_change(lead)
+            else:
+                pending.append(t.then[0])
+        for rid in pending:
+            if successor is not None:
+                self._changes.append(ChangeOutcome(
+                    rid, ChangeStatus.HANDED_OFF, f"leadership moved to {successor!r}", 0, successor))
+            elif leading:
+                self._refuse_change(rid, f"voter {t.target!r} did not take over within an "
+                                         "election timeout")
+            else:
+                self._refuse_change(rid, "the leader stepped down")
+
+    def _on_timeout_now(self, src: str, msg: TimeoutNow) -> None:
+        """Rule 17: the leader we follow hands over: campaign at once."""
+        if (src != msg.ballot.node_id or src != self.leader or msg.ballot != self.leader_ballot
+                or msg.ballot != self.promised or self.leadership is not None
+                or self.candidacy is not None or not self.voting or not self.campaigning
+                or self.resync_from is not None or self.id not in self.members.voters):
+            return
+        self._start_election()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from strong.ballot import Ballot
+from strong.handoff import Transfer
 from strong.member_log import MembershipChange
 from strong.messages import Batch, Promise, SlotValue
 from strong.rounds import HeartbeatRounds
@@ -68,6 +69,10 @@ class Leadership:
     lame_duck: bool = False
     #: a change waiting for ``own_commit``: (request id, change)
     change_waiting: tuple[int, MembershipChange] | None = None
+    #: a leadership hand-off in progress (``strong.handoff``)
+    transfer: Transfer | None = None
+    #: the hand-off for this leadership's removal was tried: fall back to rule 14
+    handoff_failed: bool = False
 
 
 @dataclass(slots=True)

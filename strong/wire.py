@@ -68,6 +68,7 @@ from strong.messages import (
     ReadIndexRequest,
     Refused,
     SlotValue,
+    TimeoutNow,
 )
 
 __all__ = [
@@ -136,7 +137,8 @@ DEFAULT_LIMITS = WireLimits()
     _READ_INDEX_REQUEST,
     _READ_INDEX_REPLY,
     _REFUSED,
-) = range(1, 17)
+    _TIMEOUT_NOW,
+) = range(1, 18)
 
 
 # ---------------------------------------------------------------- encoding
@@ -237,6 +239,8 @@ def encode_message(message: Message) -> bytes:
         case Refused():
             obj = [_REFUSED, _ballot_out(message.ballot), message.incarnation,
                    list(message.request_ids)]
+        case TimeoutNow():
+            obj = [_TIMEOUT_NOW, _ballot_out(message.ballot)]
         case _:
             raise TypeError(f"not a strong message: {type(message).__name__}")
     data: bytes = msgpack.packb(obj, use_bin_type=True)
@@ -367,6 +371,9 @@ class _Reader:
             _arity(body, 3, "Refused")
             return Refused(self.ballot(body[0], "ballot"), _uint(body[1], "incarnation"),
                            self.request_ids(body[2]))
+        if tag == _TIMEOUT_NOW:
+            _arity(body, 1, "TimeoutNow")
+            return TimeoutNow(self.ballot(body[0], "ballot"))
         raise MalformedMessage(f"unknown message tag {tag}")
 
     def request_ids(self, obj: object) -> tuple[int, ...]:

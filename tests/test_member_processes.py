@@ -115,3 +115,47 @@ def test_a_change_that_would_lose_the_quorum_is_refused(tmp_path: Path) -> None:
         assert sorted(members["voters"]) == ["n1", "n2", "n3"]
     finally:
         c.stop_all()
+
+
+def test_leadership_moves_on_request_and_removing_the_leader_hands_off(tmp_path: Path) -> None:
+    """``member transfer-leader`` moves leadership to the voter named; removing
+    the leader hands it off first (``strong.handoff``), and the successor removes
+    it; writes go on throughout and every acknowledged one stays readable."""
+    c = LocalCluster(tmp_path, 3)
+    try:
+        c.start_all()
+        writer = Writer(list(c.endpoints))
+        writer.start()
+        wait_for(lambda: len(writer.acked) >= 20, 60, "writes before the transfer")
+        leader = c.leader()
+        assert leader is not None
+        target = max(n for n in ("n1", "n2", "n3") if n != leader)
+        moved = member_cli("transfer-leader", target, "--endpoint", c.url(target))
+        assert moved.returncode == 0, moved.stdout + moved.stderr
+        assert f"from {leader} to {target}" in moved.stdout
+        wait_for(lambda: c.leader() == target, 60, f"{target} to lead")
+
+        survivor = next(n for n in ("n1", "n2", "n3") if n not in (leader, target))
+        asked = httpx.delete(f"{c.url(target)}/v1/cluster/members/{target}", timeout=30).json()
+        assert asked["error"]["code"] == "not_leader", asked  # handed off, nothing proposed
+        assert "leadership moved" in asked["error"]["message"]
+        assert asked["error"]["leader"] in (leader, survivor)
+        assert asked["error"]["leader_api"] == c.url(asked["error"]["leader"]).split("//")[1]
+        gone = member_cli("remove", target, "--endpoint", c.url(target))
+        assert gone.returncode == 0, gone.stdout + gone.stderr
+        members = httpx.get(c.url(survivor) + "/v1/cluster/members", timeout=5).json()
+        assert members["retired"] == [target] and target not in members["voters"]
+        assert members["leader"] in (leader, survivor)
+
+        before = len(writer.acked)
+        wait_for(lambda: len(writer.acked) >= before + 20, 60, "writes after the removal")
+        writer.stop.set()
+        writer.join(timeout=60)
+        with Client(c.url(survivor), timeout=10.0) as client:
+            for key, value in writer.acked.items():
+                assert client.get("app", key) == value.encode(), key
+
+        refused = member_cli("transfer-leader", "n9", "--endpoint", c.url(survivor))
+        assert refused.returncode == 1 and "not a voter" in refused.stderr, refused.stderr
+    finally:
+        c.stop_all()

@@ -19,7 +19,7 @@ from strong.membership import (
     unwrap_snapshot,
     wrap_snapshot,
 )
-from strong.messages import Accept, Accepted, CatchUpReply, Envelope
+from strong.messages import Accept, Accepted, CatchUpReply, Envelope, TimeoutNow
 from tests.strong_network import Network
 
 
@@ -202,18 +202,88 @@ def test_only_one_change_at_a_time() -> None:
     assert by_id == {1: ChangeStatus.DONE, 2: ChangeStatus.REFUSED}
 
 
-def test_removing_the_leader_commits_then_hands_over() -> None:
+def test_removing_the_leader_hands_leadership_off_first() -> None:
+    """Rule 17: the leader hands off to a caught-up voter, which then removes it
+    as an ordinary member; nothing waits for an election timeout."""
     net = Network(3)
     leader = net.elect()
     write(net, leader, 1, b"a")
+    r = net.replicas[leader]
+    r.request_change(5, change(ChangeKind.REMOVE, leader), net.now)
+    net.tick(0.2)  # well inside one election timeout (0.5 s)
+    outcome = [c for c in net.changes[leader] if c.request_id == 5]
+    assert [c.status for c in outcome] == [ChangeStatus.HANDED_OFF]
+    successor = outcome[0].leader_hint
+    assert successor is not None and successor != leader
+    assert r.leadership is None and leader in r.members.voters  # nothing proposed
+    net.tick(1.0)  # the successor waits out the old lease (rule 4), then leads
+    assert net.leader() == successor
+    assert request(net, ChangeKind.REMOVE, leader, 6) is ChangeStatus.DONE
+    write(net, successor, 2, b"b")
+    assert commands(net, successor) == [b"a", b"b"]
+    assert leader not in net.replicas[successor].members.members
+
+
+def test_a_hand_off_nobody_takes_falls_back_to_committing_the_removal() -> None:
+    """A target that ignores TimeoutNow (an old binary, a lost message): after an
+    election timeout the leader commits its own removal as a lame duck (rule 14)."""
+    net = Network(3)
+    leader = net.elect()
+    write(net, leader, 1, b"a")
+    net.drop = lambda env: isinstance(env.message, TimeoutNow)
     assert request(net, ChangeKind.REMOVE, leader, 5) is ChangeStatus.DONE
     assert net.replicas[leader].leadership is None
     net.tick(3.0)
     successor = net.leader()
     assert successor is not None and successor != leader
-    write(net, successor, 2, b"b")
-    assert commands(net, successor) == [b"a", b"b"]
     assert leader not in net.replicas[successor].members.members
+
+
+def test_transfer_leadership_moves_it_to_the_named_voter_and_refuses_others() -> None:
+    net = Network(5)
+    leader = net.elect()
+    write(net, leader, 1, b"a")
+    r = net.replicas[leader]
+    others = [n for n in net.ids if n != leader]
+    for rid, target, why in [(7, leader, "already leads"), (8, "n9", "not a voter")]:
+        r.transfer_leadership(rid, target, net.now)
+        net.collect(leader)
+        assert net.changes[leader][-1].status is ChangeStatus.REFUSED
+        assert why in net.changes[leader][-1].detail
+    net.isolate(others[0])
+    net.tick(1.0)  # others[0] is silent for an election timeout
+    r.transfer_leadership(9, others[0], net.now)
+    net.collect(leader)
+    assert "not heard from lately" in net.changes[leader][-1].detail
+    net.heal()
+    net.tick(0.2)
+    target = others[-1]
+    r.transfer_leadership(10, target, net.now)
+    r.propose(11, b"queued during the hand-off", net.now)
+    net.tick(0.3)
+    done = [c for c in net.changes[leader] if c.request_id == 10]
+    assert [(c.status, c.leader_hint) for c in done] == [(ChangeStatus.HANDED_OFF, target)]
+    # the command queued while handing off was never proposed: refused, safe to retry
+    assert [x.request_id for x in net.rejected[leader]] == [11]
+    net.tick(1.0)
+    assert net.leader() == target
+    write(net, target, 12, b"b")
+    assert commands(net, target) == [b"a", b"b"]
+
+
+def test_timeout_now_is_taken_only_from_the_leader_followed() -> None:
+    net = Network(3)
+    leader = net.elect()
+    follower = next(n for n in net.ids if n != leader)
+    other = next(n for n in net.ids if n not in (leader, follower))
+    f = net.replicas[follower]
+    ballot = f.leader_ballot
+    f.step(other, TimeoutNow(ballot), net.now)  # not from the leader
+    f.step(leader, TimeoutNow(Ballot(ballot.round - 1, leader)), net.now)  # stale
+    f.step(other, TimeoutNow(Ballot(ballot.round + 5, other)), net.now)  # not followed
+    assert f.candidacy is None and f.promised == ballot
+    f.step(leader, TimeoutNow(ballot), net.now)
+    assert f.candidacy is not None
 
 
 def test_the_configuration_survives_restarts_and_compaction() -> None:

@@ -37,6 +37,7 @@ from strong.messages import (
     ReadIndexRequest,
     Refused,
     SlotValue,
+    TimeoutNow,
 )
 from strong.wire import (
     MAX_ROUND,
@@ -79,6 +80,7 @@ SAMPLES: tuple[Message, ...] = (
     ReadIndexRequest(B1, 7, (3, 4), True),
     ReadIndexReply(B1, 7, 42, (3, 4)),
     Refused(B1, 7, (1, 2, 3)),
+    TimeoutNow(B1),
 )
 
 
@@ -111,6 +113,8 @@ def test_every_message_class_has_a_sample() -> None:
     [14, [3, "n1"], 7, [1], 1],  # ReadIndexRequest.quorum must be a bool
     [15, [3, "n1"], 7, 5, [True]],  # a bool is no request id
     [16, [3, "n1"], 7],  # Refused without its ids
+    [17, [3, "n1"], 1],  # TimeoutNow carries only its ballot
+    [17, "n1"],  # a TimeoutNow whose ballot is no ballot
 ])
 def test_malformed_requests_to_the_leader_are_refused(obj: object) -> None:
     with pytest.raises(MalformedMessage):

@@ -123,6 +123,7 @@ def native_needs(node: Node) -> dict[str, NeedFn]:
         "/v1/cluster/members": members,
         "/v1/cluster/members/{id}": members,
         "/v1/cluster/members/{id}/promote": members,
+        "/v1/cluster/leader/transfer": members,
         "/ui/control/status": operator,
         "/ui/control/{action}": operator,
         "/ui/control/{action}/{node}": operator,

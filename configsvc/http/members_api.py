@@ -4,6 +4,7 @@
     POST   /v1/cluster/members                 {"id", "peer_address", "api_address"}: add a learner
     POST   /v1/cluster/members/{id}/promote    a caught-up learner becomes a voter
     DELETE /v1/cluster/members/{id}        remove a voter or learner (its id is retired)
+    POST   /v1/cluster/leader/transfer         {"to": id} (optional): hand leadership off
 
 Changes run on the leader only: a follower answers ``503 not_leader`` with
 the leader's id and API address (``leader``, ``leader_api``), and the client
@@ -12,7 +13,9 @@ asks it (``configsvc member``). Changes need ``Authorization: Bearer
 refuses (another change pending, an id used before, a learner not caught
 up, a quorum it would lose) is ``409 membership_refused`` with the reason;
 nothing changed. ``504 outcome_unknown``: proposed, then leadership moved:
-read the members to know.
+read the members to know. Removing the leader hands leadership off first
+(``strong.handoff``): the answer is ``503 not_leader`` naming the successor,
+and the client asks it again, where it is an ordinary removal.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from configsvc.http.errors import ApiError, bad_request, json_object
 from configsvc.http.node_requests import check_serving, read_body
 from configsvc.node_members import member_of, parse_address
 from configsvc.runtime.strong_driver import Halted, OutcomeUnknown
-from strong.member_log import ChangeKind, ChangeStatus, MembershipChange
+from strong.member_log import ChangeKind, ChangeOutcome, ChangeStatus, MembershipChange
 from strong.membership import Member
 
 if TYPE_CHECKING:
@@ -104,14 +107,47 @@ class MembersApi:
                            "no outcome in time: read the members to know") from None
         except Halted as exc:
             raise ApiError(503, "unavailable", str(exc)) from None
+        self._raise_for(outcome, "membership_refused")
+        return JSONResponse({**self._view(), "slot": outcome.slot})
+
+    async def transfer(self, request: Request) -> Response:
+        """Hand leadership to ``to`` (or the most caught-up live voter)."""
+        body = json_object(await read_body(request, 4096, "body_too_large"))  # empty: {}
+        target = body.get("to")
+        if target is not None and (not isinstance(target, str) or not target):
+            raise bad_request("to: expected a node id")
+        check_serving(self.node)
+        self._authorize(request)
+        status = self.node.strong.status()
+        if status.leader != self.node.id:
+            raise ApiError(503, "not_leader", "a leadership transfer runs on the leader",
+                           leader=status.leader,
+                           leader_api=self._api_address(status.leader) if status.leader else None)
+        try:
+            outcome = await self.node.strong.transfer_leadership(
+                target, self.node.config.timing.request_timeout)
+        except OutcomeUnknown:
+            raise ApiError(504, "outcome_unknown",
+                           "no outcome in time: read the members to know") from None
+        except Halted as exc:
+            raise ApiError(503, "unavailable", str(exc)) from None
+        if outcome.status is not ChangeStatus.HANDED_OFF:
+            self._raise_for(outcome, "transfer_refused")
+        leader = outcome.leader_hint
+        return JSONResponse({"previous": self.node.id, "leader": leader,
+                             "leader_api": self._api_address(leader) if leader else None})
+
+    def _raise_for(self, outcome: ChangeOutcome, refused_code: str) -> None:
+        """The API error of an outcome other than DONE (nothing else raises)."""
+        hint = outcome.leader_hint
+        if outcome.status is ChangeStatus.HANDED_OFF or (
+                outcome.status is ChangeStatus.REFUSED and outcome.detail == "not the leader"):
+            raise ApiError(503, "not_leader", f"{outcome.detail}: ask the leader",
+                           leader=hint, leader_api=self._api_address(hint) if hint else None)
         if outcome.status is ChangeStatus.REFUSED:
-            if outcome.detail == "not the leader":
-                raise ApiError(503, "not_leader", "membership changes run on the leader",
-                               leader=outcome.leader_hint)
-            raise ApiError(409, "membership_refused", outcome.detail)
+            raise ApiError(409, refused_code, outcome.detail)
         if outcome.status is ChangeStatus.UNKNOWN:
             raise ApiError(504, "outcome_unknown", outcome.detail)
-        return JSONResponse({**self._view(), "slot": outcome.slot})
 
     def _authorize(self, request: Request) -> None:
         """With ACLs on, the ACL guard already required a management token
@@ -131,4 +167,5 @@ def members_routes(node: Node) -> list[Route]:
         Route("/v1/cluster/members", api.add, methods=["POST"]),
         Route("/v1/cluster/members/{id}/promote", api.promote, methods=["POST"]),
         Route("/v1/cluster/members/{id}", api.remove, methods=["DELETE"]),
+        Route("/v1/cluster/leader/transfer", api.transfer, methods=["POST"]),
     ]

@@ -198,6 +198,10 @@ OPENAPI: dict[str, Any] = {
             "Promote a caught-up learner to voter", [_p("id")], errors=(401, 409, 503, 504))},
         "/v1/cluster/members/{id}": {"delete": _op(
             "Remove a node (its id is never reused)", [_p("id")], errors=(401, 409, 503, 504))},
+        "/v1/cluster/leader/transfer": {"post": _op(
+            "Hand leadership to the voter `to` (absent: the most caught-up live voter)",
+            body="application/json", errors=(400, 401, 409, 503, 504),
+            body_schema={"type": "object", "properties": {"to": {"type": "string"}}})},
     },
     "components": {
         "schemas": {

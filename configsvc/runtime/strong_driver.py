@@ -268,12 +268,24 @@ class StrongDriver:
         """Ask this replica (which must lead) to change the configuration by one
         server; the outcome once chosen or refused. Raises OutcomeUnknown (no
         outcome in time: read the configuration), Halted."""
+        return await self._outcome(
+            lambda rid: self.replica.request_change(rid, change, self.clock()), timeout)
+
+    async def transfer_leadership(self, target: str | None, timeout: float) -> ChangeOutcome:
+        """Ask this replica (which must lead) to hand leadership to ``target``
+        (None: the most caught-up live voter; ``strong.handoff``). Raises
+        OutcomeUnknown, Halted."""
+        return await self._outcome(
+            lambda rid: self.replica.transfer_leadership(rid, target, self.clock()), timeout)
+
+    async def _outcome(self, ask: Callable[[int], None], timeout: float) -> ChangeOutcome:
+        """Submit ``ask(request_id)`` to the replica and await its ``ChangeOutcome``."""
         self._check_running()
         fut: asyncio.Future[ChangeOutcome] = asyncio.get_running_loop().create_future()
         self._next_request += 1
         rid = self._next_request
         self._changes[rid] = fut
-        self.loop.submit(lambda: self.replica.request_change(rid, change, self.clock()))
+        self.loop.submit(lambda: ask(rid))
         try:
             async with asyncio.timeout(timeout):
                 return await asyncio.shield(fut)
