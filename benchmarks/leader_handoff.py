@@ -21,6 +21,7 @@ refused writes itself, so the gap is what an application sees.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import subprocess
 import sys
@@ -59,7 +60,7 @@ class Writer(threading.Thread):
 def longest_gap(acked: list[float], start: float, end: float) -> float:
     """The longest time without an acknowledged write in [start, end]."""
     times = [start] + [t for t in acked if start < t < end] + [end]
-    return max(b - a for a, b in zip(times, times[1:], strict=False))
+    return max(b - a for a, b in itertools.pairwise(times))
 
 
 def trial(mode: str) -> float:
