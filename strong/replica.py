@@ -5,6 +5,16 @@ Inputs: ``step(src, message, now)``, ``tick(now)``, ``propose``, ``read_index``,
 driver's contract). Time enters only as ``now`` (this node's local clock);
 randomness only through the injected ``random.Random``.
 
+One class holds the acceptor, the proposer and the learner because their
+rules interlock: a promise steps a proposer down (rule 1), a commit folds
+configurations that re-target quorums and heartbeat rounds (rule 10), a
+leader's own commit decides when it may change them (rule 12). Parts with
+state or reasoning of their own live beside it: ``strong.phase1`` (recovery
+values), ``strong.lease``, ``strong.rounds`` (heartbeat rounds, leases,
+reads), ``strong.leader_requests`` (a follower's requests to its leader),
+``strong.snapshot_transfer``, ``strong.membership`` and ``strong.member_log``
+(configurations), ``strong.handoff`` (choosing a successor).
+
 Rules this module obeys (each one is what safety rests on):
 
 1. Acceptor. A Prepare or Accept with a ballot below ``promised`` is refused
@@ -137,6 +147,7 @@ from typing import Protocol
 from strong.ballot import ZERO, Ballot
 from strong.config import MAX_WINDOW, ReplicaConfig
 from strong.handoff import Transfer, handoff_target
+from strong.leader_requests import LeaderRequests
 from strong.lease import old_leases_expired_at
 from strong.member_log import ChangeKind, ChangeOutcome, ChangeStatus, MemberLog, MembershipChange
 from strong.membership import (
@@ -274,13 +285,8 @@ class Replica:
         self._messages: list[Envelope] = []
         #: the leader's Accepts, sent before the Ready's records are synced (``strong.ready``)
         self._early: list[Envelope] = []
-        #: this process life, named in requests to the leader and echoed in its replies
-        self.incarnation = int(rng.random() * 2**53)
-        #: requests for the leader, sent in one message each per Ready (rule 9, rule 5)
-        self._to_forward: list[tuple[int, bytes]] = []
-        self._to_ask: dict[bool, list[int]] = {False: [], True: []}
-        #: read-index requests sent to a leader and not yet answered: request id -> sent at
-        self._asked: dict[int, float] = {}
+        #: requests for the leader (rules 5, 9): this process life's, named by its incarnation
+        self.requests = LeaderRequests(int(rng.random() * 2**53))
         #: the commit index the followers were last told (an Accept or a Heartbeat)
         self._announced_commit = self.commit_index
         self._reads: list[ReadState] = []
@@ -330,24 +336,20 @@ class Replica:
             case ReadIndexRequest():
                 self._on_read_index_request(src, message)
             case ReadIndexReply():
-                if message.incarnation == self.incarnation:
-                    for r in message.request_ids:
-                        if self._asked.pop(r, None) is not None:
-                            self._reads.append(ReadState(r, message.index))
+                self._reads.extend(self.requests.answered(message))
+            case Refused():
+                hint = self.leader if self.leader != src else None
+                self._rejected.extend(Rejection(r, RejectReason.NOT_LEADER, hint)
+                                      for r in self.requests.refused(message))
             case TimeoutNow():
                 self._on_timeout_now(src, message)
-            case Refused():
-                if message.incarnation == self.incarnation:
-                    for r in message.request_ids:
-                        self._asked.pop(r, None)
-                    hint = self.leader if self.leader != src else None
-                    self._rejected.extend(Rejection(r, RejectReason.NOT_LEADER, hint)
-                                          for r in message.request_ids)
 
     def tick(self, now: float) -> None:
         self.now = now
-        if self._asked:
-            self._expire_asked(now)
+        if self.requests.asked:
+            # rule 5: a read unanswered for an election timeout is refused (safe to retry)
+            for rid in self.requests.expired(now, self.config.election_timeout):
+                self._rejected.append(Rejection(rid, RejectReason.NOT_LEADER, self.leader))
         lead = self.leadership
         if lead is None:
             if self.candidacy is not None:
@@ -385,7 +387,7 @@ class Replica:
         lead = self.leadership
         if lead is None:
             if self._knows_leader():
-                self._to_forward.append((request_id, command))
+                self.requests.forward.append((request_id, command))
                 return
             self._rejected.append(Rejection(request_id, RejectReason.NOT_LEADER, self.leader))
             return
@@ -404,7 +406,7 @@ class Replica:
                 self._reads.append(ReadState(request_id, self.commit_index))
                 return
             if self._knows_leader():
-                self._to_ask[quorum].append(request_id)  # rule 5: the leader's read index
+                self.requests.reads[quorum].append(request_id)  # rule 5: the leader's read index
                 return
             self._rejected.append(Rejection(request_id, RejectReason.NOT_LEADER, self.leader))
             return
@@ -416,6 +418,11 @@ class Replica:
         index = max(self.commit_index, lead.recovery_end)
         lead.reads.append(PendingRead(request_id, index, lead.rounds.round + 1, quorum, origin))
         lead.round_wanted = True
+
+    @property
+    def incarnation(self) -> int:
+        """This process life, named in requests to the leader (``strong.leader_requests``)."""
+        return self.requests.incarnation
 
     @property
     def state_snapshot(self) -> bytes | None:
@@ -467,7 +474,7 @@ class Replica:
 
     def ready(self) -> Ready:
         """Drain the outputs (after packing queued proposals into slots)."""
-        if self._to_forward or self._to_ask[False] or self._to_ask[True]:
+        if self.requests.waiting():
             self._send_to_leader()
         lead = self.leadership
         if lead is not None:
@@ -1016,53 +1023,27 @@ class Replica:
         return self.role is Role.FOLLOWER and self.leader is not None and self.leader != self.id
 
     def _send_to_leader(self) -> None:
-        """Hand the requests gathered since the last Ready to the leader (rules 5, 9):
-        one Forward per batch's worth of commands, one ReadIndexRequest per kind.
-        They assert nothing about this replica's records, so they go out first."""
-        forward, self._to_forward = self._to_forward, []
-        asks, self._to_ask = self._to_ask, {False: [], True: []}
+        """Hand the requests gathered since the last Ready to the leader (rules 5, 9;
+        ``strong.leader_requests``). They assert nothing about this replica's
+        records, so they go out first."""
+        forward, reads = self.requests.take()
         lead = self.leadership
         if lead is not None:  # this replica leads now: the requests are its own
             lead.pending.extend((rid, cmd, None) for rid, cmd in forward)
             lead.queued.update(cmd for _, cmd in forward)
-            for quorum, ids in asks.items():
+            for quorum, ids in reads.items():
                 for rid in ids:
                     self._add_read(lead, rid, quorum, None)
             self._release_reads(lead)
             return
         if not self._knows_leader():
-            for rid in [r for r, _ in forward] + asks[False] + asks[True]:
+            for rid in [r for r, _ in forward] + reads[False] + reads[True]:
                 self._rejected.append(Rejection(rid, RejectReason.NOT_LEADER, self.leader))
             return
-        leader, ballot, cfg = self.leader, self.leader_ballot, self.config
-        assert leader is not None
-        out = self._early
-        start = 0
-        while start < len(forward):
-            take, size = 0, 0
-            for _, cmd in forward[start : start + cfg.max_batch]:
-                if take and size + len(cmd) > cfg.max_batch_bytes:
-                    break
-                take += 1
-                size += len(cmd)
-            chunk = forward[start : start + take]
-            start += take
-            out.append(Envelope(self.id, leader, Forward(
-                ballot, self.incarnation, tuple(r for r, _ in chunk), tuple(c for _, c in chunk))))
-        for quorum, ids in asks.items():
-            self._asked.update(dict.fromkeys(ids, self.now))
-            for i in range(0, len(ids), cfg.max_batch):
-                out.append(Envelope(self.id, leader, ReadIndexRequest(
-                    ballot, self.incarnation, tuple(ids[i : i + cfg.max_batch]), quorum)))
-
-    def _expire_asked(self, now: float) -> None:
-        """A read-index request unanswered for an election timeout (its leader died, was
-        cut off or deposed, or the message was lost) is refused: a read changes
-        nothing, so "not the leader, retry" is always true enough."""
-        horizon = now - self.config.election_timeout
-        for rid in [r for r, sent in self._asked.items() if sent <= horizon]:
-            del self._asked[rid]
-            self._rejected.append(Rejection(rid, RejectReason.NOT_LEADER, self.leader))
+        assert self.leader is not None
+        self._early.extend(self.requests.envelopes(
+            self.id, self.leader, self.leader_ballot, forward, reads, self.config.max_batch,
+            self.config.max_batch_bytes, self.now))
 
     def _on_forward(self, src: str, msg: Forward) -> None:
         lead = self.leadership
