@@ -125,6 +125,9 @@ class NodeCollector(Collector):
              stats.malformed_messages),
             ("configsvc_strong_retries_joined", "Client retries that joined a proposal already held",
              stats.retries_joined),
+            ("configsvc_strong_writes_rehanded",
+             "Session writes handed again to a new leader (the old one never answered)",
+             stats.rehanded),
         ):
             c = _counter(name, doc)
             c.add_metric([], value)

@@ -269,3 +269,34 @@ def test_membership_sees_every_node_and_detects_a_dead_one(tmp_path: Path) -> No
                  "the restarted node to be alive again")
     finally:
         c.stop_all()
+
+
+def test_a_session_write_forwarded_to_a_leader_that_stops_is_handed_to_the_next(
+        tmp_path: Path) -> None:
+    """A follower forwards a write to the leader, which is stopped before it
+    answers: when another leader takes over the follower hands the write to it
+    (``StrongDriver._rehand``; safe because the state machine applies a
+    client's sequence number once), so the write completes in one attempt, long
+    before the request timeout (60 s here) would have answered for it."""
+    c = LocalCluster(tmp_path, nodes=3, election_timeout=3.0, request_timeout=60.0)
+    try:
+        c.start_all()
+        with Client(c.endpoints) as client:
+            client.put("app", "before", "1")
+        leader = c.leader()
+        assert leader is not None
+        follower = next(n for n in c.ids if n != leader)
+        c.kill(leader, signal.SIGSTOP)  # followers keep following it for >= 3 s
+        headers = {"X-Client-Id": "rehand-test", "X-Client-Seq": "1"}
+        resp = c.http.put(f"{c.url(follower)}/v1/kv/app/during", content=b"2", headers=headers,
+                          timeout=45.0)
+        assert resp.status_code == 200, resp.text
+        metrics = c.http.get(c.url(follower) + "/metrics").text
+        rehanded = [line for line in metrics.splitlines()
+                    if line.startswith("configsvc_strong_writes_rehanded_total")]
+        assert rehanded and float(rehanded[0].split()[-1]) >= 1, rehanded
+        c.kill(leader, signal.SIGCONT)
+        with Client(c.url(leader)) as via_old:
+            wait_for(lambda: via_old.get("app", "during") == b"2", 30, "the old leader to learn it")
+    finally:
+        c.stop_all()

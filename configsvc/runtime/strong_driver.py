@@ -77,6 +77,8 @@ class DriverStats:
     applied_slots: int = 0
     #: retries that joined a proposal their leadership already held
     retries_joined: int = 0
+    #: session writes handed again to a new leader (``StrongDriver._rehand``)
+    rehanded: int = 0
     #: times this node saw a new leader (a new leader id or ballot; the first one too)
     leader_changes: int = 0
     #: times this node's lease lapsed while it led (or it stopped leading with one)
@@ -132,6 +134,11 @@ class StrongDriver:
         self._held: dict[int, tuple[str, int]] = {}
         self._proposed_ballot: Ballot | None = None
         self._joined: dict[int, set[int]] = {}
+        #: writes with a client session (seq > 0) handed to the replica and not yet
+        #: answered: request id -> (key, command, the leader's ballot when handed).
+        #: Handed again when another leader takes over (``_rehand``)
+        self._unanswered: dict[int, tuple[tuple[str, int], bytes, Ballot | None]] = {}
+        self._rehanded_at: Ballot | None = None
         self._reads: dict[int, asyncio.Future[Any]] = {}
         #: the snapshot being encoded in a worker thread, if any
         self._snapshotting: asyncio.Task[None] | None = None
@@ -215,6 +222,7 @@ class StrongDriver:
         finally:
             del self._writes[rid]
             self._handed.discard(rid)
+            self._unanswered.pop(rid, None)
             rids = self._by_command.get(key)
             if rids is not None:
                 rids.discard(rid)
@@ -315,6 +323,8 @@ class StrongDriver:
         forgets every hold (its predecessor's slots may have become no-ops)."""
         self._handed.add(rid)
         lead = self.replica.leadership
+        if key[1]:
+            self._unanswered[rid] = (key, command, self._followed_ballot())
         if lead is None or self._proposed_ballot != lead.ballot:
             self._proposed.clear()
             self._held.clear()
@@ -329,6 +339,34 @@ class StrongDriver:
             self._proposed[key] = rid
             self._held[rid] = key
         self.replica.propose(rid, command, self.clock())
+
+    def _followed_ballot(self) -> Ballot | None:
+        """The ballot of the leader this replica follows or is (None: none known)."""
+        lead = self.replica.leadership
+        if lead is not None:
+            return lead.ballot
+        return self.replica.leader_ballot if self.replica.leader is not None else None
+
+    def _rehand(self) -> None:
+        """Another leader took over: hand it every session write still unanswered.
+
+        Without this, a write forwarded to (or proposed by) a leader that died or
+        stepped down before answering for it waits until the request timeout: its
+        fate is unknown until it applies. A copy is safe because the state machine
+        applies a client's sequence number once (a second copy is a no-op that
+        answers with the first one's result); anonymous writes (seq 0) have no
+        such guard and are never handed twice."""
+        ballot = self._followed_ballot()
+        if ballot is None or ballot == self._rehanded_at:
+            return
+        self._rehanded_at = ballot
+        for rid, (key, command, handed_at) in list(self._unanswered.items()):
+            fut = self._writes.get(rid)
+            if fut is None or fut.done():
+                self._unanswered.pop(rid, None)
+            elif handed_at != ballot:
+                self.stats.rehanded += 1
+                self._hand(rid, key, command)
 
     def _check_running(self) -> None:
         if self.halted:
@@ -370,6 +408,8 @@ class StrongDriver:
             if seen != self._seen_leader:
                 self._seen_leader = seen
                 self.stats.leader_changes += 1
+        if self._unanswered and not self.halted:
+            self._rehand()
         held = bool(lead and lead.active and lead.rounds.lease_valid(now))
         if self._lease_held and not held:
             self.stats.lease_expiries += 1
