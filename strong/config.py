@@ -57,6 +57,10 @@ class PlantedBugs:
     #: membership rule 11: a learner's (or removed node's) Accepted and HeartbeatAck
     #: count toward quorums
     learner_in_quorum: bool = False
+    #: rule 17: a candidate started by ``TimeoutNow`` does not wait out the old
+    #: leader's lease ("it consented") -- but it still answers reads from it until
+    #: it meets the higher ballot
+    handoff_skips_lease_wait: bool = False
 
     def any(self) -> bool:
         return any(vars(self).values())

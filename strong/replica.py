@@ -846,14 +846,15 @@ class Replica:
             self.prevote = None
             self._start_election()
 
-    def _start_election(self) -> None:
+    def _start_election(self, *, handed: bool = False) -> None:
         ballot = Ballot(max(self.max_round, self.promised.round) + 1, self.id)
         self.max_round = ballot.round
         self.prevote = None
         self.role = Role.CANDIDATE
         self.leader = None
         from_slot = self.commit_index + 1
-        self.candidacy = Candidacy(ballot, from_slot, deadline=self.now + self._election_timeout())
+        self.candidacy = Candidacy(ballot, from_slot, deadline=self.now + self._election_timeout(),
+                                   handed=handed)
         self.election_deadline = self.candidacy.deadline
         self._raise_promise(ballot)
         own = self._promise_for(ballot, from_slot, None)
@@ -926,7 +927,7 @@ class Replica:
         )
         if not self._revealed_quorums(cand, complete, values):
             return
-        if self.config.bugs.skip_lease_wait:
+        if self.config.bugs.skip_lease_wait or (cand.handed and self.config.bugs.handoff_skips_lease_wait):
             active_at = self.now
         else:
             active_at = max(
@@ -1429,4 +1430,4 @@ class Replica:
                 or self.candidacy is not None or not self.voting or not self.campaigning
                 or self.resync_from is not None or self.id not in self.members.voters):
             return
-        self._start_election()
+        self._start_election(handed=True)

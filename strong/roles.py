@@ -103,3 +103,5 @@ class Candidacy:
     parts_sent_at: float = float("-inf")
     #: voters of revealed configurations asked for a promise (membership rule 13)
     asked: set[str] = field(default_factory=set)
+    #: started by the leader's ``TimeoutNow`` (rule 17)
+    handed: bool = False

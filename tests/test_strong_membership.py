@@ -397,3 +397,26 @@ def test_recovered_values_above_a_configuration_slot_are_proposed_once_it_is_cho
     for nid in net.ids:
         assert [b for _, b in net.applied[nid]][1:3] == [membership_value(c1), (b"held",)], nid
     assert net.replicas[leader].members == c1
+
+
+@pytest.mark.parametrize("planted", [False, True])
+def test_a_handed_off_leader_waits_out_the_old_lease(planted: bool) -> None:
+    """Rule 17 leaves rule 4 alone: the successor waits until the old leader's
+    lease must have expired, because the old leader answers lease reads until
+    it meets the higher ballot (here it never does: the successor's messages to
+    it are lost). With ``handoff_skips_lease_wait`` planted both serve at once."""
+    net = Network(3, bugs=PlantedBugs(handoff_skips_lease_wait=planted))
+    old = net.elect()
+    write(net, old, 1, b"a")
+    target, _ = (n for n in net.ids if n != old)
+    net.drop = lambda env: env.src == target and env.dst == old
+    net.replicas[old].transfer_leadership(2, target, net.now)
+    overlap = False
+    for _ in range(100):
+        net.tick(0.01)
+        new, was = net.replicas[target].leadership, net.replicas[old].leadership
+        if (new is not None and new.active and was is not None
+                and was.rounds.lease_valid(net.now)):
+            overlap = True
+    assert net.replicas[target].leadership is not None
+    assert overlap is planted
