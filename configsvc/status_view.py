@@ -46,7 +46,7 @@ def nodes_table(status: dict[str, Any]) -> Table:
         else:
             report = f"none: {row['error']}" if row.get("error") else "none"
         table.add_row(
-            row["id"], row["api"], _cell(row.get("role")), _cell(row.get("ballot")),
+            row["id"], _cell(row["api"]), _cell(row.get("role")), _cell(row.get("ballot")),
             _cell(row.get("commit_index")), _cell(row.get("applied_index")), _cell(row.get("lag")),
             _styled(row.get("status")), _cell(row["reachable"]), report,
         )

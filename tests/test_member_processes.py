@@ -69,6 +69,16 @@ def test_replace_a_dead_node_while_clients_write(tmp_path: Path) -> None:
         members = httpx.get(c.url(survivor) + "/v1/cluster/members", timeout=5).json()
         assert sorted(members["voters"]) == sorted({"n1", "n2", "n3", "n4"} - {victim})
         assert members["retired"] == [victim]
+        # The cluster view follows the configuration: n4 (not in the survivor's
+        # cluster file) is asked and answers; the removed node is shown retired.
+        def rows() -> dict[str, dict[str, object]] | None:
+            status = httpx.get(c.url(survivor) + "/v1/cluster/status", timeout=30).json()
+            by_id = {r["id"]: r for r in status["nodes"]}
+            return by_id if by_id.get("n4", {}).get("answered") else None
+
+        by_id = wait_for(rows, 60, "n4 in the cluster status")
+        assert by_id["n4"]["role"] in ("leader", "follower")
+        assert by_id[victim]["role"] == "retired" and not by_id[victim]["answered"]
 
         after = len(writer.acked)
         wait_for(lambda: len(writer.acked) >= after + 20, 60, "writes after the replacement")

@@ -17,6 +17,11 @@ answer of each, with the time it arrived. Two uses:
 
 A peer that does not answer in time, or answers something that is not a
 report, is shown as such; its last good report is kept, marked by its age.
+
+The peers are the strong group's committed configuration (voters and
+learners, ``strong.membership``) and the cluster file's nodes, minus retired
+ids: a node added by a membership change is asked although this node's
+cluster file may not name it; a removed one is listed as retired, never asked.
 """
 
 from __future__ import annotations
@@ -58,9 +63,16 @@ class PeerReports:
     def __init__(self, node: Node, forwarder: Forwarder) -> None:
         self.node = node
         self.forwarder = forwarder
+        #: refreshed from the configuration every round (the node may not be started yet)
         self.reports = {n.id: PeerReport(n.id) for n in node.config.nodes if n.id != node.id}
         self._round: asyncio.Task[None] | None = None
         self._round_started = float("-inf")
+
+    def peers(self) -> list[str]:
+        """Who to ask: the configuration's members and the cluster file's nodes,
+        minus retired ids and this node (module docstring)."""
+        return [n for n in known_nodes(self.node) if n != self.node.id
+                and n not in self.node.strong.members.retired]
 
     @property
     def max_age(self) -> float:
@@ -108,10 +120,12 @@ class PeerReports:
 
     async def _gather(self) -> None:
         timeout = max(1.0, 2 * self.node.config.timing.election_timeout)
-        await asyncio.gather(*(self._ask(peer, timeout) for peer in self.reports))
+        peers = self.peers()
+        self.reports = {p: self.reports.get(p) or PeerReport(p) for p in peers}
+        await asyncio.gather(*(self._ask(peer, timeout) for peer in peers))
 
     async def _ask(self, peer: str, timeout: float) -> None:
-        entry = self.reports[peer]
+        entry = self.reports[peer]  # the round's own dict entry, whatever replaces it later
         try:
             status, body = await self.forwarder.ask(peer, "/v1/cluster/health", "local=true", timeout)
             report = json.loads(body)
@@ -124,6 +138,22 @@ class PeerReports:
             entry.error = f"bad report: {exc}"[:200]
             return
         entry.report, entry.at, entry.error = report, asyncio.get_running_loop().time(), None
+
+
+def known_nodes(node: Node) -> list[str]:
+    """The cluster file's nodes, then the configuration's other members (and retired
+    ids), each once, in that order."""
+    members = node.strong.members
+    ids = [n.id for n in node.config.nodes] + list(members.members) + list(members.retired)
+    return list(dict.fromkeys(ids))
+
+
+def _api_of(node: Node, nid: str) -> str | None:
+    member = node.strong.members.address(nid)
+    if member is not None and member.api_address:
+        return f"http://{member.api_address}"
+    cfg = next((n for n in node.config.nodes if n.id == nid), None)
+    return f"http://{cfg.host}:{cfg.api_port}" if cfg is not None else None
 
 
 def plausible_report(report: object, peer: str) -> bool:
@@ -194,21 +224,24 @@ def cluster_status(node: Node, reports: dict[str, PeerReport]) -> dict[str, Any]
         if report and report.get("strong", {}).get("role") == "leader":
             leader_lag = report["strong"].get("replica_lag", {})
     nodes = []
-    for cfg in node.config.nodes:
-        report = by_node.get(cfg.id)
-        entry = reports.get(cfg.id)
+    retired = node.strong.members.retired
+    for nid in known_nodes(node):
+        report = by_node.get(nid)
+        entry = reports.get(nid)
         row: dict[str, Any] = {
-            "id": cfg.id,
-            "api": f"http://{cfg.host}:{cfg.api_port}",
-            "reachable": cfg.id in reachable,
-            "answered": cfg.id == node.id or (entry is not None and entry.error is None),
-            "age_ms": 0 if cfg.id == node.id else (_age_ms(entry, now) if entry else None),
+            "id": nid,
+            "api": _api_of(node, nid),
+            "reachable": nid in reachable,
+            "answered": nid == node.id or (entry is not None and entry.error is None),
+            "age_ms": 0 if nid == node.id else (_age_ms(entry, now) if entry else None),
             "error": entry.error if entry is not None else None,
             "status": None,
         }
-        if report is not None and "strong" in report:
+        if nid in retired:  # removed from the configuration: never asked, never counted
+            row.update(role="retired", answered=False, error="removed from the configuration")
+        elif report is not None and "strong" in report:
             strong = report["strong"]
-            lag = leader_lag.get(cfg.id)
+            lag = leader_lag.get(nid)
             if lag is None and strong.get("role") != "leader" and commits:
                 lag = max(commits) - strong["commit_index"]
             row.update(status=report.get("status"), role=strong.get("role"),

@@ -129,6 +129,9 @@ def cluster_up(nodes: int, api_port: int, data_dir: str | None, ready_timeout: f
               flush=True)
         if acl_notice:
             print(acl_notice, flush=True)
+        else:  # with ACLs on, a management token (the bootstrap one) does this instead
+            print(f"admin token: {sup.admin_token} (membership changes: "
+                  f"configsvc member ... --token <it>, or export CONFIGSVC_TOKEN=<it>)", flush=True)
         while not stopping.is_set():
             with control.lock:
                 exits = sup.poll_exits()
