@@ -34,7 +34,7 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -108,6 +108,20 @@ class StrongView:
 
 def _n(count: int) -> str:
     return f"{count:,}"
+
+
+def removal_reasons(node_id: str, voters: Sequence[str], refused_as: Mapping[str, str | None]
+                    ) -> list[Reason]:
+    """A node that believes it is a voter, whose peers refuse its handshakes as an
+    unknown node, was removed from the configuration without learning it (the
+    commit that removed it is never sent to it): its id is retired for good."""
+    refusing = sorted(p for p, code in refused_as.items() if code == "unknown-node")
+    if node_id not in voters or not refusing:
+        return []
+    return [Reason("removed", "unavailable",
+                   f"peers {', '.join(refusing)} refuse this node as unknown: it was removed "
+                   f"from the configuration and its id is retired; replace it under a new id "
+                   f"(docs/membership.md)", {"refused_by": refusing})]
 
 
 def strong_reasons(view: StrongView, limits: Thresholds = Thresholds()) -> list[Reason]:

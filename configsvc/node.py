@@ -29,6 +29,7 @@ from configsvc.health_report import (
     StrongView,
     Thresholds,
     eventual_reasons,
+    removal_reasons,
     status_of,
     strong_reasons,
 )
@@ -462,7 +463,8 @@ class Node:
         )
         eventual = self._eventual_health()
         thresholds = Thresholds(**self.config.health.model_dump(include={"lag_entries", "gossip_lag_events"}))
-        reasons = [*strong_reasons(view, thresholds), *eventual_reasons(self._eventual_view(), thresholds)]
+        reasons = [*strong_reasons(view, thresholds), *eventual_reasons(self._eventual_view(), thresholds),
+                   *removal_reasons(self.id, voters, {p: s.refused_as for p, s in stats.peers.items()})]
         reasons.extend(self._repair_reasons())
         for source in self.health_sources:
             reasons.extend(source())

@@ -13,6 +13,7 @@ from configsvc.health_report import (
     compare_digests,
     digest_reasons,
     eventual_reasons,
+    removal_reasons,
     status_of,
     strong_reasons,
 )
@@ -153,3 +154,13 @@ def test_a_peer_report_is_read_only_in_the_shape_the_cluster_view_uses() -> None
                 {**good, "reasons": {}}, {**good, "strong": {"commit_index": "5", "applied_index": 5}},
                 {**good, "strong": None}, {**good, "strong": {**good["strong"], "replica_lag": []}}):  # type: ignore[dict-item]
         assert not plausible_report(bad, "n2"), bad
+
+
+def test_a_voter_refused_as_unknown_by_its_peers_says_it_was_removed() -> None:
+    refused = {"n1": "unknown-node", "n2": None, "n3": "auth"}
+    (reason,) = removal_reasons("n4", ("n1", "n2", "n4"), refused)
+    assert (reason.code, reason.severity) == ("removed", "unavailable")
+    assert reason.details == {"refused_by": ["n1"]}
+    # a learner not added yet is refused the same way, and is told nothing
+    assert removal_reasons("n5", ("n1", "n2", "n3"), refused) == []
+    assert removal_reasons("n4", ("n1", "n2", "n4"), {"n1": None, "n2": "auth"}) == []

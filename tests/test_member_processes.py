@@ -99,6 +99,13 @@ def test_replace_a_dead_node_while_clients_write(tmp_path: Path) -> None:
         log = tmp_path / f"{victim}.log"
         wait_for(lambda: "refused by peer: unknown-node" in log.read_text(), 60,
                  f"{victim}'s handshakes refused")
+        # ...and it says so: it never received the commit that removed it.
+        def removed() -> dict[str, object] | None:
+            reasons = c.health(victim)["reasons"]
+            return next((r for r in reasons if r["code"] == "removed"), None)
+
+        reason = wait_for(removed, 60, f"{victim}'s health to say it was removed")
+        assert "replace it under a new id" in str(reason["message"])
     finally:
         c.stop_all()
 

@@ -132,6 +132,9 @@ class PeerStats:
     connect_failures: int = 0
     #: handshakes with this peer that failed authentication, either direction
     auth_failures: int = 0
+    #: the reason code the peer gave when it last refused our handshake (None: the
+    #: last one succeeded); ``unknown-node`` from a member means we were removed
+    refused_as: str | None = None
     write_timeouts: int = 0
     #: oversize, undecodable or unexpected frames from an authenticated connection
     bad_frames: int = 0

@@ -355,12 +355,14 @@ class Transport:
                     peer_id=peer.id,
                     secret=cfg.secret,
                 )
+            peer.stats.refused_as = None
             return reader, writer
         except (OSError, EOFError, TimeoutError, ProtocolError) as exc:
             if (isinstance(exc, Refused) and exc.auth) or isinstance(exc, ssl.SSLError):
                 peer.stats.auth_failures += 1
                 log.warning("handshake with %s failed: %s", peer.id, exc)
             elif isinstance(exc, Refused):
+                peer.stats.refused_as = exc.code
                 log.info("handshake with %s refused: %s", peer.id, exc)
             else:
                 log.debug("dial %s at %s:%s failed: %r", peer.id, host, port, exc)

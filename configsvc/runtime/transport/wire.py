@@ -46,11 +46,14 @@ class ProtocolError(Exception):
 class Refused(ProtocolError):
     """A handshake refused for a reason worth telling the other end."""
 
-    def __init__(self, reason: str, peer: str | None = None, *, auth: bool = False) -> None:
+    def __init__(self, reason: str, peer: str | None = None, *, auth: bool = False,
+                 code: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.peer = peer
         self.auth = auth
+        #: the reason code the other end sent (``unknown-node``, ``auth``, ...), if it sent one
+        self.code = code
 
 
 def encode_frame(kind: int, body: bytes = b"") -> bytes:
@@ -82,7 +85,8 @@ async def read_frame(reader: asyncio.StreamReader, max_bytes: int) -> bytes:
 def parse_control(body: bytes, kind: int, arity: int) -> list[object]:
     if body[0] == REJECT and kind != REJECT:
         fields = parse_control(body, REJECT, 1)
-        raise Refused(f"refused by peer: {str(fields[0])[:64]}", auth=fields[0] in ("auth", "identity"))
+        code = str(fields[0])[:64]
+        raise Refused(f"refused by peer: {code}", auth=code in ("auth", "identity"), code=code)
     if body[0] != kind:
         raise ProtocolError(f"expected frame kind {kind}, got {body[0]}")
     try:
