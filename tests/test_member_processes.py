@@ -79,6 +79,11 @@ def test_replace_a_dead_node_while_clients_write(tmp_path: Path) -> None:
         by_id = wait_for(rows, 60, "n4 in the cluster status")
         assert by_id["n4"]["role"] in ("leader", "follower")
         assert by_id[victim]["role"] == "retired" and not by_id[victim]["answered"]
+        # The Consul face's raft peers are the configuration's voters too.
+        peers = httpx.get(c.consul_url(survivor) + "/v1/status/peers", timeout=10).json()
+        assert peer in peers and len(peers) == 3, peers
+        leader_addr = httpx.get(c.consul_url(survivor) + "/v1/status/leader", timeout=10).json()
+        assert leader_addr in peers
 
         after = len(writer.acked)
         wait_for(lambda: len(writer.acked) >= after + 20, 60, "writes after the replacement")

@@ -1,7 +1,8 @@
 """``/v1/status/leader``, ``/v1/status/peers`` and ``/v1/agent/self``.
 
 Consul answers the status endpoints with the consensus addresses of its
-servers; here they are the strong group's members at ``host:peer_port``.
+servers; here they are the strong group's voters (the committed
+configuration, ``strong.membership``) at their peer addresses.
 ``leader`` is ``""`` while this node knows of no leader (Consul's answer).
 ``agent/self`` holds what clients read when they start: the datacenter, the
 node's name and id, that it is a server, and the version of configsvc.
@@ -43,8 +44,13 @@ class ConsulStatus:
         self.datacenter = node.config.consul.datacenter
 
     def _address(self, node_id: str) -> str:
-        member = self.node.config.node(node_id)
-        return f"{member.host}:{member.peer_port}"
+        """A member's consensus address: from the configuration (a node added by a
+        membership change may be missing from this node's cluster file)."""
+        member = self.node.strong.members.address(node_id)
+        if member is not None and member.peer_address:
+            return member.peer_address
+        known = next((n for n in self.node.config.nodes if n.id == node_id), None)
+        return f"{known.host}:{known.peer_port}" if known is not None else node_id
 
 
     async def leader(self, request: Request) -> Response:
@@ -56,7 +62,8 @@ class ConsulStatus:
 
     async def peers(self, request: Request) -> Response:
         Query(request, (), self.datacenter)
-        return consul_json([self._address(n.id) for n in self.node.config.nodes])
+        check_serving(self.node)
+        return consul_json([self._address(n) for n in self.node.strong.members.voters])
 
     async def agent_self(self, request: Request) -> Response:
         Query(request, (), self.datacenter)
