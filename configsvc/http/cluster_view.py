@@ -39,6 +39,7 @@ from configsvc.health_report import (
     status_of,
 )
 from configsvc.http.forwarding import Forwarder
+from configsvc.member_addresses import member_address
 
 if TYPE_CHECKING:
     from configsvc.node import Node
@@ -149,11 +150,8 @@ def known_nodes(node: Node) -> list[str]:
 
 
 def _api_of(node: Node, nid: str) -> str | None:
-    member = node.strong.members.address(nid)
-    if member is not None and member.api_address:
-        return f"http://{member.api_address}"
-    cfg = next((n for n in node.config.nodes if n.id == nid), None)
-    return f"http://{cfg.host}:{cfg.api_port}" if cfg is not None else None
+    member = member_address(node, nid)
+    return f"http://{member.api_address}" if member is not None and member.api_address else None
 
 
 def plausible_report(report: object, peer: str) -> bool:

@@ -62,6 +62,7 @@ from configsvc.http.eventual_api import TOKEN, EventualApi
 from configsvc.http.forwarding import FORWARDED, Forwarder
 from configsvc.http.node_requests import consistency_of, forward
 from configsvc.http.strong_api import StrongApi, result_json
+from configsvc.member_addresses import is_member
 from configsvc.runtime.strong_driver import Halted, NotLeader, OutcomeUnknown
 from eventual.dots import SVC_SPACE
 from eventual.instances import InstanceInfo, InstanceView, Status
@@ -174,7 +175,6 @@ class Discovery:
         self.forwarder = forwarder
         self._strong = StrongApi(node)
         self._eventual = EventualApi(node)
-        self._node_ids = {n.id for n in node.config.nodes}
 
     # ------------------------------------------------------------------ writes
 
@@ -289,7 +289,7 @@ class Discovery:
     def origin(self, request: Request) -> str:
         """The node a request arrived at: this one, or the member that forwarded it here."""
         source = request.headers.get(FORWARDED)
-        return source if source in self._node_ids else self.node.id
+        return source if source is not None and is_member(self.node, source) else self.node.id
 
     # ------------------------------------------------------------------ strong
 

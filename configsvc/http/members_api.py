@@ -29,7 +29,8 @@ from starlette.routing import Route
 
 from configsvc.http.errors import ApiError, bad_request, json_object
 from configsvc.http.node_requests import check_serving, read_body
-from configsvc.node_members import member_of, parse_address
+from configsvc.member_addresses import member_address
+from configsvc.node_members import parse_address
 from configsvc.runtime.strong_driver import Halted, OutcomeUnknown
 from strong.member_log import ChangeKind, ChangeOutcome, ChangeStatus, MembershipChange
 from strong.membership import Member
@@ -43,22 +44,16 @@ class MembersApi:
         self.node = node
 
     def _api_address(self, node_id: str) -> str | None:
-        m = self.node.strong.members.address(node_id)
-        if m is not None and m.api_address:
-            return m.api_address
-        if any(n.id == node_id for n in self.node.config.nodes):
-            return member_of(self.node.config, node_id).api_address
-        return None
+        m = member_address(self.node, node_id)
+        return m.api_address if m is not None and m.api_address else None
 
     def _view(self) -> dict[str, Any]:
         members = self.node.strong.members
         status = self.node.strong.status()
         entries = []
         for nid in members.members:
-            known = members.address(nid)
-            peer = known.peer_address if known else (
-                member_of(self.node.config, nid).peer_address
-                if any(n.id == nid for n in self.node.config.nodes) else "")
+            known = member_address(self.node, nid)
+            peer = known.peer_address if known else ""
             entries.append({"id": nid, "role": "voter" if nid in members.voters else "learner",
                             "peer_address": peer, "api_address": self._api_address(nid) or "",
                             "commit_index": status.peer_commit.get(nid)})

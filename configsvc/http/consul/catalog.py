@@ -28,6 +28,7 @@ from configsvc.http.consul.kv import consul_json
 from configsvc.http.consul.params import BLOCKING_READ, Query
 from configsvc.http.consul.status import node_uuid
 from configsvc.http.discovery import Discovery, Instance, InstancesView
+from configsvc.member_addresses import member_address
 
 if TYPE_CHECKING:
     from configsvc.node import Node
@@ -57,7 +58,8 @@ class ConsulCatalog:
         return view, {**view.headers, **meta.headers()}
 
     def _node(self, node_id: str) -> dict[str, Any]:
-        host = next((n.host for n in self.node.config.nodes if n.id == node_id), "")
+        member = member_address(self.node, node_id)
+        host = member.api_address.rpartition(":")[0] if member is not None else ""
         return {
             "ID": node_uuid(self.node.config.cluster_id, node_id),
             "Node": node_id, "Address": host, "Datacenter": self.consul.datacenter,

@@ -21,6 +21,7 @@ from configsvc.http.consul.consistency import strong_meta
 from configsvc.http.consul.kv import consul_json
 from configsvc.http.consul.params import Query
 from configsvc.http.node_requests import check_serving
+from configsvc.member_addresses import member_address
 
 if TYPE_CHECKING:
     from configsvc.node import Node
@@ -46,11 +47,8 @@ class ConsulStatus:
     def _address(self, node_id: str) -> str:
         """A member's consensus address: from the configuration (a node added by a
         membership change may be missing from this node's cluster file)."""
-        member = self.node.strong.members.address(node_id)
-        if member is not None and member.peer_address:
-            return member.peer_address
-        known = next((n for n in self.node.config.nodes if n.id == node_id), None)
-        return f"{known.host}:{known.peer_port}" if known is not None else node_id
+        member = member_address(self.node, node_id)
+        return member.peer_address if member is not None and member.peer_address else node_id
 
 
     async def leader(self, request: Request) -> Response:
