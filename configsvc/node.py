@@ -153,6 +153,11 @@ class Node:
         return self._strong
 
     @property
+    def started(self) -> bool:
+        """Whether ``start`` has opened the stores (``strong``/``eventual`` exist)."""
+        return self._strong is not None
+
+    @property
     def eventual(self) -> EventualDriver:
         assert self._eventual is not None, "node not started"
         return self._eventual

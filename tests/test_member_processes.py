@@ -84,6 +84,11 @@ def test_replace_a_dead_node_while_clients_write(tmp_path: Path) -> None:
         assert peer in peers and len(peers) == 3, peers
         leader_addr = httpx.get(c.consul_url(survivor) + "/v1/status/leader", timeout=10).json()
         assert leader_addr in peers
+        # ...and the dashboard's member list.
+        ui = httpx.get(c.url(survivor) + "/ui/api/state", timeout=30).json()
+        shown = {m["id"]: m for m in ui["members"]}
+        assert "n4" in shown and victim not in shown, sorted(shown)
+        assert shown["n4"]["api"] == f"http://{api}"
 
         after = len(writer.acked)
         wait_for(lambda: len(writer.acked) >= after + 20, 60, "writes after the replacement")

@@ -41,10 +41,12 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from configsvc.http.cluster_view import known_nodes
 from configsvc.http.errors import ApiError, bad_request, json_object
 from configsvc.http.node_requests import read_body
 from configsvc.http.strong_api import ns_json
 from configsvc.lab.cuts import describe
+from configsvc.member_addresses import member_address
 from configsvc.security import api_scheme, api_verify
 
 if TYPE_CHECKING:
@@ -78,11 +80,27 @@ class Dashboard:
     def __init__(self, node: Node, control_url: str | None) -> None:
         self.node = node
         self.control_url = control_url.rstrip("/") if control_url else None
-        self.members = [n.id for n in node.config.nodes]
-        scheme = api_scheme(node.config)
-        self.api = {n.id: f"{scheme}://{_connect_host(n.host)}:{n.api_port}" for n in node.config.nodes}
+        self.scheme = api_scheme(node.config)
         #: how the member view verifies the other nodes' API certificates
         self.verify = api_verify(node.config, node.id)
+
+    @property
+    def members(self) -> list[str]:
+        """The nodes shown: the configuration's members and the cluster file's
+        nodes, minus removed ones (``configsvc.http.cluster_view.known_nodes``)."""
+        if not self.node.started:
+            return [n.id for n in self.node.config.nodes]
+        retired = self.node.strong.members.retired
+        return [n for n in known_nodes(self.node) if n not in retired]
+
+    def api(self, nid: str) -> str:
+        """``nid``'s API base URL (from the configuration or the cluster file)."""
+        member = member_address(self.node, nid) if self.node.started else None
+        if member is None or not member.api_address:
+            n = self.node.config.node(nid)
+            return f"{self.scheme}://{_connect_host(n.host)}:{n.api_port}"
+        host, _, port = member.api_address.rpartition(":")
+        return f"{self.scheme}://{_connect_host(host)}:{port}"
 
     # ------------------------------------------------------------------ the page
 
@@ -102,16 +120,17 @@ class Dashboard:
     async def state(self, request: Request) -> Response:
         node = self.node
         me = node.health()
+        shown = self.members
         async with httpx.AsyncClient(timeout=MEMBER_TIMEOUT, verify=self.verify) as http:
             control, healths = await asyncio.gather(
                 self._control_status(http),
-                asyncio.gather(*(self._health(http, nid, me) for nid in self.members)),
+                asyncio.gather(*(self._health(http, nid, me) for nid in shown)),
             )
             partition = await self._partition(http, control)
         up = control["nodes"] if control and isinstance(control.get("nodes"), dict) else {}
         reachable = set(me.get("strong", {}).get("reachable_voters", [node.id]))
         members = [self._member(nid, health, up.get(nid), nid in reachable)
-                   for nid, health in zip(self.members, healths, strict=True)]
+                   for nid, health in zip(shown, healths, strict=True)]
         namespaces = [] if node.corrupt else [ns_json(i) for i in node.strong.sm.namespaces()]
         return JSONResponse({
             "node": node.id,
@@ -126,7 +145,7 @@ class Dashboard:
 
     def _member(self, nid: str, health: dict[str, Any] | None, sup: Any, reachable: bool) -> dict[str, Any]:
         """One member as the page shows it; ``sup``: the supervisor's entry, if any."""
-        entry: dict[str, Any] = {"id": nid, "api": self.api[nid], "self": nid == self.node.id,
+        entry: dict[str, Any] = {"id": nid, "api": self.api(nid), "self": nid == self.node.id,
                                  "reachable_from_here": reachable, "up": None, "exit": None}
         if isinstance(sup, dict):
             entry["up"], entry["exit"] = sup.get("up"), sup.get("exit")
@@ -147,7 +166,7 @@ class Dashboard:
         if nid == self.node.id:
             return me
         try:
-            response = await http.get(self.api[nid] + "/v1/cluster/health")
+            response = await http.get(self.api(nid) + "/v1/cluster/health")
             data = response.json()
         except (httpx.HTTPError, ValueError):
             return None
@@ -196,7 +215,7 @@ class Dashboard:
 
     async def _faults(self, http: httpx.AsyncClient, nid: str, token: str) -> dict[str, Any] | None:
         try:
-            response = await http.get(self.api[nid] + "/v1/admin/faults",
+            response = await http.get(self.api(nid) + "/v1/admin/faults",
                                       headers={"Authorization": f"Bearer {token}"})
             faults = response.json().get("faults") if response.status_code == 200 else None
         except (httpx.HTTPError, ValueError, AttributeError):
