@@ -34,7 +34,7 @@ from configsvc.health_report import (
     strong_reasons,
 )
 from configsvc.metrics import NodeCollector, NodeMetrics
-from configsvc.node_members import PeerBook, bootstrap
+from configsvc.node_members import PeerBook, RosterFeed, bootstrap, roster
 from configsvc.quarantine import open_stores
 from configsvc.runtime.disk_storage import DiskStorage
 from configsvc.runtime.disklog import CorruptLog
@@ -55,6 +55,7 @@ from eventual.membership_messages import MemberState
 from eventual.records import Record as EventualRecord
 from strong.commands import Command, encode_command
 from strong.config import PlantedBugs, ReplicaConfig
+from strong.membership import Membership
 from strong.ops import CreateNamespace, ExpireInstances, ExpireSessions, SetVersion
 from strong.ready import Role
 from strong.records import Record as StrongRecord
@@ -240,10 +241,11 @@ class Node:
             UPGRADE_CHANNEL, lambda src, payload: self.support.deliver(src, payload, time.monotonic()))
         self.peer_book = PeerBook(self.id, self.transport)
         self.peer_book.update(self._strong.members)
-        self._strong.on_members = self.peer_book.update
         assert self.event_storage is not None
+        # The eventual roster and SWIM's peers: the committed configuration (node_members rule 4).
+        start_roster = roster(self._strong.members)
         self._eventual = EventualDriver(
-            EventualConfig(self.id, tuple(n.id for n in cfg.nodes), namespaces=self.merges,
+            EventualConfig(self.id, tuple(sorted({self.id, *start_roster})), namespaces=self.merges,
                            self_preservation=SelfPreservation(
                                **cfg.eventual.self_preservation.model_dump())),
             self.event_storage,
@@ -253,10 +255,18 @@ class Node:
         eventual = self._eventual
         self.membership = MembershipDriver(
             self.id,
-            [n.id for n in cfg.nodes if n.id != self.id],
+            [n for n in start_roster if n != self.id],
             lambda dst, payload: transport.send(dst, MEMBERSHIP_CHANNEL, payload),
             eventual.set_alive,
         )
+        feed = RosterFeed(self.id, self._strong.members, eventual, self.membership)
+        book = self.peer_book
+
+        def on_members(members: Membership) -> None:
+            book.update(members)
+            feed.update(members)
+
+        self._strong.on_members = on_members
         self.transport.on_receive(MEMBERSHIP_CHANNEL, self.membership.deliver)
         self._strong.on_commit = self.metrics.commit_seconds.observe
         self._strong.loop.on_fsync = self.metrics.fsync_observer("strong")
@@ -525,7 +535,7 @@ class Node:
     def _eventual_view(self) -> EventualView:
         status = self.eventual.status()
         swim = self.membership
-        members = swim.membership.members(swim.clock()) if swim is not None else []
+        members = swim.peer_states() if swim is not None else []
         return EventualView(
             self.id, self.eventual.halted, status.peer_lag,
             tuple(m.id for m in members if m.state is MemberState.SUSPECT),

@@ -14,12 +14,32 @@ module keeps the runtime in step with it:
 3. Removal. A node removed from the configuration is retired: its link is
    dropped and its handshakes are refused from then on
    (``Transport.set_member_check``); its id is never reused.
+4. Eventual roster. The eventual replicas that gossip and count for causal
+   stability, and the peers SWIM watches, are the members of the committed
+   configuration (voters and learners; never a retired id), not the
+   cluster file's list (``roster``, ``RosterFeed``). A learner is in it from
+   the moment it is added: it replicates the eventual store like the strong
+   log, and is brought in by full state (``eventual.stability`` rule 1).
+   A removed member leaves it: it no longer holds collection back and its
+   messages are ignored, and the events it wrote stay valid everywhere
+   (``eventual.stability`` rule 2; its id is never reused, so none of its
+   dots is ever written again by anyone).
+
+   What removal can lose: eventual writes the removed node acknowledged and
+   no remaining member received before learning of the removal (from then
+   on its messages are refused). A dead node's unsent writes were lost to
+   the cluster with it anyway; a live node must be drained first: no client
+   writes to it, and its gossip has reached the others (``configsvc member
+   remove`` of a live node is the operator's statement that it has; see
+   docs/membership.md, "Eventual namespaces").
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
+from typing import Protocol
 
 from configsvc.config import ClusterConfig
 from configsvc.runtime.transport import Transport
@@ -39,6 +59,40 @@ def member_of(config: ClusterConfig, node_id: str) -> Member:
     """The addresses the cluster file gives ``node_id`` (raises ``ConfigError``)."""
     n = config.node(node_id)
     return Member(node_id, f"{n.host}:{n.peer_port}", f"{n.host}:{n.api_port}")
+
+
+def roster(members: Membership) -> tuple[str, ...]:
+    """The eventual roster of a configuration (rule 4): voters and learners, by id."""
+    return tuple(sorted(set(members.members) - set(members.retired)))
+
+
+class EventualMembers(Protocol):
+    def set_roster(self, members: Sequence[str]) -> None: ...
+
+
+class SwimPeers(Protocol):
+    def set_peers(self, peers: Sequence[str]) -> None: ...
+
+
+class RosterFeed:
+    """Keeps the eventual replica's roster and SWIM's peers in step with the
+    configuration (rule 4). ``update`` is called with every committed one."""
+
+    def __init__(self, node_id: str, members: Membership, eventual: EventualMembers,
+                 swim: SwimPeers) -> None:
+        self.node_id = node_id
+        self.eventual = eventual
+        self.swim = swim
+        self.roster = roster(members)
+
+    def update(self, members: Membership) -> None:
+        new = roster(members)
+        if new == self.roster:
+            return
+        log.info("eventual roster: %s -> %s", ",".join(self.roster), ",".join(new))
+        self.roster = new
+        self.eventual.set_roster(new)
+        self.swim.set_peers([m for m in new if m != self.node_id])
 
 
 def parse_address(address: str) -> tuple[str, int]:

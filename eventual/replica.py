@@ -25,7 +25,10 @@ Rules this module obeys (each one is what a guarantee rests on):
    are applied after its earlier writes and reads everywhere.
 4. Garbage collection. The log drops an event only once it is causally
    stable among members heard from within ``gc_horizon``
-   (``eventual.stability``). A peer that was away beyond it, comes back with
+   (``eventual.stability``). The members are the roster, which may change
+   (``set_members``): messages from a node outside it are ignored, while the
+   events it wrote stay valid (they are delivered and served like any other:
+   delivery and the log follow dots, not the roster). A peer that was away beyond it, comes back with
    a new identity, or is simply below the log floor (``log.can_serve``: the
    rejoining marks are not durable) is sent the full state, never deltas it
    cannot use. A full state travels in byte-bounded chunks and is merged
@@ -227,9 +230,15 @@ class Replica(ClientCalls):
         self._release_parked()
 
     def set_members(self, members: Iterable[str], alive: Iterable[str], now: float) -> None:
-        """The roster and the members the failure detector reports alive."""
+        """The roster and the members the failure detector reports alive
+        (``eventual.stability`` rules 1-3). A removed member is forgotten here
+        too (its staged chunks, its sending memos), never its dots."""
         self.now = now
-        self.stability.set_members(members, alive, now)
+        for gone in self.stability.set_members(members, alive, now):
+            self.assembly.forget(gone)
+            self.full_state_sent.pop(gone, None)
+            self._in_flight.pop(gone, None)
+        self._gossip_order = [p for p in self._gossip_order if p in self.stability.peers]
 
     def submit(self, request_id: int, request: Request, token: str | None, now: float,
                wall: float | None = None) -> None:

@@ -16,9 +16,36 @@ counted (``inherit``: we now hold, without their log, events it may lack). A rej
 delta merge (the events it lacks may be collected), and stops rejoining
 once its version vector reaches this replica's log floor.
 
-Membership (SWIM, ``eventual.membership``) enters through ``set_members``:
-the roster, and which members the failure detector currently thinks alive
-(alive counts as heard from).
+Membership enters through ``set_members``: the *roster* (the replicas that
+gossip and count; in a node, the strong group's committed configuration,
+``configsvc.node_members``), and which members the failure detector (SWIM,
+``eventual.membership``) currently thinks alive (alive counts as heard from).
+The roster may grow and shrink; the rules that keep collection safe:
+
+1. A member enters the roster rejoining: it may lack events this replica
+   has already collected, so it is brought up by full state, never by
+   deltas it cannot use. Only ``needs_full_state`` clears the mark, and only
+   once what is known of the member (its messages' vectors, joined) reaches
+   this replica's log floor: its first digest, or any later message, does
+   not count it earlier. A member added before anything was collected (an
+   empty floor) is counted at its first digest, and then holds collection
+   back like any other.
+2. A member leaves the roster whole: its view is forgotten, it holds nothing
+   back, and its messages are ignored (``Replica.step``). What it wrote stays:
+   the stable vector is taken over *this replica's* version vector, whose
+   entries (the removed member's included) are never dropped, so its events
+   already applied stay in the state and the context, and its events still
+   in other replicas' logs are collected only once every counted member has
+   them (the minimum over the counted members, which no longer include it).
+3. Shrinking the roster only lets collection go further; it cannot strand a
+   member that stays: every member in the roster is either counted (the
+   stable vector waits for it) or rejoining (a full state brings it up).
+   Growing it cannot strand the newcomer (rule 1). A member that is in the
+   roster of some replicas and not yet of others (each learns the
+   configuration at its own pace) is counted where it is known; where it is
+   not, collection may pass it, and when it arrives there it arrives
+   rejoining. Every holder also checks its log floor before answering a
+   digest with deltas (``Replica._can_serve``), whatever the marks say.
 """
 
 from __future__ import annotations
@@ -58,11 +85,13 @@ class Stability:
         vv_join_into(peer.vv, vv)
         peer.last_heard = max(peer.last_heard, now)
 
-    def set_members(self, members: Iterable[str], alive: Iterable[str], now: float) -> None:
-        """The roster (new members are added, removed ones forgotten) and the
-        members the failure detector currently reports alive."""
+    def set_members(self, members: Iterable[str], alive: Iterable[str], now: float) -> list[str]:
+        """The roster (new members are added rejoining, rule 1; removed ones
+        forgotten, rule 2) and the members the failure detector currently
+        reports alive (only members of the roster count). Returns the removed."""
         roster = {m for m in members if m != self.me}
-        for gone in sorted(set(self.peers) - roster):
+        removed = sorted(set(self.peers) - roster)
+        for gone in removed:
             del self.peers[gone]
         for m in sorted(roster - set(self.peers)):
             # A member added later starts empty: what it lacks may already be collected.
@@ -70,6 +99,7 @@ class Stability:
         for m in alive:
             if m in self.peers:
                 self.peers[m].last_heard = max(self.peers[m].last_heard, now)
+        return removed
 
     def refresh(self, now: float) -> None:
         """Mark peers silent beyond the horizon as rejoining."""

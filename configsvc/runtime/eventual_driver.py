@@ -18,7 +18,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from configsvc.runtime.loop import CoreLoop, Step
@@ -81,6 +81,10 @@ class EventualDriver:
         #: the change-index reservation known durable (recovered, or fsynced since)
         self._durable_limit = self.replica.change_limit
         self._announced = self.change_index
+        #: the replicas that gossip (``set_roster``; initially the configured ones)
+        self.roster: tuple[str, ...] = config.nodes
+        #: the members the failure detector last reported alive
+        self._alive: list[str] = []
 
     async def start(self) -> None:
         await self.loop.start()
@@ -146,9 +150,20 @@ class EventualDriver:
         return min(self.replica.namespace_index(namespace), self._durable_limit)
 
     def set_alive(self, alive: list[str]) -> None:
-        """The failure detector's view: which configured members are alive now."""
-        members = list(self.config.nodes)
+        """The failure detector's view: which members of the roster are alive now."""
+        self._alive = list(alive)
+        members = list(self.roster)
         self.loop.submit(lambda: self.replica.set_members(members, alive, self.clock()))
+
+    def set_roster(self, members: Sequence[str]) -> None:
+        """The replicas that gossip and count for causal stability (the strong
+        group's committed configuration, ``configsvc.node_members``): a new one
+        is brought in by full state, a removed one is ignored from now on and
+        its dots stay valid (``eventual.stability`` rules 1-3)."""
+        self.roster = tuple(members)
+        alive = [m for m in self._alive if m in self.roster]
+        roster = list(self.roster)
+        self.loop.submit(lambda: self.replica.set_members(roster, alive, self.clock()))
 
     async def wait_for_change(self, timeout: float) -> bool:
         """Wait until the replica next persists something or its change index moves

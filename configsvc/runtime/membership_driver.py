@@ -3,10 +3,19 @@ to the one driver loop (``configsvc.runtime.loop``; it persists nothing).
 
 Members are addressed by node id over the peer transport (channel
 ``membership``). Every process start is a new *generation*, so a restarted
-node is never confused with its previous life. Whenever the view changes the
-driver reports which configured members are alive; the roster itself stays
-the configured one (garbage collection must wait for every configured
-replica, so failure detection informs, it does not shrink the roster).
+node is never confused with its previous life.
+
+1. The peers are the roster: the strong group's committed configuration
+   (``configsvc.node_members``, ``set_peers``), not SWIM's own view. A peer
+   that enters it is joined at once (a ``Sync``), so the failure detector
+   learns of it even before the peer's own join reaches this node; a peer
+   that leaves it (retired) is no longer reported, whatever SWIM still
+   remembers of it until its record is reaped.
+2. Whenever the view or the roster changes the driver reports which peers
+   are alive (``on_alive``). Failure detection informs, it never shrinks the
+   roster: garbage collection waits for every member of the committed
+   configuration that was heard from lately (``eventual.stability``), and
+   only a change of configuration adds or removes one.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from collections.abc import Callable, Sequence
 from configsvc.runtime.loop import CoreLoop, Step
 from eventual.membership import Membership, MembershipStatus
 from eventual.membership_config import MembershipConfig
-from eventual.membership_messages import MalformedMessage, decode_message, encode_message
+from eventual.membership_messages import MalformedMessage, Member, decode_message, encode_message
 
 log = logging.getLogger("configsvc.membership")
 
@@ -67,6 +76,18 @@ class MembershipDriver:
 
     def status(self) -> MembershipStatus:
         return self.membership.status(self.clock())
+
+    def set_peers(self, peers: Sequence[str]) -> None:
+        """The roster changed (rule 1): join the new peers, stop reporting the removed."""
+        new = [p for p in peers if p not in self.peers]
+        self.peers = list(peers)
+        if new:
+            self.loop.submit(lambda: self.membership.join(new, self.clock()))
+        self._report_alive()
+
+    def peer_states(self) -> list[Member]:
+        """SWIM's records of the peers in the roster (a retired node is not one)."""
+        return [m for m in self.membership.members(self.clock()) if m.id in self.peers]
 
     # ------------------------------------------------------------------ the loop's core
 
