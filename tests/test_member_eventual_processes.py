@@ -13,8 +13,8 @@ longer held back, and their digests agree (``configsvc.node_members`` rule 4,
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -29,13 +29,19 @@ def holds(c: LocalCluster, nid: str, expected: dict[str, bytes]) -> bool:
         return all(client.get("disc", k) == v for k, v in expected.items())
 
 
-def names(health: dict[str, Any], nid: str) -> bool:
-    """Whether a node's eventual health still mentions ``nid`` as a peer."""
+def forgot(c: LocalCluster, nid: str, gone: str) -> bool:
+    """Whether ``nid``'s eventual health no longer mentions ``gone`` as a peer."""
+    health = c.health(nid)
     eventual = health["eventual"]
-    return (nid in eventual["peer_lag"] or nid in eventual["rejoining"]
-            or nid in eventual["membership"]["alive_peers"]
-            or any(r["code"].startswith("gossip_") and r["details"].get("node") == nid
-                   for r in health["reasons"]))
+    return not (gone in eventual["peer_lag"] or gone in eventual["rejoining"]
+                or gone in eventual["membership"]["alive_peers"]
+                or any(r["code"].startswith("gossip_") and r["details"].get("node") == gone
+                       for r in health["reasons"]))
+
+
+def collected(c: LocalCluster, nid: str) -> bool:
+    """Whether ``nid``'s eventual log is empty: every event stable among its roster."""
+    return bool(c.health(nid)["eventual"]["events_not_yet_stable"] == 0)
 
 
 def test_eventual_data_follows_member_add_and_remove(tmp_path: Path) -> None:
@@ -49,7 +55,7 @@ def test_eventual_data_follows_member_add_and_remove(tmp_path: Path) -> None:
                     client.put("disc", f"{nid}/k{i}", f"{nid}-v{i}")
                     expected[f"{nid}/k{i}"] = f"{nid}-v{i}".encode()
         for nid in ("n1", "n2", "n3"):
-            wait_for(lambda nid=nid: holds(c, nid, expected), 60, f"{nid} to hold every write")
+            wait_for(partial(holds, c, nid, expected), 60, f"{nid} to hold every write")
 
         leader = c.leader()
         assert leader is not None
@@ -66,7 +72,7 @@ def test_eventual_data_follows_member_add_and_remove(tmp_path: Path) -> None:
             client.put("disc", "n4/k0", "n4-v0")
             expected["n4/k0"] = b"n4-v0"
         for nid in ("n1", "n2", "n3"):
-            wait_for(lambda nid=nid: holds(c, nid, expected), 60, f"n4's write to reach {nid}")
+            wait_for(partial(holds, c, nid, expected), 60, f"n4's write to reach {nid}")
             assert "n4" in c.health(nid)["eventual"]["peer_lag"]
 
         # Remove an old node (not the leader, which would only cost an election), then stop it.
@@ -82,11 +88,9 @@ def test_eventual_data_follows_member_add_and_remove(tmp_path: Path) -> None:
 
         for nid in remaining:
             # The removed node's writes stay readable; nothing waits for it any more.
-            wait_for(lambda nid=nid: holds(c, nid, expected), 60, f"{nid} to hold every write")
-            wait_for(lambda nid=nid: not names(c.health(nid), gone), 60,
-                     f"{nid} to stop counting {gone}")
-            wait_for(lambda nid=nid: c.health(nid)["eventual"]["events_not_yet_stable"] == 0, 60,
-                     f"{nid} to collect its log without {gone}")
+            wait_for(partial(holds, c, nid, expected), 60, f"{nid} to hold every write")
+            wait_for(partial(forgot, c, nid, gone), 60, f"{nid} to stop counting {gone}")
+            wait_for(partial(collected, c, nid), 60, f"{nid} to collect its log without {gone}")
 
         def agree() -> bool:
             views = [c.health(n)["eventual"] for n in remaining]
