@@ -31,7 +31,11 @@ module keeps the runtime in step with it:
    the cluster with it anyway; a live node must be drained first: no client
    writes to it, and its gossip has reached the others (``configsvc member
    remove`` of a live node is the operator's statement that it has; see
-   docs/membership.md, "Eventual namespaces").
+   docs/membership.md, "Eventual namespaces"). A node that learns its own
+   removal refuses every eventual request from then on (``retire``), so it
+   acknowledges no write that nobody else would ever receive. Only a removed
+   leader learns it (it commits its own removal); a removed follower is no
+   longer replicated to, so it is not told.
 """
 
 from __future__ import annotations
@@ -69,6 +73,8 @@ def roster(members: Membership) -> tuple[str, ...]:
 class EventualMembers(Protocol):
     def set_roster(self, members: Sequence[str]) -> None: ...
 
+    def retire(self) -> None: ...
+
 
 class SwimPeers(Protocol):
     def set_peers(self, peers: Sequence[str]) -> None: ...
@@ -84,8 +90,12 @@ class RosterFeed:
         self.eventual = eventual
         self.swim = swim
         self.roster = roster(members)
+        if node_id in members.retired:  # restarted after its removal
+            eventual.retire()
 
     def update(self, members: Membership) -> None:
+        if self.node_id in members.retired:
+            self.eventual.retire()
         new = roster(members)
         if new == self.roster:
             return

@@ -145,12 +145,16 @@ class _Recorder:
     def __init__(self) -> None:
         self.rosters: list[list[str]] = []
         self.peers: list[list[str]] = []
+        self.retired = False
 
     def set_roster(self, members: Sequence[str]) -> None:
         self.rosters.append(list(members))
 
     def set_peers(self, peers: Sequence[str]) -> None:
         self.peers.append(list(peers))
+
+    def retire(self) -> None:
+        self.retired = True
 
 
 def test_the_feed_follows_voters_and_learners_never_a_retired_id() -> None:
@@ -168,3 +172,11 @@ def test_the_feed_follows_voters_and_learners_never_a_retired_id() -> None:
     assert rec.rosters == [["n1", "n2", "n3", "n4"], ["n1", "n2", "n4"]]
     assert rec.peers == [["n2", "n3", "n4"], ["n2", "n4"]]
     assert roster(removed) == ("n1", "n2", "n4") and "n3" in removed.retired
+    assert not rec.retired
+    gone = _Recorder()
+    feed = RosterFeed("n3", added.promote("n4"), gone, gone)
+    feed.update(removed)  # n3 learns its own removal: it serves nothing more
+    assert gone.retired and gone.rosters == [["n1", "n2", "n4"]]
+    again = _Recorder()
+    RosterFeed("n3", removed, again, again)  # restarted after its removal
+    assert again.retired

@@ -4,11 +4,11 @@ A 3-node cluster takes eventual writes on every node; a fourth node is added
 with ``configsvc member add`` (a fresh node, ``join: true``) and promoted. It
 must serve every earlier eventual key (the old nodes now gossip with it and
 bring it in by full state) and its own eventual writes must reach the old
-nodes. Then an old node is removed and stopped: its eventual writes stay
-readable on every remaining node, the remaining nodes stop counting it
-(no peer lag, rejoining mark or SWIM reason names it), collection is no
-longer held back, and their digests agree (``configsvc.node_members`` rule 4,
-``eventual.stability`` rules 1-3).
+nodes. Then a node (a follower; the leader) is removed and stopped: its
+eventual writes stay readable on every remaining node, the remaining nodes
+stop counting it (no peer lag, rejoining mark or SWIM reason names it),
+collection is no longer held back, and their digests agree
+(``configsvc.node_members`` rule 4, ``eventual.stability`` rules 1-3).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 
 import httpx
+import pytest
 
 from configsvc.client import Client
 from tests.cluster import LocalCluster, wait_for
@@ -27,6 +28,12 @@ def holds(c: LocalCluster, nid: str, expected: dict[str, bytes]) -> bool:
     """Whether ``nid`` serves every key of ``expected`` with its value (eventual reads)."""
     with Client(c.url(nid), timeout=5.0) as client:
         return all(client.get("disc", k) == v for k, v in expected.items())
+
+
+def refuses(c: LocalCluster, nid: str) -> bool:
+    """Whether ``nid`` answers eventual requests with 503: it was removed."""
+    r = httpx.get(c.url(nid) + "/v1/kv/disc/n1/k0", timeout=5)
+    return r.status_code == 503 and "removed from the cluster" in r.text
 
 
 def forgot(c: LocalCluster, nid: str, gone: str) -> bool:
@@ -44,7 +51,8 @@ def collected(c: LocalCluster, nid: str) -> bool:
     return bool(c.health(nid)["eventual"]["events_not_yet_stable"] == 0)
 
 
-def test_eventual_data_follows_member_add_and_remove(tmp_path: Path) -> None:
+@pytest.mark.parametrize("remove", ["follower", "leader"])
+def test_eventual_data_follows_member_add_and_remove(tmp_path: Path, remove: str) -> None:
     c = LocalCluster(tmp_path, 3)
     try:
         c.start_all()
@@ -75,11 +83,15 @@ def test_eventual_data_follows_member_add_and_remove(tmp_path: Path) -> None:
             wait_for(partial(holds, c, nid, expected), 60, f"n4's write to reach {nid}")
             assert "n4" in c.health(nid)["eventual"]["peer_lag"]
 
-        # Remove an old node (not the leader, which would only cost an election), then stop it.
+        # Remove a node, then stop it. The leader commits its own removal, so it learns
+        # it, and from then on acknowledges nothing the others would ignore; a removed
+        # follower is not told (its peers stop replicating to it).
         leader = wait_for(c.leader, 60, "a leader")
-        gone = next(n for n in ("n3", "n2", "n1") if n != leader)
+        gone = leader if remove == "leader" else next(n for n in ("n3", "n2", "n1") if n != leader)
         done = member_cli("remove", gone, "--endpoint", c.url(leader))
         assert done.returncode == 0, done.stdout + done.stderr
+        if remove == "leader":
+            wait_for(partial(refuses, c, gone), 60, f"{gone} to refuse eventual requests")
         c.kill(gone)
         remaining = [n for n in ("n1", "n2", "n3", "n4") if n != gone]
         with Client(c.url(remaining[0]), timeout=10.0) as client:

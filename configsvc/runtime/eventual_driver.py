@@ -85,6 +85,8 @@ class EventualDriver:
         self.roster: tuple[str, ...] = config.nodes
         #: the members the failure detector last reported alive
         self._alive: list[str] = []
+        #: why requests are refused for good: this node was removed (``retire``)
+        self.retired: str | None = None
 
     async def start(self) -> None:
         await self.loop.start()
@@ -112,10 +114,11 @@ class EventualDriver:
 
         Raises TimeoutError if no answer came in time (a write may then still apply);
         OutcomeUnknown if the replica stopped after the request reached it (a write
-        may be durable); Halted if it stopped before (nothing happened).
+        may be durable); Halted if it stopped before, or this node was removed from
+        the cluster (nothing happened).
         """
-        if self.halted:
-            raise Halted(self.halted)
+        if self.halted or self.retired:
+            raise Halted(self.halted or self.retired)
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Result] = loop.create_future()
         self._next_request += 1
@@ -164,6 +167,12 @@ class EventualDriver:
         alive = [m for m in self._alive if m in self.roster]
         roster = list(self.roster)
         self.loop.submit(lambda: self.replica.set_members(roster, alive, self.clock()))
+
+    def retire(self) -> None:
+        """This node was removed from the cluster: the others ignore its messages
+        from now on, so it must not acknowledge a write nobody else will see (nor
+        answer reads from a state that no longer follows the cluster's)."""
+        self.retired = "this node was removed from the cluster"
 
     async def wait_for_change(self, timeout: float) -> bool:
         """Wait until the replica next persists something or its change index moves
