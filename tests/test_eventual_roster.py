@@ -5,7 +5,7 @@ a removed one holds nothing back and is ignored, and its dots stay valid."""
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import pytest
 
@@ -268,3 +268,28 @@ def _roster_change_schedule(seed: int, bugs: PlantedBugs | None = None) -> None:
 @pytest.mark.parametrize("seed", range(12))
 def test_randomised_roster_changes_lose_nothing_and_do_not_hold_collection(seed: int) -> None:
     _roster_change_schedule(seed)
+
+
+def test_the_randomised_schedules_catch_a_newcomer_served_by_deltas(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Planted: a member entering the roster counts at once (rule 1 broken), and the
+    # floor check that would still send it a full state is off (``ignore_can_serve``):
+    # the newcomer never gets what was collected before it came, and collection stalls.
+    original = Stability.set_members
+
+    def counted_at_once(self: Stability, members: Iterable[str], alive: Iterable[str],
+                        now: float) -> list[str]:
+        before = set(self.peers)
+        removed = original(self, members, alive, now)
+        for m in set(self.peers) - before:
+            self.peers[m].rejoining = False
+        return removed
+
+    monkeypatch.setattr(Stability, "set_members", counted_at_once)
+    caught = 0
+    for seed in range(12):
+        try:
+            _roster_change_schedule(seed, PlantedBugs(ignore_can_serve=True))
+        except AssertionError:
+            caught += 1
+    assert caught > 0
