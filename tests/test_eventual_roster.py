@@ -191,7 +191,8 @@ def test_the_feed_follows_voters_and_learners_never_a_retired_id() -> None:
 
 def _roster_change_schedule(seed: int, bugs: PlantedBugs | None = None) -> None:
     """n4 is added and n3 removed while clients write, links flap and nodes
-    restart; every replica learns each change at its own moment. n3 is drained
+    restart (and recover an older configuration for a while); every replica
+    learns each change at its own moment. n3 is drained
     before its removal (no client writes to it for a while, links healed), as
     docs/membership.md asks. At the end every write acknowledged by any node is
     on every remaining replica, they converge, and nothing holds their
@@ -210,8 +211,14 @@ def _roster_change_schedule(seed: int, bugs: PlantedBugs | None = None) -> None:
     acked: dict[str, bytes] = {}
     started = removed = False
     i = 0
+    stale: dict[str, float] = {}
     while net.now < 7.0:
         now = net.now
+        for n, t in list(stale.items()):
+            if now >= t:
+                del stale[n]
+                if n in net.replicas:
+                    set_roster(net, belief[n], at=[n])
         for n, t in learn_add.items():
             if now >= t and "n4" not in belief[n]:
                 belief[n] = ["n1", "n2", "n3", "n4"]
@@ -243,7 +250,10 @@ def _roster_change_schedule(seed: int, bugs: PlantedBugs | None = None) -> None:
             victim = rng.choice([n for n in up if n != "n4"])
             net.crash(victim)
             net.restart(victim)
-            set_roster(net, belief[victim], at=[victim])  # as recovered from its own log
+            # A restarted node may recover an older configuration than it had (its
+            # commit index is relearnt from the leader): the bootstrap one, for a while.
+            set_roster(net, ["n1", "n2", "n3"], at=[victim])
+            stale[victim] = now + rng.uniform(0, 0.5)
         elif up and rng.random() < 0.5:
             node = rng.choice(up)
             result = net.call(node, Put("cfg", f"k{i}", f"{node}-{i}".encode()))
@@ -265,7 +275,7 @@ def _roster_change_schedule(seed: int, bugs: PlantedBugs | None = None) -> None:
                for n in remaining), seed
 
 
-@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("seed", range(20))
 def test_randomised_roster_changes_lose_nothing_and_do_not_hold_collection(seed: int) -> None:
     _roster_change_schedule(seed)
 
