@@ -33,9 +33,10 @@ module keeps the runtime in step with it:
    remove`` of a live node is the operator's statement that it has; see
    docs/membership.md, "Eventual namespaces"). A node that learns its own
    removal refuses every eventual request from then on (``retire``), so it
-   acknowledges no write that nobody else would ever receive. Only a removed
-   leader learns it (it commits its own removal); a removed follower is no
-   longer replicated to, so it is not told.
+   acknowledges no write that nobody else would ever receive. Only a leader
+   that commits its own removal learns it (when the hand-off found no
+   successor); a removed follower is no longer replicated to, so it is not
+   told.
 """
 
 from __future__ import annotations
