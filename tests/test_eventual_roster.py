@@ -4,15 +4,18 @@ a removed one holds nothing back and is ignored, and its dots stay valid."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Iterable, Sequence
 
 import pytest
 
 from configsvc.node_members import RosterFeed, roster
+from configsvc.runtime.membership_driver import MembershipDriver
 from configsvc.sim.eventual_net import Net
 from eventual.config import PlantedBugs
 from eventual.dots import vv_to_wire
+from eventual.membership_messages import Sync, decode_message
 from eventual.messages import Deltas, Digest, FullState
 from eventual.requests import Get, Put, ReadResult, WriteResult
 from eventual.stability import Stability
@@ -303,3 +306,22 @@ def test_the_randomised_schedules_catch_a_newcomer_served_by_deltas(
         except AssertionError:
             caught += 1
     assert caught > 0
+
+
+def test_swim_joins_a_member_entering_the_roster_and_stops_reporting_a_removed_one() -> None:
+    async def run() -> None:
+        sent: list[tuple[str, object]] = []
+        reported: list[list[str]] = []
+        m = MembershipDriver("n1", ["n2", "n3"], lambda dst, p: sent.append((dst, decode_message(p))),
+                             reported.append, tick_interval=0.01)
+        await m.start()
+        try:
+            m.alive = ["n2", "n3"]  # as last reported
+            m.set_peers(["n2", "n4"])
+            assert reported[-1] == [] and m.peers == ["n2", "n4"]  # n3 is no longer reported
+            assert await m.loop.wait_for(
+                lambda: any(dst == "n4" and isinstance(msg, Sync) for dst, msg in sent), 10)
+        finally:
+            await m.close()
+
+    asyncio.run(run())

@@ -82,7 +82,10 @@ class MembershipDriver:
         new = [p for p in peers if p not in self.peers]
         self.peers = list(peers)
         if new:
-            self.loop.submit(lambda: self.membership.join(new, self.clock()))
+            # Every peer is a seed again (``join`` replaces the seeds): an earlier join
+            # that no peer has answered yet keeps being retried with the others.
+            seeds = list(self.peers)
+            self.loop.submit(lambda: self.membership.join(seeds, self.clock()))
         self._report_alive()
 
     def peer_states(self) -> list[Member]:
