@@ -110,13 +110,25 @@ def _n(count: int) -> str:
     return f"{count:,}"
 
 
+def refused_by_quorum(node_id: str, voters: Sequence[str],
+                      refused_as: Mapping[str, str | None]) -> list[str]:
+    """The voters refusing this node's handshakes as an unknown node, if they are
+    a quorum of the voters it knows and it believes itself one of them (else []):
+    then it was removed without learning it (the commit that removed it is never
+    sent to it), and its id is retired for good. One lagging peer that has not
+    learnt of a newly added voter refuses it the same way, but is no quorum."""
+    refusing = sorted(p for p, code in refused_as.items()
+                      if code == "unknown-node" and p in voters)
+    if node_id not in voters or len(refusing) < len(voters) // 2 + 1:
+        return []
+    return refusing
+
+
 def removal_reasons(node_id: str, voters: Sequence[str], refused_as: Mapping[str, str | None]
                     ) -> list[Reason]:
-    """A node that believes it is a voter, whose peers refuse its handshakes as an
-    unknown node, was removed from the configuration without learning it (the
-    commit that removed it is never sent to it): its id is retired for good."""
-    refusing = sorted(p for p, code in refused_as.items() if code == "unknown-node")
-    if node_id not in voters or not refusing:
+    """``refused_by_quorum`` as a health reason."""
+    refusing = refused_by_quorum(node_id, voters, refused_as)
+    if not refusing:
         return []
     return [Reason("removed", "unavailable",
                    f"peers {', '.join(refusing)} refuse this node as unknown: it was removed "

@@ -29,6 +29,7 @@ from configsvc.health_report import (
     StrongView,
     Thresholds,
     eventual_reasons,
+    refused_by_quorum,
     removal_reasons,
     status_of,
     strong_reasons,
@@ -267,6 +268,7 @@ class Node:
             feed.update(members)
 
         self._strong.on_members = on_members
+        self.transport.on_refused = self._refused_by_peer
         self.transport.on_receive(MEMBERSHIP_CHANNEL, self.membership.deliver)
         self._strong.on_commit = self.metrics.commit_seconds.observe
         self._strong.loop.on_fsync = self.metrics.fsync_observer("strong")
@@ -400,6 +402,20 @@ class Node:
             await asyncio.sleep(wait)  # period of a background task, not a test wait
 
     # ------------------------------------------------------------------ health
+
+    def _refused_by_peer(self, peer: str, code: str | None) -> None:
+        """A peer refused our handshake. Refused as an unknown node by a quorum of
+        voters, this node was removed without learning it (``refused_by_quorum``):
+        its eventual replica stops acknowledging writes that nobody else would see."""
+        if code != "unknown-node" or self._eventual is None or self._eventual.retired:
+            return
+        assert self.transport is not None
+        refused = {p: s.refused_as for p, s in self.transport.stats().peers.items()}
+        refusing = refused_by_quorum(self.id, self.strong.members.voters, refused)
+        if refusing:
+            log.error("peers %s refuse this node as unknown: it was removed from the "
+                      "configuration; eventual requests are refused from now on", ", ".join(refusing))
+            self._eventual.retire()
 
     def add_health_reasons(self, source: Callable[[], Iterable[Reason]]) -> None:
         """Add ``source``'s reasons to every health report (``configsvc.health_report``

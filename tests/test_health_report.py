@@ -157,10 +157,13 @@ def test_a_peer_report_is_read_only_in_the_shape_the_cluster_view_uses() -> None
 
 
 def test_a_voter_refused_as_unknown_by_its_peers_says_it_was_removed() -> None:
-    refused = {"n1": "unknown-node", "n2": None, "n3": "auth"}
+    refused = {"n1": "unknown-node", "n2": "unknown-node", "n3": "auth"}
     (reason,) = removal_reasons("n4", ("n1", "n2", "n4"), refused)
     assert (reason.code, reason.severity) == ("removed", "unavailable")
-    assert reason.details == {"refused_by": ["n1"]}
+    assert reason.details == {"refused_by": ["n1", "n2"]}
     # a learner not added yet is refused the same way, and is told nothing
     assert removal_reasons("n5", ("n1", "n2", "n3"), refused) == []
     assert removal_reasons("n4", ("n1", "n2", "n4"), {"n1": None, "n2": "auth"}) == []
+    # one lagging peer that has not learnt of a new voter is no quorum
+    lagging = {"n1": "unknown-node", "n2": None, "n3": None}
+    assert removal_reasons("n4", ("n1", "n2", "n3", "n4"), lagging) == []

@@ -116,6 +116,9 @@ def test_replace_a_dead_node_while_clients_write(tmp_path: Path) -> None:
 
         reason = wait_for(removed, 60, f"{victim}'s health to say it was removed")
         assert "replace it under a new id" in str(reason["message"])
+        # It acknowledges no eventual write that nobody else would ever see.
+        refused = httpx.put(f"{c.url(victim)}/v1/kv/disc/after-removal", content=b"x", timeout=10)
+        assert refused.status_code == 503 and "removed" in refused.text, refused.text
     finally:
         c.stop_all()
 

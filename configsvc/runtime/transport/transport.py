@@ -118,6 +118,8 @@ class Transport:
         self._send_rejected = 0
         #: membership check on inbound handshakes (``set_member_check``)
         self._is_member: Callable[[str], bool] = lambda _peer: True
+        #: called with (peer, reason code) when a peer refuses our handshake
+        self.on_refused: Callable[[str, str | None], None] | None = None
 
     # -------------------------------------------------------------- lifecycle
 
@@ -364,6 +366,8 @@ class Transport:
             elif isinstance(exc, Refused):
                 peer.stats.refused_as = exc.code
                 log.info("handshake with %s refused: %s", peer.id, exc)
+                if self.on_refused is not None:
+                    self.on_refused(peer.id, exc.code)
             else:
                 log.debug("dial %s at %s:%s failed: %r", peer.id, host, port, exc)
         except asyncio.CancelledError:
