@@ -36,8 +36,21 @@ __all__ = ["cluster_up"]
 POLL = 0.2  # seconds between checks of the node processes while supervising
 
 
+#: reasons a fresh cluster shows until it can take every request: a leader, the
+#: configured namespaces, the newest state-machine version (ACLs need version 4)
+_STARTING = {"no_leader", "no_quorum", "namespaces_not_ready", "version_pending"}
+
+
+def _ready(health: dict[str, Any]) -> bool:
+    """A node that answers and is past starting up (it may stay degraded: a
+    one-node cluster is always one failure from an outage)."""
+    return health.get("status") in ("healthy", "degraded") and not any(
+        r.get("code") in _STARTING for r in health.get("reasons", []))
+
+
 def _wait_ready(sup: Supervisor, stopping: threading.Event, timeout: float, root: Path) -> int | None:
-    """None once every node answers; else the exit code to return."""
+    """None once every node answers past starting up (``_ready``); else the exit
+    code to return."""
     deadline = time.monotonic() + timeout
     while not stopping.is_set():
         exits = sup.poll_exits()
@@ -46,7 +59,7 @@ def _wait_ready(sup: Supervisor, stopping: threading.Event, timeout: float, root
                 print(f"error: during start-up, {line}", file=sys.stderr)
             return 1
         try:
-            if all(sup.cluster.health(n)["status"] in ("healthy", "degraded") for n in sup.ids):
+            if all(_ready(sup.cluster.health(n)) for n in sup.ids):
                 return None
         except httpx.HTTPError:
             pass
