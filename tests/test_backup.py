@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from configsvc.backup import Backup, encode_backup
+from configsvc.backup import Backup, BackupError, counts, decode_backup, encode_backup
 from configsvc.client import Client, ClientError
 from configsvc.runtime.disk_storage import strong_storage
 from strong.membership import unwrap_snapshot
@@ -34,8 +34,6 @@ from strong.services import ServiceTableState
 from strong.sm_snapshot import SnapshotState, encode_snapshot
 from strong.storage import recover
 from tests.cluster import LocalCluster, wait_for
-
-pytestmark = pytest.mark.slow
 
 BOOT = "backup-test-bootstrap-token-0123456789"
 ACL = {"enabled": True, "default_policy": "deny", "bootstrap_token": BOOT}
@@ -82,6 +80,7 @@ def inspect(path: Path) -> dict[str, Any]:
     return report
 
 
+@pytest.mark.slow
 def test_save_under_writes_then_restore_after_every_disk_is_lost(tmp_path: Path) -> None:
     root = tmp_path / "c"
     cluster = acl_cluster(root)
@@ -216,6 +215,7 @@ def test_bad_files_and_directories_are_refused_and_nothing_is_written(tmp_path: 
     assert json.loads((data / "n3" / "cluster-member").read_text())["cluster_id"] == "local"
 
 
+@pytest.mark.slow
 def test_the_snapshot_route_needs_a_management_token(tmp_path: Path) -> None:
     cluster = acl_cluster(tmp_path / "c")
     try:
@@ -232,3 +232,23 @@ def test_the_snapshot_route_needs_a_management_token(tmp_path: Path) -> None:
            "--token", BOOT)
     finally:
         cluster.stop_all()
+
+
+def test_the_file_round_trips_and_every_damage_is_named() -> None:
+    backup = Backup("prod", "n2", 7, 5, 1_764_558_000_000, _state())
+    data = encode_backup(backup)
+    decoded, state = decode_backup(data)
+    assert decoded == backup
+    assert counts(state)["keys"] == 1 and counts(state)["strong_namespaces"] == 1
+    for i in range(len(data)):  # every single flipped bit is caught
+        damaged = data[:i] + bytes([data[i] ^ 0x10]) + data[i + 1:]
+        with pytest.raises(BackupError):
+            decode_backup(damaged)
+    for cut in (0, 8, 12, len(data) // 2, len(data) - 1):
+        with pytest.raises(BackupError):
+            decode_backup(data[:cut])
+    lying = encode_backup(Backup("prod", "n2", 8, 5, 0, _state()))  # header index 8, state 7
+    with pytest.raises(BackupError, match="the state is at index 7"):
+        decode_backup(lying)
+    with pytest.raises(BackupError, match="does not decode"):
+        decode_backup(encode_backup(Backup("prod", "n2", 7, 5, 0, b"\x93\x01\x02")))
