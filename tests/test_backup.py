@@ -230,6 +230,23 @@ def test_the_snapshot_route_needs_a_management_token(tmp_path: Path) -> None:
             assert not (tmp_path / "x.backup").exists()
         ok("snapshot", "save", str(tmp_path / "x.backup"), "--endpoint", cluster.url("n1"),
            "--token", BOOT)
+        # Without a quorum there is no linearizable point: refused (once a lease
+        # that was still valid ran out), and no file.
+        (tmp_path / "x.backup").unlink()
+        for nid in ("n2", "n3"):
+            cluster.kill(nid)
+        target = tmp_path / "no-quorum.backup"
+
+        def refused() -> str | None:
+            done = cli("snapshot", "save", str(target), "--endpoint", cluster.url("n1"),
+                       "--token", BOOT)
+            if done.returncode == 0:  # a save under a still-valid lease is legitimate
+                target.unlink()
+                return None
+            return done.stderr if done.returncode == 1 else None
+
+        assert "HTTP 503" in wait_for(refused, 90, "a save refused without a quorum")
+        assert not target.exists() and not target.with_name(target.name + ".part").exists()
     finally:
         cluster.stop_all()
 
