@@ -42,8 +42,8 @@ from configsvc.datadir import STORES, Member, write_marker
 from configsvc.node_members import bootstrap, member_of
 from configsvc.runtime.disk_storage import strong_storage
 from configsvc.runtime.disklog import ensure_dir, fsync_dir
+from configsvc.upgrade import supported_versions
 from strong.membership import Membership, wrap_snapshot
-from strong.state_machine import SUPPORTED_VERSIONS
 from strong.storage import DurableState, compacted, recover
 
 __all__ = ["RestoreError", "Restored", "restore"]
@@ -84,10 +84,14 @@ def restore(config: ClusterConfig, node_id: str, data: bytes, *,
             f"the backup is of cluster {backup.cluster_id!r}, the cluster file says "
             f"{config.cluster_id!r}; pass --force-cluster-id to restore it as "
             f"{config.cluster_id!r}")
-    if backup.version not in SUPPORTED_VERSIONS:
+    try:  # the range the node will run under (a cap in the environment narrows it)
+        supported = supported_versions()
+    except ValueError as exc:
+        raise RestoreError(str(exc)) from None
+    if backup.version not in supported:
         raise RestoreError(
             f"the backup is at state-machine version {backup.version}; this binary supports "
-            f"{SUPPORTED_VERSIONS.start}..{SUPPORTED_VERSIONS.stop - 1}: restore with a newer one")
+            f"{supported.start}..{supported.stop - 1}: restore with a newer one")
     data_dir = config.data_dir(node_id)
     staging = data_dir.with_name(data_dir.name + ".restoring")
     if data_dir.exists() and (not data_dir.is_dir() or any(data_dir.iterdir())):
