@@ -386,6 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
     from configsvc import member_cli  # configsvc member ...
 
     member_cli.add_parser(sub, endpoint)
+    from configsvc import snapshot_cli  # configsvc snapshot save|inspect|restore
+
+    snapshot_cli.add_parser(sub, endpoint)
 
     status = sub.add_parser("status", help="the cluster at a glance: nodes, namespaces, reasons")
     status.add_argument("--json", action="store_true", help="the raw /v1/cluster/status answer")

@@ -6,6 +6,7 @@ Rung 4 of the testing ladder: real processes, real sockets, real fsync.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from configsvc.localcluster import LocalCluster as _LocalCluster
 from configsvc.localcluster import free_ports, wait_for
@@ -20,6 +21,7 @@ NAMESPACES = [{"name": "app", "consistency": "strong"}, {"name": "disc", "consis
 
 class LocalCluster(_LocalCluster):
     def __init__(self, root: Path, nodes: int = 3, admin_token: str | None = None,
-                 env: dict[str, str] | None = None, **timing: float) -> None:
+                 env: dict[str, str] | None = None, acl: dict[str, Any] | None = None,
+                 **timing: float) -> None:
         super().__init__(root, nodes, namespaces=NAMESPACES, admin_token=admin_token,
-                         timing={"request_timeout": 3.0, **timing}, env=env)
+                         timing={"request_timeout": 3.0, **timing}, env=env, acl=acl)

@@ -124,6 +124,8 @@ def native_needs(node: Node) -> dict[str, NeedFn]:
         "/v1/cluster/members/{id}": members,
         "/v1/cluster/members/{id}/promote": members,
         "/v1/cluster/leader/transfer": members,
+        # a backup holds every key and token: management only (configsvc.http.backup_api)
+        "/v1/cluster/snapshot": operator,
         "/ui/control/status": operator,
         "/ui/control/{action}": operator,
         "/ui/control/{action}/{node}": operator,

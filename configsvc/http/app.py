@@ -19,6 +19,7 @@ from configsvc.http.acl import guard
 from configsvc.http.acl_needs import native_needs
 from configsvc.http.acl_routes import AclApi
 from configsvc.http.admin import AdminApi
+from configsvc.http.backup_api import backup_routes
 from configsvc.http.cluster_view import PeerReports, cluster_status, health_with_digests
 from configsvc.http.config_docs import ConfigDocs
 from configsvc.http.discovery_api import DiscoveryApi
@@ -199,6 +200,7 @@ def build_app(node: Node, forwarder: Forwarder | None = None) -> Starlette:
         Route("/v1/admin/faults", admin.clear_faults, methods=["DELETE"]),
         Route("/v1/admin/faults/{peer}", admin.set_fault, methods=["PUT"]),
         *members_routes(node),  # membership changes (configsvc.http.members_api)
+        *backup_routes(node),  # online backups (configsvc.http.backup_api)
         *config_routes,
         *ui_routes(node),  # the dashboard at /ui (configsvc.http.ui)
     ]

@@ -202,6 +202,12 @@ OPENAPI: dict[str, Any] = {
             "Hand leadership to the voter `to` (absent: the most caught-up live voter)",
             body="application/json", errors=(400, 401, 409, 503, 504),
             body_schema={"type": "object", "properties": {"to": {"type": "string"}}})},
+        # backups (configsvc.http.backup_api; docs/backup.md)
+        "/v1/cluster/snapshot": {"get": _op(
+            "A backup file of the strong state machine as of a linearizable point (management "
+            "token with ACLs on, else the admin token if configured)",
+            ok="the backup (application/vnd.configsvc.backup), with X-Configsvc-Index and "
+               "X-Configsvc-Sha256", errors=(401, 403, 503))},
     },
     "components": {
         "schemas": {
