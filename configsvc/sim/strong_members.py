@@ -19,11 +19,20 @@ cluster's configuration shows them done:
   the first is pending).
 - ``remove``: a random voter, the leader included (at least 3 voters stay).
 - ``laggard`` (``begin_laggard``): from three voters, grow to five while one
-  old voter x is cut off, so it misses both changes; then cut x off together
+  old voter x is cut off, so it misses every change; then cut x off together
   with another old voter y until x leads (or four election timeouts pass),
   and heal: x campaigned with the configuration it last committed, and must
   have heard a quorum of each configuration its promises revealed (rule 13)
-  before it meets the others with the highest ballot.
+  before it meets the others with the highest ballot. The operator sets off
+  no split of its own meanwhile (its heal would end x's isolation early).
+- ``pipelined`` (``begin_pipelined``): from three voters, two learners whose
+  promotions are requested together, the first such request followed by
+  ``pipelined_split``: a second change proposed while the first is pending
+  (rule 12b) would let a value above it be chosen by the old configuration's
+  quorum and replaced by the new one's.
+
+``begin_laggard`` and ``begin_pipelined`` first remove voters (never the
+leader) down to three.
 
 After a learner joins, the operator waits up to two seconds before promoting
 it (checking it caught up): a learner stays one long enough for faults to
