@@ -19,11 +19,20 @@ cluster's configuration shows them done:
   the first is pending).
 - ``remove``: a random voter, the leader included (at least 3 voters stay).
 - ``laggard`` (``begin_laggard``): from three voters, grow to five while one
-  old voter x is cut off, so it misses both changes; then cut x off together
+  old voter x is cut off, so it misses every change; then cut x off together
   with another old voter y until x leads (or four election timeouts pass),
   and heal: x campaigned with the configuration it last committed, and must
   have heard a quorum of each configuration its promises revealed (rule 13)
-  before it meets the others with the highest ballot.
+  before it meets the others with the highest ballot. The operator sets off
+  no split of its own meanwhile (its heal would end x's isolation early).
+- ``pipelined`` (``begin_pipelined``): from three voters, two learners whose
+  promotions are requested together, the first such request followed by
+  ``pipelined_split``: a second change proposed while the first is pending
+  (rule 12b) would let a value above it be chosen by the old configuration's
+  quorum and replaced by the new one's.
+
+``begin_laggard`` and ``begin_pipelined`` first remove voters (never the
+leader) down to three.
 
 After a learner joins, the operator waits up to two seconds before promoting
 it (checking it caught up): a learner stays one long enough for faults to
@@ -47,7 +56,7 @@ from typing import TYPE_CHECKING
 from configsvc.sim.strong_node import SimStrongNode
 from strong.member_log import ChangeKind, MembershipChange
 from strong.membership import Member, Membership, membership_of
-from strong.messages import Accept, Accepted, CatchUpReply
+from strong.messages import Accept, Accepted, CatchUpReply, InstallSnapshot
 from strong.ready import Role
 
 if TYPE_CHECKING:
@@ -72,6 +81,11 @@ class MembershipAdmin:
         self.joined = 0
         #: steps completed, by kind
         self.done: dict[str, int] = {}
+        #: what a pair of promotions requested together sets off: "random" (a
+        #: ``pipelined_split`` or a ``split_leader``), "pipelined" (the first
+        #: request of the operation only: ``pipelined_split``) or "none" (the
+        #: laggard schedule, whose own isolation a heal would end)
+        self.pair_fault = "random"
 
     # ------------------------------------------------------------------ views
 
@@ -90,20 +104,55 @@ class MembershipAdmin:
 
     def begin_laggard(self) -> None:
         """Grow from three voters to five while one voter, x, is cut off (it
-        misses both changes), then cut x and another old voter y off together
-        from the rest for a few election timeouts: x campaigns with the
-        configuration it last committed, and its promises reveal the two
-        changes it must also hear quorums of (rule 13)."""
+        misses every change), then cut x and another old voter y off together
+        from the rest until x leads: x campaigns with the configuration it last
+        committed, and its promises reveal the changes it must also hear
+        quorums of (rule 13). From more than three voters, remove one first.
+        Nothing else the operator sets off heals x's isolation meanwhile."""
         if self.script:
             return
         m = self.view()
         leader = self.leader()
-        if len(m.voters) != 3 or leader is None:
+        if leader is None:
+            return
+        if len(m.voters) > 3:
+            return self._shrink(m, leader.id)
+        if len(m.voters) != 3:
             return self.begin()
         x, y = self.rng.sample([v for v in m.voters if v != leader.id], 2)
         self.sim.world.isolate(x)
         d, e = self._new_id(), self._new_id()
         self.script = [("add", d), ("add", e), ("promote", d), ("promote", e), ("split", f"{x},{y}")]
+        self._start("none")
+
+    def begin_pipelined(self) -> None:
+        """From three voters, two learners promoted by one request each, sent
+        together, with ``pipelined_split`` set off by the first pair: the second
+        promotion must be refused while the first is pending (rule 12b), so no
+        value is counted in a configuration that no longer governs it. From more
+        than three voters, remove one first."""
+        if self.script:
+            return
+        m = self.view()
+        leader = self.leader()
+        if leader is None:
+            return
+        if len(m.voters) > 3:
+            return self._shrink(m, leader.id)
+        if len(m.voters) != 3:
+            return self.begin()
+        d, e = self._new_id(), self._new_id()
+        self.script = [("add", d), ("add", e), ("promote", d), ("promote", e)]
+        self._start("pipelined")
+
+    def _shrink(self, m: Membership, leader: str) -> None:
+        """Remove a voter other than the leader (back towards three)."""
+        victim = self.rng.choice([v for v in m.voters if v != leader])
+        self.script = [("remove", victim), ("retire", victim)]
+        self._start("random")
+
+    def _start(self, pair_fault: str) -> None:
+        self.pair_fault = pair_fault
         self.requested_at = float("-inf")
         self.sim.world.after(POLL, self._step)
 
@@ -136,8 +185,7 @@ class MembershipAdmin:
                 self._decommission(victim)  # a dead machine, replaced
             new = self._new_id()
             self.script = [("add", new), ("promote", new), ("remove", victim), ("retire", victim)]
-        self.requested_at = float("-inf")
-        self.sim.world.after(POLL, self._step)
+        self._start("random")
 
     def _new_id(self) -> str:
         self.joined += 1
@@ -196,11 +244,23 @@ class MembershipAdmin:
                 leader.replica.request_change(self.request_id, change, leader._now())
             leader._process()
             if len(steps) > 1 and self.sim.faults_on:
-                if self.rng.random() < 0.5:
-                    pipelined_split(self.sim, leader.id, start)
-                else:  # ...or the leader is cut off with one voter while they are pending
-                    self.sim.while_faulty(self.rng.uniform(0.0, 0.1), split_leader, self.sim, False)
+                self._pair_fault(leader, start)
         self.sim.world.after(POLL, self._step)
+
+    def _pair_fault(self, leader: SimStrongNode, start: int) -> None:
+        """Two promotions were just requested together at ``leader``."""
+        if self.pair_fault == "none":
+            return
+        if self.pair_fault == "pipelined":
+            lead = leader.replica.leadership
+            if lead is None or not lead.active or not lead.own_commit:
+                return  # the first promotion would wait for a value of its ballot
+            self.pair_fault = "none"  # once per operation: the retries go unhindered
+            pipelined_split(self.sim, leader.id, start)
+        elif self.rng.random() < 0.5:
+            pipelined_split(self.sim, leader.id, start)
+        else:  # ...or the leader is cut off with one voter while they are pending
+            self.sim.while_faulty(self.rng.uniform(0.0, 0.1), split_leader, self.sim, False)
 
     def _done(self, kind: str, nid: str) -> bool:
         """A quorum of the newest configuration's voters has committed the step
@@ -271,12 +331,14 @@ def split_leader(sim: StrongSim, with_learners: bool = True) -> None:
 
 def pipelined_split(sim: StrongSim, leader: str, start: int) -> None:
     """Two promotions were just requested together, at slots from ``start``.
-    Their acknowledgements are late (a moment), and the slots above them reach
-    only the leader and one old voter (catch-up replies to the others are lost
-    too) until those two are cut off from the rest: a value chosen above an
-    unchosen change must have been counted in the configuration that governs
-    it (rule 12), or the rest, a quorum of the new configuration, choose
-    another one."""
+    Their acknowledgements are late (for a fraction of an election timeout,
+    long enough for writes above them to be counted), and the slots above
+    them reach only the leader and one old voter (catch-up replies and
+    snapshots to the others are lost too), while the others learn the commit
+    index of both promotions; then those two are cut off from the rest, which
+    may now talk among themselves: a value chosen above an unchosen change
+    must have been counted in the configuration that governs it (rule 12),
+    or the rest, a quorum of the new configuration, choose another one."""
     m = sim.nodes[leader].replica.members
     second = sim.rng.choice([v for v in m.voters if v != leader])
     pair = {leader, second}
@@ -287,20 +349,24 @@ def pipelined_split(sim: StrongSim, leader: str, start: int) -> None:
     def hidden(src: str, dst: str, message: object) -> bool:
         if dst in pair:
             return False
-        return isinstance(message, CatchUpReply) or (
+        return isinstance(message, CatchUpReply | InstallSnapshot) or (
             isinstance(message, Accept) and message.slot >= start
             and membership_of(message.value) is None)
 
     sim.world.drop_if.extend([late_acks, hidden])
     timeout = sim.config.election_timeout
+    late = sim.rng.uniform(0.05, 0.3) * timeout
 
     def acks_arrive() -> None:
         if late_acks in sim.world.drop_if:
             sim.world.drop_if.remove(late_acks)
 
     def cut_off() -> None:
+        if hidden in sim.world.drop_if:
+            sim.world.drop_if.remove(hidden)  # the rest elect and choose among themselves
         sim.world.split([sorted(pair)])
         sim.while_faulty(sim.rng.uniform(2.0, 4.0) * timeout, sim.world.heal)
 
-    sim.while_faulty(sim.rng.uniform(0.01, 0.05), acks_arrive)
-    sim.while_faulty(sim.rng.uniform(0.2, 1.0) * timeout, cut_off)
+    sim.while_faulty(late, acks_arrive)
+    # after the others heard the commit index of both promotions (heartbeats)
+    sim.while_faulty(late + sim.rng.uniform(0.5, 1.0) * timeout, cut_off)

@@ -342,6 +342,8 @@ class StrongSim:
             split_leader(self)
         elif kind == "member_laggard":
             self.admin.begin_laggard()
+        elif kind == "member_pipeline":
+            self.admin.begin_pipelined()
         elif kind == "bridge":
             world.bridge(rng.choice(self.node_ids))
         elif kind == "one_way":

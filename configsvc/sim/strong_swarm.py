@@ -59,6 +59,7 @@ FAULT_KINDS: dict[str, int] = {
 LATER_FAULT_KINDS: dict[str, int] = {
     "staggered_power_loss": 1,
     "member_change": 2,
+    "member_pipeline": 1,
 }
 
 #: one-way link latency profiles: (name, delay_min range, extra mean delay range)
