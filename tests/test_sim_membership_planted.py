@@ -3,7 +3,10 @@
 ``concurrent_changes`` (rule 12b-c) is caught by the ``pipeline`` profile
 (``MembershipAdmin.begin_pipelined`` and ``pipelined_split``), and
 ``candidate_ignores_config`` (rule 13) by the ``laggard`` profile
-(``MembershipAdmin.begin_laggard``), each by a safety checker at the seeds
+(``MembershipAdmin.begin_laggard``), and ``handoff_skips_lease_wait``
+(rule 17 with rule 4 skipped) by the ``handoff`` profile (``leader_handoff``:
+the old leader deafened once its ``TimeoutNow`` is out), each by a safety
+checker at the seeds
 below; the same seeds with no bug planted pass, with the operator's steps
 taken (a control that changed no membership would prove nothing). The
 detection rates over 100 seeds are in docs/simulation.md; these seeds are
@@ -22,6 +25,7 @@ CAUGHT = [
     ("concurrent_changes", 7),
     ("candidate_ignores_config", 3),
     ("candidate_ignores_config", 5),
+    ("handoff_skips_lease_wait", 9),
 ]
 
 
@@ -32,4 +36,5 @@ def test_the_schedule_catches_the_planted_bug_and_its_control_passes(bug: str, s
     assert planted.caught(result), (result.checker, result.violation)
     control = run_seed(seed, planted.control())
     assert control.ok, (control.checker, control.violation, control.excerpt)
-    assert control.stats["member_changes"] > 0
+    steps = "handoffs" if planted.profile == "handoff" else "member_changes"
+    assert control.stats[steps] > 0

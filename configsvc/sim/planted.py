@@ -182,6 +182,19 @@ PIPELINE = StrongSimConfig(
     fault_weights=(("member_pipeline", 1),),
 )
 
+#: the operator moving leadership again and again (``leader_handoff``), half the
+#: time with every message to the old leader lost, and many reads of few keys
+HANDOFF = StrongSimConfig(
+    nodes=(3,),
+    read_fraction=0.5,
+    keys=4,
+    clients=16,
+    think=0.0,
+    pinned=("nodes", "read_fraction", "keys", "clients", "think"),
+    fault_interval=(0.3, 1.0),
+    fault_weights=(("heal", 1), ("leader_handoff", 4), ("crash_leader", 1)),
+)
+
 PROFILES: dict[str, StrongSimConfig | None] = {
     "swarm": None,
     "gray": GRAY,
@@ -197,6 +210,7 @@ PROFILES: dict[str, StrongSimConfig | None] = {
     "members": MEMBERS,
     "laggard": LAGGARD,
     "pipeline": PIPELINE,
+    "handoff": HANDOFF,
 }
 
 
@@ -280,6 +294,9 @@ STRONG: tuple[Planted, ...] = (
     Planted("candidate_ignores_config",
             "membership rule 13: phase 1 ignores the configurations its promises reveal",
             "laggard", SAFETY, PlantedBugs(candidate_ignores_config=True)),
+    Planted("handoff_skips_lease_wait",
+            "rule 17: a candidate started by TimeoutNow does not wait out the old lease",
+            "handoff", SAFETY, PlantedBugs(handoff_skips_lease_wait=True)),
 )
 
 CATALOGUE: dict[str, Planted] = {p.name: p for p in STRONG}

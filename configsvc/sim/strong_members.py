@@ -81,6 +81,8 @@ class MembershipAdmin:
         self.joined = 0
         #: steps completed, by kind
         self.done: dict[str, int] = {}
+        #: leadership hand-offs asked for (``leader_handoff``)
+        self.handoffs = 0
         #: what a pair of promotions requested together sets off: "random" (a
         #: ``pipelined_split`` or a ``split_leader``), "pipelined" (the first
         #: request of the operation only: ``pipelined_split``) or "none" (the
@@ -370,3 +372,44 @@ def pipelined_split(sim: StrongSim, leader: str, start: int) -> None:
     sim.while_faulty(late, acks_arrive)
     # after the others heard the commit index of both promotions (heartbeats)
     sim.while_faulty(late + sim.rng.uniform(0.5, 1.0) * timeout, cut_off)
+
+
+def leader_handoff(sim: StrongSim) -> None:
+    """The operator moves leadership (``strong.handoff``): the leader is asked to
+    hand off, to a random voter or to the most caught-up one. Half the time the
+    old leader then hears from no other node for one to three election
+    timeouts (what it sends still arrives), so it never meets the successor's
+    ballot: it keeps believing it leads, and keeps answering reads from its
+    lease, while the successor takes over: only the
+    successor's wait for that lease (``strong.replica`` rule 4) keeps reads
+    linearizable."""
+    admin = sim.admin
+    leader = admin.leader()
+    if leader is None:
+        return
+    voters = [v for v in leader.replica.members.voters if v != leader.id and v in sim.nodes]
+    if not voters:
+        return
+    target = sim.rng.choice(voters) if sim.rng.random() < 0.5 else None
+    admin.request_id += 1
+    admin.handoffs += 1
+    leader.replica.transfer_leadership(admin.request_id, target, leader._now())
+    leader._process()
+    lead = leader.replica.leadership
+    if lead is None or lead.transfer is None or not sim.faults_on or sim.rng.random() < 0.5:
+        return
+    transfer = lead.transfer
+
+    def deafen_once_sent() -> None:
+        """Cut the old leader's ears as soon as its ``TimeoutNow`` is out."""
+        if lead.transfer is not transfer or leader.replica.leadership is not lead:
+            return  # it ended first
+        if transfer.sent_at == float("-inf"):
+            sim.while_faulty(POLL / 20, deafen_once_sent)
+            return
+        for other in leader.replica.members.members:
+            if other != leader.id and other in sim.nodes:
+                sim.world.one_way(other, leader.id)
+        sim.while_faulty(sim.rng.uniform(1.0, 3.0) * sim.config.election_timeout, sim.world.heal)
+
+    deafen_once_sent()

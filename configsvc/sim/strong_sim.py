@@ -29,7 +29,7 @@ from configsvc.sim import strong_schedules as schedules
 from configsvc.sim.runner import SeedResult
 from configsvc.sim.strong_checks import Observer, check_history, lost_writes
 from configsvc.sim.strong_client import HistoryOp, SimStrongClient
-from configsvc.sim.strong_members import MembershipAdmin, split_leader
+from configsvc.sim.strong_members import MembershipAdmin, leader_handoff, split_leader
 from configsvc.sim.strong_node import SimStrongNode
 from configsvc.sim.strong_readers import OpenLoopReaders
 from configsvc.sim.strong_swarm import swarm
@@ -43,7 +43,7 @@ from strong.sm_snapshot import snapshot_decodes
 from strong.state_machine import StateMachine
 
 FOLD = {"max_op_latency_s": "max", "unknown_ops": "sum", "elections": "sum",
-        "member_changes": "sum"}
+        "member_changes": "sum", "handoffs": "sum"}
 NAMESPACE = "sim"
 
 
@@ -344,6 +344,8 @@ class StrongSim:
             self.admin.begin_laggard()
         elif kind == "member_pipeline":
             self.admin.begin_pipelined()
+        elif kind == "leader_handoff":
+            leader_handoff(self)
         elif kind == "bridge":
             world.bridge(rng.choice(self.node_ids))
         elif kind == "one_way":
@@ -470,6 +472,7 @@ class StrongSim:
                 "max_op_latency_s": max((c.max_latency for c in self.clients), default=0.0),
                 "unknown_ops": float(unknown),
                 "member_changes": float(sum(self.admin.done.values())),
+                "handoffs": float(self.admin.handoffs),
             },
         )
         if self.observer.violation:

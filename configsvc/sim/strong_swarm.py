@@ -60,6 +60,7 @@ LATER_FAULT_KINDS: dict[str, int] = {
     "staggered_power_loss": 1,
     "member_change": 2,
     "member_pipeline": 1,
+    "leader_handoff": 1,
 }
 
 #: one-way link latency profiles: (name, delay_min range, extra mean delay range)
