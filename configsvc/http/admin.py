@@ -11,7 +11,6 @@ are compared in constant time.
 
 from __future__ import annotations
 
-import hmac
 import json
 from typing import TYPE_CHECKING
 
@@ -19,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from configsvc.http.errors import ApiError, bad_request
-from configsvc.http.node_requests import check_serving, read_body
+from configsvc.http.node_requests import check_serving, read_body, require_admin_bearer
 
 if TYPE_CHECKING:
     from configsvc.node import Node
@@ -34,9 +33,7 @@ class AdminApi:
         token = self.node.config.security.admin_token
         if token is None:
             raise ApiError(403, "admin_disabled", "no admin_token is configured for this cluster")
-        given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            raise ApiError(401, "unauthorized", "a valid admin bearer token is required")
+        require_admin_bearer(request, token)
 
     def _faults(self) -> dict[str, dict[str, object]]:
         assert self.node.transport is not None

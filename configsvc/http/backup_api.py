@@ -32,7 +32,7 @@ from starlette.routing import Route
 
 from configsvc.backup import Backup, encode_backup, file_digest
 from configsvc.http.errors import ApiError
-from configsvc.http.members_api import MembersApi
+from configsvc.http.members_api import authorize_operator
 from configsvc.http.node_requests import check_serving
 from configsvc.runtime.strong_driver import Halted, NotLeader
 from strong.state_machine import StateMachine
@@ -48,13 +48,11 @@ MEDIA_TYPE = "application/vnd.configsvc.backup"
 class BackupApi:
     def __init__(self, node: Node) -> None:
         self.node = node
-        #: the admin-token check of membership changes (the same operator act)
-        self.members = MembersApi(node)
 
     async def save(self, request: Request) -> Response:
         node = self.node
         check_serving(node)
-        self.members._authorize(request)
+        authorize_operator(node, request)
         driver = node.strong
         try:
             await driver.barrier(node.config.timing.request_timeout)  # step 1

@@ -20,7 +20,6 @@ and the client asks it again, where it is an ordinary removal.
 
 from __future__ import annotations
 
-import hmac
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -28,7 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from configsvc.http.errors import ApiError, bad_request, json_object
-from configsvc.http.node_requests import check_serving, read_body
+from configsvc.http.node_requests import check_serving, read_body, require_admin_bearer
 from configsvc.member_addresses import member_address
 from configsvc.node_members import parse_address
 from configsvc.runtime.strong_driver import Halted, OutcomeUnknown
@@ -145,14 +144,17 @@ class MembersApi:
             raise ApiError(504, "outcome_unknown", outcome.detail)
 
     def _authorize(self, request: Request) -> None:
-        """With ACLs on, the ACL guard already required a management token
-        (``configsvc.http.acl_needs``); otherwise the admin token, if one is set."""
-        token = self.node.config.security.admin_token
-        if token is None or self.node.config.acl.enabled:
-            return
-        given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            raise ApiError(401, "unauthorized", "a valid admin bearer token is required")
+        authorize_operator(self.node, request)
+
+
+def authorize_operator(node: Node, request: Request) -> None:
+    """An operator's act (a membership change, a backup): with ACLs on, the ACL
+    guard already required a management token (``configsvc.http.acl_needs``);
+    otherwise the admin token, if one is set."""
+    token = node.config.security.admin_token
+    if token is None or node.config.acl.enabled:
+        return
+    require_admin_bearer(request, token)
 
 
 def members_routes(node: Node) -> list[Route]:

@@ -7,6 +7,7 @@ the HTTP side: the node itself knows nothing of requests.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -105,3 +106,11 @@ def check_serving(node: Node) -> None:
     refusal = node.refusal()
     if refusal:
         raise ApiError(503, "unavailable", refusal)
+
+
+def require_admin_bearer(request: Request, token: str) -> None:
+    """Raise 401 unless the request presents ``Authorization: Bearer <token>``
+    (compared in constant time)."""
+    given = request.headers.get("authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        raise ApiError(401, "unauthorized", "a valid admin bearer token is required")
