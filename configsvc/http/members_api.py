@@ -20,6 +20,7 @@ and the client asks it again, where it is an ordinary removal.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -85,22 +86,29 @@ class MembersApi:
     async def remove(self, request: Request) -> Response:
         return await self._change(request, ChangeKind.REMOVE, Member(request.path_params["id"]))
 
-    async def _change(self, request: Request, kind: ChangeKind, member: Member) -> Response:
+    async def _on_leader(self, request: Request, what: str,
+                         ask: Callable[[float], Awaitable[ChangeOutcome]]) -> ChangeOutcome:
+        """Authorize, check that this node leads (``what`` runs on the leader), and
+        await the replica's outcome of ``ask(timeout)``; driver errors become API errors."""
         check_serving(self.node)
         self._authorize(request)
         status = self.node.strong.status()
         if status.leader != self.node.id:
-            raise ApiError(503, "not_leader", "membership changes run on the leader",
+            raise ApiError(503, "not_leader", f"{what} runs on the leader",
                            leader=status.leader,
                            leader_api=self._api_address(status.leader) if status.leader else None)
         try:
-            outcome = await self.node.strong.change_members(
-                MembershipChange(kind, member), self.node.config.timing.request_timeout)
+            return await ask(self.node.config.timing.request_timeout)
         except OutcomeUnknown:
             raise ApiError(504, "outcome_unknown",
                            "no outcome in time: read the members to know") from None
         except Halted as exc:
             raise ApiError(503, "unavailable", str(exc)) from None
+
+    async def _change(self, request: Request, kind: ChangeKind, member: Member) -> Response:
+        change = MembershipChange(kind, member)
+        outcome = await self._on_leader(request, "a membership change",
+                                        lambda t: self.node.strong.change_members(change, t))
         self._raise_for(outcome, "membership_refused")
         return JSONResponse({**self._view(), "slot": outcome.slot})
 
@@ -110,21 +118,8 @@ class MembersApi:
         target = body.get("to")
         if target is not None and (not isinstance(target, str) or not target):
             raise bad_request("to: expected a node id")
-        check_serving(self.node)
-        self._authorize(request)
-        status = self.node.strong.status()
-        if status.leader != self.node.id:
-            raise ApiError(503, "not_leader", "a leadership transfer runs on the leader",
-                           leader=status.leader,
-                           leader_api=self._api_address(status.leader) if status.leader else None)
-        try:
-            outcome = await self.node.strong.transfer_leadership(
-                target, self.node.config.timing.request_timeout)
-        except OutcomeUnknown:
-            raise ApiError(504, "outcome_unknown",
-                           "no outcome in time: read the members to know") from None
-        except Halted as exc:
-            raise ApiError(503, "unavailable", str(exc)) from None
+        outcome = await self._on_leader(request, "a leadership transfer",
+                                        lambda t: self.node.strong.transfer_leadership(target, t))
         if outcome.status is not ChangeStatus.HANDED_OFF:
             self._raise_for(outcome, "transfer_refused")
         leader = outcome.leader_hint

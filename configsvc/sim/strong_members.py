@@ -111,17 +111,10 @@ class MembershipAdmin:
         committed, and its promises reveal the changes it must also hear
         quorums of (rule 13). From more than three voters, remove one first.
         Nothing else the operator sets off heals x's isolation meanwhile."""
-        if self.script:
-            return
-        m = self.view()
-        leader = self.leader()
+        leader = self._from_three_voters()
         if leader is None:
             return
-        if len(m.voters) > 3:
-            return self._shrink(m, leader.id)
-        if len(m.voters) != 3:
-            return self.begin()
-        x, y = self.rng.sample([v for v in m.voters if v != leader.id], 2)
+        x, y = self.rng.sample([v for v in self.view().voters if v != leader.id], 2)
         self.sim.world.isolate(x)
         d, e = self._new_id(), self._new_id()
         self.script = [("add", d), ("add", e), ("promote", d), ("promote", e), ("split", f"{x},{y}")]
@@ -133,19 +126,28 @@ class MembershipAdmin:
         promotion must be refused while the first is pending (rule 12b), so no
         value is counted in a configuration that no longer governs it. From more
         than three voters, remove one first."""
-        if self.script:
+        if self._from_three_voters() is None:
             return
-        m = self.view()
-        leader = self.leader()
-        if leader is None:
-            return
-        if len(m.voters) > 3:
-            return self._shrink(m, leader.id)
-        if len(m.voters) != 3:
-            return self.begin()
         d, e = self._new_id(), self._new_id()
         self.script = [("add", d), ("add", e), ("promote", d), ("promote", e)]
         self._start("pipelined")
+
+    def _from_three_voters(self) -> SimStrongNode | None:
+        """The leader, if no operation runs and the group has exactly three voters;
+        else None, after starting what gets there (a removal, or another operation)."""
+        if self.script:
+            return None
+        m = self.view()
+        leader = self.leader()
+        if leader is None:
+            return None
+        if len(m.voters) > 3:
+            self._shrink(m, leader.id)
+            return None
+        if len(m.voters) != 3:
+            self.begin()
+            return None
+        return leader
 
     def _shrink(self, m: Membership, leader: str) -> None:
         """Remove a voter other than the leader (back towards three)."""
