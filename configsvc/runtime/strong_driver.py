@@ -139,6 +139,8 @@ class StrongDriver:
         #: Handed again when another leader takes over (``_rehand``)
         self._unanswered: dict[int, tuple[tuple[str, int], bytes, Ballot | None]] = {}
         self._rehanded_at: Ballot | None = None
+        #: request ids handed more than once: a refusal may be an old copy's
+        self._copies: set[int] = set()
         self._reads: dict[int, asyncio.Future[Any]] = {}
         #: the snapshot being encoded in a worker thread, if any
         self._snapshotting: asyncio.Task[None] | None = None
@@ -223,6 +225,7 @@ class StrongDriver:
             del self._writes[rid]
             self._handed.discard(rid)
             self._unanswered.pop(rid, None)
+            self._copies.discard(rid)
             rids = self._by_command.get(key)
             if rids is not None:
                 rids.discard(rid)
@@ -355,7 +358,8 @@ class StrongDriver:
         fate is unknown until it applies. A copy is safe because the state machine
         applies a client's sequence number once (a second copy is a no-op that
         answers with the first one's result); anonymous writes (seq 0) have no
-        such guard and are never handed twice."""
+        such guard and are never handed twice. Once handed twice, a refusal no
+        longer answers the write (``_reject``): it names one copy only."""
         ballot = self._followed_ballot()
         if ballot is None or ballot == self._rehanded_at:
             return
@@ -366,6 +370,7 @@ class StrongDriver:
                 self._unanswered.pop(rid, None)
             elif handed_at != ballot:
                 self.stats.rehanded += 1
+                self._copies.add(rid)
                 self._hand(rid, key, command)
 
     def _check_running(self) -> None:
@@ -540,6 +545,11 @@ class StrongDriver:
         self.loop.submit(compact)
 
     def _reject(self, rid: int, reason: RejectReason, hint: str | None) -> None:
+        if rid in self._copies:
+            # A refusal names one copy; another may still be chosen, so "never
+            # proposed, safe to retry" would not be true: the write waits for its
+            # result, a later leader (``_rehand``), or the timeout (outcome unknown).
+            return
         for joined in self._joined.pop(rid, ()):  # they were never proposed on their own
             fut = self._writes.get(joined)
             if fut is not None and not fut.done():

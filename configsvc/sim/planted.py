@@ -195,6 +195,15 @@ HANDOFF = StrongSimConfig(
     fault_weights=(("heal", 1), ("leader_handoff", 4), ("crash_leader", 1)),
 )
 
+#: leaders crash, are cut off and hand off while clients write: nodes hand
+#: every unanswered session write to the next leader (``rehand``)
+REHAND = StrongSimConfig(
+    rehand=True,
+    pinned=("rehand",),
+    fault_weights=(("heal", 1), ("crash_leader", 2), ("isolate_leader", 2), ("leader_handoff", 1),
+                   ("crash", 1)),
+)
+
 PROFILES: dict[str, StrongSimConfig | None] = {
     "swarm": None,
     "gray": GRAY,
@@ -211,6 +220,7 @@ PROFILES: dict[str, StrongSimConfig | None] = {
     "laggard": LAGGARD,
     "pipeline": PIPELINE,
     "handoff": HANDOFF,
+    "rehand": REHAND,
 }
 
 

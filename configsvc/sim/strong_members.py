@@ -309,6 +309,7 @@ class MembershipAdmin:
             snapshot_every=sim.config.snapshot_every,
             hash_every=sim.config.hash_every,
             tick_interval=sim.config.tick_interval,
+            rehand=sim.config.rehand,
             on_apply=sim.observer.applied,
             on_hash=sim.observer.hashed,
             make_state_machine=sim.make_sm,

@@ -61,6 +61,7 @@ class SimStrongNode:
         fsync_latency: tuple[float, float] = (0.0005, 0.005),
         max_message_bytes: int = 64 << 20,
         tick_interval: float = 0.01,
+        rehand: bool = False,
         snapshot_every: int = 40,
         hash_every: int = 20,
         on_apply: ApplyObserver | None = None,
@@ -84,6 +85,9 @@ class SimStrongNode:
         #: messages the receiver would refuse for their size (never sent)
         self.oversize = 0
         self.tick_interval = tick_interval
+        self.rehand = rehand
+        #: session writes handed again to a new leader (``_rehand``)
+        self.rehanded = 0
         self.snapshot_every = snapshot_every
         self.hash_every = hash_every
         self.on_apply = on_apply
@@ -115,6 +119,12 @@ class SimStrongNode:
         self.writes: dict[tuple[str, int], tuple[str, int]] = {}
         #: (client_id, seq) -> the ballot of the leadership it was proposed under
         self.proposed: dict[tuple[str, int], Ballot] = {}
+        #: session writes given to the replica and not answered: key -> (request id,
+        #: command, the ballot of the leader followed when handed)
+        self.unanswered: dict[tuple[str, int], tuple[int, bytes, Ballot | None]] = {}
+        self.rehanded_at: Ballot | None = None
+        #: request ids handed more than once: a refusal may be an old copy's
+        self.copies: set[int] = set()
         self.requests: dict[int, tuple[str, int, tuple[str, int]]] = {}
         self.reads: dict[int, tuple[str, int, Get]] = {}
         self.ready_reads: list[tuple[int, int]] = []
@@ -164,6 +174,8 @@ class SimStrongNode:
         if self.busy:
             return
         self.replica.tick(self._now())
+        if self.unanswered:
+            self._rehand()
         self._process()
 
     def _handle(self, src: str, message: Any) -> None:
@@ -189,6 +201,8 @@ class SimStrongNode:
             self.requests[rid] = (client, req.op_id, key)
             if lead is not None:
                 self.proposed[key] = lead.ballot
+            if self.rehand and req.seq:
+                self.unanswered[key] = (rid, req.write, self._followed_ballot())
             self.replica.propose(rid, req.write, now)
         elif req.read is not None:
             self.reads[rid] = (client, req.op_id, req.read)
@@ -274,9 +288,38 @@ class SimStrongNode:
         self.world.after(restart_after, self.restart)
         return True
 
+    def _followed_ballot(self) -> Ballot | None:
+        lead = self.replica.leadership
+        if lead is not None:
+            return lead.ballot
+        return self.replica.leader_ballot if self.replica.leader is not None else None
+
+    def _rehand(self) -> None:
+        """Another leader took over: hand it every session write still unanswered,
+        as the production driver does (``StrongDriver._rehand``; a copy applies
+        once, the state machine remembering each client's sequence numbers)."""
+        ballot = self._followed_ballot()
+        if ballot is None or ballot == self.rehanded_at:
+            return
+        self.rehanded_at = ballot
+        now = self._now()
+        lead = self.replica.leadership
+        for key, (rid, command, handed_at) in list(self.unanswered.items()):
+            if handed_at == ballot or rid not in self.requests:
+                continue
+            self.unanswered[key] = (rid, command, ballot)
+            if lead is not None:
+                self.proposed[key] = lead.ballot
+            self.rehanded += 1
+            self.copies.add(rid)
+            self.replica.propose(rid, command, now)
+
     def _rejected_target(self, rid: int) -> tuple[str, int] | None:
+        if rid in self.copies:
+            return None  # one copy refused; another may be chosen: no "not the leader"
         write = self.requests.pop(rid, None)
         if write is not None:
+            self.unanswered.pop(write[2], None)
             self.writes.pop(write[2], None)
             self.proposed.pop(write[2], None)
             return write[0], write[1]
@@ -285,6 +328,9 @@ class SimStrongNode:
 
     def _answer_write(self, applied: Applied) -> None:
         self.proposed.pop((applied.client_id, applied.seq), None)
+        handed = self.unanswered.pop((applied.client_id, applied.seq), None)
+        if handed is not None:
+            self.copies.discard(handed[0])
         target = self.writes.pop((applied.client_id, applied.seq), None)
         if target is not None:
             client, op_id = target

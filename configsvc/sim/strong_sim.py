@@ -43,7 +43,7 @@ from strong.sm_snapshot import snapshot_decodes
 from strong.state_machine import StateMachine
 
 FOLD = {"max_op_latency_s": "max", "unknown_ops": "sum", "elections": "sum",
-        "member_changes": "sum", "handoffs": "sum"}
+        "member_changes": "sum", "handoffs": "sum", "rehanded": "sum"}
 NAMESPACE = "sim"
 
 
@@ -104,6 +104,10 @@ class StrongSimConfig:
     open_loop_reads: float = 0.0
     #: seconds between two faults, drawn uniformly from this range
     fault_interval: tuple[float, float] = (0.3, 2.0)
+    #: nodes hand every unanswered session write to a new leader (the production
+    #: driver's ``StrongDriver._rehand``); off by default so recorded seeds stay the
+    #: runs they were; the ``rehand`` profile of ``configsvc.sim.planted`` turns it on
+    rehand: bool = False
     #: draw the fields above (and a subset of fault kinds) from the seed: swarm testing
     swarm: bool = True
     #: fields a profile pins: the swarm leaves them as they are
@@ -156,6 +160,7 @@ class StrongSim:
                 snapshot_every=config.snapshot_every,
                 hash_every=config.hash_every,
                 tick_interval=config.tick_interval,
+                rehand=config.rehand,
                 on_apply=self.observer.applied,
                 on_hash=self.observer.hashed,
                 make_state_machine=make_sm,
@@ -473,6 +478,7 @@ class StrongSim:
                 "unknown_ops": float(unknown),
                 "member_changes": float(sum(self.admin.done.values())),
                 "handoffs": float(self.admin.handoffs),
+                "rehanded": float(sum(n.rehanded for n in self.nodes.values())),
             },
         )
         if self.observer.violation:
