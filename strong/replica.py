@@ -420,6 +420,14 @@ class Replica:
         lead.round_wanted = True
 
     @property
+    def followed_ballot(self) -> Ballot | None:
+        """The ballot of the leader this replica is or follows (None: it knows none);
+        drivers hand unanswered writes again when it changes."""
+        if self.leadership is not None:
+            return self.leadership.ballot
+        return self.leader_ballot if self.leader is not None else None
+
+    @property
     def incarnation(self) -> int:
         """This process life, named in requests to the leader (``strong.leader_requests``)."""
         return self.requests.incarnation

@@ -327,7 +327,7 @@ class StrongDriver:
         self._handed.add(rid)
         lead = self.replica.leadership
         if key[1]:
-            self._unanswered[rid] = (key, command, self._followed_ballot())
+            self._unanswered[rid] = (key, command, self.replica.followed_ballot)
         if lead is None or self._proposed_ballot != lead.ballot:
             self._proposed.clear()
             self._held.clear()
@@ -343,13 +343,6 @@ class StrongDriver:
             self._held[rid] = key
         self.replica.propose(rid, command, self.clock())
 
-    def _followed_ballot(self) -> Ballot | None:
-        """The ballot of the leader this replica follows or is (None: none known)."""
-        lead = self.replica.leadership
-        if lead is not None:
-            return lead.ballot
-        return self.replica.leader_ballot if self.replica.leader is not None else None
-
     def _rehand(self) -> None:
         """Another leader took over: hand it every session write still unanswered.
 
@@ -360,7 +353,7 @@ class StrongDriver:
         answers with the first one's result); anonymous writes (seq 0) have no
         such guard and are never handed twice. Once handed twice, a refusal no
         longer answers the write (``_reject``): it names one copy only."""
-        ballot = self._followed_ballot()
+        ballot = self.replica.followed_ballot
         if ballot is None or ballot == self._rehanded_at:
             return
         self._rehanded_at = ballot

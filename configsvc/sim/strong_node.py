@@ -202,7 +202,7 @@ class SimStrongNode:
             if lead is not None:
                 self.proposed[key] = lead.ballot
             if self.rehand and req.seq:
-                self.unanswered[key] = (rid, req.write, self._followed_ballot())
+                self.unanswered[key] = (rid, req.write, self.replica.followed_ballot)
             self.replica.propose(rid, req.write, now)
         elif req.read is not None:
             self.reads[rid] = (client, req.op_id, req.read)
@@ -288,17 +288,11 @@ class SimStrongNode:
         self.world.after(restart_after, self.restart)
         return True
 
-    def _followed_ballot(self) -> Ballot | None:
-        lead = self.replica.leadership
-        if lead is not None:
-            return lead.ballot
-        return self.replica.leader_ballot if self.replica.leader is not None else None
-
     def _rehand(self) -> None:
         """Another leader took over: hand it every session write still unanswered,
         as the production driver does (``StrongDriver._rehand``; a copy applies
         once, the state machine remembering each client's sequence numbers)."""
-        ballot = self._followed_ballot()
+        ballot = self.replica.followed_ballot
         if ballot is None or ballot == self.rehanded_at:
             return
         self.rehanded_at = ballot
